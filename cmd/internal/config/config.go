@@ -1,0 +1,137 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/sentry-jml/sentry-jml/internal/policy"
+)
+
+// Prefix of every variable.
+const Prefix = "JML"
+
+// Common is what every process reads.
+type Common struct {
+	NatsURL  string `envconfig:"NATS_URL" desc:"NATS server URL(s), comma separated"`
+	RedisURL string `envconfig:"REDIS_URL" desc:"redis:// or rediss:// URL of the coordination store"`
+	// RedisAddrs/RedisMasterName select Cluster (2+ addrs) or Sentinel (master name).
+	RedisAddrs      []string      `envconfig:"REDIS_ADDRS"`
+	RedisMasterName string        `envconfig:"REDIS_MASTER_NAME"`
+	RedisPassword   string        `envconfig:"REDIS_PASSWORD"`
+	HTTPAddr        string        `envconfig:"HTTP_ADDR" default:"127.0.0.1:8080"`
+	AdminAddr       string        `envconfig:"ADMIN_ADDR" default:"127.0.0.1:8081"`
+	AdminToken      string        `envconfig:"ADMIN_TOKEN"`
+	DataDir         string        `envconfig:"DATA_DIR" default:"./.jml-data"`
+	LogLevel        string        `envconfig:"LOG_LEVEL" default:"info"`
+	MaxBodyBytes    int64         `envconfig:"MAX_BODY_BYTES" default:"1048576"`
+	StreamReplicas  int           `envconfig:"STREAM_REPLICAS" default:"1"`
+	EventsMaxAge    time.Duration `envconfig:"EVENTS_MAX_AGE" default:"2160h"`
+	PolicyFile      string        `envconfig:"POLICY_FILE"`
+	Protected       []string      `envconfig:"PROTECTED"`
+
+	SentryURL       string `envconfig:"SENTRY_URL"`
+	SentryOrg       string `envconfig:"SENTRY_ORG"`
+	SentryToken     string `envconfig:"SENTRY_TOKEN"`
+	SentrySCIMToken string `envconfig:"SENTRY_SCIM_TOKEN"`
+
+	SandboxAddr  string `envconfig:"SANDBOX_ADDR" default:"127.0.0.1:9000"`
+	SandboxToken string `envconfig:"SANDBOX_TOKEN" default:"sandbox"`
+
+	GenericSecret string `envconfig:"SOURCE_GENERIC_SECRET"`
+}
+
+// secretVars are read from <NAME>_FILE when <NAME> is unset.
+var secretVars = []string{"SENTRY_TOKEN", "SENTRY_SCIM_TOKEN", "REDIS_URL", "REDIS_PASSWORD", "ADMIN_TOKEN", "SOURCE_GENERIC_SECRET", "SANDBOX_TOKEN"}
+
+// Load reads the environment into c. Every secret may come from a file named by
+// JML_<NAME>_FILE. Errors name the variable.
+func Load() (Common, error) {
+	for _, name := range secretVars {
+		if err := fromFile(Prefix + "_" + name); err != nil {
+			return Common{}, err
+		}
+	}
+	var c Common
+	if err := envconfig.Process(Prefix, &c); err != nil {
+		return Common{}, fmt.Errorf("config: %w", err)
+	}
+	if c.MaxBodyBytes <= 0 {
+		return Common{}, errors.New("config: JML_MAX_BODY_BYTES must be positive")
+	}
+	return c, nil
+}
+
+// fromFile sets NAME from the file NAME_FILE points to, when NAME is unset.
+func fromFile(name string) error {
+	path, ok := os.LookupEnv(name + "_FILE")
+	if !ok || path == "" {
+		return nil
+	}
+	if _, set := os.LookupEnv(name); set {
+		return fmt.Errorf("config: both %s and %s_FILE are set; keep one", name, name)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %s_FILE: %w", name, err)
+	}
+	return os.Setenv(name, strings.TrimRight(string(b), "\r\n"))
+}
+
+// SentryConfigured reports whether any JML_SENTRY_* variable is set (then the
+// sandbox is not started, and a missing token is an error).
+func SentryConfigured() bool {
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, Prefix+"_SENTRY_") {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckSentry validates the JML_SENTRY_* group when it is used.
+func (c Common) CheckSentry() error {
+	if c.SentryToken == "" {
+		return errors.New("config: JML_SENTRY_TOKEN is required when any JML_SENTRY_* variable is set (it is never replaced by the sandbox)")
+	}
+	if c.SentryOrg == "" {
+		return errors.New("config: JML_SENTRY_ORG is required when JML_SENTRY_TOKEN is set")
+	}
+	return nil
+}
+
+// SentryBaseURL is JML_SENTRY_URL or https://sentry.io.
+func (c Common) SentryBaseURL() string {
+	if c.SentryURL == "" {
+		return "https://sentry.io"
+	}
+	return c.SentryURL
+}
+
+// Policy loads JML_POLICY_FILE, or the defaults when it is unset.
+func (c Common) Policy() (policy.Policy, error) {
+	if c.PolicyFile == "" {
+		return policy.Default(), nil
+	}
+	p, err := policy.Load(c.PolicyFile)
+	if err != nil {
+		return policy.Policy{}, fmt.Errorf("JML_POLICY_FILE: %w", err)
+	}
+	return p, nil
+}
+
+// Secrets splits a list of active secrets separated by commas or newlines. A
+// secret may contain spaces (e.g. "Basic dXNlcjpwYXNz").
+func Secrets(v string) []string {
+	var out []string
+	for _, s := range strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == '\n' || r == '\r' }) {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,73 @@
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sentry-jml/sentry-jml/internal/telemetry"
+)
+
+// Logger returns the JSON slog logger with trace ids for level.
+func Logger(w io.Writer, level string) *slog.Logger {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		lv = slog.LevelInfo
+	}
+	return slog.New(telemetry.LogHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv})))
+}
+
+// Telemetry builds providers from the standard OTEL_* variables.
+func Telemetry(ctx context.Context, defaultName string) (*telemetry.Telemetry, error) {
+	name := os.Getenv("OTEL_SERVICE_NAME")
+	if name == "" {
+		name = defaultName
+	}
+	return telemetry.New(ctx, telemetry.Options{ServiceName: name, TracesExporter: os.Getenv("OTEL_TRACES_EXPORTER"), Console: os.Stdout})
+}
+
+// ConnectNATS connects to JML_NATS_URL with reconnects forever.
+func (c Common) ConnectNATS(name string, log *slog.Logger) (*nats.Conn, error) {
+	if c.NatsURL == "" {
+		return nil, errors.New("config: JML_NATS_URL is required (e.g. nats://nats:4222)")
+	}
+	nc, err := nats.Connect(c.NatsURL, nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }))
+	if err != nil {
+		return nil, fmt.Errorf("JML_NATS_URL: %w", err)
+	}
+	return nc, nil
+}
+
+// Serve runs h on addr until ctx ends, then shuts down within 15 s.
+func Serve(ctx context.Context, addr, envName string, h http.Handler) (string, <-chan error, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, fmt.Errorf("%s=%s: %w", envName, addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	done := make(chan error, 1)
+	go func() {
+		err := srv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		done <- err
+	}()
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	return ln.Addr().String(), done, nil
+}

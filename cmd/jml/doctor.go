@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sentry-jml/sentry-jml/cmd/internal/config"
+	"github.com/sentry-jml/sentry-jml/internal/sentry"
+	"github.com/sentry-jml/sentry-jml/internal/state/redisstate"
+)
+
+// cmdDoctor checks what it can reach and says what to fix, one line per check.
+func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	failed := 0
+	report := func(name string, err error, ok string) {
+		if err != nil {
+			failed++
+			fmt.Fprintf(stdout, "FAIL  %-14s %v\n", name, err)
+			return
+		}
+		fmt.Fprintf(stdout, "ok    %-14s %s\n", name, ok)
+	}
+
+	natsURL := cfg.NatsURL
+	if natsURL == "" {
+		if b, err := os.ReadFile(filepath.Join(cfg.DataDir, natsURLFile)); err == nil {
+			natsURL = strings.TrimSpace(string(b))
+		}
+	}
+	if natsURL == "" {
+		report("nats", fmt.Errorf("set JML_NATS_URL, or start `jml run` with the same JML_DATA_DIR"), "")
+	} else if nc, err := nats.Connect(natsURL, nats.Timeout(5*time.Second)); err != nil {
+		report("nats", fmt.Errorf("%s: %w", natsURL, err), "")
+	} else {
+		report("nats", nil, "connected to "+nc.ConnectedUrlRedacted())
+		nc.Close()
+	}
+
+	if cfg.RedisURL != "" || len(cfg.RedisAddrs) > 0 {
+		st, err := redisstate.Open(ctx, redisstate.Options{URL: cfg.RedisURL, Addrs: cfg.RedisAddrs, MasterName: cfg.RedisMasterName, Password: cfg.RedisPassword})
+		if err == nil {
+			st.Close()
+		}
+		report("redis", err, "reachable")
+	} else {
+		fmt.Fprintf(stdout, "ok    %-14s embedded (JML_REDIS_URL unset; use Redis when running several workers)\n", "coordination")
+	}
+
+	if config.SentryConfigured() {
+		if err := cfg.CheckSentry(); err != nil {
+			report("sentry", err, "")
+		} else if c, err := sentry.New(sentry.Config{BaseURL: cfg.SentryBaseURL(), Org: cfg.SentryOrg, Token: cfg.SentryToken, SCIMToken: cfg.SentrySCIMToken}); err != nil {
+			report("sentry", err, "")
+		} else if me, err := c.Me(ctx); err != nil {
+			report("sentry", fmt.Errorf("GET members/me: %w (is the token a user auth token of a Manager service user?)", err), "")
+		} else {
+			report("sentry", nil, fmt.Sprintf("service user member %s, role %s, org %s", me.ID, me.OrgRole, cfg.SentryOrg))
+		}
+	} else {
+		fmt.Fprintf(stdout, "ok    %-14s sandbox mode (no JML_SENTRY_* set): nothing reaches a real Sentry\n", "sentry")
+	}
+	if failed > 0 {
+		return fmt.Errorf("doctor: %d check(s) failed", failed)
+	}
+	return nil
+}

@@ -1,0 +1,343 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sentry-jml/sentry-jml/cmd/internal/config"
+	"github.com/sentry-jml/sentry-jml/internal/app"
+	"github.com/sentry-jml/sentry-jml/internal/embednats"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
+	"github.com/sentry-jml/sentry-jml/internal/sentry"
+	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
+	"github.com/sentry-jml/sentry-jml/internal/state"
+	"github.com/sentry-jml/sentry-jml/internal/state/memstate"
+	"github.com/sentry-jml/sentry-jml/internal/state/redisstate"
+	"github.com/sentry-jml/sentry-jml/internal/telemetry"
+)
+
+// Files in the data dir that `jml` subcommands read.
+const (
+	genericSecretFile = "generic.secret"
+	natsURLFile       = "nats.url"
+)
+
+func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	sys, err := startAll(ctx, cfg, runOptions{
+		sentryConfigured: config.SentryConfigured(),
+		tracesExporter:   os.Getenv("OTEL_TRACES_EXPORTER"),
+		serviceName:      os.Getenv("OTEL_SERVICE_NAME"),
+		stdout:           stdout,
+		logs:             stderr,
+	})
+	if err != nil {
+		return err
+	}
+	sys.banner(stdout)
+	select {
+	case <-ctx.Done():
+	case err = <-sys.failed:
+		sys.log.Error("component failed; shutting down", "err", err)
+	}
+	sys.Close()
+	return err
+}
+
+type runOptions struct {
+	sentryConfigured bool
+	tracesExporter   string
+	serviceName      string
+	stdout           io.Writer // console spans
+	logs             io.Writer // JSON logs
+	// telemetry overrides the providers (tests use an in-memory span exporter).
+	telemetry *telemetry.Telemetry
+}
+
+// system is a running all-in-one instance.
+type system struct {
+	cfg        config.Common
+	log        *slog.Logger
+	tel        *telemetry.Telemetry
+	ns         *embednats.Server
+	nc         *nats.Conn
+	coord      state.Coordinator
+	sandbox    *sentrytest.Sandbox
+	sandboxURL string
+	coordName  string
+	servers    []*http.Server
+	httpAddr   string
+	adminAddr  string
+	cancel     context.CancelFunc
+	workerDone chan error
+	failed     chan error
+}
+
+func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *system, err error) {
+	ctx, cancel := context.WithCancel(context.WithoutCancel(parent))
+	s := &system{cfg: cfg, cancel: cancel, failed: make(chan error, 4), log: config.Logger(o.logs, cfg.LogLevel)}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("JML_DATA_DIR: %w", err)
+	}
+
+	pol, err := cfg.Policy()
+	if err != nil {
+		return nil, err
+	}
+
+	// Telemetry.
+	s.tel = o.telemetry
+	if s.tel == nil {
+		s.tel, err = telemetry.New(ctx, telemetry.Options{ServiceName: firstNonEmpty(o.serviceName, "sentry-jml"), TracesExporter: o.tracesExporter, Console: o.stdout})
+		if err != nil {
+			return nil, err
+		}
+	}
+
+	// Sentry: the real one when configured, else the sandbox.
+	scfg := sentry.Config{BaseURL: cfg.SentryBaseURL(), Org: cfg.SentryOrg, Token: cfg.SentryToken, SCIMToken: cfg.SentrySCIMToken,
+		Logger: s.log, TracerProvider: s.tel.TracerProvider, MeterProvider: s.tel.MeterProvider}
+	if o.sentryConfigured {
+		if err := cfg.CheckSentry(); err != nil {
+			return nil, err
+		}
+	} else {
+		s.sandbox = sentrytest.New(sentrytest.Options{Token: cfg.SandboxToken})
+		addr, err := s.serve(cfg.SandboxAddr, s.sandbox, "JML_SANDBOX_ADDR")
+		if err != nil {
+			return nil, err
+		}
+		s.sandboxURL = "http://" + addr
+		scfg.BaseURL, scfg.Org, scfg.Token, scfg.AllowAnyToken = s.sandboxURL, "acme", cfg.SandboxToken, true
+	}
+	client, err := sentry.New(scfg)
+	if err != nil {
+		return nil, fmt.Errorf("sentry client: %w", err)
+	}
+
+	// Embedded NATS, reachable by `jml` subcommands through the URL in the data dir.
+	s.ns, err = embednats.Start(embednats.Options{StoreDir: filepath.Join(cfg.DataDir, "nats"), Listen: true})
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, natsURLFile), []byte(s.ns.ClientURL()+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("JML_DATA_DIR: %w", err)
+	}
+	s.nc, err = s.ns.Connect("jml-run")
+	if err != nil {
+		return nil, err
+	}
+
+	// Coordination: Redis when configured, else in-process.
+	if cfg.RedisURL != "" || len(cfg.RedisAddrs) > 0 {
+		s.coord, err = redisstate.Open(ctx, redisstate.Options{URL: cfg.RedisURL, Addrs: cfg.RedisAddrs, MasterName: cfg.RedisMasterName, Password: cfg.RedisPassword})
+		if err != nil {
+			return nil, fmt.Errorf("JML_REDIS_URL: %w", err)
+		}
+		s.coordName = "redis"
+	} else {
+		s.coord = memstate.New(nil)
+		s.coordName = "embedded (in-process)"
+	}
+
+	// Receiver.
+	secret, err := genericSecret(cfg)
+	if err != nil {
+		return nil, err
+	}
+	generic, err := sources.NewGeneric(config.Secrets(secret), nil)
+	if err != nil {
+		return nil, fmt.Errorf("JML_SOURCE_GENERIC_SECRET: %w", err)
+	}
+	ready := app.NewReadiness(s.nc, true)
+	recv, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: s.nc, Sources: []sources.Source{generic}, MaxBody: cfg.MaxBodyBytes,
+		StreamReplicas: cfg.StreamReplicas, Telemetry: s.tel, Logger: s.log, Ready: ready.Check})
+	if err != nil {
+		return nil, err
+	}
+	if s.httpAddr, err = s.serve(cfg.HTTPAddr, recv, "JML_HTTP_ADDR"); err != nil {
+		return nil, err
+	}
+	admin := app.AdminHandler(app.AdminOptions{Ready: ready.Check, Metrics: s.tel.MetricsHandler(), Token: cfg.AdminToken,
+		Status: func(context.Context) any { return s.status() }})
+	if s.adminAddr, err = s.serve(cfg.AdminAddr, admin, "JML_ADMIN_ADDR"); err != nil {
+		return nil, err
+	}
+
+	// Worker and scheduler. The first Sentry check happens here, so a bad token
+	// fails start-up with one line.
+	host, _ := os.Hostname()
+	wo := app.WorkerOptions{NC: s.nc, Coord: s.coord, Sentry: client, Telemetry: s.tel, Logger: s.log,
+		Owner: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), randomID()), Protected: pol.Protected,
+		StreamReplicas: cfg.StreamReplicas, Ready: ready}
+	if _, err := app.CheckSentryToken(ctx, client); err != nil {
+		return nil, err
+	}
+	s.workerDone = make(chan error, 1)
+	go func() {
+		err := app.RunWorker(ctx, wo)
+		if err != nil && ctx.Err() == nil {
+			s.failed <- fmt.Errorf("worker: %w", err)
+		}
+		s.workerDone <- err
+	}()
+	return s, nil
+}
+
+// serve listens on addr and serves h in the background; it returns the bound address.
+func (s *system) serve(addr string, h http.Handler, envName string) (string, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("%s=%s: %w", envName, addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	s.servers = append(s.servers, srv)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.failed <- fmt.Errorf("%s: %w", envName, err)
+		}
+	}()
+	return ln.Addr().String(), nil
+}
+
+// Close shuts down in order: stop accepting webhooks, drain the worker, close
+// NATS, flush telemetry.
+func (s *system) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for i := len(s.servers) - 1; i >= 0; i-- {
+		_ = s.servers[i].Shutdown(ctx)
+	}
+	if s.cancel != nil {
+		s.cancel()
+	}
+	if s.workerDone != nil {
+		select {
+		case <-s.workerDone:
+		case <-ctx.Done():
+		}
+	}
+	if s.nc != nil {
+		s.nc.Close()
+	}
+	if s.ns != nil {
+		s.ns.Shutdown()
+	}
+	if s.coord != nil {
+		_ = s.coord.Close()
+	}
+	if s.tel != nil {
+		_ = s.tel.Shutdown(ctx)
+	}
+}
+
+func (s *system) status() map[string]any {
+	st := map[string]any{"version": version(), "coordination": s.coordName, "nats": s.ns.ClientURL(), "receiver": s.httpAddr}
+	if s.sandbox != nil {
+		st["sentry"] = map[string]any{"target": "sandbox", "url": s.sandboxURL}
+	} else {
+		st["sentry"] = map[string]any{"target": "sentry", "url": s.cfg.SentryBaseURL(), "org": s.cfg.SentryOrg}
+	}
+	return st
+}
+
+func (s *system) banner(w io.Writer) {
+	fmt.Fprintf(w, "sentry-jml %s is running (all-in-one)\n", version())
+	fmt.Fprintf(w, "  webhook receiver  http://%s   POST /hooks/generic, GET /healthz /readyz /metrics\n", s.httpAddr)
+	fmt.Fprintf(w, "  admin API         http://%s   GET /healthz /readyz /metrics /v1/status\n", s.adminAddr)
+	fmt.Fprintf(w, "  NATS (embedded)   %s   JetStream on disk in %s\n", s.ns.ClientURL(), filepath.Join(s.cfg.DataDir, "nats"))
+	fmt.Fprintf(w, "  coordination      %s\n", s.coordName)
+	if s.sandbox != nil {
+		fmt.Fprintf(w, "  Sentry            SANDBOX at %s (org acme, token from JML_SANDBOX_TOKEN)\n", s.sandboxURL)
+		fmt.Fprintf(w, "                    *** nothing reaches a real Sentry: set JML_SENTRY_URL/ORG/TOKEN for that ***\n")
+	} else {
+		fmt.Fprintf(w, "  Sentry            %s (org %s)\n", s.cfg.SentryBaseURL(), s.cfg.SentryOrg)
+	}
+	fmt.Fprintf(w, "  generic secret    %s (mode 0600; never printed)\n", genericSecretSource(s.cfg))
+	fmt.Fprintln(w)
+	if s.sandbox != nil {
+		fmt.Fprintln(w, "Send a signed sample leaver (in another terminal, same environment):")
+		fmt.Fprintln(w, "  go run ./cmd/jml send-sample leaver --email jane.doe@acme.test")
+		fmt.Fprintln(w, "Then watch jane leave the sandbox (an empty list means she is gone):")
+		fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' '%s/api/0/organizations/acme/members/?query=email:jane.doe@acme.test'\n", "$JML_SANDBOX_TOKEN", s.sandboxURL)
+	} else {
+		fmt.Fprintln(w, "Send a signed sample event: go run ./cmd/jml send-sample leaver --email <someone>")
+	}
+}
+
+func genericSecretSource(cfg config.Common) string {
+	if cfg.GenericSecret != "" {
+		return "from JML_SOURCE_GENERIC_SECRET"
+	}
+	return filepath.Join(cfg.DataDir, genericSecretFile)
+}
+
+// genericSecret returns JML_SOURCE_GENERIC_SECRET, or the secret generated into
+// the data dir on first start (created with mode 0600, never printed).
+func genericSecret(cfg config.Common) (string, error) {
+	if cfg.GenericSecret != "" {
+		return cfg.GenericSecret, nil
+	}
+	path := filepath.Join(cfg.DataDir, genericSecretFile)
+	if b, err := os.ReadFile(path); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("generic secret: %w", err)
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return "", err
+	}
+	secret := "whsec_" + base64.StdEncoding.EncodeToString(key)
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("generic secret: %w", err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(secret + "\n"); err != nil {
+		return "", fmt.Errorf("generic secret: %w", err)
+	}
+	return secret, nil
+}
+
+func randomID() string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return fmt.Sprintf("%x", b)
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,68 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
+)
+
+func cmdSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("sandbox", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("addr", envOr("JML_SANDBOX_ADDR", "127.0.0.1:9000"), "listen address")
+	token := fs.String("token", envOr("JML_SANDBOX_TOKEN", "sandbox"), "service user token")
+	seedFile := fs.String("seed", "", "seed JSON file (default: the demo organization acme)")
+	rate := fs.Int("rate-limit", 0, "requests per second per token, URL pattern and method (0 = 40 like Sentry; -1 = off)")
+	latency := fs.Duration("latency", 0, "added latency per API request")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	opts := sentrytest.Options{Token: *token, RateLimit: *rate, Latency: *latency}
+	if *seedFile != "" {
+		f, err := os.Open(*seedFile)
+		if err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+		seed, err := sentrytest.LoadSeed(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("sandbox: seed %s: %w", *seedFile, err)
+		}
+		opts.Seed = seed
+	}
+	sb := sentrytest.New(opts)
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("sandbox: -addr %s: %w", *addr, err)
+	}
+	srv := &http.Server{Handler: sb, ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(stdout, "Sentry sandbox listening on http://%s (stats: /_sandbox/stats)\n", ln.Addr())
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	case err := <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return err
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

@@ -1,0 +1,72 @@
+// Command webhook is the stateless receiver of the production split: it verifies
+// provider webhooks and publishes them to JetStream (JML_NATS_URL), answering only
+// after the ack. Run several behind a load balancer.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/sentry-jml/sentry-jml/cmd/internal/config"
+	"github.com/sentry-jml/sentry-jml/internal/app"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "webhook:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	cfg, err := config.Load()
+	if err != nil {
+		return err
+	}
+	log := config.Logger(os.Stderr, cfg.LogLevel)
+	tel, err := config.Telemetry(ctx, "sentry-jml-webhook")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tel.Shutdown(sctx)
+	}()
+	var srcs []sources.Source
+	if s := config.Secrets(cfg.GenericSecret); len(s) > 0 {
+		g, err := sources.NewGeneric(s, nil)
+		if err != nil {
+			return fmt.Errorf("JML_SOURCE_GENERIC_SECRET: %w", err)
+		}
+		srcs = append(srcs, g)
+	}
+	if len(srcs) == 0 {
+		return errors.New("config: no webhook source is enabled; set JML_SOURCE_GENERIC_SECRET (or another JML_SOURCE_<NAME>_SECRET)")
+	}
+	nc, err := cfg.ConnectNATS("jml-webhook", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	ready := app.NewReadiness(nc, false)
+	h, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: nc, Sources: srcs, MaxBody: cfg.MaxBodyBytes, StreamReplicas: cfg.StreamReplicas,
+		Telemetry: tel, Logger: log, Ready: ready.Check})
+	if err != nil {
+		return err
+	}
+	addr, done, err := config.Serve(ctx, cfg.HTTPAddr, "JML_HTTP_ADDR", h)
+	if err != nil {
+		return err
+	}
+	log.Info("webhook receiver listening", "addr", addr, "sources", len(srcs))
+	return <-done
+}

@@ -1,0 +1,48 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/receiver"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
+	"github.com/sentry-jml/sentry-jml/internal/telemetry"
+)
+
+// ReceiverOptions are the receiver's dependencies.
+type ReceiverOptions struct {
+	NC             *nats.Conn
+	Sources        []sources.Source
+	MaxBody        int64
+	StreamReplicas int
+	Telemetry      *telemetry.Telemetry
+	Logger         *slog.Logger
+	Ready          func(context.Context) error
+}
+
+// NewReceiver ensures the streams exist and returns the webhook HTTP handler.
+func NewReceiver(ctx context.Context, o ReceiverOptions) (http.Handler, error) {
+	js, err := jetstream.New(o.NC)
+	if err != nil {
+		return nil, err
+	}
+	if err := events.EnsureStreams(ctx, js, events.StreamOptions{Replicas: o.StreamReplicas}); err != nil {
+		return nil, err
+	}
+	return receiver.New(receiver.Options{
+		Publisher:      events.NewPublisher(js, o.Telemetry.TracerProvider, o.Telemetry.Propagator),
+		Sources:        o.Sources,
+		MaxBody:        o.MaxBody,
+		Logger:         o.Logger,
+		TracerProvider: o.Telemetry.TracerProvider,
+		MeterProvider:  o.Telemetry.MeterProvider,
+		Propagator:     o.Telemetry.Propagator,
+		Ready:          o.Ready,
+		Metrics:        o.Telemetry.MetricsHandler(),
+	})
+}

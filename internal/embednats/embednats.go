@@ -1,0 +1,98 @@
+package embednats
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Options configure the embedded server.
+type Options struct {
+	// StoreDir holds JetStream's files. Required.
+	StoreDir string
+	// Listen makes the server accept TCP clients on a random 127.0.0.1 port (so other
+	// processes, e.g. `jml` subcommands, can connect). Without it the server is
+	// reachable in-process only.
+	Listen bool
+	// Port fixes the loopback port when Listen is set (0 = random).
+	Port int
+	// ServerName defaults to "jml".
+	ServerName string
+}
+
+// Server is a running embedded nats-server.
+type Server struct {
+	ns *server.Server
+}
+
+// Start starts the server and waits until it accepts connections with JetStream on.
+func Start(o Options) (*Server, error) {
+	if o.StoreDir == "" {
+		return nil, errors.New("embednats: StoreDir is required")
+	}
+	if err := os.MkdirAll(o.StoreDir, 0o700); err != nil {
+		return nil, fmt.Errorf("embednats: %w", err)
+	}
+	name := o.ServerName
+	if name == "" {
+		name = "jml"
+	}
+	opts := &server.Options{
+		ServerName: name,
+		Host:       "127.0.0.1",
+		Port:       -1,
+		JetStream:  true,
+		StoreDir:   filepath.Clean(o.StoreDir),
+		NoLog:      true,
+		NoSigs:     true, // otherwise the server calls os.Exit on SIGINT/SIGTERM
+		MaxPayload: 8 << 20,
+	}
+	if o.Port > 0 {
+		opts.Port = o.Port
+	}
+	if !o.Listen {
+		opts.DontListen = true
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embednats: %w", err)
+	}
+	ns.Start()
+	if !ns.ReadyForConnections(15*time.Second) || !ns.JetStreamEnabled() {
+		ns.Shutdown()
+		return nil, errors.New("embednats: server did not become ready with JetStream (is the store dir writable and not used by another process?)")
+	}
+	return &Server{ns: ns}, nil
+}
+
+// ClientURL is the nats:// URL of the loopback listener ("" when not listening).
+func (s *Server) ClientURL() string {
+	if s.ns.Addr() == nil {
+		return ""
+	}
+	return s.ns.ClientURL()
+}
+
+// Connect opens an in-process client connection. Extra options are appended.
+func (s *Server) Connect(name string, extra ...nats.Option) (*nats.Conn, error) {
+	opts := append([]nats.Option{nats.InProcessServer(s.ns), nats.Name(name), nats.MaxReconnects(-1)}, extra...)
+	nc, err := nats.Connect("nats://in-process", opts...)
+	if err != nil {
+		return nil, fmt.Errorf("embednats: connect: %w", err)
+	}
+	return nc, nil
+}
+
+// Shutdown stops the server and waits for it. Close client connections first.
+func (s *Server) Shutdown() {
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+}
+
+// NATS exposes the underlying server for tests that need to stop or inspect it.
+func (s *Server) NATS() *server.Server { return s.ns }

@@ -1,0 +1,116 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// NATS names. They are part of the operator contract (README): change them only
+// with a migration.
+const (
+	StreamEvents   = "JML_EVENTS"
+	StreamDLQ      = "JML_DLQ"
+	SubjectPrefix  = "jml.events"
+	DLQPrefix      = "jml.dlq"
+	ConsumerWorker = "jml-worker"
+
+	HeaderMsgID      = "Nats-Msg-Id"
+	HeaderSource     = "Jml-Source"
+	HeaderReceivedAt = "Jml-Received-At"
+	HeaderError      = "Jml-Error"
+	HeaderDeliveries = "Jml-Deliveries"
+	HeaderOrigSeq    = "Jml-Stream-Seq"
+)
+
+// Subject returns jml.events.<source>.<type>.
+func Subject(source string, t Type) string { return SubjectPrefix + "." + source + "." + string(t) }
+
+// StreamOptions size the streams. Zero values give the defaults documented in the README.
+type StreamOptions struct {
+	Replicas   int           // 1 (all-in-one) or 3 (cluster)
+	MaxAge     time.Duration // how long events are kept to rebuild the directory; default 90 days
+	Duplicates time.Duration // Nats-Msg-Id window; default 10 minutes
+	Memory     bool          // memory storage, for benchmarks only
+}
+
+// EnsureStreams creates or updates JML_EVENTS and JML_DLQ. It is idempotent.
+func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions) error {
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.MaxAge <= 0 {
+		o.MaxAge = 90 * 24 * time.Hour
+	}
+	if o.Duplicates <= 0 {
+		o.Duplicates = 10 * time.Minute
+	}
+	storage := jetstream.FileStorage
+	if o.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamEvents,
+		Description: "sentry-jml lifecycle events (kept to rebuild the directory)",
+		Subjects:    []string{SubjectPrefix + ".>"},
+		Storage:     storage,
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      o.MaxAge,
+		Duplicates:  o.Duplicates,
+		Replicas:    o.Replicas,
+	}); err != nil {
+		return fmt.Errorf("ensure stream %s: %w", StreamEvents, err)
+	}
+	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamDLQ,
+		Description: "sentry-jml dead letters: events that failed for good, with the error",
+		Subjects:    []string{DLQPrefix + ".>"},
+		Storage:     storage,
+		MaxAge:      30 * 24 * time.Hour,
+		Duplicates:  o.Duplicates,
+		Replicas:    o.Replicas,
+	}); err != nil {
+		return fmt.Errorf("ensure stream %s: %w", StreamDLQ, err)
+	}
+	return nil
+}
+
+// HeaderCarrier adapts NATS headers to OpenTelemetry's TextMapCarrier. It writes the
+// lower-case W3C keys and reads them case-insensitively, because NATS header keys
+// are case-sensitive and other clients may write "Traceparent".
+type HeaderCarrier nats.Header
+
+// Get returns the first value of key, matched case-insensitively.
+func (c HeaderCarrier) Get(key string) string {
+	if v := nats.Header(c).Get(key); v != "" {
+		return v
+	}
+	for k, vs := range c {
+		if len(vs) > 0 && strings.EqualFold(k, key) {
+			return vs[0]
+		}
+	}
+	return ""
+}
+
+// Set stores value under key as given.
+func (c HeaderCarrier) Set(key, value string) { nats.Header(c).Set(key, value) }
+
+// Keys lists the header keys.
+func (c HeaderCarrier) Keys() []string { return slices.Collect(maps.Keys(c)) }
+
+// IsUnavailable reports whether err means JetStream could not take a message now
+// (the sender should retry), as opposed to a bug in the message.
+func IsUnavailable(err error) bool {
+	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) ||
+		errors.Is(err, nats.ErrDisconnected) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)
+}

@@ -1,0 +1,199 @@
+package receiver
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
+)
+
+// DefaultMaxBody is the body limit when Options.MaxBody is 0.
+const DefaultMaxBody = 1 << 20
+
+// Publisher stores an event durably (JetStream) and returns after the ack.
+type Publisher interface {
+	Publish(ctx context.Context, e events.Event) (events.PublishResult, error)
+}
+
+// Options wire a Receiver.
+type Options struct {
+	Publisher      Publisher
+	Sources        []sources.Source
+	MaxBody        int64
+	Logger         *slog.Logger
+	TracerProvider trace.TracerProvider
+	MeterProvider  metric.MeterProvider
+	Propagator     propagation.TextMapPropagator
+	// Ready reports readiness for /readyz (nil = always ready).
+	Ready func(ctx context.Context) error
+	// Metrics serves /metrics (nil = 404).
+	Metrics http.Handler
+	Now     func() time.Time
+}
+
+// Receiver serves the webhook routes.
+type Receiver struct {
+	o        Options
+	mux      *http.ServeMux
+	received metric.Int64Counter
+	publish  metric.Float64Histogram
+}
+
+// New builds a Receiver. Publisher is required.
+func New(o Options) (*Receiver, error) {
+	if o.Publisher == nil {
+		return nil, errors.New("receiver: Publisher is required")
+	}
+	if o.MaxBody <= 0 {
+		o.MaxBody = DefaultMaxBody
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	r := &Receiver{o: o, mux: http.NewServeMux()}
+	var err error
+	m := meterOf(o.MeterProvider)
+	if r.received, err = m.Int64Counter("jml_events_received",
+		metric.WithDescription("Webhook events by source, type and outcome (accepted, duplicate, unauthorized, invalid, too_large, unavailable)")); err != nil {
+		return nil, err
+	}
+	if r.publish, err = m.Float64Histogram("jml_publish_duration_seconds", metric.WithUnit("s"),
+		metric.WithDescription("Time from the start of a JetStream publish to its ack"),
+		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)); err != nil {
+		return nil, err
+	}
+	var hopts []otelhttp.Option
+	if o.TracerProvider != nil {
+		hopts = append(hopts, otelhttp.WithTracerProvider(o.TracerProvider))
+	}
+	if o.MeterProvider != nil {
+		hopts = append(hopts, otelhttp.WithMeterProvider(o.MeterProvider))
+	}
+	if o.Propagator != nil {
+		hopts = append(hopts, otelhttp.WithPropagators(o.Propagator))
+	}
+	for _, s := range o.Sources {
+		pattern := "POST /hooks/" + s.Name()
+		r.mux.Handle(pattern, otelhttp.NewHandler(r.hook(s), pattern, hopts...))
+	}
+	r.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	r.mux.HandleFunc("GET /readyz", r.readyz)
+	if o.Metrics != nil {
+		r.mux.Handle("GET /metrics", o.Metrics)
+	}
+	return r, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.mux.ServeHTTP(w, req) }
+
+func (r *Receiver) readyz(w http.ResponseWriter, req *http.Request) {
+	if r.o.Ready != nil {
+		ctx, cancel := context.WithTimeout(req.Context(), 3*time.Second)
+		defer cancel()
+		if err := r.o.Ready(ctx); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+type accepted struct {
+	Accepted   int `json:"accepted"`
+	Duplicates int `json:"duplicates"`
+}
+
+func (r *Receiver) hook(s sources.Source) http.Handler {
+	name := s.Name()
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		ctx := req.Context()
+		now := r.o.Now()
+		body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, r.o.MaxBody))
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				r.count(ctx, name, "", "too_large")
+				writeError(w, http.StatusRequestEntityTooLarge, "body exceeds the limit of "+itoa(r.o.MaxBody)+" bytes")
+				return
+			}
+			r.count(ctx, name, "", "invalid")
+			writeError(w, http.StatusBadRequest, "could not read the body")
+			return
+		}
+		evs, err := s.Parse(req, body, now)
+		switch {
+		case errors.Is(err, sources.ErrUnauthorized):
+			r.count(ctx, name, "", "unauthorized")
+			// Log the reason for operators; the sender learns nothing.
+			r.o.Logger.WarnContext(ctx, "webhook refused", "source", name, "reason", err.Error(), "remote", req.RemoteAddr)
+			writeError(w, http.StatusUnauthorized, "unauthorized")
+			return
+		case errors.Is(err, events.ErrInvalid):
+			r.count(ctx, name, "", "invalid")
+			r.o.Logger.InfoContext(ctx, "webhook rejected", "source", name, "reason", err.Error())
+			writeError(w, http.StatusBadRequest, err.Error())
+			return
+		case err != nil:
+			r.count(ctx, name, "", "error")
+			r.o.Logger.ErrorContext(ctx, "webhook parse", "source", name, "err", err)
+			writeError(w, http.StatusInternalServerError, "internal error")
+			return
+		}
+		var res accepted
+		for _, ev := range evs {
+			start := time.Now()
+			pr, err := r.o.Publisher.Publish(ctx, ev)
+			r.publish.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attribute.String("source", name)))
+			if err != nil {
+				r.count(ctx, name, string(ev.Type), "unavailable")
+				r.o.Logger.ErrorContext(ctx, "publish failed; answering 503 so the sender retries",
+					"source", name, "event_id", ev.ID, "err", err)
+				w.Header().Set("Retry-After", "5")
+				writeError(w, http.StatusServiceUnavailable, "event store unavailable, retry later")
+				return
+			}
+			if pr.Duplicate {
+				res.Duplicates++
+				r.count(ctx, name, string(ev.Type), "duplicate")
+			} else {
+				res.Accepted++
+				r.count(ctx, name, string(ev.Type), "accepted")
+			}
+			r.o.Logger.InfoContext(ctx, "event accepted", "source", name, "event_id", ev.ID, "type", ev.Type,
+				"person", ev.Person.Key(), "seq", pr.Sequence, "duplicate", pr.Duplicate)
+		}
+		writeJSON(w, http.StatusAccepted, res)
+	})
+}
+
+func (r *Receiver) count(ctx context.Context, source, typ, outcome string) {
+	r.received.Add(ctx, 1, metric.WithAttributes(attribute.String("source", source), attribute.String("type", typ), attribute.String("outcome", outcome)))
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

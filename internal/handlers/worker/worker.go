@@ -1,0 +1,339 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
+	"github.com/sentry-jml/sentry-jml/internal/state"
+)
+
+// Converger converges one person.
+type Converger interface {
+	Converge(ctx context.Context, rec state.PersonRecord, check converge.LeaseCheck) (converge.Result, error)
+}
+
+// Options wire a Worker.
+type Options struct {
+	JS        jetstream.JetStream
+	Dedupe    state.Deduper
+	Leases    state.Leaser
+	Directory state.Directory
+	Converger Converger
+	// Owner identifies this replica in leases (hostname:pid).
+	Owner string
+	// Concurrency is the number of events handled at once (default 16).
+	Concurrency int
+	// MaxPermanentDeliveries: a permanent failure is dead-lettered once the message
+	// was delivered this many times (default 5).
+	MaxPermanentDeliveries int
+	LeaseTTL               time.Duration // default 30s
+	DedupeTTL              time.Duration // default 72h
+	Logger                 *slog.Logger
+	TracerProvider         trace.TracerProvider
+	MeterProvider          metric.MeterProvider
+	Propagator             propagation.TextMapPropagator
+	Now                    func() time.Time
+}
+
+// Worker consumes JML_EVENTS.
+type Worker struct {
+	o        Options
+	tracer   trace.Tracer
+	prop     propagation.TextMapPropagator
+	outcomes metric.Int64Counter
+	revoke   metric.Float64Histogram
+	dlq      metric.Int64Counter
+}
+
+// New validates o.
+func New(o Options) (*Worker, error) {
+	if o.JS == nil || o.Dedupe == nil || o.Leases == nil || o.Directory == nil || o.Converger == nil {
+		return nil, errors.New("worker: JS, Dedupe, Leases, Directory and Converger are required")
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 16
+	}
+	if o.MaxPermanentDeliveries <= 0 {
+		o.MaxPermanentDeliveries = 5
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 30 * time.Second
+	}
+	if o.DedupeTTL <= 0 {
+		o.DedupeTTL = 72 * time.Hour
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Owner == "" {
+		o.Owner = "worker"
+	}
+	tp := o.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	mp := o.MeterProvider
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	w := &Worker{o: o, tracer: tp.Tracer("github.com/sentry-jml/sentry-jml/internal/handlers/worker"), prop: o.Propagator}
+	if w.prop == nil {
+		w.prop = otel.GetTextMapPropagator()
+	}
+	m := mp.Meter("github.com/sentry-jml/sentry-jml/internal/handlers/worker")
+	var err error
+	if w.outcomes, err = m.Int64Counter("jml_convergence", metric.WithDescription("Processed events by outcome")); err != nil {
+		return nil, err
+	}
+	if w.revoke, err = m.Float64Histogram("jml_time_to_revoke_seconds", metric.WithUnit("s"),
+		metric.WithDescription("Webhook received to Sentry membership removed (the 5-second promise)")); err != nil {
+		return nil, err
+	}
+	if w.dlq, err = m.Int64Counter("jml_dlq_messages", metric.WithDescription("Messages dead-lettered to JML_DLQ")); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// ConsumerConfig is the durable consumer the worker uses.
+func ConsumerConfig() jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       events.ConsumerWorker,
+		Description:   "sentry-jml workers: converge people from lifecycle events",
+		FilterSubject: events.SubjectPrefix + ".>",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		MaxDeliver:    -1, // transient failures never use up deliveries; permanent ones are dead-lettered by the worker
+		MaxAckPending: 1024,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
+
+// Run consumes until ctx is cancelled, then stops pulling, lets in-flight events
+// finish and returns.
+func (w *Worker) Run(ctx context.Context) error {
+	cons, err := w.o.JS.CreateOrUpdateConsumer(ctx, events.StreamEvents, ConsumerConfig())
+	if err != nil {
+		return fmt.Errorf("worker consumer: %w", err)
+	}
+	sem := make(chan struct{}, w.o.Concurrency)
+	var wg sync.WaitGroup
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			w.Handle(context.WithoutCancel(ctx), m)
+		}()
+	}, jetstream.PullMaxMessages(2*w.o.Concurrency), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if !errors.Is(err, nats.ErrConnectionClosed) {
+			w.o.Logger.WarnContext(ctx, "consume", "err", err)
+		}
+	}))
+	if err != nil {
+		return fmt.Errorf("worker consume: %w", err)
+	}
+	<-ctx.Done()
+	cc.Drain()
+	<-cc.Closed()
+	wg.Wait()
+	return nil
+}
+
+// Handle processes one message and acks, naks or terms it. It never panics
+// outward: a panic is recovered and the message redelivered later.
+func (w *Worker) Handle(ctx context.Context, m jetstream.Msg) {
+	md, err := m.Metadata()
+	if err != nil {
+		w.o.Logger.ErrorContext(ctx, "message without metadata", "err", err)
+		_ = m.Term()
+		return
+	}
+	ctx = w.prop.Extract(ctx, events.HeaderCarrier(m.Headers()))
+	ctx, span := w.tracer.Start(ctx, "process "+m.Subject(), trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithAttributes(
+			semconv.MessagingSystemKey.String("nats"),
+			semconv.MessagingOperationTypeProcess,
+			semconv.MessagingDestinationName(m.Subject()),
+			semconv.MessagingConsumerGroupName(events.ConsumerWorker),
+			attribute.Int64("messaging.nats.stream_sequence", int64(md.Sequence.Stream)),
+			attribute.Int64("jml.deliveries", int64(md.NumDelivered)),
+		))
+	defer span.End()
+	defer func() {
+		if r := recover(); r != nil {
+			err := fmt.Errorf("panic: %v", r)
+			span.RecordError(err)
+			span.SetStatus(codes.Error, "panic")
+			w.o.Logger.ErrorContext(ctx, "panic while handling event", "err", err, "seq", md.Sequence.Stream)
+			_ = m.NakWithDelay(backoff(md.NumDelivered))
+		}
+	}()
+
+	ev, err := events.Unmarshal(m.Data())
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "undecodable")
+		w.deadLetter(ctx, m, md, err)
+		return
+	}
+	span.SetAttributes(semconv.MessagingMessageID(ev.MsgID()), attribute.String("jml.event.type", string(ev.Type)), attribute.String("jml.person", ev.Person.Key()))
+	log := w.o.Logger.With("event_id", ev.ID, "source", ev.Source, "type", ev.Type, "person", ev.Person.Key(), "seq", md.Sequence.Stream)
+
+	outcome, err := w.process(ctx, m, md, ev, log)
+	w.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome), attribute.String("type", string(ev.Type))))
+	if err == nil {
+		if aerr := m.Ack(); aerr != nil {
+			log.WarnContext(ctx, "ack failed; the event will be redelivered and deduplicated", "err", aerr)
+		}
+		return
+	}
+	span.RecordError(err)
+	span.SetStatus(codes.Error, err.Error())
+	switch {
+	case errors.Is(err, errDeferred):
+		// Not an error: future-dated, or the person is busy on another replica.
+	case errors.Is(err, converge.ErrPermanent) && int(md.NumDelivered) >= w.o.MaxPermanentDeliveries:
+		log.ErrorContext(ctx, "permanent failure, dead-lettering", "err", err, "deliveries", md.NumDelivered)
+		w.deadLetter(ctx, m, md, err)
+	default:
+		d := backoff(md.NumDelivered)
+		log.WarnContext(ctx, "convergence failed, will retry", "err", err, "deliveries", md.NumDelivered, "retry_in", d.String())
+		_ = m.NakWithDelay(d)
+	}
+}
+
+var errDeferred = errors.New("deferred")
+
+func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMetadata, ev events.Event, log *slog.Logger) (string, error) {
+	dedupeKey := "evt:" + ev.MsgID()
+	if seen, err := w.o.Dedupe.Seen(ctx, dedupeKey); err == nil && seen {
+		log.InfoContext(ctx, "duplicate event, already processed")
+		return "duplicate", nil
+	} else if err != nil {
+		// Dedupe is an optimisation: without it convergence is still idempotent.
+		log.WarnContext(ctx, "dedupe unavailable, processing anyway", "err", err)
+	}
+	now := w.o.Now()
+	if ev.EffectiveAt != nil && ev.EffectiveAt.After(now) {
+		d := min(ev.EffectiveAt.Sub(now), time.Hour)
+		log.InfoContext(ctx, "future-dated event, deferred", "effective_at", ev.EffectiveAt, "retry_in", d.String())
+		_ = m.NakWithDelay(d)
+		return "deferred", fmt.Errorf("%w: effective at %s", errDeferred, ev.EffectiveAt.Format(time.RFC3339))
+	}
+	key := ev.Person.Key()
+	lease, err := w.o.Leases.Acquire(ctx, "person:"+key, w.o.Owner, w.o.LeaseTTL)
+	if errors.Is(err, state.ErrLeaseHeld) {
+		_ = m.NakWithDelay(250 * time.Millisecond)
+		return "busy", fmt.Errorf("%w: person busy on another replica", errDeferred)
+	}
+	if err != nil {
+		return "error", fmt.Errorf("acquire lease: %w", err)
+	}
+	stop := w.keepAlive(ctx, m, &lease, log)
+	defer func() {
+		stop()
+		if err := w.o.Leases.Release(context.WithoutCancel(ctx), lease); err != nil {
+			log.WarnContext(ctx, "lease release", "err", err)
+		}
+	}()
+
+	rec, applied, err := w.o.Directory.Apply(ctx, key, ev.Person,
+		state.Version{OccurredAt: ev.OccurredAt, Source: ev.Source, Seq: md.Sequence.Stream}, ev.ID)
+	if err != nil {
+		return "error", fmt.Errorf("directory: %w", err)
+	}
+	if !applied {
+		log.InfoContext(ctx, "older than the directory's record; converging the stored desired state", "stored_event", rec.LastEventID)
+	}
+	check := func(ctx context.Context) error { return w.o.Leases.Check(ctx, lease) }
+	res, err := w.o.Converger.Converge(ctx, rec, check)
+	if err != nil {
+		return "error", err
+	}
+	if res.Removed && !ev.ReceivedAt.IsZero() {
+		w.revoke.Record(ctx, w.o.Now().Sub(ev.ReceivedAt).Seconds(), metric.WithAttributes(attribute.String("source", ev.Source)))
+	}
+	log.InfoContext(ctx, "converged", "outcome", res.Outcome, "reason", res.Reason, "steps", len(res.Steps), "applied", applied)
+	if _, err := w.o.Dedupe.MarkSeen(ctx, dedupeKey, w.o.DedupeTTL); err != nil {
+		log.WarnContext(ctx, "dedupe mark failed; a redelivery would converge again (harmless)", "err", err)
+	}
+	return string(res.Outcome), nil
+}
+
+// keepAlive renews the lease and tells JetStream the message is in progress
+// while a long convergence runs. The returned func stops it.
+func (w *Worker) keepAlive(ctx context.Context, m jetstream.Msg, lease *state.Lease, log *slog.Logger) func() {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(w.o.LeaseTTL / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_ = m.InProgress()
+				if l, err := w.o.Leases.Renew(ctx, *lease, w.o.LeaseTTL); err != nil {
+					log.WarnContext(ctx, "lease renewal failed; mutations will stop at the next check", "err", err)
+					return
+				} else {
+					*lease = l
+				}
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
+}
+
+func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMetadata, cause error) {
+	dm := nats.NewMsg(events.DLQPrefix + m.Subject()[len(events.SubjectPrefix):])
+	dm.Data = m.Data()
+	for k, v := range m.Headers() {
+		if k != events.HeaderMsgID {
+			dm.Header[k] = v
+		}
+	}
+	dm.Header.Set(events.HeaderError, cause.Error())
+	dm.Header.Set(events.HeaderDeliveries, strconv.FormatUint(md.NumDelivered, 10))
+	dm.Header.Set(events.HeaderOrigSeq, strconv.FormatUint(md.Sequence.Stream, 10))
+	if _, err := w.o.JS.PublishMsg(ctx, dm, jetstream.WithMsgID("dlq:"+strconv.FormatUint(md.Sequence.Stream, 10))); err != nil {
+		w.o.Logger.ErrorContext(ctx, "dead-letter publish failed; will retry", "err", err)
+		_ = m.NakWithDelay(5 * time.Second)
+		return
+	}
+	w.dlq.Add(ctx, 1)
+	_ = m.TermWithReason("dead-lettered: " + cause.Error())
+}
+
+// backoff grows with deliveries: 1s, 2s, 4s … capped at 2 minutes, jitter-free so
+// the schedule is predictable in logs.
+func backoff(delivered uint64) time.Duration {
+	d := time.Second
+	for i := uint64(1); i < delivered && d < 2*time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, 2*time.Minute)
+}

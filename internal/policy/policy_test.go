@@ -1,0 +1,59 @@
+package policy_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/sentry-jml/sentry-jml/internal/policy"
+)
+
+func TestLoadExample(t *testing.T) {
+	p, err := policy.Load("../../deploy/compose/policy.example.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Organization != "acme" || len(p.Protected) != 2 || len(p.Rules) != 2 || p.Rules[1].OrgRole != "manager" ||
+		p.Rules[0].Teams[0].Slug != "payments" || p.Reconcile.MaxRemovalRatio != 0.10 || p.Brakes.MaxEventRemovalsPerMinute != 30 {
+		t.Fatalf("unexpected policy %+v", p)
+	}
+}
+
+func TestDefaults(t *testing.T) {
+	p := policy.Default()
+	if p.DefaultOrgRole != "member" || p.Leaver.OrgTokens != "report" || p.Suspend != "remove" ||
+		p.Brakes.MaxEventRemovalsPerMinute != 30 || p.Reconcile.Orphans != "report" || p.Reconcile.MaxRemovals != 25 || p.Reconcile.MaxRemovalRatio != 0.10 {
+		t.Fatalf("defaults %+v", p)
+	}
+	p, err := policy.Parse("empty.yaml", nil)
+	if err != nil || p.DefaultOrgRole != "member" {
+		t.Fatalf("empty file: %+v %v", p, err)
+	}
+}
+
+func TestValidationNamesFileLineField(t *testing.T) {
+	cases := []struct{ name, yaml, want string }{
+		{"owner", "organization: acme\nrules:\n  - match: {group: x}\n    org_role: owner\n", "bad.yaml:4: rules[0].org_role"},
+		{"admin", "default_org_role: admin\n", "bad.yaml:1: default_org_role"},
+		{"billing teams", "rules:\n  - match: {department: Finance}\n    org_role: billing\n    teams: [{slug: payments}]\n", "bad.yaml:4: rules[0].teams"},
+		{"team role", "rules:\n  - match: {department: X}\n    teams:\n      - {slug: a, role: owner}\n", "bad.yaml:4: rules[0].teams[0].role"},
+		{"bad regexp", "protected: [ok@a.co, \"re:(\"]\n", "bad.yaml:1: protected[1]"},
+		{"suspend", "suspend: delete\n", "bad.yaml:1: suspend"},
+		{"ratio", "reconcile:\n  max_removal_ratio: 2\n", "bad.yaml:2: reconcile.max_removal_ratio"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := policy.Parse("bad.yaml", []byte(tc.yaml))
+			var pe *policy.Error
+			if !errors.As(err, &pe) {
+				t.Fatalf("err = %v, want *policy.Error", err)
+			}
+			if !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("err = %q, want prefix %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := policy.Parse("bad.yaml", []byte("orgnization: acme\n")); err == nil || !strings.Contains(err.Error(), "line 1") {
+		t.Fatalf("unknown key: %v", err)
+	}
+}

@@ -1,0 +1,137 @@
+package sentry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"time"
+)
+
+// RequiredScopes are the token scopes the daemon needs (DESIGN "The Sentry token").
+var requiredScopes = []string{
+	"org:read", "org:write", "member:read", "member:write", "member:admin",
+	"team:read", "team:write", "project:read", "project:write",
+}
+
+// RequiredScopes returns the scopes Check insists on.
+func RequiredScopes() []string { return slices.Clone(requiredScopes) }
+
+// ErrMissingScopes is returned by Check when the token lacks required scopes.
+var ErrMissingScopes = errors.New("sentry: token lacks required scopes")
+
+// CheckResult describes the token and the organization as seen at start.
+type CheckResult struct {
+	TokenKind TokenKind
+	// The token's own membership: implicitly protected.
+	Member   *Member
+	MemberID string
+	UserID   string
+	Email    string
+	OrgRole  string
+	// Scopes are the effective scopes from the organization detail's "access";
+	// ScopesKnown is false when they could not be read.
+	Scopes        []string
+	ScopesKnown   bool
+	MissingScopes []string
+	// SCIMEnabled is true when scim/v2/Users answers; a 403 means SCIM is not
+	// enabled for the org (or the SCIM token is not accepted). SCIMDetail says why.
+	SCIMEnabled bool
+	SCIMDetail  string
+	// RateLimitHeaders is false on self-hosted Sentry (limiter disabled).
+	RateLimitHeaders bool
+	RateLimit        int
+	ConcurrentLimit  int
+	// Warnings are non-fatal findings, one line each.
+	Warnings []string
+}
+
+// Check verifies the token at start: its kind (org tokens refused), that it is a
+// member of the org (members/me), its role and scopes, whether SCIM is enabled and
+// whether Sentry sends rate-limit headers. It returns an error for anything that
+// stops the daemon from working; the result is non-nil whenever members/me
+// answered.
+func (c *Client) Check(ctx context.Context) (r *CheckResult, err error) {
+	ctx, span := c.start(ctx, "Check")
+	defer func() { end(span, err) }()
+	r = &CheckResult{TokenKind: KindOf(c.token)}
+	if r.TokenKind == TokenOrg {
+		return r, ErrOrgToken
+	}
+	me, resp, err := c.getMember(ctx, "me")
+	if err != nil {
+		return nil, fmt.Errorf("check token: members/me: %w", err)
+	}
+	r.Member, r.MemberID, r.Email, r.OrgRole = me, me.ID, me.Email, me.OrgRole
+	if me.User != nil {
+		r.UserID = me.User.ID
+		if r.Email == "" {
+			r.Email = me.User.Email
+		}
+	}
+	lim := parseLimits(resp.header, time.Now())
+	r.RateLimitHeaders, r.RateLimit, r.ConcurrentLimit = lim.Present, lim.Limit, lim.ConcurrentLimit
+	switch r.OrgRole {
+	case "manager", "owner":
+	default:
+		r.Warnings = append(r.Warnings, fmt.Sprintf("the token's member has org role %q; removing members needs manager (or owner for owner leavers)", r.OrgRole))
+	}
+
+	if org, err := c.GetOrganization(ctx); err != nil {
+		r.Warnings = append(r.Warnings, "scopes unknown: "+err.Error())
+	} else if org.Access != nil {
+		r.Scopes, r.ScopesKnown = org.Access, true
+		r.MissingScopes = missingScopes(org.Access, requiredScopes)
+	}
+
+	q := url.Values{"count": {"1"}, "startIndex": {"1"}}
+	_, serr := c.do(ctx, call{method: http.MethodGet, pattern: patSCIMUsers, query: q, scim: true})
+	switch {
+	case serr == nil:
+		r.SCIMEnabled = true
+	case errors.Is(serr, ErrPermission):
+		r.SCIMDetail = "SCIM is not enabled for the organization (403)"
+	default:
+		r.SCIMDetail = serr.Error()
+		if c.scimToken != "" && errors.Is(serr, ErrUnauthorized) {
+			r.Warnings = append(r.Warnings, "the SCIM token was refused: "+serr.Error())
+		}
+	}
+	if !r.RateLimitHeaders {
+		r.Warnings = append(r.Warnings, "no X-Sentry-Rate-Limit headers (self-hosted?): pacing by the default limit only")
+	}
+	if len(r.MissingScopes) > 0 {
+		return r, fmt.Errorf("%w: %s", ErrMissingScopes, strings.Join(r.MissingScopes, " "))
+	}
+	return r, nil
+}
+
+// missingScopes returns the required scopes not granted; x:admin implies x:write
+// implies x:read.
+func missingScopes(have, want []string) []string {
+	granted := map[string]bool{}
+	for _, s := range have {
+		granted[s] = true
+		res, lvl, ok := strings.Cut(s, ":")
+		if !ok {
+			continue
+		}
+		switch lvl {
+		case "admin":
+			granted[res+":write"] = true
+			granted[res+":read"] = true
+		case "write":
+			granted[res+":read"] = true
+		}
+	}
+	var missing []string
+	for _, s := range want {
+		if !granted[s] {
+			missing = append(missing, s)
+		}
+	}
+	return missing
+}

@@ -1,0 +1,140 @@
+package sentrytest
+
+import (
+	"sort"
+	"sync"
+	"time"
+)
+
+// Stats is the request log summary served at GET /_sandbox/stats.
+type Stats struct {
+	Requests       []RequestCount            `json:"requests"`        // grouped by pattern, method, status
+	TotalRequests  int                       `json:"total_requests"`  // API requests (not /_sandbox/)
+	Mutations      map[string]map[string]int `json:"mutations"`       // kind → member email → successful state changes
+	ServingSeconds float64                   `json:"serving_seconds"` // total time serving API requests, including injected latency
+	LatencySeconds float64                   `json:"latency_seconds"` // the injected latency part of ServingSeconds
+	RateLimited    int                       `json:"rate_limited"`    // requests answered 429 by the rate limiter
+	FaultsInjected int                       `json:"faults_injected"` // requests answered by an injected fault
+}
+
+// RequestCount counts requests of one (pattern, method, status).
+type RequestCount struct {
+	Pattern string `json:"pattern"`
+	Method  string `json:"method"`
+	Status  int    `json:"status"`
+	Count   int    `json:"count"`
+}
+
+type reqKey struct {
+	pattern, method string
+	status          int
+}
+
+type statsRec struct {
+	mu        sync.Mutex
+	requests  map[reqKey]int
+	total     int
+	mutations map[string]map[string]int
+	serving   time.Duration
+	latency   time.Duration
+	limited   int
+	faults    int
+}
+
+func newStatsRec() *statsRec {
+	return &statsRec{requests: map[reqKey]int{}, mutations: map[string]map[string]int{}}
+}
+
+func (r *statsRec) record(pattern, method string, status int, took, latency time.Duration) {
+	r.mu.Lock()
+	r.requests[reqKey{pattern, method, status}]++
+	r.total++
+	r.serving += took
+	r.latency += latency
+	r.mu.Unlock()
+}
+
+func (r *statsRec) rateLimited() {
+	r.mu.Lock()
+	r.limited++
+	r.mu.Unlock()
+}
+
+func (r *statsRec) fault() {
+	r.mu.Lock()
+	r.faults++
+	r.mu.Unlock()
+}
+
+func (r *statsRec) mutation(kind, email string) {
+	r.mu.Lock()
+	m := r.mutations[kind]
+	if m == nil {
+		m = map[string]int{}
+		r.mutations[kind] = m
+	}
+	m[lower(email)]++
+	r.mu.Unlock()
+}
+
+func (r *statsRec) reset() {
+	r.mu.Lock()
+	r.requests = map[reqKey]int{}
+	r.total = 0
+	r.mutations = map[string]map[string]int{}
+	r.serving, r.latency = 0, 0
+	r.limited, r.faults = 0, 0
+	r.mu.Unlock()
+}
+
+func (r *statsRec) snapshot() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := Stats{
+		Requests:       make([]RequestCount, 0, len(r.requests)),
+		TotalRequests:  r.total,
+		Mutations:      make(map[string]map[string]int, len(r.mutations)),
+		ServingSeconds: r.serving.Seconds(),
+		LatencySeconds: r.latency.Seconds(),
+		RateLimited:    r.limited,
+		FaultsInjected: r.faults,
+	}
+	for k, n := range r.requests {
+		s.Requests = append(s.Requests, RequestCount{Pattern: k.pattern, Method: k.method, Status: k.status, Count: n})
+	}
+	sort.Slice(s.Requests, func(i, j int) bool {
+		a, b := s.Requests[i], s.Requests[j]
+		if a.Pattern != b.Pattern {
+			return a.Pattern < b.Pattern
+		}
+		if a.Method != b.Method {
+			return a.Method < b.Method
+		}
+		return a.Status < b.Status
+	})
+	for kind, m := range r.mutations {
+		c := make(map[string]int, len(m))
+		for e, n := range m {
+			c[e] = n
+		}
+		s.Mutations[kind] = c
+	}
+	return s
+}
+
+// Stats returns the same data as GET /_sandbox/stats.
+func (s *Sandbox) Stats() Stats { return s.stats.snapshot() }
+
+// ResetStats clears the request log and counters (POST /_sandbox/stats/reset).
+func (s *Sandbox) ResetStats() { s.stats.reset() }
+
+// Count returns how many requests matched pattern and method (any status).
+func (st Stats) Count(pattern, method string) int {
+	n := 0
+	for _, r := range st.Requests {
+		if r.Pattern == pattern && r.Method == method {
+			n += r.Count
+		}
+	}
+	return n
+}
