@@ -56,7 +56,7 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 
 	if cfg.RedisURL != "" || len(cfg.RedisAddrs) > 0 {
-		st, err := redisstate.Open(ctx, redisstate.Options{URL: cfg.RedisURL, Addrs: cfg.RedisAddrs, MasterName: cfg.RedisMasterName, Password: cfg.RedisPassword})
+		st, err := redisstate.Open(ctx, cfg.RedisOptions())
 		if err == nil {
 			st.Close()
 		}

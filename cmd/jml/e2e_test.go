@@ -36,6 +36,7 @@ func mustRunMain(t *testing.T, redisURL string) *system {
 	cfg := config.Common{
 		HTTPAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", SandboxAddr: "127.0.0.1:0", SandboxToken: "sandbox",
 		DataDir: t.TempDir(), LogLevel: "debug", MaxBodyBytes: 1 << 20, StreamReplicas: 1, RedisURL: redisURL,
+		RedisPrefix: "jmltest:" + randomID() + ":",
 	}
 	var logs bytes.Buffer
 	sys, err := startAll(context.Background(), cfg, runOptions{stdout: io.Discard, logs: &syncWriter{w: &logs}})

@@ -157,7 +157,7 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 
 	// Coordination: Redis when configured, else in-process.
 	if cfg.RedisURL != "" || len(cfg.RedisAddrs) > 0 {
-		s.coord, err = redisstate.Open(ctx, redisstate.Options{URL: cfg.RedisURL, Addrs: cfg.RedisAddrs, MasterName: cfg.RedisMasterName, Password: cfg.RedisPassword})
+		s.coord, err = redisstate.Open(ctx, cfg.RedisOptions())
 		if err != nil {
 			return nil, fmt.Errorf("JML_REDIS_URL: %w", err)
 		}
@@ -178,7 +178,7 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	}
 	ready := app.NewReadiness(s.nc, true)
 	recv, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: s.nc, Sources: []sources.Source{generic}, MaxBody: cfg.MaxBodyBytes,
-		StreamReplicas: cfg.StreamReplicas, Telemetry: s.tel, Logger: s.log, Ready: ready.Check})
+		Streams: cfg.Streams(), Telemetry: s.tel, Logger: s.log, Ready: ready.Check})
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +196,7 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	host, _ := os.Hostname()
 	wo := app.WorkerOptions{NC: s.nc, Coord: s.coord, Sentry: client, Telemetry: s.tel, Logger: s.log,
 		Owner: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), randomID()), Protected: pol.Protected,
-		StreamReplicas: cfg.StreamReplicas, Ready: ready}
+		Streams: cfg.Streams(), Ready: ready}
 	if _, err := app.CheckSentryToken(ctx, client); err != nil {
 		return nil, err
 	}

@@ -58,7 +58,7 @@ func run(ctx context.Context) error {
 	}
 	defer nc.Close()
 	ready := app.NewReadiness(nc, false)
-	h, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: nc, Sources: srcs, MaxBody: cfg.MaxBodyBytes, StreamReplicas: cfg.StreamReplicas,
+	h, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: nc, Sources: srcs, MaxBody: cfg.MaxBodyBytes, Streams: cfg.Streams(),
 		Telemetry: tel, Logger: log, Ready: ready.Check})
 	if err != nil {
 		return err

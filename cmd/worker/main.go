@@ -58,7 +58,7 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("JML_SENTRY_TOKEN: %w", err)
 	}
-	coord, err := redisstate.Open(ctx, redisstate.Options{URL: cfg.RedisURL, Addrs: cfg.RedisAddrs, MasterName: cfg.RedisMasterName, Password: cfg.RedisPassword})
+	coord, err := redisstate.Open(ctx, cfg.RedisOptions())
 	if err != nil {
 		return fmt.Errorf("JML_REDIS_URL: %w", err)
 	}
@@ -77,5 +77,5 @@ func run(ctx context.Context) error {
 	host, _ := os.Hostname()
 	log.Info("worker starting", "admin", addr)
 	return app.RunWorker(ctx, app.WorkerOptions{NC: nc, Coord: coord, Sentry: client, Telemetry: tel, Logger: log,
-		Owner: fmt.Sprintf("%s:%d", host, os.Getpid()), Protected: pol.Protected, StreamReplicas: cfg.StreamReplicas, Ready: ready})
+		Owner: fmt.Sprintf("%s:%d", host, os.Getpid()), Protected: pol.Protected, Streams: cfg.Streams(), Ready: ready})
 }

@@ -16,13 +16,13 @@ import (
 
 // ReceiverOptions are the receiver's dependencies.
 type ReceiverOptions struct {
-	NC             *nats.Conn
-	Sources        []sources.Source
-	MaxBody        int64
-	StreamReplicas int
-	Telemetry      *telemetry.Telemetry
-	Logger         *slog.Logger
-	Ready          func(context.Context) error
+	NC        *nats.Conn
+	Sources   []sources.Source
+	MaxBody   int64
+	Streams   events.StreamOptions
+	Telemetry *telemetry.Telemetry
+	Logger    *slog.Logger
+	Ready     func(context.Context) error
 }
 
 // NewReceiver ensures the streams exist and returns the webhook HTTP handler.
@@ -31,7 +31,7 @@ func NewReceiver(ctx context.Context, o ReceiverOptions) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := events.EnsureStreams(ctx, js, events.StreamOptions{Replicas: o.StreamReplicas}); err != nil {
+	if err := events.EnsureStreams(ctx, js, o.Streams); err != nil {
 		return nil, err
 	}
 	return receiver.New(receiver.Options{

@@ -23,15 +23,15 @@ import (
 
 // WorkerOptions are the worker's dependencies.
 type WorkerOptions struct {
-	NC             *nats.Conn
-	Coord          state.Coordinator
-	Sentry         *sentry.Client
-	Telemetry      *telemetry.Telemetry
-	Logger         *slog.Logger
-	Owner          string
-	Protected      []string
-	StreamReplicas int
-	Ready          *Readiness
+	NC        *nats.Conn
+	Coord     state.Coordinator
+	Sentry    *sentry.Client
+	Telemetry *telemetry.Telemetry
+	Logger    *slog.Logger
+	Owner     string
+	Protected []string
+	Streams   events.StreamOptions
+	Ready     *Readiness
 	// TokenCheckInterval is how often the scheduler re-checks the Sentry token (default 30s).
 	TokenCheckInterval time.Duration
 }
@@ -53,10 +53,10 @@ func RunWorker(ctx context.Context, o WorkerOptions) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
-	if err := events.EnsureStreams(ctx, js, events.StreamOptions{Replicas: o.StreamReplicas}); err != nil {
+	if err := events.EnsureStreams(ctx, js, o.Streams); err != nil {
 		return err
 	}
-	dir, err := jsstate.OpenDirectory(ctx, js, jsstate.Options{Replicas: o.StreamReplicas})
+	dir, err := jsstate.OpenDirectory(ctx, js, jsstate.Options{Replicas: o.Streams.Replicas})
 	if err != nil {
 		return err
 	}

@@ -288,13 +288,8 @@ func (b *LocalBudget) Acquire(ctx context.Context, key string, p Priority) (func
 		case <-ch:
 		case <-tc:
 		}
-		if timer != nil && d > 0 && tc != nil {
-			if !timer.Stop() {
-				select {
-				case <-timer.C:
-				default:
-				}
-			}
+		if timer != nil {
+			timer.Stop() // Go ≥1.23: no stale tick survives Stop
 		}
 		b.mu.Lock()
 	}

@@ -8,6 +8,7 @@ import (
 )
 
 func TestLocalBudgetWindow(t *testing.T) {
+	t.Parallel()
 	b := NewLocalBudget(LocalBudgetOptions{DefaultLimit: 5, DefaultConcurrency: -1})
 	ctx := context.Background()
 	var mu sync.Mutex
@@ -42,14 +43,14 @@ func TestLocalBudgetWindow(t *testing.T) {
 }
 
 func TestLocalBudgetPriority(t *testing.T) {
-	b := NewLocalBudget(LocalBudgetOptions{DefaultLimit: 1, DefaultConcurrency: -1})
+	t.Parallel()
+	b := NewLocalBudget(LocalBudgetOptions{DefaultLimit: -1, DefaultConcurrency: 1})
 	ctx := context.Background()
-	// Use up the current window.
-	rel, err := b.Acquire(ctx, "k", PriorityJoiner)
+	// Hold the only slot while waiters of each priority queue up.
+	hold, err := b.Acquire(ctx, "k", PriorityJoiner)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rel()
 	order := make(chan Priority, 3)
 	var wg sync.WaitGroup
 	start := func(p Priority) {
@@ -65,11 +66,25 @@ func TestLocalBudgetPriority(t *testing.T) {
 			rel()
 		}()
 	}
+	queued := func(n int) {
+		for range 100 {
+			b.mu.Lock()
+			got := b.buckets["k"].queue.Len()
+			b.mu.Unlock()
+			if got == n {
+				return
+			}
+			time.Sleep(time.Millisecond)
+		}
+		t.Fatalf("waiters did not queue")
+	}
 	start(PriorityReconcile)
-	time.Sleep(20 * time.Millisecond)
+	queued(1)
 	start(PriorityJoiner)
-	time.Sleep(20 * time.Millisecond)
+	queued(2)
 	start(PriorityLeaver)
+	queued(3)
+	hold()
 	wg.Wait()
 	close(order)
 	var got []Priority
@@ -85,6 +100,7 @@ func TestLocalBudgetPriority(t *testing.T) {
 }
 
 func TestLocalBudgetConcurrency(t *testing.T) {
+	t.Parallel()
 	b := NewLocalBudget(LocalBudgetOptions{DefaultLimit: -1, DefaultConcurrency: 2})
 	ctx := context.Background()
 	r1, _ := b.Acquire(ctx, "k", PriorityJoiner)
@@ -119,6 +135,7 @@ func TestLocalBudgetConcurrency(t *testing.T) {
 }
 
 func TestLocalBudgetObserve(t *testing.T) {
+	t.Parallel()
 	b := NewLocalBudget(LocalBudgetOptions{})
 	ctx := context.Background()
 	now := time.Now()
@@ -162,6 +179,7 @@ func TestLocalBudgetObserve(t *testing.T) {
 }
 
 func TestLocalBudgetCancel(t *testing.T) {
+	t.Parallel()
 	b := NewLocalBudget(LocalBudgetOptions{DefaultLimit: 1})
 	r, _ := b.Acquire(context.Background(), "k", PriorityJoiner)
 	r()

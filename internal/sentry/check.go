@@ -2,6 +2,7 @@ package sentry
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -34,9 +35,12 @@ type CheckResult struct {
 	OrgRole  string
 	// Scopes are the effective scopes from the organization detail's "access";
 	// ScopesKnown is false when they could not be read.
-	Scopes        []string
-	ScopesKnown   bool
-	MissingScopes []string
+	Scopes      []string
+	ScopesKnown bool
+	// ScopesFromRole: Scopes are the org role's scopes (from members/me's
+	// orgRoleList) because the organization detail was not readable.
+	ScopesFromRole bool
+	MissingScopes  []string
 	// SCIMEnabled is true when scim/v2/Users answers; a 403 means SCIM is not
 	// enabled for the org (or the SCIM token is not accepted). SCIMDetail says why.
 	SCIMEnabled bool
@@ -80,11 +84,16 @@ func (c *Client) Check(ctx context.Context) (r *CheckResult, err error) {
 		r.Warnings = append(r.Warnings, fmt.Sprintf("the token's member has org role %q; removing members needs manager (or owner for owner leavers)", r.OrgRole))
 	}
 
-	if org, err := c.GetOrganization(ctx); err != nil {
-		r.Warnings = append(r.Warnings, "scopes unknown: "+err.Error())
-	} else if org.Access != nil {
+	if org, err := c.GetOrganization(ctx); err == nil && org.Access != nil {
 		r.Scopes, r.ScopesKnown = org.Access, true
 		r.MissingScopes = missingScopes(org.Access, requiredScopes)
+	} else if rs := roleScopes(resp.body, r.OrgRole); rs != nil {
+		// The role's scopes bound the token's effective scopes from above.
+		r.Scopes, r.ScopesFromRole = rs, true
+		r.MissingScopes = missingScopes(rs, requiredScopes)
+		r.Warnings = append(r.Warnings, "token scopes not discoverable; checked the role's scopes only")
+	} else if err != nil {
+		r.Warnings = append(r.Warnings, "scopes unknown: "+err.Error())
 	}
 
 	q := url.Values{"count": {"1"}, "startIndex": {"1"}}
@@ -134,4 +143,23 @@ func missingScopes(have, want []string) []string {
 		}
 	}
 	return missing
+}
+
+// roleScopes reads the scopes of role from a member detail's orgRoleList.
+func roleScopes(body []byte, role string) []string {
+	var d struct {
+		OrgRoleList []struct {
+			ID     string   `json:"id"`
+			Scopes []string `json:"scopes"`
+		} `json:"orgRoleList"`
+	}
+	if json.Unmarshal(body, &d) != nil {
+		return nil
+	}
+	for _, r := range d.OrgRoleList {
+		if r.ID == role && r.Scopes != nil {
+			return r.Scopes
+		}
+	}
+	return nil
 }

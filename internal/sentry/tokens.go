@@ -92,6 +92,21 @@ func (e AuditLogEntry) ActorUserID() string {
 	return e.Actor.ID
 }
 
+// TargetObjectID returns targetObject (a number in Sentry) as a string.
+func (e AuditLogEntry) TargetObjectID() string { return rawID(e.TargetObject) }
+
+// TargetUserID returns the target user's id; targetUser is a user object, an id
+// or null depending on the event.
+func (e AuditLogEntry) TargetUserID() string {
+	var u struct {
+		ID json.RawMessage `json:"id"`
+	}
+	if json.Unmarshal(e.TargetUser, &u) == nil && len(u.ID) > 0 {
+		return rawID(u.ID)
+	}
+	return rawID(e.TargetUser)
+}
+
 // UnmarshalJSON tolerates numeric ids in actor objects.
 func (a *AuditActor) UnmarshalJSON(b []byte) error {
 	var w struct {

@@ -198,7 +198,7 @@ type AuditLogEntry struct {
 	Event        string          `json:"event"`
 	IPAddress    string          `json:"ipAddress"`
 	Note         string          `json:"note"`
-	TargetObject json.Number     `json:"targetObject"`
+	TargetObject json.RawMessage `json:"targetObject"`
 	TargetUser   json.RawMessage `json:"targetUser"`
 	Data         map[string]any  `json:"data"`
 	DateCreated  time.Time       `json:"dateCreated"`

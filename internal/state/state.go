@@ -67,10 +67,14 @@ const LockKeyPrefix = "job:"
 const unlockTimeout = 5 * time.Second
 
 // NewLocker returns a gocron.Locker backed by l. Each job run takes the lease
-// "job:<job name>" for ttl as owner; a run whose lock is held elsewhere is
-// skipped by gocron. The lease is released when the job finishes; ttl is the
-// crash bound, so it should cover about one job interval (a longer-running job
-// can lose the lock to another replica after ttl).
+// "job:<job name>" for ttl as owner; a run whose lock is held elsewhere fails
+// with an error wrapping ErrLeaseHeld and gocron skips it. The lease is not
+// renewed while the job runs, so ttl should cover about one job interval: it
+// bounds how long a crashed replica blocks the job, and a run longer than ttl
+// can overlap with another replica's. Unlock releases the lease as soon as
+// the job returns, so a replica whose tick fires after that (clock skew
+// larger than the job's run time) runs the same tick again: jobs must be
+// idempotent, or use ElectorFor when that is not acceptable.
 func NewLocker(l Leaser, owner string, ttl time.Duration) gocron.Locker {
 	return &locker{leaser: l, owner: owner, ttl: ttl}
 }

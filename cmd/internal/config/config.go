@@ -9,7 +9,9 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
+	"github.com/sentry-jml/sentry-jml/internal/state/redisstate"
 )
 
 // Prefix of every variable.
@@ -23,6 +25,7 @@ type Common struct {
 	RedisAddrs      []string      `envconfig:"REDIS_ADDRS"`
 	RedisMasterName string        `envconfig:"REDIS_MASTER_NAME"`
 	RedisPassword   string        `envconfig:"REDIS_PASSWORD"`
+	RedisPrefix     string        `envconfig:"REDIS_PREFIX" default:"jml:"`
 	HTTPAddr        string        `envconfig:"HTTP_ADDR" default:"127.0.0.1:8080"`
 	AdminAddr       string        `envconfig:"ADMIN_ADDR" default:"127.0.0.1:8081"`
 	AdminToken      string        `envconfig:"ADMIN_TOKEN"`
@@ -110,6 +113,16 @@ func (c Common) SentryBaseURL() string {
 		return "https://sentry.io"
 	}
 	return c.SentryURL
+}
+
+// Streams sizes the JetStream streams and buckets.
+func (c Common) Streams() events.StreamOptions {
+	return events.StreamOptions{Replicas: c.StreamReplicas, MaxAge: c.EventsMaxAge}
+}
+
+// RedisOptions selects single node, Sentinel or Cluster.
+func (c Common) RedisOptions() redisstate.Options {
+	return redisstate.Options{URL: c.RedisURL, Addrs: c.RedisAddrs, MasterName: c.RedisMasterName, Password: c.RedisPassword, Prefix: c.RedisPrefix}
 }
 
 // Policy loads JML_POLICY_FILE, or the defaults when it is unset.

@@ -111,7 +111,11 @@ func (c *client) get(path string) resp { return c.do("GET", path, nil) }
 func expect(t *testing.T, r resp, status int, bodySub string) {
 	t.Helper()
 	if r.status != status {
-		t.Fatalf("status = %d, want %d; body %s", r.status, status, r.body)
+		b := string(r.body)
+		if len(b) > 400 {
+			b = b[:400] + "…"
+		}
+		t.Fatalf("status = %d, want %d; body %s", r.status, status, b)
 	}
 	if bodySub != "" && !strings.Contains(string(r.body), bodySub) {
 		t.Fatalf("body %s does not contain %s", r.body, bodySub)

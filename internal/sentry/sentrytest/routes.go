@@ -56,6 +56,7 @@ func (s *Sandbox) routes() {
 	s.handle("DELETE", PatternTeam, s.deleteTeam)
 	s.handle("GET", PatternTeamMembers, s.teamMembers)
 	s.handle("GET", PatternTeamProjects, s.teamProjects)
+	s.handle("POST", PatternTeamProjects, s.createTeamProject)
 	s.handle("GET", PatternProjects, s.listProjects)
 	s.handle("POST", PatternProjectTeam, s.projectTeam)
 	s.handle("DELETE", PatternProjectTeam, s.projectTeam)

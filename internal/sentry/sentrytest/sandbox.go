@@ -132,9 +132,9 @@ type route struct {
 	noOrg   bool
 }
 
+// ServeHTTP is reached through the mux, which fills in the path values.
 func (rt *route) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// Never reached: Sandbox.ServeHTTP dispatches routes itself.
-	http.Error(w, "internal", http.StatusInternalServerError)
+	rt.s.serveAPI(w, r, rt)
 }
 
 // call is the per-request context handed to handlers.
@@ -167,8 +167,7 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h, _ := s.mux.Handler(r)
-	rt, ok := h.(*route)
-	if !ok {
+	if _, ok := h.(*route); !ok {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, r)
 		if rec.Code == http.StatusMethodNotAllowed {
@@ -179,7 +178,7 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, detail("The requested resource does not exist"))
 		return
 	}
-	s.serveAPI(w, r, rt)
+	s.mux.ServeHTTP(w, r)
 }
 
 type statusWriter struct {

@@ -246,6 +246,9 @@ func (s *Seed) build(orgSlug string, now time.Time) (*state, error) {
 		created := sm.DateCreated
 		if created.IsZero() {
 			created = base.Add(time.Duration(i) * 37 * time.Minute)
+			if sm.Pending {
+				created = now.Add(-time.Duration(48+i) * time.Hour).UTC() // a fresh, unexpired invite
+			}
 		}
 		m := &member{id: id, email: strings.TrimSpace(sm.Email), role: role, flags: map[string]bool{},
 			teams: map[*team]string{}, dateCreated: created.UTC()}

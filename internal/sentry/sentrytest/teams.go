@@ -367,3 +367,48 @@ func (s *Sandbox) projectTeam(c *call) {
 	}
 	c.json(http.StatusOK, s.wireProject(p))
 }
+
+func (s *Sandbox) createTeamProject(c *call) {
+	st := c.lockW()
+	defer s.mu.Unlock()
+	if !c.need("project:write", "project:admin") {
+		return
+	}
+	t := c.pathTeam(st)
+	if t == nil {
+		return
+	}
+	var b struct {
+		Name     string  `json:"name"`
+		Slug     *string `json:"slug"`
+		Platform *string `json:"platform"`
+	}
+	if !c.decode(&b) {
+		return
+	}
+	if strings.TrimSpace(b.Name) == "" {
+		c.json(http.StatusBadRequest, map[string][]string{"name": {"This field is required."}})
+		return
+	}
+	slug := slugify(b.Name)
+	if b.Slug != nil && *b.Slug != "" {
+		slug = *b.Slug
+	}
+	if !validSlug(slug) {
+		c.json(http.StatusBadRequest, map[string][]string{"slug": {"Enter a valid slug consisting of lowercase letters, numbers, underscores or hyphens. It cannot be entirely numeric."}})
+		return
+	}
+	if st.projectSlug[slug] != nil {
+		c.json(http.StatusConflict, map[string]string{"detail": "A project with this slug already exists."})
+		return
+	}
+	p := &project{id: st.newID(), slug: slug, name: b.Name, dateCreated: s.now().UTC(), teams: map[*team]struct{}{t: {}}}
+	if b.Platform != nil {
+		p.platform = *b.Platform
+	}
+	t.projects[p] = struct{}{}
+	st.projects[p.id] = p
+	st.projectSlug[slug] = p
+	s.audit(st, c.p, "project.create", "created project "+slug, p.id, 0, map[string]any{"slug": slug})
+	c.json(http.StatusCreated, s.wireProject(p))
+}

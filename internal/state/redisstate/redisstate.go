@@ -41,6 +41,13 @@ type Options struct {
 }
 
 // Store is a state.Coordinator on Redis. It is safe for concurrent use.
+//
+// Key layout (all under Prefix): "dedupe:<key>" for dedupe records;
+// "{lease:<key>}:holder" holding "owner:token" with the lease's expiry, and
+// "{lease:<key>}:fence", the last token issued for key. A new token is the
+// fence plus one but never less than the Redis server time in microseconds,
+// so tokens keep increasing when the fence expires (after a week idle) or
+// Redis loses its data, as long as the server clock does not step back.
 type Store struct {
 	rdb    redis.UniversalClient
 	prefix string
@@ -60,9 +67,9 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("redisstate: prefix %q must not contain '{' or '}'", prefix)
 	}
 	s := &Store{rdb: redis.NewUniversalClient(uo), prefix: prefix}
-	if err := s.Ping(ctx); err != nil {
+	if err := s.rdb.Ping(ctx).Err(); err != nil {
 		_ = s.rdb.Close()
-		return nil, fmt.Errorf("redisstate: open: %w", err)
+		return nil, fmt.Errorf("redisstate: open: ping: %w", err)
 	}
 	return s, nil
 }

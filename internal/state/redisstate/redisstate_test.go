@@ -333,6 +333,7 @@ func startRedisOn(t *testing.T, port int, extra ...string) *redisProc {
 func (r *redisProc) start(t *testing.T) {
 	t.Helper()
 	r.cmd = exec.Command(redisBin, r.args...)
+	dieWithParent(r.cmd)
 	if err := r.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", redisBin, err)
 	}
