@@ -21,6 +21,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
 	"github.com/sentry-jml/sentry-jml/internal/signature"
+	"github.com/sentry-jml/sentry-jml/internal/telemetry"
 )
 
 func testRedisURL() string {
@@ -33,13 +34,18 @@ func testRedisURL() string {
 // mustRunMain starts the all-in-one on random loopback ports in a temp dir.
 func mustRunMain(t *testing.T, redisURL string) *system {
 	t.Helper()
+	return mustRunMainWith(t, redisURL, nil)
+}
+
+func mustRunMainWith(t *testing.T, redisURL string, tel *telemetry.Telemetry) *system {
+	t.Helper()
 	cfg := config.Common{
 		HTTPAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", SandboxAddr: "127.0.0.1:0", SandboxToken: "sandbox",
 		DataDir: t.TempDir(), LogLevel: "debug", MaxBodyBytes: 1 << 20, StreamReplicas: 1, RedisURL: redisURL,
 		RedisPrefix: "jmltest:" + randomID() + ":",
 	}
 	var logs bytes.Buffer
-	sys, err := startAll(context.Background(), cfg, runOptions{stdout: io.Discard, logs: &syncWriter{w: &logs}})
+	sys, err := startAll(context.Background(), cfg, runOptions{stdout: io.Discard, logs: &syncWriter{w: &logs}, telemetry: tel})
 	if err != nil {
 		t.Fatalf("startAll: %v", err)
 	}

@@ -154,9 +154,9 @@ func newLimiter() *limiter { return &limiter{m: map[rlKey]*rlWindow{}} }
 
 // rateLimit applies Sentry's fixed-window and concurrent limits and sets the
 // X-Sentry-Rate-Limit-* headers. It returns a release func for the
-// concurrency slot (nil if none taken) and whether the request was answered
-// with 429.
-func (s *Sandbox) rateLimit(w http.ResponseWriter, caller string, rt *route, method string) (func(), bool) {
+// concurrency slot (nil if none taken) and, when the request is limited, the
+// 429 body (a bare JSON string).
+func (s *Sandbox) rateLimit(w http.ResponseWriter, caller string, rt *route, method string) (func(), string) {
 	now := s.now()
 	sec := now.Unix()
 	k := rlKey{caller, rt.pattern, method}
@@ -202,12 +202,11 @@ func (s *Sandbox) rateLimit(w http.ResponseWriter, caller string, rt *route, met
 		if concLimited {
 			msg = fmt.Sprintf("You are attempting to go above the allowed concurrency for this endpoint. Concurrency limit is %d", s.opts.ConcurrentLimit)
 		}
-		writeJSON(w, http.StatusTooManyRequests, msg)
-		return nil, true
+		return nil, msg
 	}
 	return func() {
 		l.mu.Lock()
 		win.inflight--
 		l.mu.Unlock()
-	}, false
+	}, ""
 }

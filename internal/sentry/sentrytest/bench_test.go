@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -79,27 +80,48 @@ func BenchmarkMemberPages(b *testing.B) {
 	b.ReportMetric(coldRate, "cold-pages/s")
 }
 
-// TestLargeSeedBuild keeps the 100k/2k seed cheap to build (it runs in `go test`).
-func TestLargeSeedBuild(t *testing.T) {
+// TestLargeSeedFile loads testdata/sentry/seed-large.json (100k members,
+// 2k teams) and keeps it cheap to build and indexed.
+func TestLargeSeedFile(t *testing.T) {
 	if testing.Short() {
 		t.Skip("short")
 	}
+	f, err := os.Open("../../../testdata/sentry/seed-large.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	seed, err := LoadSeed(f)
+	if err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
-	s := New(Options{Seed: largeSeed()})
+	srv := NewServer(t, Options{Seed: seed, RateLimit: -1})
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("building 100k members took %v", d)
 	}
-	s.mu.RLock()
-	n, teams := len(s.st.memberOrder), len(s.st.teams)
-	s.mu.RUnlock()
-	if n != 100_031 || teams != 2_007 {
+	srv.mu.RLock()
+	n, teams := len(srv.st.memberOrder), len(srv.st.teams)
+	srv.mu.RUnlock()
+	if n != 100_005 || teams != 2_002 {
 		t.Fatalf("members %d teams %d", n, teams)
 	}
-	// an indexed query stays O(1): email lookup in the large org.
-	srv := NewServer(t, Options{Seed: largeSeed(), RateLimit: -1})
+	// member pages + team pages + ≥1 page per team + 500 pending invites
+	if got := srv.ReconcileMinimumCalls(); got < 1001+21+2002+500 || got > 1001+21+2*2002+500 {
+		t.Fatalf("reconcile minimum = %d", got)
+	}
+	// an indexed query in the large org.
 	c := newClient(t, srv)
 	r := c.get(membersURL + "?query=email%3Auser054321%40acme.test")
 	if l := r.list(t); len(l) != 1 || l[0]["email"] != "user054321@acme.test" {
 		t.Fatalf("query = %s", r.body)
+	}
+}
+
+func TestReconcileMinimumDemo(t *testing.T) {
+	s := New(Options{})
+	// 31 members → 1 page, 7 teams → 1 page, 7 team-member lists, 3 pending invites.
+	if got := s.Stats().ReconcileMinimumCalls; got != 1+1+7+3 {
+		t.Fatalf("reconcile minimum = %d", got)
 	}
 }

@@ -679,9 +679,10 @@ func (s *Sandbox) memberTeamTarget(c *call, st *state) (*member, *team, bool) {
 	return m, t, true
 }
 
-// canAdminTeam: org-level team:write/org:write, or team admin of t.
+// canAdminTeam: org:write or org-level team:write (team:admin for removals),
+// or team admin of t.
 func (c *call) canAdminTeam(t *team) bool {
-	if c.p.has("org:write") || c.p.has("team:write") || c.p.has("member:admin") {
+	if c.p.has("org:write") || c.p.has("org:admin") || c.p.has("team:write") || c.p.has("team:admin") {
 		return true
 	}
 	if cm := c.p.member; cm != nil {
@@ -695,11 +696,12 @@ func (c *call) canAdminTeam(t *team) bool {
 func (s *Sandbox) addMemberTeam(c *call) {
 	st := c.lockW()
 	defer s.mu.Unlock()
-	if c.p.kind != kindUser {
+	if c.p.kind == kindOrgToken {
+		// Sentry needs a user or an integration here; org auth tokens are not authenticated for it.
 		c.detail(http.StatusUnauthorized, "Authentication credentials were not provided.")
 		return
 	}
-	if !c.need("org:read", "org:write", "org:admin", "member:read", "member:write", "member:admin") {
+	if !c.need("org:read", "org:write", "org:admin", "team:write") {
 		return
 	}
 	m, t, ok := s.memberTeamTarget(c, st)
@@ -718,8 +720,7 @@ func (s *Sandbox) addMemberTeam(c *call) {
 		c.detail(http.StatusForbidden, "The user with a 'billing' role cannot have team-level permissions.")
 		return
 	}
-	self := m == c.p.member
-	if !self && !c.canAdminTeam(t) {
+	if !st.openMembership && !c.canAdminTeam(t) {
 		// Sentry creates an access request instead of a membership.
 		s.audit(st, c.p, "member.pending", m.Email()+" requested to join "+t.slug, m.id, userID(m), map[string]any{"team_slug": t.slug})
 		writeEmpty(c.w, http.StatusAccepted)

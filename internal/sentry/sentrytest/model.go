@@ -264,15 +264,16 @@ func auditEventNames() []string {
 
 // state is the whole in-memory organization. Guarded by Sandbox.mu.
 type state struct {
-	orgID        int64
-	orgSlug      string
-	orgName      string
-	samlEnabled  bool
-	scimEnabled  bool
-	scimProvider string // "okta" or "azure"; azure omits "active"
-	scimToken    string
-	scimTag      string // 6 hex digits of the SCIM integration name
-	dateCreated  time.Time
+	orgID          int64
+	orgSlug        string
+	orgName        string
+	samlEnabled    bool
+	scimEnabled    bool
+	openMembership bool
+	scimProvider   string // "okta" or "azure"; azure omits "active"
+	scimToken      string
+	scimTag        string // 6 hex digits of the SCIM integration name
+	dateCreated    time.Time
 
 	nextID int64
 

@@ -73,7 +73,7 @@ type oaCase struct {
 	token  string // "" = service token, "-" = none, "org" = org auth token, "scim" = SCIM token
 	as     string
 	status int
-	repeat int         // send the request this many times (rate-limit cases)
+	repeat int // send the request this many times (rate-limit cases)
 	opts   func(*Options)
 }
 

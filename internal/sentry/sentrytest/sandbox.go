@@ -232,8 +232,30 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request, rt *route) {
 	}()
 
 	fault := s.faults.match(rt.pattern, r.Method)
+	body, err := readBody(r)
+	if err != nil {
+		writeJSON(sw, http.StatusBadRequest, detail("Malformed request."))
+		return
+	}
+	c := &call{s: s, w: sw, r: r, rt: rt, body: body}
+
+	// Rate limiting runs first (Sentry's middleware); the concurrency slot is
+	// held for the whole request, injected latency included.
+	p, authErr := s.authenticate(r)
+	key := clientIP(r)
+	if p != nil {
+		key = p.rateKey
+	}
+	limitMsg := ""
+	if s.opts.RateLimit > 0 {
+		var release func()
+		release, limitMsg = s.rateLimit(sw, key, rt, r.Method)
+		if release != nil {
+			defer release()
+		}
+	}
 	latency = s.opts.Latency
-	if fault != nil && fault.Latency > 0 {
+	if fault != nil && fault.Latency > 0 && fault.Kind != FaultTimeout {
 		latency += fault.Latency
 	}
 	if latency > 0 {
@@ -242,34 +264,16 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request, rt *route) {
 		case <-t.C:
 		case <-r.Context().Done():
 			t.Stop()
-			sw.status = 499
+			sw.status = 499 // client closed request (nginx convention)
 			return
 		}
+	}
+	if limitMsg != "" {
+		writeJSON(sw, http.StatusTooManyRequests, limitMsg)
+		return
 	}
 	if fault != nil && !fault.After && s.applyFault(sw, r, fault) {
 		return
-	}
-
-	body, err := readBody(r)
-	if err != nil {
-		writeJSON(sw, http.StatusBadRequest, detail("Malformed request."))
-		return
-	}
-	c := &call{s: s, w: sw, r: r, rt: rt, body: body}
-
-	p, authErr := s.authenticate(r)
-	key := clientIP(r)
-	if p != nil {
-		key = p.rateKey
-	}
-	if s.opts.RateLimit > 0 {
-		release, limited := s.rateLimit(sw, key, rt, r.Method)
-		if release != nil {
-			defer release()
-		}
-		if limited {
-			return
-		}
 	}
 	if authErr != "" {
 		writeJSON(sw, http.StatusUnauthorized, detail(authErr))
@@ -282,15 +286,9 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request, rt *route) {
 		return
 	}
 	if fault != nil && fault.After {
-		bw := &bufferWriter{h: http.Header{}}
-		c.w = bw
+		// The handler runs (the change is applied), its response is lost.
+		c.w = &bufferWriter{h: http.Header{}}
 		rt.h(c)
-		for k, v := range bw.h {
-			if !strings.HasPrefix(k, "X-Sentry-Rate-Limit") {
-				continue
-			}
-			sw.Header()[k] = v
-		}
 		s.applyFault(sw, r, fault)
 		return
 	}

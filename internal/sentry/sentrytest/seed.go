@@ -29,6 +29,9 @@ type SeedOrg struct {
 	SAML         bool   `json:"saml"`
 	SCIM         bool   `json:"scim"`                   // SCIM enabled (requires SAML)
 	SCIMProvider string `json:"scimProvider,omitempty"` // "okta" (default) or "azure" (omits "active")
+	// OpenMembership is Sentry's "Open Membership" (allow_joinleave): any
+	// member may add members to any team. Off: members get 202 access requests.
+	OpenMembership bool `json:"openMembership,omitempty"`
 }
 
 // SeedMember is one organization member or pending invite.
@@ -200,6 +203,7 @@ func (s *Seed) build(orgSlug string, now time.Time) (*state, error) {
 	}
 	st.samlEnabled = s.Org.SAML
 	st.scimEnabled = s.Org.SCIM
+	st.openMembership = s.Org.OpenMembership
 	st.scimProvider = s.Org.SCIMProvider
 	if st.scimProvider == "" {
 		st.scimProvider = "okta"

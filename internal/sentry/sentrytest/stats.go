@@ -15,6 +15,12 @@ type Stats struct {
 	LatencySeconds float64                   `json:"latency_seconds"` // the injected latency part of ServingSeconds
 	RateLimited    int                       `json:"rate_limited"`    // requests answered 429 by the rate limiter
 	FaultsInjected int                       `json:"faults_injected"` // requests answered by an injected fault
+
+	// ReconcileMinimumCalls is the fewest API calls a full no-change
+	// reconcile of the current organization needs: member pages + team-list
+	// pages + team-member pages (at least one per team) + one per pending
+	// invite, all at per_page=100. Computed from the current state.
+	ReconcileMinimumCalls int `json:"reconcile_minimum_calls"`
 }
 
 // RequestCount counts requests of one (pattern, method, status).
@@ -123,7 +129,33 @@ func (r *statsRec) snapshot() Stats {
 }
 
 // Stats returns the same data as GET /_sandbox/stats.
-func (s *Sandbox) Stats() Stats { return s.stats.snapshot() }
+func (s *Sandbox) Stats() Stats {
+	st := s.stats.snapshot()
+	st.ReconcileMinimumCalls = s.ReconcileMinimumCalls()
+	return st
+}
+
+// ReconcileMinimumCalls: see Stats.ReconcileMinimumCalls.
+func (s *Sandbox) ReconcileMinimumCalls() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	pages := func(n int) int {
+		if n == 0 {
+			return 1 // an empty list still takes one request
+		}
+		return (n + 99) / 100
+	}
+	calls := pages(len(s.st.memberOrder)) + pages(len(s.st.teams))
+	for _, t := range s.st.teams {
+		calls += pages(memberCount(t))
+	}
+	for _, m := range s.st.memberOrder {
+		if m.pending() {
+			calls++
+		}
+	}
+	return calls
+}
 
 // ResetStats clears the request log and counters (POST /_sandbox/stats/reset).
 func (s *Sandbox) ResetStats() { s.stats.reset() }

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sentry-jml/sentry-jml/internal/embednats"
+	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
+	"github.com/sentry-jml/sentry-jml/internal/signature"
+)
+
+// TestSplitProcesses runs cmd/webhook and cmd/worker as separate processes against
+// an external NATS, the shared Redis and a sandbox, and sends one signed leaver.
+func TestSplitProcesses(t *testing.T) {
+	bin := t.TempDir()
+	for _, name := range []string{"webhook", "worker"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(bin, name), "../"+name)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", name, err, out)
+		}
+	}
+	ns, err := embednats.Start(embednats.Options{StoreDir: t.TempDir(), Listen: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	const token = "sntryu_0123456789abcdef0123456789abcdef0123456789abcdef0123456789ab"
+	sb := sentrytest.NewServer(t, sentrytest.Options{Token: token})
+	const secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
+	httpAddr := freeAddr(t)
+
+	common := []string{"JML_NATS_URL=" + ns.ClientURL(), "JML_LOG_LEVEL=debug", "PATH=" + os.Getenv("PATH")}
+	start := func(name string, env ...string) {
+		cmd := exec.Command(filepath.Join(bin, name))
+		cmd.Env = append(append([]string{}, common...), env...)
+		var logs strings.Builder
+		cmd.Stderr = &syncWriter{w: &logs}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			_ = cmd.Process.Signal(os.Interrupt)
+			done := make(chan struct{})
+			go func() { _ = cmd.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(20 * time.Second):
+				_ = cmd.Process.Kill()
+				t.Errorf("%s did not stop within 20 s of SIGINT", name)
+			}
+			if t.Failed() {
+				t.Logf("%s logs:\n%s", name, logs.String())
+			}
+		})
+	}
+	start("webhook", "JML_HTTP_ADDR="+httpAddr, "JML_SOURCE_GENERIC_SECRET="+secret)
+	start("worker", "JML_ADMIN_ADDR="+freeAddr(t), "JML_REDIS_URL="+testRedisURL(), "JML_REDIS_PREFIX=jmltest:"+randomID()+":",
+		"JML_SENTRY_URL="+sb.URL, "JML_SENTRY_ORG=acme", "JML_SENTRY_TOKEN="+token)
+
+	eventually(t, "the receiver is ready", func() bool {
+		r, err := http.Get("http://" + httpAddr + "/readyz")
+		if err != nil {
+			return false
+		}
+		r.Body.Close()
+		return r.StatusCode == http.StatusOK
+	})
+	key, _ := signature.DecodeStandardSecret(secret)
+	c := &signedClient{t: t, url: "http://" + httpAddr + "/hooks/generic", key: key, client: &http.Client{Timeout: 10 * time.Second}}
+	const who = "jane.doe@acme.test"
+	if r := c.send("msg_split_"+randomID(), leaverBody(who)); r.status != http.StatusAccepted || r.body["accepted"] != float64(1) {
+		t.Fatalf("%d %v", r.status, r.body)
+	}
+	eventually(t, who+" is removed by the worker process", func() bool { _, ok := sb.Member(who); return !ok })
+	if got := sb.Stats().Mutations["member.remove"][who]; got != 1 {
+		t.Fatalf("member.remove = %d", got)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
