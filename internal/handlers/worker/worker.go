@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -312,7 +313,9 @@ func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, md *jetstream.
 	dm := nats.NewMsg(events.DLQPrefix + m.Subject()[len(events.SubjectPrefix):])
 	dm.Data = m.Data()
 	for k, v := range m.Headers() {
-		if k != events.HeaderMsgID {
+		// Nats-* headers are instructions to the server (msg id, expected stream):
+		// copying them would make the dead-letter publish fail or be deduplicated.
+		if !strings.HasPrefix(strings.ToLower(k), "nats-") {
 			dm.Header[k] = v
 		}
 	}

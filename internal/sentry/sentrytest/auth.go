@@ -73,20 +73,14 @@ func (p *principal) hasAny(scopes ...string) bool {
 	return false
 }
 
-func (p *principal) auditActor() (int64, string) {
+func (p *principal) name() string {
 	switch p.kind {
-	case kindUser:
-		if p.user != nil {
-			return p.user.id, ""
-		}
 	case kindIntegration:
-		return 0, ""
+		return "scim"
 	case kindOrgToken:
-		if p.token != nil {
-			return 0, p.token.name
-		}
+		return "org-token:" + p.token.name
 	}
-	return 0, ""
+	return p.user.email
 }
 
 // authenticate resolves the Authorization header. On failure it returns a

@@ -25,6 +25,7 @@
 // # Control endpoints (no authentication)
 //
 //	GET    /_sandbox/stats                      Stats as JSON
+//	GET    /_sandbox/requests                   the last 10,000 API requests (LoggedRequest), oldest first
 //	POST   /_sandbox/stats/reset                clear the request log and counters
 //	GET    /_sandbox/faults                     active faults
 //	POST   /_sandbox/faults                     add a Fault or a JSON array of them, e.g.

@@ -74,6 +74,9 @@ func (s *Sandbox) routes() {
 		s.ResetStats()
 		writeEmpty(w, http.StatusNoContent)
 	})
+	s.ctl.HandleFunc("GET /_sandbox/requests", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.RequestLog())
+	})
 	s.ctl.HandleFunc("GET /_sandbox/faults", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.Faults())
 	})

@@ -225,10 +225,14 @@ func (b *bufferWriter) Write(p []byte) (int, error) {
 
 func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request, rt *route) {
 	start := time.Now()
+	arrived := s.now().UTC()
 	sw := &statusWriter{ResponseWriter: w}
 	var latency time.Duration
+	caller := "anonymous"
 	defer func() {
-		s.stats.record(rt.pattern, r.Method, sw.status, time.Since(start), latency)
+		took := time.Since(start)
+		s.stats.record(rt.pattern, r.Method, sw.status, took, latency, LoggedRequest{Time: arrived, Method: r.Method,
+			Pattern: rt.pattern, Path: r.URL.RequestURI(), Status: sw.status, Seconds: took.Seconds(), Caller: caller})
 	}()
 
 	fault := s.faults.match(rt.pattern, r.Method)
@@ -245,6 +249,7 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request, rt *route) {
 	key := clientIP(r)
 	if p != nil {
 		key = p.rateKey
+		caller = p.name()
 	}
 	limitMsg := ""
 	if s.opts.RateLimit > 0 {

@@ -535,7 +535,16 @@ func TestStatsEndpoint(t *testing.T) {
 	if st.Mutations["member.remove"]["jane.doe@acme.test"] != 1 || st.ServingSeconds <= 0 {
 		t.Fatalf("stats = %+v", st)
 	}
+	var log []LoggedRequest
+	c.get("/_sandbox/requests").json(t, &log)
+	if len(log) != 4 || log[3].Method != "DELETE" || log[3].Status != 204 || log[3].Caller != "jml-bot@acme.test" ||
+		log[2].Path != membersURL+"999/" || log[0].Pattern != PatternMembers {
+		t.Fatalf("request log = %+v", log)
+	}
 	expect(t, c.do("POST", "/_sandbox/stats/reset", nil), 204, "")
+	if len(srv.RequestLog()) != 0 {
+		t.Fatal("request log not reset")
+	}
 	st = Stats{}
 	c.get("/_sandbox/stats").json(t, &st)
 	if st.TotalRequests != 0 || len(st.Requests) != 0 || len(st.Mutations) != 0 {
@@ -681,9 +690,14 @@ func TestMemberTeams(t *testing.T) {
 	// a plain member adding someone else creates an access request: 202, no membership.
 	hannah := memberID(t, srv.Sandbox, "hannah.schmidt@acme.test")
 	expect(t, c.as("julia.rossi@acme.test").do("POST", mt(hannah, "security"), nil), 202, "")
-	if v, _ := srv.Member("hannah.schmidt@acme.test"); v.Teams["security"] != "" || len(v.Teams) != 1 {
+	if v, _ := srv.Member("hannah.schmidt@acme.test"); hasKey(v.Teams, "security") || len(v.Teams) != 1 {
 		t.Fatalf("202 created a membership: %v", v.Teams)
 	}
+	// without Open Membership even joining yourself is only a request…
+	expect(t, c.as("hannah.schmidt@acme.test").do("POST", mt(hannah, "data"), nil), 202, "")
+	// …but a team admin (jane, admin of payments) can add people to that team.
+	expect(t, c.as("jane.doe@acme.test").do("POST", mt(hannah, "payments"), nil), 201, "")
+	expect(t, c.as("jane.doe@acme.test").do("POST", mt(hannah, "platform"), nil), 202, "")
 	r := c.do("PUT", mt(george, "platform"), map[string]string{"teamRole": "admin"})
 	expect(t, r, 200, `{"isActive":true,"teamRole":"admin"}`)
 	expect(t, c.do("PUT", mt(george, "platform"), map[string]string{"teamRole": "contributor"}), 200, `{"isActive":true,"teamRole":null}`)
@@ -702,6 +716,20 @@ func TestMemberTeams(t *testing.T) {
 	if st.Mutations["member.join-team"]["george.miller@acme.test"] != 1 || st.Mutations["member.leave-team"]["george.miller@acme.test"] != 1 {
 		t.Fatalf("mutations %v", st.Mutations)
 	}
+}
+
+func TestOpenMembership(t *testing.T) {
+	seed := DemoSeed()
+	seed.Org.OpenMembership = true
+	srv := NewServer(t, Options{Seed: seed})
+	c := newClient(t, srv)
+	hannah := memberID(t, srv.Sandbox, "hannah.schmidt@acme.test")
+	expect(t, c.as("julia.rossi@acme.test").do("POST", membersURL+hannah+"/teams/security/", nil), 201, `"slug":"security"`)
+	if v, _ := srv.Member("hannah.schmidt@acme.test"); !hasKey(v.Teams, "security") {
+		t.Fatal("not added")
+	}
+	// IdP-provisioned teams stay closed.
+	expect(t, c.as("julia.rossi@acme.test").do("POST", membersURL+hannah+"/teams/okta-engineering/", nil), 403, "identity provider")
 }
 
 func TestTeams(t *testing.T) {
@@ -768,7 +796,11 @@ func TestSCIMGroups(t *testing.T) {
 	if v, _ := srv.Member("jane.doe@acme.test"); hasKey(v.Teams, "site-reliability") {
 		t.Fatal("still member")
 	}
-	expect(t, c.do("PATCH", scimGroups+"/"+gid, `{"schemas":[],"Operations":[{"op":"add","path":"members","value":[{"value":"999"}]}]}`), 404, `User not found.`)
+	expect(t, c.do("PATCH", scimGroups+"/"+gid, `{"schemas":[],"Operations":[{"op":"add","path":"members","value":[{"value":"`+jane+`"}]},{"op":"add","path":"members","value":[{"value":"999"}]}]}`), 404, `User not found.`)
+	if v, _ := srv.Member("jane.doe@acme.test"); hasKey(v.Teams, "site-reliability") {
+		t.Fatal("a failed PATCH applied its first operation")
+	}
+	expect(t, c.do("PATCH", scimGroups+"/"+gid, `{"Operations":[{"op":"add","path":"members","value":[]}]}`), 400, `schemas`)
 	expect(t, c.do("PATCH", scimGroups+"/"+gid, `{"schemas":[],"Operations":[{"op":"replace","path":"name","value":"x"}]}`), 400, `Invalid Replace attr.`)
 	expect(t, c.do("PATCH", scimGroups+"/"+gid, `{"schemas":[],"Operations":[{"op":"replace","value":{"id":1,"displayName":"SRE Team"}}]}`), 204, "")
 	expect(t, c.get("/api/0/teams/acme/sre-team/"), 200, `"idp:provisioned":true`)
@@ -803,6 +835,21 @@ func TestFaults(t *testing.T) {
 		}
 	}
 	expect(t, c.get(membersURL), 200, "")
+
+	// Error rate: about half of 200 requests fail.
+	srv.ClearFaults()
+	expect(t, c.do("POST", "/_sandbox/faults", `[{"pattern":"`+PatternMember+`","method":"GET","status":500,"rate":0.5}]`), 201, `"rate":0.5`)
+	failed := 0
+	for i := 0; i < 200; i++ {
+		if c.get(membersURL+"me/").status == 500 {
+			failed++
+		}
+	}
+	if failed < 60 || failed > 140 {
+		t.Fatalf("%d of 200 failed at rate 0.5", failed)
+	}
+	expect(t, c.do("DELETE", "/_sandbox/faults", nil), 204, "")
+	expect(t, c.get(membersURL+"me/"), 200, "")
 
 	// Dropped connection. (A fresh connection: Go's transport silently
 	// retries a GET whose reused keep-alive connection was closed.)
@@ -896,5 +943,16 @@ func TestLoadSeed(t *testing.T) {
 		if _, err := LoadSeed(strings.NewReader(bad)); err == nil {
 			t.Fatalf("seed %s accepted", bad)
 		}
+	}
+}
+
+func TestSCIMAzureOmitsActive(t *testing.T) {
+	seed := DemoSeed()
+	seed.Org.SCIMProvider = "azure"
+	srv := NewServer(t, Options{Seed: seed})
+	r := newClient(t, srv).get(scimUsers + "/" + memberID(t, srv.Sandbox, "jane.doe@acme.test"))
+	expect(t, r, 200, `"userName":"jane.doe@acme.test"`)
+	if strings.Contains(string(r.body), `"active"`) {
+		t.Fatalf("azure user has active: %s", r.body)
 	}
 }

@@ -577,15 +577,16 @@ func (s *Sandbox) scimPatchGroup(c *call) {
 		}
 		return out, true
 	}
+	apply := false // first pass validates every operation, second applies them
 	join := func(m *member) {
-		if _, on := m.teams[t]; !on {
+		if _, on := m.teams[t]; !on && apply {
 			st.setMemberTeam(m, t, "")
 			s.audit(st, c.p, "member.join-team", m.Email()+" joined team "+t.slug, m.id, userID(m), map[string]any{"team_slug": t.slug})
 			s.stats.mutation("member.join-team", m.Email())
 		}
 	}
 	leave := func(m *member) {
-		if _, on := m.teams[t]; on {
+		if _, on := m.teams[t]; on && apply {
 			st.unsetMemberTeam(m, t)
 			s.audit(st, c.p, "member.leave-team", m.Email()+" left team "+t.slug, m.id, userID(m), map[string]any{"team_slug": t.slug})
 			s.stats.mutation("member.leave-team", m.Email())
@@ -597,6 +598,9 @@ func (s *Sandbox) scimPatchGroup(c *call) {
 			scimError(c.w, http.StatusBadRequest, `{"slug":["A team with this slug already exists."]}`)
 			return false
 		}
+		if !apply {
+			return true
+		}
 		delete(st.teamBySlug, t.slug)
 		t.name, t.slug = name, slug
 		st.teamBySlug[slug] = t
@@ -607,21 +611,35 @@ func (s *Sandbox) scimPatchGroup(c *call) {
 		s.audit(st, c.p, "team.edit", "edited team "+slug, t.id, 0, map[string]any{"slug": slug})
 		return true
 	}
-	for _, op := range p.Operations {
+	for pass := 0; pass < 2; pass++ {
+		apply = pass == 1
+		if !s.scimGroupOps(c, st, t, p.Operations, lookup, join, leave, rename) {
+			return
+		}
+	}
+	t.idp = true
+	writeEmpty(c.w, http.StatusNoContent)
+}
+
+// scimGroupOps runs the PATCH operations through the given effects; it
+// answers the request and returns false on the first invalid operation.
+func (s *Sandbox) scimGroupOps(c *call, st *state, t *team, ops []scimOp, lookup func([]string) ([]*member, bool),
+	join, leave func(*member), rename func(string) bool) bool {
+	for _, op := range ops {
 		switch strings.ToLower(op.Op) {
 		case "add":
 			if op.Path != "members" {
 				scimError(c.w, http.StatusBadRequest, "Invalid Patch Operation.")
-				return
+				return false
 			}
 			ids, ok := parseMemberRefs(op.Value)
 			if !ok {
 				scimError(c.w, http.StatusBadRequest, "Invalid Patch Operation.")
-				return
+				return false
 			}
 			ms, ok := lookup(ids)
 			if !ok {
-				return
+				return false
 			}
 			for _, m := range ms {
 				join(m)
@@ -632,22 +650,22 @@ func (s *Sandbox) scimPatchGroup(c *call) {
 				_, v, ok := parseSCIMFilter(strings.TrimSuffix(rest, "]"))
 				if !ok {
 					invalidFilter(c.w)
-					return
+					return false
 				}
 				ids = []string{v}
 			} else if op.Path == "members" {
 				var ok bool
 				if ids, ok = parseMemberRefs(op.Value); !ok {
 					scimError(c.w, http.StatusBadRequest, "Invalid Patch Operation.")
-					return
+					return false
 				}
 			} else {
 				scimError(c.w, http.StatusBadRequest, "Invalid Patch Operation.")
-				return
+				return false
 			}
 			ms, ok := lookup(ids)
 			if !ok {
-				return
+				return false
 			}
 			for _, m := range ms {
 				leave(m)
@@ -658,11 +676,11 @@ func (s *Sandbox) scimPatchGroup(c *call) {
 				ids, ok := parseMemberRefs(op.Value)
 				if !ok {
 					scimError(c.w, http.StatusBadRequest, "Invalid Patch Operation.")
-					return
+					return false
 				}
 				ms, ok := lookup(ids)
 				if !ok {
-					return
+					return false
 				}
 				keep := map[*member]bool{}
 				for _, m := range ms {
@@ -685,10 +703,10 @@ func (s *Sandbox) scimPatchGroup(c *call) {
 				var name string
 				if json.Unmarshal(op.Value, &name) != nil || name == "" {
 					scimError(c.w, http.StatusBadRequest, "Invalid Patch Operation.")
-					return
+					return false
 				}
 				if !rename(name) {
-					return
+					return false
 				}
 			case op.Path == "":
 				var obj struct {
@@ -696,22 +714,21 @@ func (s *Sandbox) scimPatchGroup(c *call) {
 				}
 				if json.Unmarshal(op.Value, &obj) != nil || obj.DisplayName == "" {
 					scimError(c.w, http.StatusBadRequest, "Invalid Replace attr. Only displayName and members supported.")
-					return
+					return false
 				}
 				if !rename(obj.DisplayName) {
-					return
+					return false
 				}
 			default:
 				scimError(c.w, http.StatusBadRequest, "Invalid Replace attr. Only displayName and members supported.")
-				return
+				return false
 			}
 		default:
 			scimError(c.w, http.StatusBadRequest, "Invalid Patch Operation.")
-			return
+			return false
 		}
 	}
-	t.idp = true
-	writeEmpty(c.w, http.StatusNoContent)
+	return true
 }
 
 func (s *Sandbox) deleteTeamLocked(st *state, p *principal, t *team) {

@@ -36,8 +36,23 @@ type reqKey struct {
 	status          int
 }
 
+// LoggedRequest is one API request in the request log (GET /_sandbox/requests).
+type LoggedRequest struct {
+	Time    time.Time `json:"time"` // when the request arrived (sandbox clock)
+	Method  string    `json:"method"`
+	Pattern string    `json:"pattern"`
+	Path    string    `json:"path"` // path and query as sent
+	Status  int       `json:"status"`
+	Seconds float64   `json:"seconds"` // serving time incl. injected latency
+	Caller  string    `json:"caller"`  // user email, "scim", "org-token:<name>" or "anonymous"
+}
+
+const requestLogSize = 10000
+
 type statsRec struct {
 	mu        sync.Mutex
+	log       []LoggedRequest // ring buffer once full
+	logNext   int             // next slot to overwrite when full
 	requests  map[reqKey]int
 	total     int
 	mutations map[string]map[string]int
@@ -51,8 +66,14 @@ func newStatsRec() *statsRec {
 	return &statsRec{requests: map[reqKey]int{}, mutations: map[string]map[string]int{}}
 }
 
-func (r *statsRec) record(pattern, method string, status int, took, latency time.Duration) {
+func (r *statsRec) record(pattern, method string, status int, took, latency time.Duration, entry LoggedRequest) {
 	r.mu.Lock()
+	if len(r.log) < requestLogSize {
+		r.log = append(r.log, entry)
+	} else {
+		r.log[r.logNext] = entry
+		r.logNext = (r.logNext + 1) % requestLogSize
+	}
 	r.requests[reqKey{pattern, method, status}]++
 	r.total++
 	r.serving += took
@@ -90,8 +111,18 @@ func (r *statsRec) reset() {
 	r.mutations = map[string]map[string]int{}
 	r.serving, r.latency = 0, 0
 	r.limited, r.faults = 0, 0
+	r.log, r.logNext = nil, 0
 	r.mu.Unlock()
 }
+
+func (r *statsRec) requestLog() []LoggedRequest {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append(append(make([]LoggedRequest, 0, len(r.log)), r.log[r.logNext:]...), r.log[:r.logNext]...)
+}
+
+// RequestLog returns the last 10,000 API requests, oldest first.
+func (s *Sandbox) RequestLog() []LoggedRequest { return s.stats.requestLog() }
 
 func (r *statsRec) snapshot() Stats {
 	r.mu.Lock()
