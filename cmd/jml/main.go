@@ -48,7 +48,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "doctor":
 		return cmdDoctor(ctx, args[1:], stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, version())
+		fmt.Fprintln(stdout, "jml", version())
 		return nil
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)

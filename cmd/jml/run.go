@@ -286,7 +286,7 @@ func (s *system) banner(w io.Writer) {
 		fmt.Fprintln(w, "Send a signed sample leaver (in another terminal, same environment):")
 		fmt.Fprintln(w, "  go run ./cmd/jml send-sample leaver --email jane.doe@acme.test")
 		fmt.Fprintln(w, "Then watch jane leave the sandbox (an empty list means she is gone):")
-		fmt.Fprintf(w, "  curl -s -H 'Authorization: Bearer %s' '%s/api/0/organizations/acme/members/?query=email:jane.doe@acme.test'\n", "$JML_SANDBOX_TOKEN", s.sandboxURL)
+		fmt.Fprintf(w, "  curl -s -H \"Authorization: Bearer ${JML_SANDBOX_TOKEN:-sandbox}\" '%s/api/0/organizations/acme/members/?query=email:jane.doe@acme.test'\n", s.sandboxURL)
 	} else {
 		fmt.Fprintln(w, "Send a signed sample event: go run ./cmd/jml send-sample leaver --email <someone>")
 	}
