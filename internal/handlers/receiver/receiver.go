@@ -90,6 +90,10 @@ func New(o Options) (*Receiver, error) {
 	for _, s := range o.Sources {
 		pattern := "POST /hooks/" + s.Name()
 		r.mux.Handle(pattern, otelhttp.NewHandler(r.hook(s), pattern, hopts...))
+		if _, ok := s.(sources.Handshaker); ok {
+			get := "GET /hooks/" + s.Name()
+			r.mux.Handle(get, otelhttp.NewHandler(r.hook(s), get, hopts...))
+		}
 	}
 	r.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -119,6 +123,7 @@ func (r *Receiver) readyz(w http.ResponseWriter, req *http.Request) {
 type accepted struct {
 	Accepted   int `json:"accepted"`
 	Duplicates int `json:"duplicates"`
+	Ignored    int `json:"ignored,omitempty"`
 }
 
 func (r *Receiver) hook(s sources.Source) http.Handler {
@@ -138,7 +143,21 @@ func (r *Receiver) hook(s sources.Source) http.Handler {
 			writeError(w, http.StatusBadRequest, "could not read the body")
 			return
 		}
-		evs, err := s.Parse(req, body, now)
+		if hs, ok := s.(sources.Handshaker); ok {
+			var hbody []byte
+			if req.Method != http.MethodGet {
+				hbody = body
+			}
+			if hs.Handshake(w, req, hbody) {
+				r.count(ctx, name, "", "handshake")
+				return
+			}
+		}
+		if req.Method == http.MethodGet {
+			writeError(w, http.StatusMethodNotAllowed, "use POST")
+			return
+		}
+		parsed, err := s.Parse(req, body, now)
 		switch {
 		case errors.Is(err, sources.ErrUnauthorized):
 			r.count(ctx, name, "", "unauthorized")
@@ -157,8 +176,11 @@ func (r *Receiver) hook(s sources.Source) http.Handler {
 			writeError(w, http.StatusInternalServerError, "internal error")
 			return
 		}
-		var res accepted
-		for _, ev := range evs {
+		res := accepted{Ignored: parsed.Ignored}
+		if parsed.Ignored > 0 {
+			r.received.Add(ctx, int64(parsed.Ignored), metric.WithAttributes(attribute.String("source", name), attribute.String("type", ""), attribute.String("outcome", "ignored")))
+		}
+		for _, ev := range parsed.Events {
 			start := time.Now()
 			pr, err := r.o.Publisher.Publish(ctx, ev)
 			r.publish.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attribute.String("source", name)))

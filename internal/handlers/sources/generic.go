@@ -29,20 +29,20 @@ func NewGeneric(secrets []string, now func() time.Time) (*Generic, error) {
 func (g *Generic) Name() string { return "generic" }
 
 // Parse implements Source.
-func (g *Generic) Parse(r *http.Request, body []byte, now time.Time) ([]events.Event, error) {
+func (g *Generic) Parse(r *http.Request, body []byte, now time.Time) (Parsed, error) {
 	id := r.Header.Get("webhook-id")
 	if err := g.verifier.Verify(id, r.Header.Get("webhook-timestamp"), r.Header.Get("webhook-signature"), body); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrUnauthorized, err)
+		return Parsed{}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
 	}
 	if len(id) > 256 {
-		return nil, fmt.Errorf("%w: webhook-id longer than 256 characters", events.ErrInvalid)
+		return Parsed{}, fmt.Errorf("%w: webhook-id longer than 256 characters", events.ErrInvalid)
 	}
 	ev, err := events.ParseGeneric(body, now)
 	if err != nil {
-		return nil, err
+		return Parsed{}, err
 	}
 	ev.ID = id
 	ev.Source = g.Name()
 	ev.ReceivedAt = now.UTC()
-	return []events.Event{ev}, nil
+	return Parsed{Events: []events.Event{ev}}, nil
 }
