@@ -22,6 +22,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/app"
 	"github.com/sentry-jml/sentry-jml/internal/embednats"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
+	"github.com/sentry-jml/sentry-jml/internal/policy"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
 	"github.com/sentry-jml/sentry-jml/internal/state"
@@ -195,8 +196,8 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	// fails start-up with one line.
 	host, _ := os.Hostname()
 	wo := app.WorkerOptions{NC: s.nc, Coord: s.coord, Sentry: client, Telemetry: s.tel, Logger: s.log,
-		Owner: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), randomID()), Protected: pol.Protected,
-		Streams: cfg.Streams(), Ready: ready}
+		Owner: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), randomID()), Policy: func() policy.Policy { return pol },
+		Streams: cfg.Streams(), Ready: ready, Target: s.target()}
 	if _, err := app.CheckSentryToken(ctx, client); err != nil {
 		return nil, err
 	}
@@ -256,6 +257,14 @@ func (s *system) Close() {
 	if s.tel != nil {
 		_ = s.tel.Shutdown(ctx)
 	}
+}
+
+// target is recorded in evidence: which Sentry the changes went to.
+func (s *system) target() string {
+	if s.sandbox != nil {
+		return "sandbox"
+	}
+	return "sentry"
 }
 
 func (s *system) status() map[string]any {

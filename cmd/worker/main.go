@@ -15,6 +15,7 @@ import (
 
 	"github.com/sentry-jml/sentry-jml/cmd/internal/config"
 	"github.com/sentry-jml/sentry-jml/internal/app"
+	"github.com/sentry-jml/sentry-jml/internal/policy"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/state/redisstate"
 )
@@ -77,5 +78,5 @@ func run(ctx context.Context) error {
 	host, _ := os.Hostname()
 	log.Info("worker starting", "admin", addr)
 	return app.RunWorker(ctx, app.WorkerOptions{NC: nc, Coord: coord, Sentry: client, Telemetry: tel, Logger: log,
-		Owner: fmt.Sprintf("%s:%d", host, os.Getpid()), Protected: pol.Protected, Streams: cfg.Streams(), Ready: ready})
+		Owner: fmt.Sprintf("%s:%d", host, os.Getpid()), Policy: func() policy.Policy { return pol }, Streams: cfg.Streams(), Ready: ready, Target: "sentry"})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/worker"
+	"github.com/sentry-jml/sentry-jml/internal/policy"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/state"
 	"github.com/sentry-jml/sentry-jml/internal/state/jsstate"
@@ -69,8 +70,8 @@ func RunWorker(ctx context.Context, o WorkerOptions) error {
 	}
 	log.InfoContext(ctx, "sentry service user", "member_id", me.ID, "role", me.OrgRole, "org", o.Sentry.Org())
 	conv, err := converge.New(converge.Options{
-		Sentry: o.Sentry, SelfMemberID: me.ID, SelfEmail: me.Email, SelfRole: me.OrgRole,
-		Protected: o.Protected, Logger: log, TracerProvider: o.Telemetry.TracerProvider,
+		Sentry: o.Sentry, SelfMemberID: me.ID, SelfEmail: me.Email, SelfRole: me.OrgRole, Policy: o.Policy,
+		Index: converge.NewMemberIndex(), Target: o.Target, Logger: log, TracerProvider: o.Telemetry.TracerProvider,
 	})
 	if err != nil {
 		return err

@@ -24,6 +24,8 @@ type Policy struct {
 	Suspend        string     `yaml:"suspend"`
 	Brakes         Brakes     `yaml:"brakes"`
 	Reconcile      Reconcile  `yaml:"reconcile"`
+
+	compiled map[string]*regexp.Regexp // "re:" patterns, compiled by Parse
 }
 
 // Rule grants an org role and teams to people its match selects.
@@ -139,11 +141,14 @@ func Parse(name string, b []byte) (Policy, error) {
 	if err := checkOrgRole(p.DefaultOrgRole); err != nil {
 		return Policy{}, fail("default_org_role", []string{"default_org_role"}, "%v", err)
 	}
+	p.compiled = map[string]*regexp.Regexp{}
 	for i, pat := range p.Protected {
 		if expr, ok := strings.CutPrefix(pat, "re:"); ok {
-			if _, err := regexp.Compile(expr); err != nil {
+			re, err := regexp.Compile(expr)
+			if err != nil {
 				return Policy{}, fail(fmt.Sprintf("protected[%d]", i), []string{"protected", fmt.Sprint(i)}, "bad pattern: %v", err)
 			}
+			p.compiled[expr] = re
 		}
 	}
 	for i, r := range p.Rules {
@@ -153,9 +158,11 @@ func Parse(name string, b []byte) (Policy, error) {
 		}
 		for k, v := range r.Match {
 			if expr, ok := strings.CutPrefix(v, "re:"); ok {
-				if _, err := regexp.Compile(expr); err != nil {
+				re, err := regexp.Compile(expr)
+				if err != nil {
 					return Policy{}, fail(fmt.Sprintf("rules[%d].match.%s", i, k), append(path, "match", k), "bad pattern: %v", err)
 				}
+				p.compiled[expr] = re
 			}
 		}
 		if r.OrgRole != "" {

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
-	"regexp"
 	"strings"
 	"time"
 
@@ -15,6 +15,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/policy"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/state"
 )
@@ -22,8 +23,20 @@ import (
 // Sentry is what convergence needs from the Sentry client.
 type Sentry interface {
 	FindMembersByEmail(ctx context.Context, email string) ([]sentry.Member, error)
+	GetMember(ctx context.Context, id string) (*sentry.Member, error)
 	DeleteMember(ctx context.Context, id string) error
 	SCIMDeleteUser(ctx context.Context, memberID string) error
+	InviteMember(ctx context.Context, req sentry.InviteRequest) (*sentry.Member, error)
+	UpdateMemberRole(ctx context.Context, id, orgRole string, teamRoles []sentry.TeamRole) (*sentry.Member, error)
+	ReinviteMember(ctx context.Context, id string, regenerate bool, teamRoles []sentry.TeamRole) (*sentry.Member, error)
+	AddMemberToTeam(ctx context.Context, memberID, teamSlug string) (bool, error)
+	RemoveMemberFromTeam(ctx context.Context, memberID, teamSlug string) error
+	SetTeamRole(ctx context.Context, memberID, teamSlug, role string) (*string, error)
+	GetTeam(ctx context.Context, slug string) (*sentry.Team, error)
+	ListTeams(ctx context.Context, query string) iter.Seq2[sentry.Team, error]
+	AuditLogs(ctx context.Context, f sentry.AuditLogQuery) iter.Seq2[sentry.AuditLogEntry, error]
+	ListOrgAuthTokens(ctx context.Context) ([]sentry.OrgAuthToken, error)
+	DeleteOrgAuthToken(ctx context.Context, id string) error
 }
 
 // Outcome summarises one convergence.
@@ -31,57 +44,125 @@ type Outcome string
 
 // Outcomes.
 const (
-	OutcomeInSync       Outcome = "in_sync"       // nothing to do
-	OutcomeApplied      Outcome = "applied"       // steps were applied
-	OutcomeProtected    Outcome = "protected"     // a guard forbids any change
-	OutcomeDisputed     Outcome = "disputed"      // several members match the email
-	OutcomeNeedsHuman   Outcome = "needs_human"   // the daemon may not make the change (e.g. owner leaver)
-	OutcomeNotSupported Outcome = "not_supported" // desired state this version cannot converge yet
+	OutcomeInSync     Outcome = "in_sync"     // nothing to do
+	OutcomeApplied    Outcome = "applied"     // steps were applied
+	OutcomeProtected  Outcome = "protected"   // a guard forbids any change
+	OutcomeDisputed   Outcome = "disputed"    // several members match the email
+	OutcomeNeedsHuman Outcome = "needs_human" // the daemon may not make the change (e.g. owner leaver)
+	OutcomeHalted     Outcome = "halted"      // removals held back by the brakes or a pause
+	OutcomePlanned    Outcome = "planned"     // dry run: steps computed, nothing changed
 )
-
-// Step is one action of a plan and, once applied, its result.
-type Step struct {
-	Action   string    `json:"action"` // remove_member, delete_invite
-	MemberID string    `json:"member_id,omitempty"`
-	Email    string    `json:"email,omitempty"`
-	Via      string    `json:"via,omitempty"` // rest | scim
-	Result   string    `json:"result,omitempty"`
-	At       time.Time `json:"at,omitzero"`
-}
 
 // Result is what Converge did.
 type Result struct {
-	Outcome Outcome `json:"outcome"`
-	Reason  string  `json:"reason,omitempty"`
-	Steps   []Step  `json:"steps,omitempty"`
-	// Removed is set when the person's last Sentry membership was removed now.
+	Outcome Outcome  `json:"outcome"`
+	Reason  string   `json:"reason,omitempty"`
+	Steps   []Step   `json:"steps"`
+	Notes   []string `json:"notes,omitempty"`
+	// Removed is set when the person's Sentry membership was removed now.
 	Removed bool `json:"removed"`
+	// Desired and Actual describe the comparison (for `jml plan`).
+	Desired *policy.Desired `json:"desired,omitempty"`
+	Actual  *Access         `json:"actual,omitempty"`
+}
+
+// Access is a member's actual access as read from Sentry.
+type Access struct {
+	MemberID string            `json:"member_id"`
+	UserID   string            `json:"user_id,omitempty"`
+	OrgRole  string            `json:"org_role"`
+	Pending  bool              `json:"pending"`
+	IdP      bool              `json:"idp_provisioned"`
+	Teams    map[string]string `json:"teams"` // slug → effective team role
 }
 
 // ErrPermanent marks failures that retrying will not fix (the worker dead-letters
 // them after a few deliveries). Transient failures are returned unwrapped.
 var ErrPermanent = errors.New("permanent failure")
 
+// RetryLater is returned when a step must wait (invite quota, brakes, pause): the
+// worker redelivers after Delay without counting it as a failure.
+type RetryLater struct {
+	Delay  time.Duration
+	Reason string
+}
+
+func (r *RetryLater) Error() string { return "retry later: " + r.Reason }
+
+// Snapshot is a person's access taken before a removal, for a one-step re-grant.
+type Snapshot struct {
+	PersonKey string            `json:"person_key"`
+	Email     string            `json:"email"`
+	MemberID  string            `json:"member_id"`
+	UserID    string            `json:"user_id,omitempty"`
+	OrgRole   string            `json:"org_role"`
+	Teams     map[string]string `json:"teams"` // slug → stored team role ("" = minimum)
+	Pending   bool              `json:"pending"`
+	TakenAt   time.Time         `json:"taken_at"`
+	EventID   string            `json:"event_id,omitempty"`
+}
+
+// Snapshots stores access snapshots durably.
+type Snapshots interface {
+	SaveSnapshot(ctx context.Context, s Snapshot) error
+	// LatestSnapshot returns an error wrapping state.ErrNotFound when there is none.
+	LatestSnapshot(ctx context.Context, personKey string) (Snapshot, error)
+}
+
+// Evidence is what one convergence did, for auditors.
+type Evidence struct {
+	PersonKey string    `json:"person_key"`
+	Email     string    `json:"email"`
+	EventID   string    `json:"event_id,omitempty"`
+	Kind      string    `json:"kind"` // convergence | needs_human | disputed | halted
+	Target    string    `json:"target"`
+	Outcome   Outcome   `json:"outcome"`
+	Reason    string    `json:"reason,omitempty"`
+	Steps     []Step    `json:"steps"`
+	Notes     []string  `json:"notes,omitempty"`
+	At        time.Time `json:"at"`
+}
+
+// EvidenceSink records evidence durably.
+type EvidenceSink interface {
+	RecordEvidence(ctx context.Context, e Evidence) error
+}
+
+// Gate decides whether mutations may run now: the operator's pause and the
+// brakes on event-driven removals.
+type Gate interface {
+	// Paused reports whether all mutations are paused (jml pause).
+	Paused(ctx context.Context) (bool, error)
+	// AllowRemoval counts one removal; false means the brakes are (now) halted.
+	AllowRemoval(ctx context.Context) (bool, error)
+}
+
 // Options wire a Converger.
 type Options struct {
 	Sentry Sentry
-	// Self is the daemon's own member (from members/me); never changed.
+	// Policy returns the current policy (it may be reloaded at any time).
+	Policy func() policy.Policy
+	// The daemon's own member (from members/me); never changed.
 	SelfMemberID string
 	SelfEmail    string
 	SelfRole     string
-	// Protected lists emails (exact, case-insensitive) or "re:<regexp>" patterns.
-	Protected      []string
+	Snapshots    Snapshots    // optional
+	Evidence     EvidenceSink // optional
+	Gate         Gate         // optional
+	Index        *MemberIndex // optional email → member id cache
+	Tokens       *TokenIndex  // optional user id → org tokens created
+	// Target is recorded in evidence: "sandbox" or "sentry".
+	Target         string
 	Logger         *slog.Logger
 	TracerProvider trace.TracerProvider
+	Now            func() time.Time
 }
 
 // Converger converges people.
 type Converger struct {
-	o         Options
-	exact     map[string]bool
-	patterns  []*regexp.Regexp
-	tracer    trace.Tracer
-	roleOrder map[string]int
+	o      Options
+	tracer trace.Tracer
+	teams  *teamCache
 }
 
 // New validates o and returns a Converger.
@@ -89,43 +170,25 @@ func New(o Options) (*Converger, error) {
 	if o.Sentry == nil {
 		return nil, errors.New("converge: Sentry is required")
 	}
+	if o.Policy == nil {
+		def := policy.Default()
+		o.Policy = func() policy.Policy { return def }
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Target == "" {
+		o.Target = "sentry"
 	}
 	tp := o.TracerProvider
 	if tp == nil {
 		tp = otel.GetTracerProvider()
 	}
-	c := &Converger{o: o, exact: map[string]bool{}, tracer: tp.Tracer("github.com/sentry-jml/sentry-jml/internal/handlers/converge"),
-		roleOrder: map[string]int{"billing": 0, "member": 1, "admin": 2, "manager": 3, "owner": 4}}
-	for _, p := range o.Protected {
-		if expr, ok := strings.CutPrefix(p, "re:"); ok {
-			re, err := regexp.Compile(expr)
-			if err != nil {
-				return nil, fmt.Errorf("converge: protected pattern %q: %w", p, err)
-			}
-			c.patterns = append(c.patterns, re)
-			continue
-		}
-		c.exact[strings.ToLower(strings.TrimSpace(p))] = true
-	}
-	if o.SelfEmail != "" {
-		c.exact[strings.ToLower(o.SelfEmail)] = true
-	}
-	return c, nil
-}
-
-func (c *Converger) protected(email string) bool {
-	e := strings.ToLower(email)
-	if c.exact[e] {
-		return true
-	}
-	for _, re := range c.patterns {
-		if re.MatchString(email) {
-			return true
-		}
-	}
-	return false
+	return &Converger{o: o, tracer: tp.Tracer("github.com/sentry-jml/sentry-jml/internal/handlers/converge"),
+		teams: newTeamCache(o.Sentry, 5*time.Minute, o.Now)}, nil
 }
 
 // LeaseCheck reports whether the caller still holds the person's lease; it is
@@ -133,9 +196,19 @@ func (c *Converger) protected(email string) bool {
 type LeaseCheck func(ctx context.Context) error
 
 // Converge brings rec's person to their desired state in Sentry.
-func (c *Converger) Converge(ctx context.Context, rec state.PersonRecord, check LeaseCheck) (res Result, err error) {
+func (c *Converger) Converge(ctx context.Context, rec state.PersonRecord, check LeaseCheck) (Result, error) {
+	return c.run(ctx, rec, check, false)
+}
+
+// Plan computes what Converge would do, changing nothing.
+func (c *Converger) Plan(ctx context.Context, rec state.PersonRecord) (Result, error) {
+	return c.run(ctx, rec, nil, true)
+}
+
+func (c *Converger) run(ctx context.Context, rec state.PersonRecord, check LeaseCheck, dry bool) (res Result, err error) {
 	ctx, span := c.tracer.Start(ctx, "converge", trace.WithAttributes(
-		attribute.String("jml.person", rec.Key), attribute.String("jml.desired.status", string(rec.Person.Status))))
+		attribute.String("jml.person", rec.Key), attribute.String("jml.desired.status", string(rec.Person.Status)),
+		attribute.Bool("jml.dry_run", dry)))
 	defer func() {
 		span.SetAttributes(attribute.String("jml.outcome", string(res.Outcome)), attribute.Int("jml.steps", len(res.Steps)))
 		if err != nil {
@@ -144,95 +217,218 @@ func (c *Converger) Converge(ctx context.Context, rec state.PersonRecord, check 
 		}
 		span.End()
 	}()
-	p := rec.Person
-	switch p.Status {
-	case events.Terminated, events.Suspended:
-		return c.remove(ctx, rec, check)
-	default:
-		// Joiners, movers and rehires are converged by the policy engine, which the
-		// convergence issue adds; until then an active person is left as they are.
-		return Result{Outcome: OutcomeNotSupported, Reason: "desired status " + string(p.Status) + ": only removals are converged by this version"}, nil
+	res, pl, member, err := c.decide(ctx, rec)
+	if err != nil || dry {
+		if dry && err == nil && len(res.Steps) > 0 && res.Outcome == OutcomeApplied {
+			res.Outcome = OutcomePlanned
+		}
+		return res, err
 	}
+	if len(pl.Steps) == 0 {
+		if res.Outcome == OutcomeNeedsHuman || res.Outcome == OutcomeDisputed {
+			c.evidence(ctx, rec, res, string(res.Outcome))
+		}
+		return res, nil
+	}
+	if err := c.gate(ctx, pl.Steps); err != nil {
+		var rl *RetryLater
+		if errors.As(err, &rl) {
+			res.Outcome, res.Reason = OutcomeHalted, rl.Reason
+			c.evidence(ctx, rec, res, "halted")
+		}
+		return res, err
+	}
+	res.Steps, err = c.apply(ctx, rec, member, pl.Steps, check)
+	if errors.Is(err, errNeedsHuman) {
+		res.Outcome, res.Reason = OutcomeNeedsHuman, err.Error()
+		c.evidence(ctx, rec, res, "needs_human")
+		return res, nil
+	}
+	if err != nil {
+		c.evidence(ctx, rec, Result{Outcome: "error", Reason: err.Error(), Steps: res.Steps, Notes: res.Notes}, "convergence")
+		return res, err
+	}
+	for _, s := range res.Steps {
+		if s.Removal() && (s.Result == "done" || s.Result == "already_gone") {
+			res.Removed = true
+		}
+	}
+	c.evidence(ctx, rec, res, "convergence")
+	return res, nil
 }
 
-func (c *Converger) remove(ctx context.Context, rec state.PersonRecord, check LeaseCheck) (Result, error) {
-	email := rec.Person.Email
-	if email == "" {
-		return Result{Outcome: OutcomeNeedsHuman, Reason: "no email known for this person, cannot match a Sentry member"}, nil
+// decide reads Sentry and computes the plan.
+func (c *Converger) decide(ctx context.Context, rec state.PersonRecord) (Result, planResult, *sentry.Member, error) {
+	p := rec.Person
+	pol := c.o.Policy()
+	email := p.Email
+	switch {
+	case email == "":
+		r := Result{Outcome: OutcomeNeedsHuman, Reason: "no email known for this person, cannot match a Sentry member"}
+		return r, planResult{}, nil, nil
+	case strings.EqualFold(email, c.o.SelfEmail) || pol.IsProtected(email):
+		return Result{Outcome: OutcomeProtected, Reason: "protected account"}, planResult{}, nil, nil
+	case p.Status == "":
+		return Result{Outcome: OutcomeInSync, Reason: "status not known yet (no event has set it)"}, planResult{}, nil, nil
 	}
-	if c.protected(email) {
-		return Result{Outcome: OutcomeProtected, Reason: "protected account"}, nil
-	}
-	ctx, span := c.tracer.Start(ctx, "converge.read_actual")
-	members, err := c.o.Sentry.FindMembersByEmail(ctx, email)
-	span.SetAttributes(attribute.Int("jml.matches", len(members)))
-	span.End()
+	member, disputed, err := c.lookup(ctx, email)
 	if err != nil {
-		return Result{}, classify(fmt.Errorf("find member %s: %w", email, err))
+		return Result{}, planResult{}, nil, classify(err)
 	}
-	switch len(members) {
+	if len(disputed) > 0 {
+		return Result{Outcome: OutcomeDisputed, Reason: "several members match the email: " + strings.Join(disputed, ", ")}, planResult{}, nil, nil
+	}
+	if member != nil && member.ID == c.o.SelfMemberID {
+		return Result{Outcome: OutcomeProtected, Reason: "the daemon's own member"}, planResult{}, nil, nil
+	}
+	in := planInput{person: p, pol: pol, member: member, selfID: c.o.SelfMemberID, selfRol: c.o.SelfRole,
+		teams: func(slug string) teamInfo { return c.teams.get(ctx, slug) }}
+	res := Result{Actual: accessOf(member)}
+	var pl planResult
+	switch p.Status {
+	case events.Terminated:
+		pl = planRemoval(in)
+	case events.Suspended:
+		if pol.Suspend == "strip" {
+			d := policy.Desired{OrgRole: "member", Teams: map[string]string{}}
+			res.Desired = &d
+			pl = planStrip(in)
+		} else {
+			pl = planRemoval(in)
+		}
+	default:
+		in.desired = pol.Evaluate(p)
+		res.Desired = &in.desired
+		if member == nil && c.o.Snapshots != nil {
+			if snap, err := c.o.Snapshots.LatestSnapshot(ctx, rec.Key); err == nil {
+				d := policy.Desired{OrgRole: snap.OrgRole, Teams: snap.Teams}
+				if rank(d.OrgRole) > rank(c.o.SelfRole) || d.OrgRole == "owner" {
+					d.OrgRole = in.desired.OrgRole
+				}
+				in.rehire = &d
+				pl.Notes = append(pl.Notes, "rehire: re-granting the access snapshot of "+snap.TakenAt.Format(time.RFC3339))
+			} else if !errors.Is(err, state.ErrNotFound) {
+				return Result{}, planResult{}, nil, fmt.Errorf("read snapshot: %w", err)
+			}
+		}
+		notes := pl.Notes
+		pl = planActive(in)
+		pl.Notes = append(notes, pl.Notes...)
+	}
+	res.Outcome, res.Reason, res.Steps, res.Notes = pl.Outcome, pl.Reason, pl.Steps, pl.Notes
+	return res, pl, member, nil
+}
+
+// lookup finds the one member (or invite) whose email matches exactly, with its
+// detail (teams, team roles). disputed lists the ids when several match.
+func (c *Converger) lookup(ctx context.Context, email string) (*sentry.Member, []string, error) {
+	ctx, span := c.tracer.Start(ctx, "converge.read_actual")
+	defer span.End()
+	if c.o.Index != nil {
+		if id, ok := c.o.Index.Lookup(email); ok {
+			m, err := c.o.Sentry.GetMember(ctx, id)
+			switch {
+			case err == nil && emailMatches(m, email):
+				span.SetAttributes(attribute.Bool("jml.index_hit", true))
+				return m, nil, nil
+			case err == nil, errors.Is(err, sentry.ErrNotFound):
+				c.o.Index.Forget(email)
+			default:
+				return nil, nil, fmt.Errorf("read member %s: %w", id, err)
+			}
+		}
+	}
+	ms, err := c.o.Sentry.FindMembersByEmail(ctx, email)
+	if err != nil {
+		return nil, nil, fmt.Errorf("find member %s: %w", email, err)
+	}
+	span.SetAttributes(attribute.Int("jml.matches", len(ms)))
+	switch len(ms) {
 	case 0:
-		return Result{Outcome: OutcomeInSync, Reason: "no member or invite with this email"}, nil
+		return nil, nil, nil
 	case 1:
 	default:
-		ids := make([]string, len(members))
-		for i, m := range members {
+		ids := make([]string, len(ms))
+		for i, m := range ms {
 			ids[i] = m.ID
 		}
-		return Result{Outcome: OutcomeDisputed, Reason: "several members match the email: " + strings.Join(ids, ", ")}, nil
+		return nil, ids, nil
 	}
-	m := members[0]
-	if m.ID == c.o.SelfMemberID {
-		return Result{Outcome: OutcomeProtected, Reason: "the daemon's own member"}, nil
-	}
-	if c.roleOrder[m.OrgRole] > c.roleOrder[c.o.SelfRole] && c.o.SelfRole != "" {
-		return Result{Outcome: OutcomeNeedsHuman, Reason: fmt.Sprintf("member role %s outranks the service user's role %s", m.OrgRole, c.o.SelfRole)}, nil
-	}
-	step := Step{Action: "remove_member", MemberID: m.ID, Email: email, Via: "rest"}
-	if m.Pending {
-		step.Action = "delete_invite"
-	}
-	if m.IdPProvisioned() {
-		step.Via = "scim"
-	}
-	if err := check(ctx); err != nil {
-		return Result{Steps: []Step{step}}, fmt.Errorf("lease lost before %s: %w", step.Action, err)
-	}
-	sctx, sspan := c.tracer.Start(ctx, "converge."+step.Action, trace.WithAttributes(
-		attribute.String("sentry.member_id", m.ID), attribute.String("jml.via", step.Via)))
-	if step.Via == "scim" {
-		err = c.o.Sentry.SCIMDeleteUser(sctx, m.ID)
-	} else {
-		err = c.o.Sentry.DeleteMember(sctx, m.ID)
-	}
-	step.At = time.Now().UTC()
-	switch {
-	case err == nil:
-		step.Result = "done"
-	case errors.Is(err, sentry.ErrNotFound):
-		step.Result = "already_gone"
-		err = nil
-	case errors.Is(err, sentry.ErrLastOwner), errors.Is(err, sentry.ErrInsufficientRole):
-		step.Result = "refused: " + err.Error()
-		sspan.End()
-		return Result{Outcome: OutcomeNeedsHuman, Reason: err.Error(), Steps: []Step{step}}, nil
-	default:
-		step.Result = "error: " + err.Error()
+	m, err := c.o.Sentry.GetMember(ctx, ms[0].ID)
+	if errors.Is(err, sentry.ErrNotFound) {
+		return nil, nil, nil
 	}
 	if err != nil {
-		sspan.RecordError(err)
-		sspan.SetStatus(codes.Error, err.Error())
+		return nil, nil, fmt.Errorf("read member %s: %w", ms[0].ID, err)
 	}
-	sspan.End()
+	if c.o.Index != nil {
+		c.o.Index.Store(email, m.ID)
+	}
+	return m, nil, nil
+}
+
+func accessOf(m *sentry.Member) *Access {
+	if m == nil {
+		return nil
+	}
+	a := &Access{MemberID: m.ID, OrgRole: m.OrgRole, Pending: m.Pending, IdP: m.IdPProvisioned(), Teams: map[string]string{}}
+	if m.User != nil {
+		a.UserID = m.User.ID
+	}
+	for _, slug := range m.Teams {
+		a.Teams[slug] = policy.EffectiveTeamRole(m.OrgRole, "")
+	}
+	for _, tr := range m.TeamRoles {
+		a.Teams[tr.TeamSlug] = policy.EffectiveTeamRole(m.OrgRole, deref(tr.Role))
+	}
+	return a
+}
+
+// gate applies the operator pause to every mutation and the brakes to removals.
+func (c *Converger) gate(ctx context.Context, steps []Step) error {
+	if c.o.Gate == nil {
+		return nil
+	}
+	paused, err := c.o.Gate.Paused(ctx)
 	if err != nil {
-		return Result{Steps: []Step{step}}, classify(fmt.Errorf("%s %s via %s: %w", step.Action, m.ID, step.Via, err))
+		return fmt.Errorf("read pause state: %w", err)
 	}
-	return Result{Outcome: OutcomeApplied, Steps: []Step{step}, Removed: true}, nil
+	if paused {
+		return &RetryLater{Delay: 30 * time.Second, Reason: "mutations are paused (jml resume)"}
+	}
+	for _, s := range steps {
+		if !s.Removal() {
+			continue
+		}
+		ok, err := c.o.Gate.AllowRemoval(ctx)
+		if err != nil {
+			return fmt.Errorf("brakes: %w", err)
+		}
+		if !ok {
+			return &RetryLater{Delay: time.Minute, Reason: "brakes halted event-driven removals (jml approve brakes)"}
+		}
+	}
+	return nil
+}
+
+func (c *Converger) evidence(ctx context.Context, rec state.PersonRecord, res Result, kind string) {
+	if c.o.Evidence == nil {
+		return
+	}
+	e := Evidence{PersonKey: rec.Key, Email: rec.Person.Email, EventID: rec.LastEventID, Kind: kind, Target: c.o.Target,
+		Outcome: res.Outcome, Reason: res.Reason, Steps: res.Steps, Notes: res.Notes, At: c.o.Now().UTC()}
+	if e.Steps == nil {
+		e.Steps = []Step{}
+	}
+	if err := c.o.Evidence.RecordEvidence(ctx, e); err != nil {
+		c.o.Logger.ErrorContext(ctx, "evidence record failed", "person", rec.Key, "err", err)
+	}
 }
 
 // classify wraps non-transient Sentry failures with ErrPermanent.
 func classify(err error) error {
-	if sentry.IsTransient(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	var rl *RetryLater
+	if sentry.IsTransient(err) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || errors.As(err, &rl) {
 		return err
 	}
 	return fmt.Errorf("%w: %w", ErrPermanent, err)

@@ -7,12 +7,20 @@ import (
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
+	"github.com/sentry-jml/sentry-jml/internal/policy"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
 	"github.com/sentry-jml/sentry-jml/internal/state"
 )
 
 func setup(t *testing.T, seed *sentrytest.Seed, protected ...string) (*sentrytest.Server, *converge.Converger) {
+	t.Helper()
+	pol := policy.Default()
+	pol.Protected = protected
+	return setupPolicy(t, seed, pol, nil)
+}
+
+func setupPolicy(t *testing.T, seed *sentrytest.Seed, pol policy.Policy, snaps converge.Snapshots) (*sentrytest.Server, *converge.Converger) {
 	t.Helper()
 	sb := sentrytest.NewServer(t, sentrytest.Options{Seed: seed, RateLimit: -1})
 	c, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, MaxRetries: 1})
@@ -23,7 +31,8 @@ func setup(t *testing.T, seed *sentrytest.Seed, protected ...string) (*sentrytes
 	if err != nil {
 		t.Fatal(err)
 	}
-	conv, err := converge.New(converge.Options{Sentry: c, SelfMemberID: me.ID, SelfEmail: me.Email, SelfRole: me.OrgRole, Protected: protected})
+	conv, err := converge.New(converge.Options{Sentry: c, SelfMemberID: me.ID, SelfEmail: me.Email, SelfRole: me.OrgRole,
+		Policy: func() policy.Policy { return pol }, Snapshots: snaps})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,11 +72,11 @@ func TestRemoval(t *testing.T) {
 		{"the daemon's own member", "jml-bot@acme.test", events.Terminated, converge.OutcomeProtected, false, "", "", ""},
 		{"protected exact", "maya.manager@acme.test", events.Terminated, converge.OutcomeProtected, false, "", "", ""},
 		{"protected pattern", "svc-ci@acme.test", events.Terminated, converge.OutcomeProtected, false, "", "", ""},
-		{"active is left alone by this version", "jane.doe@acme.test", events.Active, converge.OutcomeNotSupported, false, "", "", ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			sb, conv := setup(t, seed, "MAYA.manager@acme.test", `re:^svc-.*@acme\.test$`)
+			tokensBefore := activeTokens(sb)
 			rec := leaver(tc.email)
 			rec.Person.Status = tc.status
 			res, err := conv.Converge(context.Background(), rec, held)
@@ -96,7 +105,10 @@ func TestRemoval(t *testing.T) {
 				}
 				return
 			}
-			if removed != 1 || len(res.Steps) != 1 || res.Steps[0].Via != tc.stepVia || res.Steps[0].Action != tc.stepName || !res.Removed {
+			if n := activeTokens(sb); n != tokensBefore {
+				t.Fatalf("tokens %d → %d under the default report policy", tokensBefore, n)
+			}
+			if removed != 1 || len(res.Steps) == 0 || res.Steps[0].Via != tc.stepVia || res.Steps[0].Action != tc.stepName || !res.Removed {
 				t.Fatalf("removed=%d steps=%+v", removed, res.Steps)
 			}
 		})
@@ -149,7 +161,10 @@ func TestTransientAndPermanentErrors(t *testing.T) {
 // invite emails and user emails, so an invite for an address that is also another
 // member's user email yields two. The sandbox refuses such a seed, hence this stub;
 // it records any mutation so the test can prove none happened.
-type twoMatches struct{ mutations int }
+type twoMatches struct {
+	converge.Sentry // every other method panics if called
+	mutations       int
+}
 
 func (s *twoMatches) FindMembersByEmail(context.Context, string) ([]sentry.Member, error) {
 	return []sentry.Member{{ID: "1", Email: "dup@acme.test", OrgRole: "member"}, {ID: "2", Email: "old@acme.test", OrgRole: "member", User: &sentry.User{ID: "9", Email: "dup@acme.test"}}}, nil
@@ -160,6 +175,7 @@ func (s *twoMatches) SCIMDeleteUser(context.Context, string) error { s.mutations
 func TestDisputedMatchChangesNothing(t *testing.T) {
 	stub := &twoMatches{}
 	conv, err := converge.New(converge.Options{Sentry: stub, SelfMemberID: "100", SelfRole: "manager"})
+	_ = conv
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,4 +183,14 @@ func TestDisputedMatchChangesNothing(t *testing.T) {
 	if err != nil || res.Outcome != converge.OutcomeDisputed || stub.mutations != 0 {
 		t.Fatalf("outcome %s err %v mutations %d", res.Outcome, err, stub.mutations)
 	}
+}
+
+func activeTokens(sb *sentrytest.Server) int {
+	n := 0
+	for _, tok := range sb.OrgAuthTokens() {
+		if tok.Active {
+			n++
+		}
+	}
+	return n
 }

@@ -211,9 +211,13 @@ func (w *Worker) Handle(ctx context.Context, m jetstream.Msg) {
 	}
 	span.RecordError(err)
 	span.SetStatus(codes.Error, err.Error())
+	var later *converge.RetryLater
 	switch {
 	case errors.Is(err, errDeferred):
 		// Not an error: future-dated, or the person is busy on another replica.
+	case errors.As(err, &later):
+		log.WarnContext(ctx, "convergence waits", "reason", later.Reason, "retry_in", later.Delay.String())
+		_ = m.NakWithDelay(later.Delay)
 	case errors.Is(err, converge.ErrPermanent) && int(md.NumDelivered) >= w.o.MaxPermanentDeliveries:
 		log.ErrorContext(ctx, "permanent failure, dead-lettering", "err", err, "deliveries", md.NumDelivered)
 		w.deadLetter(ctx, m, md, err)

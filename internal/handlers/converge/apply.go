@@ -1,0 +1,214 @@
+package converge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/sentry-jml/sentry-jml/internal/sentry"
+	"github.com/sentry-jml/sentry-jml/internal/state"
+)
+
+// apply runs the steps in order. Each mutation is preceded by the lease check and
+// treats "already done" as success. It returns the steps with their results.
+func (c *Converger) apply(ctx context.Context, rec state.PersonRecord, member *sentry.Member, steps []Step, check LeaseCheck) ([]Step, error) {
+	done := make([]Step, 0, len(steps))
+	for _, s := range steps {
+		if check != nil {
+			if err := check(ctx); err != nil {
+				return done, fmt.Errorf("lease lost before %s: %w", s.Action, err)
+			}
+		}
+		if s.Removal() && member != nil {
+			if err := c.snapshot(ctx, rec, member); err != nil {
+				return done, err
+			}
+		}
+		sctx, span := c.tracer.Start(ctx, "converge."+s.Action, trace.WithAttributes(
+			attribute.String("sentry.member_id", s.MemberID), attribute.String("jml.team", s.Team), attribute.String("jml.role", s.Role)))
+		result, err := c.applyStep(sctx, s)
+		s.At = c.o.Now().UTC().Format(time.RFC3339Nano)
+		if err != nil {
+			s.Result = "error: " + err.Error()
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+			span.End()
+			done = append(done, s)
+			return done, classify(fmt.Errorf("%s %s: %w", s.Action, s.MemberID+s.Email, err))
+		}
+		s.Result = result
+		span.SetAttributes(attribute.String("jml.result", result))
+		span.End()
+		done = append(done, s)
+		if s.Removal() {
+			if c.o.Index != nil {
+				c.o.Index.Forget(rec.Person.Email)
+			}
+			if member != nil && member.User != nil && !member.Pending {
+				done = append(done, c.tokens(ctx, member, check)...)
+			}
+		}
+	}
+	return done, nil
+}
+
+func (c *Converger) applyStep(ctx context.Context, s Step) (string, error) {
+	api := c.o.Sentry
+	switch s.Action {
+	case ActInvite:
+		m, err := api.InviteMember(ctx, sentry.InviteRequest{Email: s.Email, OrgRole: s.Role, TeamRoles: s.teamRoles})
+		switch {
+		case errors.Is(err, sentry.ErrInviteQuota):
+			return "", &RetryLater{Delay: time.Hour, Reason: "Sentry's daily invite quota is used up; the invite is queued"}
+		case errors.Is(err, sentry.ErrBadRequest) && strings.Contains(strings.ToLower(err.Error()), "already"):
+			return "already_done", nil
+		case err != nil:
+			return "", err
+		}
+		if c.o.Index != nil {
+			c.o.Index.Store(s.Email, m.ID)
+		}
+		return "done", nil
+	case ActSetOrgRole:
+		teamRoles := s.teamRoles
+		if s.Teams == nil && teamRoles == nil {
+			// Sentry replaces the whole team set on PUT: send the set just read.
+			cur, err := api.GetMember(ctx, s.MemberID)
+			if err != nil {
+				return "", err
+			}
+			teamRoles = cur.TeamRoles
+			if teamRoles == nil {
+				teamRoles = []sentry.TeamRole{}
+			}
+		}
+		if _, err := api.UpdateMemberRole(ctx, s.MemberID, s.Role, teamRoles); err != nil {
+			return "", err
+		}
+		return "done", nil
+	case ActReinvite:
+		if _, err := api.ReinviteMember(ctx, s.MemberID, true, s.teamRoles); err != nil {
+			return "", err
+		}
+		return "done", nil
+	case ActAddTeam:
+		added, err := api.AddMemberToTeam(ctx, s.MemberID, s.Team)
+		if err != nil {
+			return "", err
+		}
+		if !added {
+			return "already_done", nil
+		}
+		return "done", nil
+	case ActRemoveTeam:
+		err := api.RemoveMemberFromTeam(ctx, s.MemberID, s.Team)
+		if errors.Is(err, sentry.ErrNotFound) {
+			return "already_done", nil
+		}
+		if err != nil {
+			return "", err
+		}
+		return "done", nil
+	case ActSetTeamRole:
+		if _, err := api.SetTeamRole(ctx, s.MemberID, s.Team, s.Role); err != nil {
+			return "", err
+		}
+		return "done", nil
+	case ActRemoveMember, ActDeleteInvite:
+		var err error
+		if s.Via == "scim" {
+			err = api.SCIMDeleteUser(ctx, s.MemberID)
+		} else {
+			err = api.DeleteMember(ctx, s.MemberID)
+		}
+		if errors.Is(err, sentry.ErrNotFound) {
+			return "already_gone", nil
+		}
+		if errors.Is(err, sentry.ErrLastOwner) || errors.Is(err, sentry.ErrInsufficientRole) {
+			return "", fmt.Errorf("%w: %w", errNeedsHuman, err)
+		}
+		if err != nil {
+			return "", err
+		}
+		return "done", nil
+	}
+	return "", fmt.Errorf("unknown action %q", s.Action)
+}
+
+var errNeedsHuman = errors.New("needs a human")
+
+// snapshot stores the member's access before it is removed.
+func (c *Converger) snapshot(ctx context.Context, rec state.PersonRecord, m *sentry.Member) error {
+	if c.o.Snapshots == nil {
+		return nil
+	}
+	snap := Snapshot{PersonKey: rec.Key, Email: rec.Person.Email, MemberID: m.ID, OrgRole: m.OrgRole, Pending: m.Pending,
+		Teams: map[string]string{}, TakenAt: c.o.Now().UTC(), EventID: rec.LastEventID}
+	if m.User != nil {
+		snap.UserID = m.User.ID
+	}
+	for _, slug := range m.Teams {
+		snap.Teams[slug] = ""
+	}
+	for _, tr := range m.TeamRoles {
+		snap.Teams[tr.TeamSlug] = deref(tr.Role)
+	}
+	if err := c.o.Snapshots.SaveSnapshot(ctx, snap); err != nil {
+		return fmt.Errorf("save access snapshot: %w", err)
+	}
+	return nil
+}
+
+// tokens finds org auth tokens the removed person created (the token index when
+// warm, else the audit log filtered by their user id) and revokes or reports them
+// per policy. Failures here never undo the removal: they are reported as steps.
+func (c *Converger) tokens(ctx context.Context, m *sentry.Member, check LeaseCheck) []Step {
+	pol := c.o.Policy()
+	var created []TokenRef
+	if c.o.Tokens != nil && c.o.Tokens.Warm() {
+		created = c.o.Tokens.CreatedBy(m.User.ID)
+	} else {
+		for e, err := range c.o.Sentry.AuditLogs(ctx, sentry.AuditLogQuery{Event: "org-auth-token.create", ActorUserID: m.User.ID}) {
+			if err != nil {
+				return []Step{{Action: ActReportToken, MemberID: m.ID, Result: "error: audit log: " + err.Error()}}
+			}
+			if ref, ok := tokenRef(e); ok {
+				created = append(created, ref)
+			}
+		}
+	}
+	var out []Step
+	for _, t := range created {
+		s := Step{Action: ActReportToken, MemberID: m.ID, TokenID: t.ID, Token: t.Name, Result: "reported",
+			At: c.o.Now().UTC().Format(time.RFC3339Nano)}
+		if pol.Leaver.OrgTokens == "revoke" {
+			s.Action = ActRevokeToken
+			if check != nil {
+				if err := check(ctx); err != nil {
+					s.Result = "error: lease lost"
+					out = append(out, s)
+					continue
+				}
+			}
+			switch err := c.o.Sentry.DeleteOrgAuthToken(ctx, t.ID); {
+			case err == nil:
+				s.Result = "done"
+				if c.o.Tokens != nil {
+					c.o.Tokens.Revoked(t.ID)
+				}
+			case errors.Is(err, sentry.ErrNotFound):
+				s.Result = "already_gone"
+			default:
+				s.Result = "error: " + err.Error()
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}

@@ -1,0 +1,314 @@
+package sources
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/signature"
+)
+
+// KeyStore keeps the signing key Gusto hands over in its verification POST
+// (the verification_token). The receiver's wiring implements it; the token is a
+// secret: implementations must not log it.
+type KeyStore interface {
+	// SaveVerificationToken stores token durably (it must survive a restart and
+	// be readable by every receiver replica). An error makes the handshake answer
+	// 503 and leaves the source unconfigured.
+	SaveVerificationToken(ctx context.Context, token string) error
+}
+
+// KeyLoader is optionally implemented by a KeyStore shared by several receiver
+// replicas: the Gusto source reloads the stored tokens (at most every
+// GustoReloadInterval) when a signature does not verify, so a token saved by
+// another replica is picked up without a restart.
+type KeyLoader interface {
+	VerificationTokens(ctx context.Context) ([]string, error)
+}
+
+// GustoReloadInterval is the minimum time between two KeyLoader reads.
+const GustoReloadInterval = 10 * time.Second
+
+// Gusto verifies X-Gusto-Signature (lowercase hex HMAC-SHA256 of the raw body,
+// keyed with the subscription's verification_token) and parses Gusto's thin
+// events {uuid, event_type, resource_type, resource_uuid, entity_type,
+// entity_uuid, timestamp}. The event id is uuid (sent since February 2024), else
+// the body's sha256.
+//
+// The key arrives in the verification POST ({"verification_token": …}) Gusto
+// sends when the subscription is created. While the source has no key (no
+// configured secret, nothing in the KeyStore) it accepts only that POST: it hands
+// the token to the KeyStore, starts verifying with it and answers 200 (the
+// operator then confirms the subscription with PUT
+// /v1/webhook_subscriptions/{uuid}/verify). Once a key is known, a verification
+// POST with a known token is answered 200 and one with another token 401: a
+// second key cannot be planted from the outside. To move to a new subscription,
+// configure its token (JML_SOURCE_GUSTO_SECRET) or clear the stored one.
+type Gusto struct {
+	store KeyStore
+	log   *slog.Logger
+	now   func() time.Time
+
+	mu         sync.Mutex
+	tokens     []string
+	mac        *signature.HMAC // nil while unconfigured
+	lastReload time.Time
+}
+
+var (
+	_ Source     = (*Gusto)(nil)
+	_ Handshaker = (*Gusto)(nil)
+)
+
+// NewGusto returns the Gusto source. cfg.Secrets are known verification tokens
+// (may be empty); store receives a token from the verification POST and may be
+// nil only when cfg.Secrets is not empty.
+func NewGusto(cfg Config, store KeyStore) (*Gusto, error) {
+	if len(cfg.Secrets) == 0 && store == nil {
+		return nil, errors.New("gusto source: no secret and no key store: the verification token would have nowhere to go")
+	}
+	g := &Gusto{store: store, log: loggerOf(cfg), now: cfg.Now}
+	if g.now == nil {
+		g.now = time.Now
+	}
+	if len(cfg.Secrets) > 0 {
+		if err := g.setTokens(cfg.Secrets); err != nil {
+			return nil, fmt.Errorf("gusto source: %w", err)
+		}
+	}
+	return g, nil
+}
+
+// Name implements Source.
+func (g *Gusto) Name() string { return "gusto" }
+
+// Configured reports whether the source has a signing key.
+func (g *Gusto) Configured() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.mac != nil
+}
+
+// call with g.mu held, or before g is shared.
+func (g *Gusto) setTokens(tokens []string) error {
+	mac, err := signature.NewHMAC(sha256.New, signature.Hex, tokens)
+	if err != nil {
+		return err
+	}
+	g.tokens, g.mac = append([]string(nil), tokens...), mac
+	return nil
+}
+
+type gustoVerification struct {
+	VerificationToken *string         `json:"verification_token"`
+	EventType         json.RawMessage `json:"event_type"`
+}
+
+// verificationToken returns the token when body is a verification POST.
+func verificationToken(body []byte) (string, bool) {
+	var v gustoVerification
+	if json.Unmarshal(body, &v) != nil || v.VerificationToken == nil || v.EventType != nil {
+		return "", false
+	}
+	return strings.TrimSpace(*v.VerificationToken), true
+}
+
+// Handshake implements Handshaker for the verification POST.
+func (g *Gusto) Handshake(w http.ResponseWriter, r *http.Request, body []byte) bool {
+	if r.Method != http.MethodPost {
+		return false
+	}
+	token, ok := verificationToken(body)
+	if !ok {
+		return false
+	}
+	ctx := r.Context()
+	if token == "" || len(token) > 512 {
+		writeHandshake(w, http.StatusBadRequest, `{"error":"verification_token is empty or too long"}`)
+		return true
+	}
+	g.reload(ctx, true)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.mac != nil {
+		for _, t := range g.tokens {
+			if signature.Equal(t, token) {
+				writeHandshake(w, http.StatusOK, `{}`)
+				return true
+			}
+		}
+		g.log.WarnContext(ctx, "gusto verification POST with an unknown token refused: a key is already configured; to change subscriptions set JML_SOURCE_GUSTO_SECRET or clear the stored token")
+		writeHandshake(w, http.StatusUnauthorized, `{"error":"unauthorized"}`)
+		return true
+	}
+	if err := g.store.SaveVerificationToken(ctx, token); err != nil {
+		g.log.ErrorContext(ctx, "gusto verification token could not be stored", "err", err)
+		w.Header().Set("Retry-After", "5")
+		writeHandshake(w, http.StatusServiceUnavailable, `{"error":"could not store the verification token, retry later"}`)
+		return true
+	}
+	if err := g.setTokens([]string{token}); err != nil {
+		writeHandshake(w, http.StatusBadRequest, `{"error":"unusable verification_token"}`)
+		return true
+	}
+	g.log.InfoContext(ctx, "gusto verification token stored; confirm the subscription with PUT /v1/webhook_subscriptions/{uuid}/verify")
+	writeHandshake(w, http.StatusOK, `{}`)
+	return true
+}
+
+func writeHandshake(w http.ResponseWriter, status int, body string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(body + "\n"))
+}
+
+// reload reads the KeyStore's tokens when it can list them and the last read is
+// older than GustoReloadInterval (or force is set and the source is unconfigured).
+func (g *Gusto) reload(ctx context.Context, force bool) {
+	kl, ok := g.store.(KeyLoader)
+	if !ok {
+		return
+	}
+	g.mu.Lock()
+	now := g.now()
+	elapsed := now.Sub(g.lastReload)
+	due := elapsed >= GustoReloadInterval || (force && g.mac == nil && elapsed >= time.Second)
+	if !due {
+		g.mu.Unlock()
+		return
+	}
+	g.lastReload = now
+	g.mu.Unlock()
+	stored, err := kl.VerificationTokens(ctx)
+	if err != nil {
+		g.log.WarnContext(ctx, "gusto key store read failed", "err", err)
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	merged := append([]string(nil), g.tokens...)
+	for _, s := range stored {
+		s = strings.TrimSpace(s)
+		if s != "" && !contains(merged, s) {
+			merged = append(merged, s)
+		}
+	}
+	if len(merged) > len(g.tokens) {
+		_ = g.setTokens(merged)
+	}
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+type gustoWire struct {
+	UUID         string  `json:"uuid"`
+	EventType    *string `json:"event_type"`
+	ResourceType string  `json:"resource_type"`
+	ResourceUUID string  `json:"resource_uuid"`
+	EntityType   string  `json:"entity_type"`
+	EntityUUID   string  `json:"entity_uuid"`
+	EntityID     flexID  `json:"entity_id"`
+	Timestamp    flexID  `json:"timestamp"`
+}
+
+func (g *Gusto) verify(r *http.Request, body []byte) error {
+	sig := r.Header.Get("X-Gusto-Signature")
+	g.mu.Lock()
+	mac := g.mac
+	g.mu.Unlock()
+	if mac != nil {
+		if err := mac.Verify(sig, body); err == nil || errors.Is(err, signature.ErrMissingSignature) || errors.Is(err, signature.ErrMalformed) {
+			return err
+		}
+	}
+	// Unconfigured, or the signature matches no known key: another replica may
+	// have stored a newer token.
+	g.reload(r.Context(), false)
+	g.mu.Lock()
+	mac = g.mac
+	g.mu.Unlock()
+	if mac == nil {
+		return errors.New("gusto source has no verification token yet: only the verification POST is accepted")
+	}
+	return mac.Verify(sig, body)
+}
+
+// Parse implements Source.
+func (g *Gusto) Parse(r *http.Request, body []byte, now time.Time) (Parsed, error) {
+	if err := g.verify(r, body); err != nil {
+		return Parsed{}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
+	}
+	var w gustoWire
+	if err := decodeObject(body, &w); err != nil {
+		return Parsed{}, err
+	}
+	if w.EventType == nil || strings.TrimSpace(*w.EventType) == "" {
+		return Parsed{}, invalidf("event_type is required")
+	}
+	if !strings.EqualFold(w.EntityType, "Employee") {
+		return Parsed{Ignored: 1}, nil
+	}
+	typ, status, ok := gustoType(*w.EventType)
+	if !ok {
+		return Parsed{Ignored: 1}, nil
+	}
+	id := strings.TrimSpace(w.UUID)
+	if id == "" {
+		id = bodyID(body)
+	}
+	p := events.Person{ID: strings.TrimSpace(w.EntityUUID)}
+	if p.ID == "" {
+		p.ID = string(w.EntityID) // older app-integration payloads: numeric ids only
+	}
+	if w.ResourceUUID != "" {
+		p.Attributes = map[string]string{"company_uuid": w.ResourceUUID}
+	}
+	occurred, _ := parseTime(string(w.Timestamp))
+	ev, err := newEvent(g.Name(), id, typ, status, occurred, now, p)
+	if err != nil {
+		return Parsed{}, err
+	}
+	return Parsed{Events: []events.Event{ev}}, nil
+}
+
+// gustoType maps Gusto's employee events. employee.terminated means a
+// termination was entered (its date may be in the future): a leaver whose status
+// the worker re-reads; employee.terminated_effective is the moment it applies.
+func gustoType(name string) (events.Type, events.Status, bool) {
+	switch strings.ToLower(strings.TrimSpace(name)) {
+	case "employee.created", "employee.onboarded", "employee.marked_for_self_onboarding", "employee.self_onboarding_completed":
+		return events.Joiner, "", true
+	case "employee.updated":
+		return events.Update, "", true
+	case "employee.terminated":
+		return events.Leaver, "", true
+	case "employee.terminated_effective":
+		return events.Leaver, events.Terminated, true
+	case "employee.termination_cancelled":
+		return events.Update, events.Active, true
+	case "employee.rehired":
+		return events.Rehire, "", true
+	case "employee.rehire_effective":
+		return events.Rehire, events.Active, true
+	case "employee.rehire_cancelled":
+		return events.Update, "", true
+	case "employee.deleted":
+		return events.Leaver, events.Terminated, true
+	}
+	return "", "", false
+}
