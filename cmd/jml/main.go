@@ -17,6 +17,12 @@ Usage:
   jml sandbox [-addr A] [-seed F] serve the Sentry API sandbox alone
   jml send-sample TYPE --email E  sign and send a sample generic event (TYPE: leaver, joiner, mover, suspend, rehire, update)
   jml doctor                      check the configuration, NATS, the coordination store and the Sentry token
+  jml plan --email E [--json]     desired vs actual access and the steps convergence would take (changes nothing)
+  jml pause | jml resume          stop / restart all Sentry mutations fleet-wide (ingestion continues)
+  jml approve brakes|RUN_ID       release halted brakes, or apply a halted reconcile run
+  jml evidence --email E          the person's evidence records (hash-chained audit log)
+  jml dlq list | replay SEQ|all   dead letters, and replaying them
+  jml status                      what the running instance is connected to
   jml version
 
 Configuration is read from JML_* environment variables; see README.md.
@@ -47,6 +53,20 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdSendSample(ctx, args[1:], stdout, stderr)
 	case "doctor":
 		return cmdDoctor(ctx, args[1:], stdout, stderr)
+	case "plan":
+		return cmdPlan(ctx, args[1:], stdout, stderr)
+	case "pause":
+		return cmdPause(ctx, args[1:], stdout, stderr)
+	case "resume":
+		return cmdResume(ctx, args[1:], stdout, stderr)
+	case "approve":
+		return cmdApprove(ctx, args[1:], stdout, stderr)
+	case "evidence":
+		return cmdEvidence(ctx, args[1:], stdout, stderr)
+	case "dlq":
+		return cmdDLQ(ctx, args[1:], stdout, stderr)
+	case "status":
+		return cmdStatus(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "jml", version())
 		return nil

@@ -12,8 +12,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -35,6 +38,7 @@ import (
 const (
 	genericSecretFile = "generic.secret"
 	natsURLFile       = "nats.url"
+	adminAddrFile     = "admin.addr"
 )
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -58,10 +62,23 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return err
 	}
 	sys.banner(stdout)
-	select {
-	case <-ctx.Done():
-	case err = <-sys.failed:
-		sys.log.Error("component failed; shutting down", "err", err)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			if err := sys.reloadPolicy(); err != nil {
+				sys.log.Error("policy reload refused; the previous policy stays in force", "err", err)
+			} else {
+				sys.log.Info("policy reloaded", "file", cfg.PolicyFile)
+			}
+			continue
+		case <-ctx.Done():
+		case err = <-sys.failed:
+			sys.log.Error("component failed; shutting down", "err", err)
+		}
+		break
 	}
 	sys.Close()
 	return err
@@ -94,6 +111,20 @@ type system struct {
 	cancel     context.CancelFunc
 	workerDone chan error
 	failed     chan error
+	policy     atomic.Pointer[policy.Policy]
+}
+
+// currentPolicy is the policy in force (replaced on SIGHUP).
+func (s *system) currentPolicy() policy.Policy { return *s.policy.Load() }
+
+// reloadPolicy re-reads JML_POLICY_FILE; a bad file keeps the old policy.
+func (s *system) reloadPolicy() error {
+	pol, err := s.cfg.Policy()
+	if err != nil {
+		return err
+	}
+	s.policy.Store(&pol)
+	return nil
 }
 
 func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *system, err error) {
@@ -186,24 +217,27 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	if s.httpAddr, err = s.serve(cfg.HTTPAddr, recv, "JML_HTTP_ADDR"); err != nil {
 		return nil, err
 	}
-	admin := app.AdminHandler(app.AdminOptions{Ready: ready.Check, Metrics: s.tel.MetricsHandler(), Token: cfg.AdminToken,
-		Status: func(context.Context) any { return s.status() }})
-	if s.adminAddr, err = s.serve(cfg.AdminAddr, admin, "JML_ADMIN_ADDR"); err != nil {
-		return nil, err
-	}
-
 	// Worker and scheduler. The first Sentry check happens here, so a bad token
 	// fails start-up with one line.
 	host, _ := os.Hostname()
-	wo := app.WorkerOptions{NC: s.nc, Coord: s.coord, Sentry: client, Telemetry: s.tel, Logger: s.log,
-		Owner: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), randomID()), Policy: func() policy.Policy { return pol },
-		Streams: cfg.Streams(), Ready: ready, Target: s.target()}
-	if _, err := app.CheckSentryToken(ctx, client); err != nil {
+	s.policy.Store(&pol)
+	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: s.nc, Coord: s.coord, Sentry: client, Telemetry: s.tel, Logger: s.log,
+		Owner: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), randomID()), Policy: s.currentPolicy,
+		Streams: cfg.Streams(), Ready: ready, Target: s.target()})
+	if err != nil {
 		return nil, err
+	}
+	admin := app.AdminHandler(app.AdminOptions{Ready: ready.Check, Metrics: s.tel.MetricsHandler(), Token: cfg.AdminToken,
+		Status: func(context.Context) any { return s.status() }, Worker: wk})
+	if s.adminAddr, err = s.serve(cfg.AdminAddr, admin, "JML_ADMIN_ADDR"); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, adminAddrFile), []byte(s.adminAddr+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("JML_DATA_DIR: %w", err)
 	}
 	s.workerDone = make(chan error, 1)
 	go func() {
-		err := app.RunWorker(ctx, wo)
+		err := wk.Run(ctx)
 		if err != nil && ctx.Err() == nil {
 			s.failed <- fmt.Errorf("worker: %w", err)
 		}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -70,13 +71,34 @@ func run(ctx context.Context) error {
 	}
 	defer nc.Close()
 	ready := app.NewReadiness(nc, true)
-	admin := app.AdminHandler(app.AdminOptions{Ready: ready.Check, Metrics: tel.MetricsHandler(), Token: cfg.AdminToken})
+	var current atomic.Pointer[policy.Policy]
+	current.Store(&pol)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for range hup {
+			p, err := cfg.Policy()
+			if err != nil {
+				log.Error("policy reload refused; the previous policy stays in force", "err", err)
+				continue
+			}
+			current.Store(&p)
+			log.Info("policy reloaded", "file", cfg.PolicyFile)
+		}
+	}()
+	host, _ := os.Hostname()
+	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: nc, Coord: coord, Sentry: client, Telemetry: tel, Logger: log,
+		Owner: fmt.Sprintf("%s:%d", host, os.Getpid()), Policy: func() policy.Policy { return *current.Load() },
+		Streams: cfg.Streams(), Ready: ready, Target: "sentry"})
+	if err != nil {
+		return err
+	}
+	admin := app.AdminHandler(app.AdminOptions{Ready: ready.Check, Metrics: tel.MetricsHandler(), Token: cfg.AdminToken, Worker: wk})
 	addr, _, err := config.Serve(ctx, cfg.AdminAddr, "JML_ADMIN_ADDR", admin)
 	if err != nil {
 		return err
 	}
-	host, _ := os.Hostname()
-	log.Info("worker starting", "admin", addr)
-	return app.RunWorker(ctx, app.WorkerOptions{NC: nc, Coord: coord, Sentry: client, Telemetry: tel, Logger: log,
-		Owner: fmt.Sprintf("%s:%d", host, os.Getpid()), Policy: func() policy.Policy { return pol }, Streams: cfg.Streams(), Ready: ready, Target: "sentry"})
+	log.Info("worker started", "admin", addr)
+	return wk.Run(ctx)
 }

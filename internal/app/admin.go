@@ -4,8 +4,12 @@ import (
 	"context"
 	"crypto/subtle"
 	"encoding/json"
+	"errors"
 	"net/http"
+	"strconv"
 	"time"
+
+	"github.com/sentry-jml/sentry-jml/internal/state"
 )
 
 // AdminOptions configure the admin API.
@@ -16,6 +20,8 @@ type AdminOptions struct {
 	Token string
 	// Status returns the JSON served at GET /v1/status.
 	Status func(context.Context) any
+	// Worker serves the operator actions (nil in processes without a worker).
+	Worker *Worker
 }
 
 // AdminHandler serves /healthz, /readyz, /metrics and the operator API under /v1.
@@ -38,12 +44,101 @@ func AdminHandler(o AdminOptions) http.Handler {
 	if o.Metrics != nil {
 		mux.Handle("GET /metrics", o.Metrics)
 	}
-	if o.Status != nil {
-		mux.Handle("GET /v1/status", o.auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, http.StatusOK, o.Status(r.Context()))
+	handle := func(pattern string, f func(r *http.Request) (any, error)) {
+		mux.Handle(pattern, o.auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			v, err := f(r)
+			switch {
+			case errors.Is(err, state.ErrNotFound):
+				writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+			case errors.Is(err, errBadRequest):
+				writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
+			case errors.Is(err, state.ErrRunNotHalted), errors.Is(err, state.ErrRunExpired):
+				writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
+			case err != nil:
+				writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+			default:
+				writeJSON(w, http.StatusOK, v)
+			}
 		})))
 	}
+	if o.Status != nil {
+		handle("GET /v1/status", func(r *http.Request) (any, error) { return o.Status(r.Context()), nil })
+	}
+	if wk := o.Worker; wk != nil {
+		handle("GET /v1/plan", func(r *http.Request) (any, error) {
+			email := r.URL.Query().Get("email")
+			if email == "" {
+				return nil, errBad("email is required")
+			}
+			return wk.Plan(r.Context(), email)
+		})
+		handle("POST /v1/pause", func(r *http.Request) (any, error) {
+			return wk.Control().SetPaused(r.Context(), true, actor(r))
+		})
+		handle("POST /v1/resume", func(r *http.Request) (any, error) {
+			return wk.Control().SetPaused(r.Context(), false, actor(r))
+		})
+		handle("POST /v1/approve", func(r *http.Request) (any, error) {
+			id := r.URL.Query().Get("run_id")
+			switch id {
+			case "":
+				return nil, errBad("run_id is required (a reconcile run id, or \"brakes\")")
+			case "brakes":
+				return wk.Control().ApproveBrakes(r.Context(), actor(r))
+			}
+			return wk.records.Runs.Approve(r.Context(), id, actor(r), time.Now())
+		})
+		handle("GET /v1/evidence", func(r *http.Request) (any, error) {
+			email := r.URL.Query().Get("email")
+			if email == "" {
+				return nil, errBad("email is required")
+			}
+			out := []state.Evidence{}
+			for e, err := range wk.Evidence(r.Context(), email) {
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, e)
+			}
+			return map[string]any{"email": email, "records": out}, nil
+		})
+		handle("GET /v1/dlq", func(r *http.Request) (any, error) {
+			es, err := wk.DLQ(r.Context())
+			return map[string]any{"messages": es}, err
+		})
+		handle("POST /v1/dlq/replay", func(r *http.Request) (any, error) {
+			var seq uint64
+			if s := r.URL.Query().Get("seq"); s != "" && s != "all" {
+				n, err := strconv.ParseUint(s, 10, 64)
+				if err != nil {
+					return nil, errBad("seq must be a number or \"all\"")
+				}
+				seq = n
+			}
+			n, err := wk.ReplayDLQ(r.Context(), seq)
+			return map[string]any{"replayed": n}, err
+		})
+		handle("GET /v1/control", func(r *http.Request) (any, error) { return wk.Control().State(r.Context()) })
+	}
 	return mux
+}
+
+var errBadRequest = errors.New("bad request")
+
+func errBad(msg string) error { return &badRequest{msg} }
+
+type badRequest struct{ msg string }
+
+func (b *badRequest) Error() string { return b.msg }
+func (b *badRequest) Is(t error) bool { return t == errBadRequest }
+
+// actor names who asked, for the audit trail: the X-JML-Actor header the CLI
+// sends (the operator's user name), else "admin-api".
+func actor(r *http.Request) string {
+	if a := r.Header.Get("X-JML-Actor"); a != "" && len(a) < 200 {
+		return a
+	}
+	return "admin-api"
 }
 
 func (o AdminOptions) auth(h http.Handler) http.Handler {

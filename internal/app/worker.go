@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"log/slog"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
@@ -30,11 +33,16 @@ type WorkerOptions struct {
 	Telemetry *telemetry.Telemetry
 	Logger    *slog.Logger
 	Owner     string
-	Protected []string
-	Streams   events.StreamOptions
-	Ready     *Readiness
+	// Policy returns the current policy (reloadable).
+	Policy func() policy.Policy
+	// Target is "sandbox" or "sentry" (recorded in evidence).
+	Target  string
+	Streams events.StreamOptions
+	Ready   *Readiness
 	// TokenCheckInterval is how often the scheduler re-checks the Sentry token (default 30s).
 	TokenCheckInterval time.Duration
+	// IndexInterval is how often the member and token indexes are rebuilt (default 10m).
+	IndexInterval time.Duration
 }
 
 // CheckSentryToken calls members/me and reports the service user's identity; a
@@ -47,89 +55,344 @@ func CheckSentryToken(ctx context.Context, c *sentry.Client) (*sentry.Member, er
 	return me, nil
 }
 
-// RunWorker runs the consumer and the scheduler until ctx is cancelled.
-func RunWorker(ctx context.Context, o WorkerOptions) error {
-	log := o.Logger
+// Worker is a running worker: the consumer, the scheduler and the operator
+// actions the admin API exposes.
+type Worker struct {
+	o       WorkerOptions
+	js      jetstream.JetStream
+	records *jsstate.Records
+	control *jsstate.Control
+	conv    *converge.Converger
+	worker  *worker.Worker
+	members *converge.MemberIndex
+	tokens  *converge.TokenIndex
+}
+
+// NewWorker opens the streams and records, checks the Sentry token and builds
+// the worker. Run starts it.
+func NewWorker(ctx context.Context, o WorkerOptions) (*Worker, error) {
+	if o.Policy == nil {
+		def := policy.Default()
+		o.Policy = func() policy.Policy { return def }
+	}
 	js, err := jetstream.New(o.NC)
 	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
+		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	if err := events.EnsureStreams(ctx, js, o.Streams); err != nil {
-		return err
+		return nil, err
 	}
-	dir, err := jsstate.OpenDirectory(ctx, js, jsstate.Options{Replicas: o.Streams.Replicas})
+	jo := jsstate.Options{Replicas: o.Streams.Replicas}
+	records, err := jsstate.Open(ctx, js, jo)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	control, err := jsstate.OpenControl(ctx, js, jo, func() int { return o.Policy().Brakes.MaxEventRemovalsPerMinute })
+	if err != nil {
+		return nil, err
 	}
 	me, err := CheckSentryToken(ctx, o.Sentry)
 	if o.Ready != nil {
 		o.Ready.SetSentry(err)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	log.InfoContext(ctx, "sentry service user", "member_id", me.ID, "role", me.OrgRole, "org", o.Sentry.Org())
-	conv, err := converge.New(converge.Options{
+	o.Logger.InfoContext(ctx, "sentry service user", "member_id", me.ID, "role", me.OrgRole, "org", o.Sentry.Org())
+	w := &Worker{o: o, js: js, records: records, control: control, members: converge.NewMemberIndex(), tokens: converge.NewTokenIndex()}
+	w.conv, err = converge.New(converge.Options{
 		Sentry: o.Sentry, SelfMemberID: me.ID, SelfEmail: me.Email, SelfRole: me.OrgRole, Policy: o.Policy,
-		Index: converge.NewMemberIndex(), Target: o.Target, Logger: log, TracerProvider: o.Telemetry.TracerProvider,
+		Snapshots: snapshotStore{records.Snapshots}, Evidence: evidenceLog{records.Evidence}, Gate: control,
+		Index: w.members, Tokens: w.tokens, Target: o.Target, Logger: o.Logger, TracerProvider: o.Telemetry.TracerProvider,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	w, err := worker.New(worker.Options{
-		JS: js, Dedupe: o.Coord, Leases: o.Coord, Directory: dir, Converger: conv, Owner: o.Owner,
-		Logger: log, TracerProvider: o.Telemetry.TracerProvider, MeterProvider: o.Telemetry.MeterProvider,
+	w.worker, err = worker.New(worker.Options{
+		JS: js, Dedupe: o.Coord, Leases: o.Coord, Directory: records.Directory, Converger: w.conv, Due: records.Due, Owner: o.Owner,
+		Logger: o.Logger, TracerProvider: o.Telemetry.TracerProvider, MeterProvider: o.Telemetry.MeterProvider,
 		Propagator: o.Telemetry.Propagator,
 	})
 	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// RunWorker builds and runs a worker until ctx is cancelled.
+func RunWorker(ctx context.Context, o WorkerOptions) error {
+	w, err := NewWorker(ctx, o)
+	if err != nil {
 		return err
 	}
+	return w.Run(ctx)
+}
 
-	sched, err := newScheduler(o)
+// Run consumes and runs the scheduled jobs until ctx is cancelled.
+func (w *Worker) Run(ctx context.Context) error {
+	sched, err := w.newScheduler()
 	if err != nil {
 		return err
 	}
 	sched.Start()
 	defer func() {
 		if err := sched.Shutdown(); err != nil {
-			log.Warn("scheduler shutdown", "err", err)
+			w.o.Logger.Warn("scheduler shutdown", "err", err)
 		}
 	}()
-	return w.Run(ctx)
+	return w.worker.Run(ctx)
 }
 
-// newScheduler builds the gocron scheduler. Jobs that must run once across the
-// fleet take the coordination store's lock; per-replica jobs (the token check,
-// which feeds this replica's /readyz) do not.
-func newScheduler(o WorkerOptions) (gocron.Scheduler, error) {
+// newScheduler builds the gocron scheduler. Fleet-wide jobs (due changes) take
+// the coordination store's lock so one replica runs each tick; per-replica jobs
+// (the token check feeding this replica's /readyz, the local indexes) do not.
+func (w *Worker) newScheduler() (gocron.Scheduler, error) {
+	o := w.o
 	interval := o.TokenCheckInterval
 	if interval <= 0 {
 		interval = 30 * time.Second
 	}
+	indexEvery := o.IndexInterval
+	if indexEvery <= 0 {
+		indexEvery = 10 * time.Minute
+	}
 	s, err := gocron.NewScheduler(gocron.WithLocation(time.UTC), gocron.WithStopTimeout(20*time.Second),
+		gocron.WithDistributedLocker(state.NewLocker(o.Coord, o.Owner, 30*time.Second)),
 		gocron.WithGlobalJobOptions(gocron.WithEventListeners(gocron.AfterJobRunsWithPanic(func(_ uuid.UUID, name string, r any) {
 			o.Logger.Error("scheduled job panicked", "job", name, "panic", fmt.Sprint(r))
 		}))))
 	if err != nil {
 		return nil, fmt.Errorf("scheduler: %w", err)
 	}
-	_, err = s.NewJob(gocron.DurationJob(interval), gocron.NewTask(func(ctx context.Context) error {
-		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		_, err := CheckSentryToken(ctx, o.Sentry)
-		if errors.Is(err, context.Canceled) {
+	jobs := []struct {
+		name   string
+		def    gocron.JobDefinition
+		task   func(context.Context) error
+		shared bool
+	}{
+		{"sentry-token-check", gocron.DurationJob(interval), w.tokenCheck, false},
+		{"member-index", gocron.DurationJob(indexEvery), w.warmIndexes, false},
+		{"due-changes", gocron.DurationJob(5 * time.Second), w.releaseDue, true},
+	}
+	for _, j := range jobs {
+		opts := []gocron.JobOption{gocron.WithName(j.name), gocron.WithSingletonMode(gocron.LimitModeReschedule)}
+		if !j.shared {
+			opts = append(opts, gocron.WithDisabledDistributedJobLocker(true))
+		}
+		if j.name == "member-index" {
+			opts = append(opts, gocron.WithStartAt(gocron.WithStartImmediately()))
+		}
+		task := j.task
+		name := j.name
+		if _, err := s.NewJob(j.def, gocron.NewTask(func(ctx context.Context) error {
+			err := task(ctx)
+			if err != nil && !errors.Is(err, context.Canceled) {
+				o.Logger.ErrorContext(ctx, "scheduled job failed", "job", name, "err", err)
+			}
 			return err
+		}), opts...); err != nil {
+			return nil, fmt.Errorf("scheduler job %s: %w", j.name, err)
 		}
-		if o.Ready != nil {
-			o.Ready.SetSentry(err)
-		}
-		if err != nil {
-			o.Logger.ErrorContext(ctx, "sentry token check failed; /readyz reports unavailable", "err", err)
-		}
-		return err
-	}), gocron.WithName("sentry-token-check"), gocron.WithSingletonMode(gocron.LimitModeReschedule))
-	if err != nil {
-		return nil, fmt.Errorf("scheduler job: %w", err)
 	}
 	return s, nil
+}
+
+func (w *Worker) tokenCheck(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := CheckSentryToken(ctx, w.o.Sentry)
+	if errors.Is(err, context.Canceled) {
+		return err
+	}
+	if w.o.Ready != nil {
+		w.o.Ready.SetSentry(err)
+	}
+	return err
+}
+
+// warmIndexes rebuilds the email → member index and the token-creator index, so
+// a leaver costs a detail read and the removal (plus one call per token).
+func (w *Worker) warmIndexes(ctx context.Context) error {
+	ctx = sentry.WithPriority(ctx, sentry.PriorityReconcile)
+	n, err := w.members.Warm(ctx, w.o.Sentry.ListMembers(ctx, ""))
+	if err != nil {
+		return fmt.Errorf("member index: %w", err)
+	}
+	active, err := w.o.Sentry.ListOrgAuthTokens(ctx)
+	if err != nil {
+		return fmt.Errorf("token index: %w", err)
+	}
+	if err := w.tokens.Build(ctx, w.o.Sentry.AuditLogs(ctx, sentry.AuditLogQuery{Event: "org-auth-token.create"}), active); err != nil {
+		return fmt.Errorf("token index: %w", err)
+	}
+	w.o.Logger.InfoContext(ctx, "indexes warm", "emails", n, "org_tokens", len(active))
+	return nil
+}
+
+// releaseDue publishes future-dated changes whose time has come back into
+// JML_EVENTS (Nats-Msg-Id "due:<id>", so a crash between publish and Done
+// cannot apply one twice), then removes them from the queue.
+func (w *Worker) releaseDue(ctx context.Context) error {
+	due, err := w.records.Due.PopDue(ctx, time.Now(), 100)
+	if err != nil {
+		return err
+	}
+	for _, d := range due {
+		ev, err := events.Unmarshal(d.Event)
+		if err != nil {
+			w.o.Logger.ErrorContext(ctx, "undecodable scheduled change dropped from the due queue", "id", d.ID, "err", err)
+			_ = w.records.Due.Done(ctx, d)
+			continue
+		}
+		m := nats.NewMsg(ev.Subject())
+		m.Data = d.Event
+		m.Header.Set(events.HeaderSource, ev.Source)
+		if _, err := w.js.PublishMsg(ctx, m, jetstream.WithMsgID("due:"+d.ID)); err != nil {
+			return fmt.Errorf("release due change %s: %w", d.ID, err)
+		}
+		if err := w.records.Due.Done(ctx, d); err != nil {
+			return fmt.Errorf("due change %s done: %w", d.ID, err)
+		}
+		w.o.Logger.InfoContext(ctx, "future-dated change released", "id", d.ID, "person", d.PersonKey, "effective_at", d.EffectiveAt)
+	}
+	return nil
+}
+
+// PlanView is `jml plan --json`.
+type PlanView struct {
+	Email   string           `json:"email"`
+	Person  string           `json:"person,omitempty"`
+	Status  string           `json:"status,omitempty"`
+	Desired *policy.Desired  `json:"desired"`
+	Actual  *converge.Access `json:"actual"`
+	Steps   []converge.Step  `json:"steps"`
+	Outcome converge.Outcome `json:"outcome"`
+	Reason  string           `json:"reason,omitempty"`
+	Notes   []string         `json:"notes,omitempty"`
+}
+
+// Plan shows desired vs actual and the steps convergence would take, changing nothing.
+func (w *Worker) Plan(ctx context.Context, email string) (PlanView, error) {
+	rec, err := w.findPerson(ctx, email)
+	if errors.Is(err, state.ErrNotFound) {
+		rec = state.PersonRecord{Key: "email:" + strings.ToLower(email), Person: events.Person{Email: email}}
+	} else if err != nil {
+		return PlanView{}, err
+	}
+	res, err := w.conv.Plan(ctx, rec)
+	if err != nil {
+		return PlanView{}, err
+	}
+	v := PlanView{Email: email, Person: rec.Key, Status: string(rec.Person.Status), Desired: res.Desired, Actual: res.Actual,
+		Steps: res.Steps, Outcome: res.Outcome, Reason: res.Reason, Notes: res.Notes}
+	if v.Steps == nil {
+		v.Steps = []converge.Step{}
+	}
+	return v, nil
+}
+
+// findPerson finds the directory record for an email: the email link, then the
+// email key, then a scan.
+func (w *Worker) findPerson(ctx context.Context, email string) (state.PersonRecord, error) {
+	dir := w.records.Directory
+	e := strings.ToLower(email)
+	if key, err := dir.Resolve(ctx, "email", e); err == nil {
+		return dir.Get(ctx, key)
+	}
+	if rec, err := dir.Get(ctx, "email:"+e); err == nil {
+		return rec, nil
+	}
+	for rec, err := range dir.List(ctx) {
+		if err != nil {
+			return state.PersonRecord{}, err
+		}
+		if strings.EqualFold(rec.Person.Email, email) {
+			return rec, nil
+		}
+	}
+	return state.PersonRecord{}, fmt.Errorf("person %s: %w", email, state.ErrNotFound)
+}
+
+// Control returns the pause and brake switches.
+func (w *Worker) Control() *jsstate.Control { return w.control }
+
+// Evidence streams a person's evidence records, oldest first.
+func (w *Worker) Evidence(ctx context.Context, email string) iter.Seq2[state.Evidence, error] {
+	rec, err := w.findPerson(ctx, email)
+	key := rec.Key
+	if err != nil {
+		key = "email:" + strings.ToLower(email)
+	}
+	return w.records.Evidence.ByPerson(ctx, key)
+}
+
+// DLQEntry is one dead letter.
+type DLQEntry struct {
+	Seq        uint64    `json:"seq"`
+	Subject    string    `json:"subject"`
+	Error      string    `json:"error"`
+	Deliveries string    `json:"deliveries"`
+	StreamSeq  string    `json:"stream_seq"`
+	At         time.Time `json:"at"`
+	Data       string    `json:"data"`
+}
+
+// DLQ lists the dead letters.
+func (w *Worker) DLQ(ctx context.Context) ([]DLQEntry, error) {
+	st, err := w.js.Stream(ctx, events.StreamDLQ)
+	if err != nil {
+		return nil, err
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []DLQEntry{}
+	if info.State.Msgs == 0 {
+		return out, nil
+	}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, DLQEntry{Seq: seq, Subject: m.Subject, Error: m.Header.Get(events.HeaderError),
+			Deliveries: m.Header.Get(events.HeaderDeliveries), StreamSeq: m.Header.Get(events.HeaderOrigSeq), At: m.Time, Data: string(m.Data)})
+	}
+	return out, nil
+}
+
+// ReplayDLQ republishes dead letter seq (0 = all) to its original subject and
+// removes it from the DLQ. It returns how many were replayed.
+func (w *Worker) ReplayDLQ(ctx context.Context, seq uint64) (int, error) {
+	entries, err := w.DLQ(ctx)
+	if err != nil {
+		return 0, err
+	}
+	st, err := w.js.Stream(ctx, events.StreamDLQ)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, e := range entries {
+		if seq != 0 && e.Seq != seq {
+			continue
+		}
+		m := nats.NewMsg(events.SubjectPrefix + strings.TrimPrefix(e.Subject, events.DLQPrefix))
+		m.Data = []byte(e.Data)
+		if _, err := w.js.PublishMsg(ctx, m, jetstream.WithMsgID("replay:"+strconv.FormatUint(e.Seq, 10))); err != nil {
+			return n, fmt.Errorf("replay %d: %w", e.Seq, err)
+		}
+		if err := st.DeleteMsg(ctx, e.Seq); err != nil {
+			return n, fmt.Errorf("replay %d: remove from DLQ: %w", e.Seq, err)
+		}
+		n++
+	}
+	if seq != 0 && n == 0 {
+		return 0, fmt.Errorf("dead letter %d: %w", seq, state.ErrNotFound)
+	}
+	return n, nil
 }

@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"iter"
 	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
@@ -38,6 +39,16 @@ type Directory interface {
 	Apply(ctx context.Context, key string, p events.Person, v Version, eventID string) (rec PersonRecord, applied bool, err error)
 	// Update changes a record with fn under compare-and-set, retrying on conflict.
 	Update(ctx context.Context, key string, fn func(PersonRecord) (PersonRecord, error)) (PersonRecord, error)
+	// List streams every record without holding them all in memory (100k
+	// persons), in no particular order. A record changed during the listing
+	// is seen at least once, possibly in its older version.
+	List(ctx context.Context) iter.Seq2[PersonRecord, error]
+	// Link records that the person known to source as sourceID is personKey
+	// (the link table). Linking again re-points the link.
+	Link(ctx context.Context, source, sourceID, personKey string) error
+	// Resolve returns the person key linked to (source, sourceID), or an error
+	// wrapping ErrNotFound.
+	Resolve(ctx context.Context, source, sourceID string) (personKey string, err error)
 }
 
 // Older reports whether v is older than stored, so a write at v must be ignored.

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -594,18 +596,9 @@ func keyOf(m map[string]any, name string) string {
 }
 
 func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	// Deterministic order: operations on the same attribute from one object
-	// are applied the same way on every retry.
-	for i := 1; i < len(keys); i++ {
-		for j := i; j > 0 && keys[j] < keys[j-1]; j-- {
-			keys[j], keys[j-1] = keys[j-1], keys[j]
-		}
-	}
-	return keys
+	// Deterministic order: operations from one object are applied the same way
+	// on every retry.
+	return slices.Sorted(maps.Keys(m))
 }
 
 func cloneMap(m map[string]any) map[string]any {

@@ -37,6 +37,9 @@ type Options struct {
 	Leases    state.Leaser
 	Directory state.Directory
 	Converger Converger
+	// Due holds future-dated changes until their time (optional: without it a
+	// future-dated event is redelivered hourly until due).
+	Due state.DueQueue
 	// Owner identifies this replica in leases (hostname:pid).
 	Owner string
 	// Concurrency is the number of events handled at once (default 16).
@@ -231,7 +234,12 @@ func (w *Worker) Handle(ctx context.Context, m jetstream.Msg) {
 var errDeferred = errors.New("deferred")
 
 func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMetadata, ev events.Event, log *slog.Logger) (string, error) {
+	now := w.o.Now()
+	future := ev.EffectiveAt != nil && ev.EffectiveAt.After(now)
 	dedupeKey := "evt:" + ev.MsgID()
+	if future {
+		dedupeKey += ":scheduled"
+	}
 	if seen, err := w.o.Dedupe.Seen(ctx, dedupeKey); err == nil && seen {
 		log.InfoContext(ctx, "duplicate event, already processed")
 		return "duplicate", nil
@@ -239,14 +247,45 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 		// Dedupe is an optimisation: without it convergence is still idempotent.
 		log.WarnContext(ctx, "dedupe unavailable, processing anyway", "err", err)
 	}
-	now := w.o.Now()
-	if ev.EffectiveAt != nil && ev.EffectiveAt.After(now) {
-		d := min(ev.EffectiveAt.Sub(now), time.Hour)
-		log.InfoContext(ctx, "future-dated event, deferred", "effective_at", ev.EffectiveAt, "retry_in", d.String())
-		_ = m.NakWithDelay(d)
-		return "deferred", fmt.Errorf("%w: effective at %s", errDeferred, ev.EffectiveAt.Format(time.RFC3339))
-	}
 	key := ev.Person.Key()
+	// The change takes effect at effective_at: that is its place in the person's
+	// history, so a mover between scheduling and effect does not outrank it.
+	version := state.Version{OccurredAt: ev.OccurredAt, Source: ev.Source, Seq: md.Sequence.Stream}
+	if ev.EffectiveAt != nil && ev.EffectiveAt.After(version.OccurredAt) {
+		version.OccurredAt = *ev.EffectiveAt
+	}
+	if future {
+		if w.o.Due == nil {
+			d := min(ev.EffectiveAt.Sub(now), time.Hour)
+			log.InfoContext(ctx, "future-dated event, deferred", "effective_at", ev.EffectiveAt, "retry_in", d.String())
+			_ = m.NakWithDelay(d)
+			return "deferred", fmt.Errorf("%w: effective at %s", errDeferred, ev.EffectiveAt.Format(time.RFC3339))
+		}
+		raw, _ := events.Marshal(ev)
+		ok, err := w.o.Due.Schedule(ctx, state.Due{ID: ev.MsgID(), PersonKey: key, Field: changedField(ev.Person),
+			Version: version, Event: raw, EffectiveAt: *ev.EffectiveAt})
+		if err != nil {
+			return "error", fmt.Errorf("schedule future-dated change: %w", err)
+		}
+		log.InfoContext(ctx, "future-dated change scheduled", "effective_at", ev.EffectiveAt, "scheduled", ok)
+		_, _ = w.o.Dedupe.MarkSeen(ctx, dedupeKey, w.o.DedupeTTL)
+		return "scheduled", nil
+	}
+	if w.o.Due != nil {
+		switch {
+		case ev.Type == events.Rehire:
+			// A rehire cancels every scheduled change of the person.
+			if err := w.o.Due.Cancel(ctx, key, ""); err != nil {
+				return "error", fmt.Errorf("cancel scheduled changes: %w", err)
+			}
+		case ev.Person.Status != "" && ev.EffectiveAt == nil:
+			// A later event that sets the status replaces a scheduled status change;
+			// an unrelated event (a mover's department) does not.
+			if err := w.o.Due.Cancel(ctx, key, "status"); err != nil {
+				return "error", fmt.Errorf("cancel scheduled status change: %w", err)
+			}
+		}
+	}
 	lease, err := w.o.Leases.Acquire(ctx, "person:"+key, w.o.Owner, w.o.LeaseTTL)
 	if errors.Is(err, state.ErrLeaseHeld) {
 		_ = m.NakWithDelay(250 * time.Millisecond)
@@ -263,13 +302,17 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 		}
 	}()
 
-	rec, applied, err := w.o.Directory.Apply(ctx, key, ev.Person,
-		state.Version{OccurredAt: ev.OccurredAt, Source: ev.Source, Seq: md.Sequence.Stream}, ev.ID)
+	rec, applied, err := w.o.Directory.Apply(ctx, key, ev.Person, version, ev.ID)
 	if err != nil {
 		return "error", fmt.Errorf("directory: %w", err)
 	}
 	if !applied {
 		log.InfoContext(ctx, "older than the directory's record; converging the stored desired state", "stored_event", rec.LastEventID)
+	} else if ev.Person.Email != "" {
+		// The email link lets operators find the person (`jml plan --email`).
+		if err := w.o.Directory.Link(ctx, "email", strings.ToLower(ev.Person.Email), key); err != nil {
+			log.WarnContext(ctx, "email link", "err", err)
+		}
 	}
 	check := func(ctx context.Context) error { return w.o.Leases.Check(ctx, lease) }
 	res, err := w.o.Converger.Converge(ctx, rec, check)
@@ -284,6 +327,15 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 		log.WarnContext(ctx, "dedupe mark failed; a redelivery would converge again (harmless)", "err", err)
 	}
 	return string(res.Outcome), nil
+}
+
+// changedField names what a future-dated change sets, for replacement: the
+// status when it carries one, else the profile.
+func changedField(p events.Person) string {
+	if p.Status != "" {
+		return "status"
+	}
+	return "profile"
 }
 
 // keepAlive renews the lease and tells JetStream the message is in progress

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"iter"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -17,45 +18,41 @@ import (
 // BucketDirectory is the KV bucket holding one record per person.
 const BucketDirectory = "JML_DIRECTORY"
 
-// Directory is a state.Directory on a JetStream KV bucket.
+// Directory is a state.Directory on a JetStream KV bucket, with the link
+// table in its own bucket (BucketLinks).
 type Directory struct {
-	kv  jetstream.KeyValue
-	now func() time.Time
+	kv    jetstream.KeyValue
+	st    jetstream.Stream
+	links jetstream.KeyValue
+	now   func() time.Time
 }
 
 var _ state.Directory = (*Directory)(nil)
 
-// Options size the buckets.
-type Options struct {
-	Replicas int // 1 or 3
-	Memory   bool
-	Now      func() time.Time
-}
-
-// OpenDirectory creates (or opens) the directory bucket.
+// OpenDirectory creates (or opens) the directory and link buckets.
 func OpenDirectory(ctx context.Context, js jetstream.JetStream, o Options) (*Directory, error) {
-	if o.Replicas <= 0 {
-		o.Replicas = 1
-	}
-	storage := jetstream.FileStorage
-	if o.Memory {
-		storage = jetstream.MemoryStorage
-	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	o = o.withDefaults()
+	kv, st, err := openKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      BucketDirectory,
 		Description: "sentry-jml desired state per person",
 		History:     5,
-		Storage:     storage,
+		Storage:     o.storage(),
 		Replicas:    o.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", BucketDirectory, err)
+		return nil, err
 	}
-	now := o.Now
-	if now == nil {
-		now = time.Now
+	links, _, err := openKV(ctx, js, jetstream.KeyValueConfig{
+		Bucket:      BucketLinks,
+		Description: "sentry-jml link table: (source, source id) -> person key",
+		History:     1,
+		Storage:     o.storage(),
+		Replicas:    o.Replicas,
+	})
+	if err != nil {
+		return nil, err
 	}
-	return &Directory{kv: kv, now: now}, nil
+	return &Directory{kv: kv, st: st, links: links, now: o.Now}, nil
 }
 
 // kvKey maps a person key (which may hold any character) to a valid KV key.
@@ -146,4 +143,76 @@ func (d *Directory) update(ctx context.Context, key string, fn func(old state.Pe
 			return state.PersonRecord{}, err
 		}
 	}
+}
+
+// List implements state.Directory: an ephemeral consumer delivers the last
+// revision of every key, at most a few hundred records buffered at a time.
+func (d *Directory) List(ctx context.Context) iter.Seq2[state.PersonRecord, error] {
+	return func(yield func(state.PersonRecord, error) bool) {
+		cfg := jetstream.ConsumerConfig{
+			FilterSubject: "$KV." + BucketDirectory + ".>",
+			DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy,
+		}
+		for m, err := range scan(ctx, d.st, cfg) {
+			if err != nil {
+				yield(state.PersonRecord{}, fmt.Errorf("directory list: %w", err))
+				return
+			}
+			if isKVDelete(m) {
+				continue
+			}
+			var rec state.PersonRecord
+			if err := json.Unmarshal(m.Data(), &rec); err != nil {
+				if !yield(state.PersonRecord{}, fmt.Errorf("directory list: decode %s: %w", m.Subject(), err)) {
+					return
+				}
+				continue
+			}
+			if !yield(rec, nil) {
+				return
+			}
+		}
+	}
+}
+
+// link is a JML_LINKS value.
+type link struct {
+	PersonKey string    `json:"person_key"`
+	LinkedAt  time.Time `json:"linked_at"`
+}
+
+func linkKey(source, sourceID string) string { return kvKey(source) + "." + kvKey(sourceID) }
+
+// Link implements state.Directory.
+func (d *Directory) Link(ctx context.Context, source, sourceID, personKey string) error {
+	if source == "" || sourceID == "" || personKey == "" {
+		return fmt.Errorf("link (%q, %q) -> %q: source, source id and person key are required", source, sourceID, personKey)
+	}
+	b, err := json.Marshal(link{PersonKey: personKey, LinkedAt: d.now().UTC()})
+	if err != nil {
+		return fmt.Errorf("link %s/%s: encode: %w", source, sourceID, err)
+	}
+	if _, err := d.links.Put(ctx, linkKey(source, sourceID), b); err != nil {
+		return fmt.Errorf("link %s/%s: %w", source, sourceID, err)
+	}
+	return nil
+}
+
+// Resolve implements state.Directory.
+func (d *Directory) Resolve(ctx context.Context, source, sourceID string) (string, error) {
+	if source == "" || sourceID == "" {
+		return "", fmt.Errorf("resolve (%q, %q): %w", source, sourceID, state.ErrNotFound)
+	}
+	e, err := d.links.Get(ctx, linkKey(source, sourceID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", fmt.Errorf("resolve %s/%s: %w", source, sourceID, state.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("resolve %s/%s: %w", source, sourceID, err)
+	}
+	var l link
+	if err := json.Unmarshal(e.Value(), &l); err != nil {
+		return "", fmt.Errorf("resolve %s/%s: decode: %w", source, sourceID, err)
+	}
+	return l.PersonKey, nil
 }

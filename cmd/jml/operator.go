@@ -1,0 +1,211 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/sentry-jml/sentry-jml/cmd/internal/config"
+)
+
+// adminClient talks to a running instance's admin API.
+type adminClient struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// newAdminClient finds the admin API: JML_ADMIN_ADDR when set, else the address
+// `jml run` wrote into the data dir, else the default.
+func newAdminClient() (*adminClient, error) {
+	cfg, err := config.Load()
+	if err != nil {
+		return nil, err
+	}
+	addr := cfg.AdminAddr
+	if _, set := os.LookupEnv("JML_ADMIN_ADDR"); !set {
+		if b, err := os.ReadFile(filepath.Join(cfg.DataDir, adminAddrFile)); err == nil {
+			addr = strings.TrimSpace(string(b))
+		}
+	}
+	return &adminClient{base: "http://" + addr, token: cfg.AdminToken, http: &http.Client{Timeout: 60 * time.Second}}, nil
+}
+
+func (c *adminClient) do(ctx context.Context, method, path string, q url.Values, out any) error {
+	u := c.base + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return err
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if u, err := user.Current(); err == nil {
+		req.Header.Set("X-JML-Actor", u.Username)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin API at %s: %w (is `jml run` or the worker running with the same JML_ADMIN_ADDR?)", c.base, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		_ = json.Unmarshal(body, &e)
+		if e.Error == "" {
+			e.Error = strings.TrimSpace(string(body))
+		}
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, e.Error)
+	}
+	return json.Unmarshal(body, out)
+}
+
+// printJSON writes v as one JSON object.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("plan", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	email := fs.String("email", "", "the person's email")
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *email == "" {
+		return errors.New("plan: --email is required")
+	}
+	c, err := newAdminClient()
+	if err != nil {
+		return err
+	}
+	var v map[string]any
+	if err := c.do(ctx, http.MethodGet, "/v1/plan", url.Values{"email": {*email}}, &v); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, v)
+	}
+	fmt.Fprintf(stdout, "%s  status=%v  outcome=%v\n", *email, v["status"], v["outcome"])
+	if r, _ := v["reason"].(string); r != "" {
+		fmt.Fprintf(stdout, "  reason: %s\n", r)
+	}
+	d, _ := json.Marshal(v["desired"])
+	a, _ := json.Marshal(v["actual"])
+	fmt.Fprintf(stdout, "  desired: %s\n  actual:  %s\n", d, a)
+	steps, _ := v["steps"].([]any)
+	if len(steps) == 0 {
+		fmt.Fprintln(stdout, "  no steps: in sync")
+	}
+	for i, s := range steps {
+		m, _ := s.(map[string]any)
+		fmt.Fprintf(stdout, "  %d. %v", i+1, m["action"])
+		for _, k := range []string{"team", "role", "via", "token"} {
+			if x, ok := m[k]; ok && x != "" {
+				fmt.Fprintf(stdout, " %s=%v", k, x)
+			}
+		}
+		fmt.Fprintln(stdout)
+	}
+	if notes, _ := v["notes"].([]any); len(notes) > 0 {
+		for _, n := range notes {
+			fmt.Fprintf(stdout, "  note: %v\n", n)
+		}
+	}
+	return nil
+}
+
+// cmdSimple runs one admin call and prints its JSON answer.
+func cmdSimple(method, path string, q func(fs *flag.FlagSet) func() (url.Values, error)) func(context.Context, []string, io.Writer, io.Writer) error {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+		fs := flag.NewFlagSet(strings.TrimPrefix(path, "/v1/"), flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		fs.Bool("json", true, "print one JSON object (the default)")
+		var query func() (url.Values, error)
+		if q != nil {
+			query = q(fs)
+		}
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		var vals url.Values
+		if query != nil {
+			var err error
+			if vals, err = query(); err != nil {
+				return err
+			}
+		}
+		c, err := newAdminClient()
+		if err != nil {
+			return err
+		}
+		var v any
+		if err := c.do(ctx, method, path, vals, &v); err != nil {
+			return err
+		}
+		return printJSON(stdout, v)
+	}
+}
+
+var (
+	cmdPause  = cmdSimple(http.MethodPost, "/v1/pause", nil)
+	cmdResume = cmdSimple(http.MethodPost, "/v1/resume", nil)
+	cmdStatus = cmdSimple(http.MethodGet, "/v1/status", nil)
+)
+
+func cmdApprove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		return errors.New("approve: RUN_ID is required (a halted reconcile run, or \"brakes\" for event-driven removals)")
+	}
+	id := args[0]
+	return cmdSimple(http.MethodPost, "/v1/approve", func(*flag.FlagSet) func() (url.Values, error) {
+		return func() (url.Values, error) { return url.Values{"run_id": {id}}, nil }
+	})(ctx, args[1:], stdout, stderr)
+}
+
+func cmdEvidence(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return cmdSimple(http.MethodGet, "/v1/evidence", func(fs *flag.FlagSet) func() (url.Values, error) {
+		email := fs.String("email", "", "the person's email")
+		return func() (url.Values, error) {
+			if *email == "" {
+				return nil, errors.New("evidence: --email is required")
+			}
+			return url.Values{"email": {*email}}, nil
+		}
+	})(ctx, args, stdout, stderr)
+}
+
+func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("dlq: list | replay SEQ|all")
+	}
+	switch args[0] {
+	case "list":
+		return cmdSimple(http.MethodGet, "/v1/dlq", nil)(ctx, args[1:], stdout, stderr)
+	case "replay":
+		if len(args) < 2 {
+			return errors.New("dlq replay: SEQ or all is required")
+		}
+		seq := args[1]
+		return cmdSimple(http.MethodPost, "/v1/dlq/replay", func(*flag.FlagSet) func() (url.Values, error) {
+			return func() (url.Values, error) { return url.Values{"seq": {seq}}, nil }
+		})(ctx, args[2:], stdout, stderr)
+	}
+	return fmt.Errorf("dlq: unknown subcommand %q (list | replay)", args[0])
+}

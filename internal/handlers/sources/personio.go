@@ -1,0 +1,115 @@
+package sources
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/signature"
+)
+
+// Personio checks the webhook's TOKEN auth (the configured token arrives, as is,
+// in the Authorization header; Personio has no HMAC) and parses its "dataless"
+// envelope {company_id, event_name, occurred_at, payload, meta}. Because the
+// body is not signed, treat it as a hint: the worker should re-read the person
+// through the API (resolve.Personio) before a destructive step. The envelope has
+// no documented event id: the id is the body's sha256 (retries resend the same
+// body).
+//
+// Personio's CUSTOM auth type (up to three custom headers) is not supported:
+// configure auth_type TOKEN.
+type Personio struct {
+	auth *signature.StaticToken
+	log  *slog.Logger
+}
+
+var _ Source = (*Personio)(nil)
+
+// NewPersonio returns the Personio source. cfg.Secrets are the tokens configured
+// on the webhook (the whole Authorization value; "Bearer x" or just "x").
+func NewPersonio(cfg Config) (*Personio, error) {
+	st, err := signature.NewStaticToken(cfg.Secrets)
+	if err != nil {
+		return nil, fmt.Errorf("personio source: %w", err)
+	}
+	return &Personio{auth: st, log: loggerOf(cfg)}, nil
+}
+
+// Name implements Source.
+func (p *Personio) Name() string { return "personio" }
+
+type personioWire struct {
+	CompanyID  flexID                     `json:"company_id"`
+	EventName  *string                    `json:"event_name"`
+	OccurredAt string                     `json:"occurred_at"`
+	Payload    map[string]json.RawMessage `json:"payload"`
+	Meta       json.RawMessage            `json:"meta"`
+}
+
+// Parse implements Source.
+func (p *Personio) Parse(r *http.Request, body []byte, now time.Time) (Parsed, error) {
+	if err := p.auth.Verify(r.Header.Get("Authorization")); err != nil {
+		return Parsed{}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
+	}
+	var w personioWire
+	if err := decodeObject(body, &w); err != nil {
+		return Parsed{}, err
+	}
+	if w.EventName == nil || strings.TrimSpace(*w.EventName) == "" {
+		return Parsed{}, invalidf("event_name is required")
+	}
+	name := strings.ToLower(strings.TrimSpace(*w.EventName))
+	typ, status, ok := personioType(name)
+	if !ok {
+		return Parsed{Ignored: 1}, nil
+	}
+	if w.Payload == nil {
+		return Parsed{}, invalidf("payload is required")
+	}
+	person := events.Person{Email: firstString(w.Payload, "email")}
+	if strings.HasPrefix(name, "person.") {
+		person.ID = firstString(w.Payload, "id", "person_id")
+	} else {
+		// employment.*: the person is payload.person.id (or person_id); payload.id
+		// is the employment's id.
+		person.ID = firstString(w.Payload, "person_id")
+		if person.ID == "" {
+			var ref map[string]json.RawMessage
+			if raw, ok := w.Payload["person"]; ok && json.Unmarshal(raw, &ref) == nil {
+				person.ID = firstString(ref, "id")
+			}
+		}
+		if emp := firstString(w.Payload, "id"); emp != "" {
+			person.Attributes = map[string]string{"employment_id": emp}
+		}
+	}
+	occurred, _ := parseTime(w.OccurredAt)
+	ev, err := newEvent(p.Name(), bodyID(body), typ, status, occurred, now, person)
+	if err != nil {
+		return Parsed{}, err
+	}
+	return Parsed{Events: []events.Event{ev}}, nil
+}
+
+// personioType maps Personio's event names (compared case-insensitively: one
+// page spells Person.created). employment.started and employment.terminated
+// fire on the start and termination dates.
+func personioType(name string) (events.Type, events.Status, bool) {
+	switch name {
+	case "person.created", "employment.created":
+		return events.Joiner, "", true
+	case "person.updated", "employment.updated", "employment.deleted":
+		return events.Update, "", true
+	case "person.deleted":
+		return events.Leaver, events.Terminated, true
+	case "employment.started":
+		return events.Joiner, events.Active, true
+	case "employment.terminated":
+		return events.Leaver, events.Terminated, true
+	}
+	return "", "", false
+}

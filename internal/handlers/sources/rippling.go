@@ -1,0 +1,109 @@
+package sources
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/signature"
+)
+
+// Rippling checks the static Authorization token a partner app may configure
+// (Rippling documents no HMAC: the token is the only proof, so a source without
+// one stays disabled) and parses the form-encoded partner webhook
+// event_name, company_id, company_primary_email, id (a JSON object with the same
+// keys is accepted too). The id field is the resource id: the employee for
+// employee.* events. company_primary_email is the company's address, never the
+// person's. There is no event id: the id is the body's sha256, which also
+// collapses Rippling's repeated deliveries.
+type Rippling struct {
+	auth *signature.StaticToken
+	log  *slog.Logger
+}
+
+var _ Source = (*Rippling)(nil)
+
+// NewRippling returns the Rippling source. cfg.Secrets are the bearer tokens
+// configured for the webhook ("Bearer x" or just "x").
+func NewRippling(cfg Config) (*Rippling, error) {
+	st, err := signature.NewStaticToken(cfg.Secrets)
+	if err != nil {
+		return nil, fmt.Errorf("rippling source: %w", err)
+	}
+	return &Rippling{auth: st, log: loggerOf(cfg)}, nil
+}
+
+// Name implements Source.
+func (rp *Rippling) Name() string { return "rippling" }
+
+type ripplingWire struct {
+	EventName *string `json:"event_name"`
+	CompanyID flexID  `json:"company_id"`
+	ID        flexID  `json:"id"`
+}
+
+// Parse implements Source.
+func (rp *Rippling) Parse(r *http.Request, body []byte, now time.Time) (Parsed, error) {
+	if err := rp.auth.Verify(r.Header.Get("Authorization")); err != nil {
+		return Parsed{}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
+	}
+	var w ripplingWire
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) > 0 && trimmed[0] == '{' {
+		if err := decodeObject(trimmed, &w); err != nil {
+			return Parsed{}, err
+		}
+	} else {
+		vals, err := url.ParseQuery(string(trimmed))
+		if err != nil {
+			return Parsed{}, invalidf("body is neither form-encoded nor JSON")
+		}
+		if vals.Has("event_name") {
+			name := vals.Get("event_name")
+			w.EventName = &name
+		}
+		w.CompanyID = flexID(strings.TrimSpace(vals.Get("company_id")))
+		w.ID = flexID(strings.TrimSpace(vals.Get("id")))
+	}
+	if w.EventName == nil || strings.TrimSpace(*w.EventName) == "" {
+		return Parsed{}, invalidf("event_name is required")
+	}
+	typ, status, ok := ripplingType(*w.EventName)
+	if !ok {
+		return Parsed{Ignored: 1}, nil
+	}
+	p := events.Person{ID: string(w.ID)}
+	if w.CompanyID != "" {
+		p.Attributes = map[string]string{"company_id": string(w.CompanyID)}
+	}
+	ev, err := newEvent(rp.Name(), bodyID(body), typ, status, time.Time{}, now, p)
+	if err != nil {
+		return Parsed{}, err
+	}
+	return Parsed{Events: []events.Event{ev}}, nil
+}
+
+// ripplingType maps the partner-app employee events. employee.created means the
+// employee was provisioned to the app (access granted) and employee.deleted that
+// the app's access was removed (termination or a rule): a suspension, since the
+// person may still be employed; employee.terminated is the termination.
+func ripplingType(name string) (events.Type, events.Status, bool) {
+	switch strings.ToLower(strings.TrimSpace(name)) {
+	case "employee.created":
+		return events.Joiner, events.Active, true
+	case "employee.hired":
+		return events.Joiner, "", true
+	case "employee.updated":
+		return events.Update, "", true
+	case "employee.deleted":
+		return events.Suspend, events.Suspended, true
+	case "employee.terminated":
+		return events.Leaver, events.Terminated, true
+	}
+	return "", "", false
+}

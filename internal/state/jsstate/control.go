@@ -1,0 +1,168 @@
+package jsstate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// BucketControl holds the fleet-wide operator switches: pause and the brakes on
+// event-driven removals.
+const BucketControl = "JML_CONTROL"
+
+// ControlState is what `jml status` shows of the switches.
+type ControlState struct {
+	Paused   bool      `json:"paused"`
+	PausedBy string    `json:"paused_by,omitempty"`
+	PausedAt time.Time `json:"paused_at,omitzero"`
+
+	BrakesHalted bool      `json:"brakes_halted"`
+	HaltedAt     time.Time `json:"halted_at,omitzero"`
+	ApprovedBy   string    `json:"approved_by,omitempty"`
+	ApprovedAt   time.Time `json:"approved_at,omitzero"`
+	// Window is the minute being counted and Removals the removals in it.
+	Window   time.Time `json:"window,omitzero"`
+	Removals int       `json:"removals"`
+}
+
+// Control is the JetStream-backed switch board; every replica sees the same state.
+type Control struct {
+	kv  jetstream.KeyValue
+	now func() time.Time
+	// max returns brakes.max_event_removals_per_minute (policy is reloadable).
+	max func() int
+}
+
+const controlKey = "state"
+
+// OpenControl opens (or creates) the control bucket.
+func OpenControl(ctx context.Context, js jetstream.JetStream, o Options, maxPerMinute func() int) (*Control, error) {
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	storage := jetstream.FileStorage
+	if o.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketControl,
+		Description: "sentry-jml pause and brakes", History: 10, Storage: storage, Replicas: o.Replicas})
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", BucketControl, err)
+	}
+	now := o.Now
+	if now == nil {
+		now = time.Now
+	}
+	if maxPerMinute == nil {
+		maxPerMinute = func() int { return 30 }
+	}
+	return &Control{kv: kv, now: now, max: maxPerMinute}, nil
+}
+
+// State reads the switches.
+func (c *Control) State(ctx context.Context) (ControlState, error) {
+	s, _, err := c.read(ctx)
+	return s, err
+}
+
+func (c *Control) read(ctx context.Context) (ControlState, uint64, error) {
+	e, err := c.kv.Get(ctx, controlKey)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return ControlState{}, 0, nil
+	}
+	if err != nil {
+		return ControlState{}, 0, fmt.Errorf("control: %w", err)
+	}
+	var s ControlState
+	if err := json.Unmarshal(e.Value(), &s); err != nil {
+		return ControlState{}, 0, fmt.Errorf("control: decode: %w", err)
+	}
+	return s, e.Revision(), nil
+}
+
+// update changes the state under compare-and-set; fn returns false to write nothing.
+func (c *Control) update(ctx context.Context, fn func(*ControlState) bool) (ControlState, error) {
+	for attempt := 0; attempt < 100; attempt++ {
+		s, rev, err := c.read(ctx)
+		if err != nil {
+			return ControlState{}, err
+		}
+		if !fn(&s) {
+			return s, nil
+		}
+		b, _ := json.Marshal(s)
+		if rev == 0 {
+			_, err = c.kv.Create(ctx, controlKey, b)
+		} else {
+			_, err = c.kv.Update(ctx, controlKey, b, rev)
+		}
+		if err == nil {
+			return s, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return ControlState{}, fmt.Errorf("control: write: %w", err)
+		}
+	}
+	return ControlState{}, errors.New("control: too much contention")
+}
+
+// Paused implements converge.Gate.
+func (c *Control) Paused(ctx context.Context) (bool, error) {
+	s, _, err := c.read(ctx)
+	return s.Paused, err
+}
+
+// SetPaused pauses or resumes all mutations (ingestion goes on).
+func (c *Control) SetPaused(ctx context.Context, paused bool, by string) (ControlState, error) {
+	return c.update(ctx, func(s *ControlState) bool {
+		if s.Paused == paused {
+			return false
+		}
+		s.Paused, s.PausedBy, s.PausedAt = paused, by, c.now().UTC()
+		if !paused {
+			s.PausedAt = time.Time{}
+		}
+		return true
+	})
+}
+
+// AllowRemoval implements converge.Gate: it counts one event-driven removal in
+// the current minute and halts the brakes once the policy's limit is exceeded.
+// A halted brake stays halted until ApproveBrakes.
+func (c *Control) AllowRemoval(ctx context.Context) (bool, error) {
+	allowed := false
+	_, err := c.update(ctx, func(s *ControlState) bool {
+		if s.BrakesHalted {
+			allowed = false
+			return false
+		}
+		minute := c.now().UTC().Truncate(time.Minute)
+		if !s.Window.Equal(minute) {
+			s.Window, s.Removals = minute, 0
+		}
+		limit := c.max()
+		if limit > 0 && s.Removals >= limit {
+			s.BrakesHalted, s.HaltedAt = true, c.now().UTC()
+			allowed = false
+			return true
+		}
+		s.Removals++
+		allowed = true
+		return true
+	})
+	return allowed, err
+}
+
+// ApproveBrakes releases halted brakes and starts a fresh count.
+func (c *Control) ApproveBrakes(ctx context.Context, by string) (ControlState, error) {
+	return c.update(ctx, func(s *ControlState) bool {
+		s.BrakesHalted = false
+		s.ApprovedBy, s.ApprovedAt = by, c.now().UTC()
+		s.Window, s.Removals = c.now().UTC().Truncate(time.Minute), 0
+		return true
+	})
+}

@@ -1,0 +1,214 @@
+package jsstate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"iter"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Names of the JetStream assets. They are part of the operator contract
+// (README): change them only with a migration. A KV bucket B is stored in the
+// stream KV_B.
+const (
+	// BucketLinks maps (source, source id) to a person key: key
+	// "<b64url(source)>.<b64url(source id)>".
+	BucketLinks = "JML_LINKS"
+	// BucketSnapshots holds access snapshots, key b64url(person key), the
+	// last SnapshotHistory kept per person.
+	BucketSnapshots = "JML_SNAPSHOTS"
+	// BucketDue holds future-dated changes, key
+	// "<b64url(person key)>.<b64url(field)>".
+	BucketDue = "JML_DUE"
+	// BucketRuns holds reconcile runs and halted plans, key b64url(run id).
+	BucketRuns = "JML_RUNS"
+	// StreamEvidence is the hash-chained evidence log, one subject per
+	// person: EvidenceSubjectPrefix + ".<first 32 hex of sha256(person key)>",
+	// or ".org" for records about no person.
+	StreamEvidence        = "JML_EVIDENCE"
+	EvidenceSubjectPrefix = "jml.evidence"
+)
+
+// SnapshotHistory is how many snapshots per person JML_SNAPSHOTS keeps.
+const SnapshotHistory = 16
+
+// Options size the buckets and streams. Zero values are usable.
+type Options struct {
+	Replicas int // 1 (all-in-one) or 3 (cluster)
+	Memory   bool
+	Now      func() time.Time
+	// DueClaim is how long a popped due change stays claimed by its popper
+	// before it is handed out again (default 1 minute).
+	DueClaim time.Duration
+	// RunRetention is how long reconcile runs are kept (default 90 days).
+	RunRetention time.Duration
+	// EvidenceMaxAge limits how long evidence is kept (default 0: forever).
+	EvidenceMaxAge time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.DueClaim <= 0 {
+		o.DueClaim = time.Minute
+	}
+	if o.RunRetention <= 0 {
+		o.RunRetention = 90 * 24 * time.Hour
+	}
+	return o
+}
+
+func (o Options) storage() jetstream.StorageType {
+	if o.Memory {
+		return jetstream.MemoryStorage
+	}
+	return jetstream.FileStorage
+}
+
+// Records holds every JetStream-backed record store. Open creates them.
+type Records struct {
+	Directory *Directory
+	Snapshots *Snapshots
+	Evidence  *EvidenceLog
+	Due       *DueQueue
+	Runs      *Runs
+}
+
+// Open creates (or opens, idempotently) every bucket and stream of the record
+// stores: JML_DIRECTORY, JML_LINKS, JML_SNAPSHOTS, JML_EVIDENCE, JML_DUE and
+// JML_RUNS.
+func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Records, error) {
+	o = o.withDefaults()
+	d, err := OpenDirectory(ctx, js, o)
+	if err != nil {
+		return nil, err
+	}
+	s, err := OpenSnapshots(ctx, js, o)
+	if err != nil {
+		return nil, err
+	}
+	e, err := OpenEvidence(ctx, js, o)
+	if err != nil {
+		return nil, err
+	}
+	q, err := OpenDueQueue(ctx, js, o)
+	if err != nil {
+		return nil, err
+	}
+	r, err := OpenRuns(ctx, js, o)
+	if err != nil {
+		return nil, err
+	}
+	return &Records{Directory: d, Snapshots: s, Evidence: e, Due: q, Runs: r}, nil
+}
+
+// openKV creates or updates a bucket and returns it with its stream.
+func openKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, jetstream.Stream, error) {
+	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open bucket %s: %w", cfg.Bucket, err)
+	}
+	st, err := js.Stream(ctx, "KV_"+cfg.Bucket)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open bucket %s: stream: %w", cfg.Bucket, err)
+	}
+	return kv, st, nil
+}
+
+// isWrongLastSeq reports a failed compare-and-set publish: code 10071, or
+// 10164 on replicated streams.
+func isWrongLastSeq(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+}
+
+// isKVDelete reports a KV delete or purge marker (or a TTL limit marker).
+func isKVDelete(m jetstream.Msg) bool {
+	h := m.Headers()
+	if h == nil {
+		return false
+	}
+	switch h.Get("KV-Operation") {
+	case "DEL", "PURGE":
+		return true
+	}
+	return h.Get(jetstream.MarkerReasonHeader) != ""
+}
+
+// scanBatch bounds how many messages a scan buffers.
+const scanBatch = 256
+
+// scan streams the messages of st that cfg selects through an ephemeral
+// pull consumer, at most scanBatch buffered at a time, and ends at the
+// stream's last sequence as of the start (messages stored later are not
+// seen). The consumer is deleted when the scan ends; if the process dies,
+// the server removes it after a minute of inactivity.
+func scan(ctx context.Context, st jetstream.Stream, cfg jetstream.ConsumerConfig) iter.Seq2[jetstream.Msg, error] {
+	return func(yield func(jetstream.Msg, error) bool) {
+		info, err := st.Info(ctx)
+		if err != nil {
+			yield(nil, fmt.Errorf("scan %s: %w", st.CachedInfo().Config.Name, err))
+			return
+		}
+		name := info.Config.Name
+		last := info.State.LastSeq
+		if info.State.Msgs == 0 {
+			return
+		}
+		cfg.AckPolicy = jetstream.AckNonePolicy
+		cfg.InactiveThreshold = time.Minute
+		cfg.MemoryStorage = true
+		cfg.Replicas = 1
+		c, err := st.CreateConsumer(ctx, cfg)
+		if err != nil {
+			yield(nil, fmt.Errorf("scan %s: consumer: %w", name, err))
+			return
+		}
+		defer func() {
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = st.DeleteConsumer(dctx, c.CachedInfo().Name)
+		}()
+		if c.CachedInfo().NumPending == 0 {
+			return
+		}
+		it, err := c.Messages(jetstream.PullMaxMessages(scanBatch))
+		if err != nil {
+			yield(nil, fmt.Errorf("scan %s: %w", name, err))
+			return
+		}
+		defer it.Stop()
+		for {
+			m, err := it.Next(jetstream.NextContext(ctx))
+			if err != nil {
+				yield(nil, fmt.Errorf("scan %s: %w", name, err))
+				return
+			}
+			md, err := m.Metadata()
+			if err != nil {
+				yield(nil, fmt.Errorf("scan %s: %w", name, err))
+				return
+			}
+			if md.Sequence.Stream > last {
+				return
+			}
+			if !yield(m, nil) {
+				return
+			}
+			if md.NumPending == 0 || md.Sequence.Stream == last {
+				return
+			}
+		}
+	}
+}

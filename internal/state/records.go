@@ -1,0 +1,285 @@
+package state
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"iter"
+	"time"
+)
+
+// Sentinel errors of the record contracts. Backends wrap them; compare with errors.Is.
+var (
+	// ErrRunNotHalted: the reconcile run is not waiting for an approval (it was
+	// never halted, or it was approved already).
+	ErrRunNotHalted = errors.New("state: run is not halted")
+	// ErrRunExpired: the halted plan passed its ExpiresAt before it was approved.
+	ErrRunExpired = errors.New("state: halted run expired")
+	// ErrChainBroken: an evidence chain failed verification.
+	ErrChainBroken = errors.New("state: evidence chain broken")
+)
+
+// TeamAccess is one team membership in an access snapshot.
+type TeamAccess struct {
+	Slug string `json:"slug"`
+	Role string `json:"role,omitempty"` // effective team role; "" when Sentry reports none
+}
+
+// Snapshot is a person's Sentry access taken just before a removal, so a
+// mistaken termination can be re-granted in one step (Sentry deletes members
+// for good; a rehire is a new invite with the snapshot's role and teams).
+type Snapshot struct {
+	PersonKey string       `json:"person_key"`
+	Email     string       `json:"email"`
+	MemberID  string       `json:"member_id,omitempty"`
+	UserID    string       `json:"user_id,omitempty"`
+	OrgRole   string       `json:"org_role"`
+	Teams     []TeamAccess `json:"teams,omitempty"`
+	Pending   bool         `json:"pending,omitempty"` // a pending invite, not a member
+	TakenAt   time.Time    `json:"taken_at"`
+	EventID   string       `json:"event_id,omitempty"` // the event whose convergence took it
+}
+
+// Snapshots keeps access snapshots per person, newest last. Backends keep a
+// bounded number of snapshots per person (at least the last 10).
+type Snapshots interface {
+	// Put stores s as the person's latest snapshot. PersonKey is required.
+	Put(ctx context.Context, s Snapshot) error
+	// Latest returns the newest snapshot, or an error wrapping ErrNotFound.
+	Latest(ctx context.Context, personKey string) (Snapshot, error)
+	// List returns the kept snapshots, oldest first (empty, nil error, when none).
+	List(ctx context.Context, personKey string) ([]Snapshot, error)
+}
+
+// Evidence kinds.
+const (
+	EvidenceConvergence = "convergence"
+	EvidenceNeedsHuman  = "needs_human"
+	EvidenceBrake       = "brake"
+	EvidenceApproval    = "approval"
+)
+
+// Evidence targets.
+const (
+	TargetSandbox = "sandbox"
+	TargetSentry  = "sentry"
+)
+
+// Evidence is one audit record: what a convergence run (or a brake, an
+// approval, a case for a human) did for a person, and why. The records form a
+// single hash chain across the whole log: Hash is ComputeHash of the record
+// and PrevHash the Hash of the record appended just before it, so an export
+// shows any edit, deletion or reordering (VerifyChain).
+type Evidence struct {
+	// Seq is the record's position in the log, from 1, without gaps.
+	Seq       uint64    `json:"seq"`
+	PersonKey string    `json:"person_key,omitempty"` // "" for org-wide records (a reconcile brake)
+	Email     string    `json:"email,omitempty"`
+	At        time.Time `json:"at"`
+	Kind      string    `json:"kind"`
+	EventIDs  []string  `json:"event_ids,omitempty"`
+	Target    string    `json:"target,omitempty"` // TargetSandbox or TargetSentry
+	// Plan is the computed plan; Steps the API calls made, each with its result
+	// and time. Both are opaque JSON to the log.
+	Plan     json.RawMessage `json:"plan,omitempty"`
+	Steps    json.RawMessage `json:"steps,omitempty"`
+	Outcome  string          `json:"outcome,omitempty"`
+	PrevHash string          `json:"prev_hash"`
+	Hash     string          `json:"hash,omitempty"`
+}
+
+// ComputeHash returns the hex SHA-256 of EncodeEvidence(e) with e.Hash
+// empty (so absent).
+func ComputeHash(e Evidence) (string, error) {
+	e.Hash = ""
+	b, err := EncodeEvidence(e)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// EncodeEvidence is the canonical JSON of a record, as stored and hashed: the
+// fields in the order declared above, compact, without HTML escaping, Plan
+// and Steps compacted, At in RFC 3339 with nanoseconds. An external verifier
+// reproduces a record's hash by removing "hash" from the stored object and
+// re-encoding it the same way.
+func EncodeEvidence(e Evidence) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
+		return nil, fmt.Errorf("evidence %d: encode: %w", e.Seq, err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
+// EvidenceLog is the append-only, hash-chained audit log.
+type EvidenceLog interface {
+	// Append stores e and returns it with Seq, PrevHash and Hash filled (and At
+	// set to the current time when zero). Concurrent appenders, in one process
+	// or on several replicas, still produce one gap-free chain.
+	Append(ctx context.Context, e Evidence) (Evidence, error)
+	// ByPerson streams a person's records, oldest first.
+	ByPerson(ctx context.Context, personKey string) iter.Seq2[Evidence, error]
+	// Range streams the records with from <= At < to, oldest first. A zero to
+	// means no upper bound.
+	Range(ctx context.Context, from, to time.Time) iter.Seq2[Evidence, error]
+}
+
+// VerifyChain checks a contiguous run of evidence records, oldest first (an
+// export of Range, or the whole log): each record's Hash matches its content,
+// each PrevHash is the Hash of the record before it, and sequence numbers
+// follow each other without gaps. An edited record, a deleted or inserted one
+// and a reordering all fail with an error wrapping ErrChainBroken; an error
+// from the sequence itself is returned as it is. The first record anchors the
+// chain; when it claims Seq 1 its PrevHash must be empty. To prove nothing
+// was removed before the first record, use VerifyChainFrom with the last hash
+// of an earlier export.
+func VerifyChain(seq iter.Seq2[Evidence, error]) error {
+	return verifyChain(seq, false, "")
+}
+
+// VerifyChainFrom is VerifyChain with a known anchor: the first record's
+// PrevHash must equal prevHash ("" means the first record must be the
+// first of the log, Seq 1).
+func VerifyChainFrom(prevHash string, seq iter.Seq2[Evidence, error]) error {
+	return verifyChain(seq, true, prevHash)
+}
+
+func verifyChain(seq iter.Seq2[Evidence, error], anchored bool, anchor string) error {
+	var prev *Evidence
+	n := 0
+	for e, err := range seq {
+		if err != nil {
+			return err
+		}
+		n++
+		h, err := ComputeHash(e)
+		if err != nil {
+			return err
+		}
+		if h != e.Hash {
+			return fmt.Errorf("%w: record %d (seq %d): content does not match its hash", ErrChainBroken, n, e.Seq)
+		}
+		switch {
+		case prev != nil:
+			if e.Seq != prev.Seq+1 {
+				return fmt.Errorf("%w: record %d: seq %d follows seq %d", ErrChainBroken, n, e.Seq, prev.Seq)
+			}
+			if e.PrevHash != prev.Hash {
+				return fmt.Errorf("%w: record %d (seq %d): prev_hash does not match the hash of seq %d", ErrChainBroken, n, e.Seq, prev.Seq)
+			}
+		case anchored:
+			if e.PrevHash != anchor {
+				return fmt.Errorf("%w: first record (seq %d): prev_hash does not match the anchor", ErrChainBroken, e.Seq)
+			}
+			if anchor == "" && e.Seq != 1 {
+				return fmt.Errorf("%w: first record has seq %d, want 1", ErrChainBroken, e.Seq)
+			}
+		case e.Seq == 1 && e.PrevHash != "":
+			return fmt.Errorf("%w: seq 1 has a prev_hash", ErrChainBroken)
+		case e.Seq == 0:
+			return fmt.Errorf("%w: record %d has no seq", ErrChainBroken, n)
+		}
+		cur := e
+		prev = &cur
+	}
+	return nil
+}
+
+// Due is a future-dated change waiting for its time: at most one per person
+// and field.
+type Due struct {
+	// ID identifies this scheduled change (e.g. the event id).
+	ID        string `json:"id"`
+	PersonKey string `json:"person_key"`
+	// Field is what the change sets ("status", "department", …). A later
+	// event for the same person and field replaces it.
+	Field string `json:"field"`
+	// Version is the version of the event that scheduled it: an older event
+	// never replaces a newer scheduled change.
+	Version Version `json:"version"`
+	// Event is the encoded event to apply when due (opaque to the queue).
+	Event       json.RawMessage `json:"event"`
+	EffectiveAt time.Time       `json:"effective_at"`
+	// Revision and ClaimedUntil are set by the queue: the stored revision, and
+	// for a popped change until when its popper holds the claim.
+	Revision     uint64    `json:"-"`
+	ClaimedUntil time.Time `json:"claimed_until,omitzero"`
+}
+
+// DueQueue holds future-dated changes durably.
+type DueQueue interface {
+	// Schedule stores d, replacing a change scheduled earlier for the same
+	// PersonKey and Field — unless the stored one carries a newer Version, in
+	// which case nothing changes and scheduled is false.
+	Schedule(ctx context.Context, d Due) (scheduled bool, err error)
+	// Cancel removes the scheduled change for personKey and field; an empty
+	// field cancels every change of the person (a rehire). No error when
+	// nothing is scheduled.
+	Cancel(ctx context.Context, personKey, field string) error
+	// PopDue claims up to max changes with EffectiveAt <= now, earliest first,
+	// and returns them. Each due change is handed to exactly one caller across
+	// replicas; the claim lasts for the queue's claim time, after which an
+	// unfinished change (its popper crashed) is handed out again. Call Done
+	// once the change was applied.
+	PopDue(ctx context.Context, now time.Time, max int) ([]Due, error)
+	// Done removes a popped change. If the change was replaced meanwhile (a
+	// newer event for the same field), the replacement stays and Done returns
+	// nil.
+	Done(ctx context.Context, d Due) error
+	// List streams the scheduled changes (claimed ones included) in no
+	// particular order.
+	List(ctx context.Context) iter.Seq2[Due, error]
+	// Len counts the scheduled changes.
+	Len(ctx context.Context) (int, error)
+}
+
+// Reconcile run statuses.
+const (
+	RunPlanned  = "planned"
+	RunApplied  = "applied"
+	RunHalted   = "halted"
+	RunApproved = "approved"
+	RunExpired  = "expired"
+)
+
+// ReconcileRun is one reconcile (or a burst of event removals) and its plan.
+// A halted run waits for an approval until ExpiresAt; readers see a halted run
+// past ExpiresAt as RunExpired.
+type ReconcileRun struct {
+	ID         string          `json:"id"`
+	StartedAt  time.Time       `json:"started_at"`
+	FinishedAt time.Time       `json:"finished_at,omitzero"`
+	Status     string          `json:"status"`
+	Counts     map[string]int  `json:"counts,omitempty"`
+	Plan       json.RawMessage `json:"plan,omitempty"`
+	ApprovedBy string          `json:"approved_by,omitempty"`
+	ApprovedAt time.Time       `json:"approved_at,omitzero"`
+	ExpiresAt  time.Time       `json:"expires_at,omitzero"`
+}
+
+// Expired reports whether r is a halted run whose approval window is over at now.
+func (r ReconcileRun) Expired(now time.Time) bool {
+	return r.Status == RunHalted && !r.ExpiresAt.IsZero() && !now.Before(r.ExpiresAt)
+}
+
+// Runs stores reconcile runs and halted plans.
+type Runs interface {
+	// Put stores r (ID required), replacing a stored run with the same ID.
+	Put(ctx context.Context, r ReconcileRun) error
+	// Get returns the run, or an error wrapping ErrNotFound.
+	Get(ctx context.Context, id string) (ReconcileRun, error)
+	// List streams the stored runs.
+	List(ctx context.Context) iter.Seq2[ReconcileRun, error]
+	// Approve marks a halted run approved by `by` at now, under compare-and-set:
+	// among concurrent approvers exactly one succeeds. The others, and any
+	// later call, get ErrRunNotHalted; a run past ExpiresAt gets ErrRunExpired.
+	Approve(ctx context.Context, id, by string, now time.Time) (ReconcileRun, error)
+}
