@@ -40,10 +40,21 @@ func mustRunMain(t *testing.T, redisURL string) *system {
 
 func mustRunMainWith(t *testing.T, redisURL string, tel *telemetry.Telemetry) *system {
 	t.Helper()
+	return mustRunMainCfg(t, redisURL, tel, "")
+}
+
+func mustRunMainCfg(t *testing.T, redisURL string, tel *telemetry.Telemetry, policyYAML string) *system {
+	t.Helper()
 	cfg := config.Common{
 		HTTPAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", SandboxAddr: "127.0.0.1:0", SandboxToken: "sandbox",
 		DataDir: t.TempDir(), LogLevel: "debug", MaxBodyBytes: 1 << 20, StreamReplicas: 1, RedisURL: redisURL,
 		RedisPrefix: "jmltest:" + randomID() + ":",
+	}
+	if policyYAML != "" {
+		cfg.PolicyFile = filepath.Join(cfg.DataDir, "policy.yaml")
+		if err := os.WriteFile(cfg.PolicyFile, []byte(policyYAML), 0o600); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var logs bytes.Buffer
 	sys, err := startAll(context.Background(), cfg, runOptions{stdout: io.Discard, logs: &syncWriter{w: &logs}, telemetry: tel})
@@ -129,15 +140,6 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func requests(st sentrytest.Stats, method, patternSuffix string) int {
-	n := 0
-	for _, r := range st.Requests {
-		if r.Method == method && strings.HasSuffix(r.Pattern, patternSuffix) {
-			n += r.Count
-		}
-	}
-	return n
-}
 
 // callsAbout counts logged requests from index from on that concern one member
 // (by id in the path or email in the query), optionally of one method.

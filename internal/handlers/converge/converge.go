@@ -268,8 +268,6 @@ func (c *Converger) decide(ctx context.Context, rec state.PersonRecord) (Result,
 		return r, planResult{}, nil, nil
 	case strings.EqualFold(email, c.o.SelfEmail) || pol.IsProtected(email):
 		return Result{Outcome: OutcomeProtected, Reason: "protected account"}, planResult{}, nil, nil
-	case p.Status == "":
-		return Result{Outcome: OutcomeInSync, Reason: "status not known yet (no event has set it)"}, planResult{}, nil, nil
 	}
 	member, disputed, err := c.lookup(ctx, email)
 	if err != nil {
@@ -280,6 +278,9 @@ func (c *Converger) decide(ctx context.Context, rec state.PersonRecord) (Result,
 	}
 	if member != nil && member.ID == c.o.SelfMemberID {
 		return Result{Outcome: OutcomeProtected, Reason: "the daemon's own member"}, planResult{}, nil, nil
+	}
+	if p.Status == "" {
+		return Result{Outcome: OutcomeInSync, Reason: "status not known yet (no event has set it)", Actual: accessOf(member)}, planResult{}, nil, nil
 	}
 	in := planInput{person: p, pol: pol, member: member, selfID: c.o.SelfMemberID, selfRol: c.o.SelfRole,
 		teams: func(slug string) teamInfo { return c.teams.get(ctx, slug) }}
@@ -394,7 +395,7 @@ func (c *Converger) gate(ctx context.Context, steps []Step) error {
 		return fmt.Errorf("read pause state: %w", err)
 	}
 	if paused {
-		return &RetryLater{Delay: 30 * time.Second, Reason: "mutations are paused (jml resume)"}
+		return &RetryLater{Delay: 5 * time.Second, Reason: "mutations are paused (jml resume)"}
 	}
 	for _, s := range steps {
 		if !s.Removal() {
@@ -405,7 +406,7 @@ func (c *Converger) gate(ctx context.Context, steps []Step) error {
 			return fmt.Errorf("brakes: %w", err)
 		}
 		if !ok {
-			return &RetryLater{Delay: time.Minute, Reason: "brakes halted event-driven removals (jml approve brakes)"}
+			return &RetryLater{Delay: 10 * time.Second, Reason: "brakes halted event-driven removals (jml approve brakes)"}
 		}
 	}
 	return nil

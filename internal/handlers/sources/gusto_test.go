@@ -5,11 +5,13 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/receiver"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 )
 
@@ -230,4 +232,67 @@ func FuzzGusto(f *testing.F) {
 		}
 		checkInvariants(t, "gusto", body, p, now)
 	})
+}
+
+// recPublisher records what the receiver publishes.
+type recPublisher struct {
+	mu   sync.Mutex
+	evs  []events.Event
+	seen map[string]bool
+}
+
+func (p *recPublisher) Publish(_ context.Context, e events.Event) (events.PublishResult, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.seen == nil {
+		p.seen = map[string]bool{}
+	}
+	dup := p.seen[e.MsgID()]
+	p.seen[e.MsgID()] = true
+	if !dup {
+		p.evs = append(p.evs, e)
+	}
+	return events.PublishResult{Sequence: uint64(len(p.evs)), Duplicate: dup}, nil
+}
+
+func serveHook(tb testing.TB, src sources.Source, pub *recPublisher, method, body string, headers map[string]string) *httptest.ResponseRecorder {
+	tb.Helper()
+	rcv, err := receiver.New(receiver.Options{Publisher: pub, Sources: []sources.Source{src}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	r := httptest.NewRequest(method, "/hooks/"+src.Name(), strings.NewReader(body))
+	for k, v := range headers {
+		r.Header.Set(k, v)
+	}
+	rec := httptest.NewRecorder()
+	rcv.ServeHTTP(rec, r)
+	return rec
+}
+
+// TestGustoThroughReceiver drives the handshake and an event through the real
+// receiver: what Gusto sees on the wire.
+func TestGustoThroughReceiver(t *testing.T) {
+	f := loadFixtures(t, "gusto.json")
+	v := f.Vectors[0]
+	pub := &recPublisher{}
+	g := mustGusto(t, &memKeys{}, nil)
+	hdr := map[string]string{"X-Gusto-Signature": v.Signature, "Content-Type": "application/json"}
+	if rec := serveHook(t, g, pub, http.MethodPost, v.Body, hdr); rec.Code != http.StatusUnauthorized {
+		t.Fatalf("event before verification: %d %s", rec.Code, rec.Body)
+	}
+	if rec := serveHook(t, g, pub, http.MethodPost, f.VerificationBody, nil); rec.Code != http.StatusOK {
+		t.Fatalf("verification POST: %d %s", rec.Code, rec.Body)
+	}
+	rec := serveHook(t, g, pub, http.MethodPost, v.Body, hdr)
+	if rec.Code != http.StatusAccepted || !strings.Contains(rec.Body.String(), `"accepted":1`) {
+		t.Fatalf("event: %d %s", rec.Code, rec.Body)
+	}
+	rec = serveHook(t, g, pub, http.MethodPost, v.Body, hdr)
+	if rec.Code != http.StatusAccepted || !strings.Contains(rec.Body.String(), `"duplicates":1`) {
+		t.Fatalf("redelivery: %d %s", rec.Code, rec.Body)
+	}
+	if len(pub.evs) != 1 || pub.evs[0].MsgID() != "gusto:03ffbf0c-48a9-4f1c-932a-546413a26ad1" {
+		t.Fatalf("published %+v", pub.evs)
+	}
 }

@@ -156,3 +156,30 @@ func FuzzHiBob(f *testing.F) {
 		checkInvariants(t, "hibob", body, p, now)
 	})
 }
+
+func TestHiBobThroughReceiver(t *testing.T) {
+	f := loadFixtures(t, "hibob.json")
+	v := f.Vectors[0]
+	pub := &recPublisher{}
+	s := mustHiBob(t, v.Key)
+	for _, ping := range f.Pings {
+		if rec := serveHook(t, s, pub, http.MethodPost, ping, nil); rec.Code != http.StatusOK {
+			t.Fatalf("ping %q: %d %s", ping, rec.Code, rec.Body)
+		}
+	}
+	if rec := serveHook(t, s, pub, http.MethodPost, v.Body, map[string]string{"Bob-Signature": "bad"}); rec.Code != http.StatusUnauthorized {
+		t.Fatalf("bad signature: %d", rec.Code)
+	}
+	rec := serveHook(t, s, pub, http.MethodPost, v.Body, map[string]string{"Bob-Signature": v.Signature})
+	if rec.Code != http.StatusAccepted || !strings.Contains(rec.Body.String(), `"accepted":1`) {
+		t.Fatalf("event: %d %s", rec.Code, rec.Body)
+	}
+	unknown := `{"companyId":1,"type":"goal.created","data":{}}`
+	rec = serveHook(t, s, pub, http.MethodPost, unknown, map[string]string{"Bob-Signature": bobSign(v.Key, unknown)})
+	if rec.Code != http.StatusAccepted || !strings.Contains(rec.Body.String(), `"ignored":1`) {
+		t.Fatalf("unknown type: %d %s", rec.Code, rec.Body)
+	}
+	if len(pub.evs) != 1 || pub.evs[0].Subject() != "jml.events.hibob.leaver" {
+		t.Fatalf("published %+v", pub.evs)
+	}
+}
