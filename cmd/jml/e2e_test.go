@@ -140,7 +140,6 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-
 // callsAbout counts logged requests from index from on that concern one member
 // (by id in the path or email in the query), optionally of one method.
 func callsAbout(log []sentrytest.LoggedRequest, from int, method, memberID, email string) int {

@@ -129,7 +129,7 @@ func errBad(msg string) error { return &badRequest{msg} }
 
 type badRequest struct{ msg string }
 
-func (b *badRequest) Error() string { return b.msg }
+func (b *badRequest) Error() string   { return b.msg }
 func (b *badRequest) Is(t error) bool { return t == errBadRequest }
 
 // actor names who asked, for the audit trail: the X-JML-Actor header the CLI

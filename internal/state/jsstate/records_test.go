@@ -301,8 +301,8 @@ func appendN(t *testing.T, l *jsstate.EvidenceLog, n int, people []string) []sta
 		p := people[i%len(people)]
 		e, err := l.Append(t.Context(), state.Evidence{PersonKey: p, Email: p + "@acme.com", Kind: state.EvidenceConvergence,
 			EventIDs: []string{"evt-" + strconv.Itoa(i)}, Target: state.TargetSandbox,
-			Plan:     json.RawMessage(`{"steps": [{"action":"remove_member","note":"<&>"}]}`),
-			Steps:    json.RawMessage(`[{"call":"DELETE /members/1/","status":204}]`), Outcome: "ok"})
+			Plan:  json.RawMessage(`{"steps": [{"action":"remove_member","note":"<&>"}]}`),
+			Steps: json.RawMessage(`[{"call":"DELETE /members/1/","status":204}]`), Outcome: "ok"})
 		if err != nil {
 			t.Fatal(err)
 		}
