@@ -334,12 +334,14 @@ func TestNoRetryOnPermanentAndGiveUp(t *testing.T) {
 
 // gateSink blocks every Send until released.
 type gateSink struct {
-	gate  chan struct{}
-	sends atomic.Int64
+	gate    chan struct{}
+	entered atomic.Int64
+	sends   atomic.Int64
 }
 
 func (g *gateSink) Name() string { return "gate" }
 func (g *gateSink) Send(ctx context.Context, _ string, _ alert.Alert) error {
+	g.entered.Add(1)
 	select {
 	case <-g.gate:
 	case <-ctx.Done():
@@ -362,8 +364,7 @@ func TestQueueOverflowDropsAndCounts(t *testing.T) {
 	if err := notify(0); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "first in flight", func() bool { return len(rcv.requests()) == 1 })
-	time.Sleep(20 * time.Millisecond) // let the gate sink's goroutine pick it up
+	waitFor(t, "first in flight", func() bool { return len(rcv.requests()) == 1 && g.entered.Load() == 1 })
 	var dropped int
 	for i := 1; i <= 10; i++ {
 		start := time.Now()

@@ -8,6 +8,9 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/state"
 )
 
+// SnapshotStore adapts durable snapshots to what convergence needs.
+func SnapshotStore(s state.Snapshots) converge.Snapshots { return snapshotStore{s} }
+
 // snapshotStore adapts state.Snapshots to what convergence needs.
 type snapshotStore struct{ s state.Snapshots }
 

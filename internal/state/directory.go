@@ -22,6 +22,9 @@ type PersonRecord struct {
 	Person      events.Person `json:"person"`
 	Version     Version       `json:"version"`
 	LastEventID string        `json:"last_event_id,omitempty"`
+	// FieldVersions is the version of the write that set each field, so a late
+	// event still sets the fields nobody has set since (order independence).
+	FieldVersions map[string]Version `json:"field_versions,omitempty"`
 	// Sentry link, stored once the member was matched.
 	MemberID  string    `json:"member_id,omitempty"`
 	UserID    string    `json:"user_id,omitempty"`
@@ -51,6 +54,71 @@ type Directory interface {
 	Resolve(ctx context.Context, source, sourceID string) (personKey string, err error)
 }
 
+// ApplyEvent merges p, carried by an event at version v, into old field by
+// field: each field the event carries is set unless a newer write already set
+// it. applied reports whether anything changed. The record's Version is the
+// newest version applied to it.
+func ApplyEvent(old PersonRecord, key string, p events.Person, v Version, eventID string) (PersonRecord, bool) {
+	rec := old
+	rec.Key = key
+	legacy := rec.FieldVersions == nil && !old.Version.OccurredAt.IsZero()
+	fvs := make(map[string]Version, len(rec.FieldVersions)+4)
+	for k, fv := range rec.FieldVersions {
+		fvs[k] = fv
+	}
+	rec.FieldVersions = fvs
+	incomingTerminated := p.Status == events.Terminated
+	applied := false
+	take := func(field string) bool {
+		fv, ok := rec.FieldVersions[field]
+		if !ok && legacy {
+			fv, ok = old.Version, true // a record written before per-field versions
+		}
+		storedTerminated := field == "status" && rec.Person.Status == events.Terminated
+		if ok && (v.Older(fv, field == "status" && incomingTerminated, storedTerminated) || v == fv) {
+			return false
+		}
+		rec.FieldVersions[field] = v
+		applied = true
+		return true
+	}
+	str := func(field string, dst *string, val string) {
+		if val != "" && take(field) {
+			*dst = val
+		}
+	}
+	str("id", &rec.Person.ID, p.ID)
+	str("email", &rec.Person.Email, p.Email)
+	str("name", &rec.Person.Name, p.Name)
+	if p.Status != "" && take("status") {
+		rec.Person.Status = p.Status
+	}
+	str("department", &rec.Person.Department, p.Department)
+	str("title", &rec.Person.Title, p.Title)
+	str("manager_email", &rec.Person.ManagerEmail, p.ManagerEmail)
+	if p.Groups != nil && take("groups") {
+		rec.Person.Groups = append([]string{}, p.Groups...)
+	}
+	for k, val := range p.Attributes {
+		if take("attributes." + k) {
+			attrs := make(map[string]string, len(rec.Person.Attributes)+1)
+			for k2, v2 := range rec.Person.Attributes {
+				attrs[k2] = v2
+			}
+			attrs[k] = val
+			rec.Person.Attributes = attrs
+		}
+	}
+	if !applied {
+		return old, false
+	}
+	if old.Version.OccurredAt.IsZero() || !v.Older(old.Version, incomingTerminated, old.Person.Status == events.Terminated) {
+		rec.Version = v
+		rec.LastEventID = eventID
+	}
+	return rec, true
+}
+
 // Older reports whether v is older than stored, so a write at v must be ignored.
 // Equal times within one source are ordered by sequence; across sources a
 // terminated status wins the tie (incomingTerminated, storedTerminated).
@@ -62,8 +130,12 @@ func (v Version) Older(stored Version, incomingTerminated, storedTerminated bool
 		return false
 	case v.Source == stored.Source:
 		return v.Seq < stored.Seq
+	case storedTerminated != incomingTerminated:
+		return storedTerminated
 	default:
-		return storedTerminated && !incomingTerminated
+		// Equal times from two sources: a fixed order, so the outcome does not
+		// depend on which arrived first.
+		return v.Source < stored.Source
 	}
 }
 

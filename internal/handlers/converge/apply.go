@@ -77,7 +77,7 @@ func (c *Converger) applyStep(ctx context.Context, s Step) (string, error) {
 		return "done", nil
 	case ActSetOrgRole:
 		teamRoles := s.teamRoles
-		if s.Teams == nil && teamRoles == nil {
+		if teamRoles == nil {
 			// Sentry replaces the whole team set on PUT: send the set just read.
 			cur, err := api.GetMember(ctx, s.MemberID)
 			if err != nil {

@@ -254,6 +254,18 @@ func (c *Converger) run(ctx context.Context, rec state.PersonRecord, check Lease
 		}
 	}
 	c.evidence(ctx, rec, res, "convergence")
+	if pl.rehired {
+		// The snapshot's access is re-granted; now converge the new invite to the
+		// current policy, in the same run, so the end state never depends on
+		// whether the rehire was seen before or after older events.
+		next, err := c.run(ctx, rec, check, false)
+		next.Steps = append(res.Steps, next.Steps...)
+		next.Notes = append(res.Notes, next.Notes...)
+		if next.Outcome == OutcomeInSync {
+			next.Outcome = OutcomeApplied
+		}
+		return next, err
+	}
 	return res, nil
 }
 
@@ -315,6 +327,7 @@ func (c *Converger) decide(ctx context.Context, rec state.PersonRecord) (Result,
 		notes := pl.Notes
 		pl = planActive(in)
 		pl.Notes = append(notes, pl.Notes...)
+		pl.rehired = in.rehire != nil && in.member == nil
 	}
 	res.Outcome, res.Reason, res.Steps, res.Notes = pl.Outcome, pl.Reason, pl.Steps, pl.Notes
 	return res, pl, member, nil

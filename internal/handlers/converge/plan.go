@@ -70,6 +70,8 @@ type planResult struct {
 	Reason  string
 	Steps   []Step
 	Notes   []string
+	// rehired: the plan re-grants a snapshot; policy is applied right after.
+	rehired bool
 }
 
 // planActive computes the steps that give an active person exactly the desired
@@ -206,7 +208,8 @@ func planInvite(in planInput, m *sentry.Member, actual map[string]string, finalR
 		}
 	}
 	if !same {
-		s := Step{Action: ActSetOrgRole, MemberID: m.ID, Email: in.person.Email, Role: finalRole, From: m.OrgRole}
+		// teamRoles non-nil: this PUT sets the invite's whole team set.
+		s := Step{Action: ActSetOrgRole, MemberID: m.ID, Email: in.person.Email, Role: finalRole, From: m.OrgRole, teamRoles: []sentry.TeamRole{}}
 		for _, slug := range sortedKeys(teams) {
 			s.Teams = append(s.Teams, slug)
 			s.teamRoles = append(s.teamRoles, teamRole(slug, teams[slug]))
@@ -214,7 +217,7 @@ func planInvite(in planInput, m *sentry.Member, actual map[string]string, finalR
 		res.Steps = append(res.Steps, s)
 	}
 	if m.Expired {
-		s := Step{Action: ActReinvite, MemberID: m.ID, Email: in.person.Email}
+		s := Step{Action: ActReinvite, MemberID: m.ID, Email: in.person.Email, teamRoles: []sentry.TeamRole{}}
 		for _, slug := range sortedKeys(teams) {
 			s.teamRoles = append(s.teamRoles, teamRole(slug, teams[slug]))
 		}

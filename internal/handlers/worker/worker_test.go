@@ -11,10 +11,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sentry-jml/sentry-jml/internal/app"
 	"github.com/sentry-jml/sentry-jml/internal/embednats/natstest"
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/worker"
+	"github.com/sentry-jml/sentry-jml/internal/policy"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
 	"github.com/sentry-jml/sentry-jml/internal/state/jsstate"
@@ -25,9 +27,15 @@ type harness struct {
 	js    jetstream.JetStream
 	sb    *sentrytest.Server
 	coord *memstate.Store
+	dir   *jsstate.Directory
 }
 
 func start(t *testing.T) *harness {
+	t.Helper()
+	return startPolicy(t, policy.Default())
+}
+
+func startPolicy(t *testing.T, pol policy.Policy) *harness {
 	t.Helper()
 	_, _, js := natstest.Run(t)
 	sb := sentrytest.NewServer(t, sentrytest.Options{RateLimit: -1})
@@ -39,16 +47,18 @@ func start(t *testing.T) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	conv, err := converge.New(converge.Options{Sentry: client, SelfMemberID: me.ID, SelfRole: me.OrgRole})
+	records, err := jsstate.Open(context.Background(), js, jsstate.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir, err := jsstate.OpenDirectory(context.Background(), js, jsstate.Options{})
+	dir := records.Directory
+	conv, err := converge.New(converge.Options{Sentry: client, SelfMemberID: me.ID, SelfRole: me.OrgRole, Policy: func() policy.Policy { return pol },
+		Snapshots: app.SnapshotStore(records.Snapshots)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	coord := memstate.New(nil)
-	w, err := worker.New(worker.Options{JS: js, Dedupe: coord, Leases: coord, Directory: dir, Converger: conv, Owner: "test", MaxPermanentDeliveries: 2, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
+	w, err := worker.New(worker.Options{JS: js, Dedupe: coord, Leases: coord, Directory: dir, Converger: conv, Owner: "test", MaxPermanentDeliveries: 2, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +76,7 @@ func start(t *testing.T) *harness {
 			t.Error("worker did not stop within 10 s")
 		}
 	})
-	return &harness{js: js, sb: sb, coord: coord}
+	return &harness{js: js, sb: sb, coord: coord, dir: dir}
 }
 
 func (h *harness) publish(t *testing.T, id, email string) {

@@ -83,16 +83,12 @@ func (d *Directory) get(ctx context.Context, key string) (state.PersonRecord, ui
 func (d *Directory) Apply(ctx context.Context, key string, p events.Person, v state.Version, eventID string) (state.PersonRecord, bool, error) {
 	applied := false
 	rec, err := d.update(ctx, key, func(old state.PersonRecord, exists bool) (state.PersonRecord, bool, error) {
-		if exists && v.Older(old.Version, p.Status == events.Terminated, old.Person.Status == events.Terminated) {
-			applied = false
-			return old, false, nil
+		if !exists {
+			old = state.PersonRecord{}
 		}
-		applied = true
-		old.Key = key
-		old.Person = state.Merge(old.Person, p)
-		old.Version = v
-		old.LastEventID = eventID
-		return old, true, nil
+		rec, ok := state.ApplyEvent(old, key, p, v, eventID)
+		applied = ok
+		return rec, ok, nil
 	})
 	return rec, applied, err
 }

@@ -42,22 +42,27 @@ func TestDirectoryVersioning(t *testing.T) {
 	if err != nil || !applied || rec.Person.Status != events.Terminated || rec.Person.Email != "jane@acme.com" || rec.Person.Department != "Payments" {
 		t.Fatalf("leaver must merge over joiner: %+v %v %v", rec, applied, err)
 	}
-	// A late mover from before the termination is ignored.
+	// A late mover from before the termination sets the field nobody set since
+	// (department) but not the status, which a newer event set.
 	mover := events.Person{ID: "E-1", Status: events.Active, Department: "Risk"}
 	rec, applied, err = d.Apply(ctx, "id:E-1", mover, state.Version{OccurredAt: t0.Add(30 * time.Minute), Source: "generic", Seq: 4}, "e2")
-	if err != nil || applied || rec.Person.Status != events.Terminated || rec.Person.Department != "Payments" {
-		t.Fatalf("late event applied: %+v %v %v", rec, applied, err)
+	if err != nil || !applied || rec.Person.Status != events.Terminated || rec.Person.Department != "Risk" {
+		t.Fatalf("late event: %+v %v %v", rec, applied, err)
 	}
 	got, err := d.Get(ctx, "id:E-1")
 	if err != nil || got.Person.Status != events.Terminated || got.LastEventID != "e3" || got.Version.Seq != 3 {
 		t.Fatalf("stored: %+v %v", got, err)
 	}
+	// The same late event again changes nothing.
+	if _, applied, _ := d.Apply(ctx, "id:E-1", mover, state.Version{OccurredAt: t0.Add(30 * time.Minute), Source: "generic", Seq: 4}, "e2"); applied {
+		t.Fatal("re-applied event reported a change")
+	}
 	// Same time, same source: the later stream sequence wins, the earlier loses.
-	if _, applied, _ := d.Apply(ctx, "id:E-1", mover, state.Version{OccurredAt: t0.Add(time.Hour), Source: "generic", Seq: 2}, "e-old"); applied {
-		t.Fatal("lower sequence at equal time applied")
+	if rec, _, _ := d.Apply(ctx, "id:E-1", mover, state.Version{OccurredAt: t0.Add(time.Hour), Source: "generic", Seq: 2}, "e-old"); rec.Person.Status != events.Terminated {
+		t.Fatal("lower sequence at equal time overwrote the status")
 	}
 	// Same time, other source: terminated wins the tie.
-	if _, applied, _ := d.Apply(ctx, "id:E-1", mover, state.Version{OccurredAt: t0.Add(time.Hour), Source: "okta", Seq: 99}, "o1"); applied {
+	if rec, _, _ := d.Apply(ctx, "id:E-1", mover, state.Version{OccurredAt: t0.Add(time.Hour), Source: "okta", Seq: 99}, "o1"); rec.Person.Status != events.Terminated {
 		t.Fatal("active from another source beat terminated at the same time")
 	}
 }
