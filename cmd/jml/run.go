@@ -24,7 +24,6 @@ import (
 	"github.com/sentry-jml/sentry-jml/cmd/internal/config"
 	"github.com/sentry-jml/sentry-jml/internal/app"
 	"github.com/sentry-jml/sentry-jml/internal/embednats"
-	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
@@ -199,17 +198,22 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 		s.coordName = "embedded (in-process)"
 	}
 
-	// Receiver.
+	// Receiver: the generic source's secret is generated into the data dir
+	// unless configured; other sources are enabled by their secrets.
 	secret, err := genericSecret(cfg)
 	if err != nil {
 		return nil, err
 	}
-	generic, err := sources.NewGeneric(config.Secrets(secret), nil)
+	srcEnv, err := config.Sources()
 	if err != nil {
-		return nil, fmt.Errorf("JML_SOURCE_GENERIC_SECRET: %w", err)
+		return nil, err
 	}
+	specs := config.Specs(srcEnv)
+	g := specs["generic"]
+	g.Secrets = config.Secrets(secret)
+	specs["generic"] = g
 	ready := app.NewReadiness(s.nc, true)
-	recv, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: s.nc, Sources: []sources.Source{generic}, MaxBody: cfg.MaxBodyBytes,
+	recv, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: s.nc, Specs: specs, MaxBody: cfg.MaxBodyBytes,
 		Streams: cfg.Streams(), Telemetry: s.tel, Logger: s.log, Ready: ready.Check})
 	if err != nil {
 		return nil, err

@@ -14,7 +14,6 @@ import (
 
 	"github.com/sentry-jml/sentry-jml/cmd/internal/config"
 	"github.com/sentry-jml/sentry-jml/internal/app"
-	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 )
 
 func main() {
@@ -41,15 +40,17 @@ func run(ctx context.Context) error {
 		defer cancel()
 		_ = tel.Shutdown(sctx)
 	}()
-	var srcs []sources.Source
-	if s := config.Secrets(cfg.GenericSecret); len(s) > 0 {
-		g, err := sources.NewGeneric(s, nil)
-		if err != nil {
-			return fmt.Errorf("JML_SOURCE_GENERIC_SECRET: %w", err)
-		}
-		srcs = append(srcs, g)
+	srcEnv, err := config.Sources()
+	if err != nil {
+		return err
 	}
-	if len(srcs) == 0 {
+	enabled := 0
+	for _, se := range srcEnv {
+		if len(se.Secrets) > 0 {
+			enabled++
+		}
+	}
+	if enabled == 0 {
 		return errors.New("config: no webhook source is enabled; set JML_SOURCE_GENERIC_SECRET (or another JML_SOURCE_<NAME>_SECRET)")
 	}
 	nc, err := cfg.ConnectNATS("jml-webhook", log)
@@ -58,7 +59,7 @@ func run(ctx context.Context) error {
 	}
 	defer nc.Close()
 	ready := app.NewReadiness(nc, false)
-	h, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: nc, Sources: srcs, MaxBody: cfg.MaxBodyBytes, Streams: cfg.Streams(),
+	h, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: nc, Specs: config.Specs(srcEnv), MaxBody: cfg.MaxBodyBytes, Streams: cfg.Streams(),
 		Telemetry: tel, Logger: log, Ready: ready.Check})
 	if err != nil {
 		return err
@@ -67,6 +68,6 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	log.Info("webhook receiver listening", "addr", addr, "sources", len(srcs))
+	log.Info("webhook receiver listening", "addr", addr, "sources", enabled)
 	return <-done
 }

@@ -11,12 +11,15 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/receiver"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
+	"github.com/sentry-jml/sentry-jml/internal/state/jsstate"
 	"github.com/sentry-jml/sentry-jml/internal/telemetry"
 )
 
 // ReceiverOptions are the receiver's dependencies.
 type ReceiverOptions struct {
-	NC        *nats.Conn
+	NC *nats.Conn
+	// Specs enables sources by name; Sources adds prebuilt ones.
+	Specs     map[string]SourceSpec
 	Sources   []sources.Source
 	MaxBody   int64
 	Streams   events.StreamOptions
@@ -34,9 +37,16 @@ func NewReceiver(ctx context.Context, o ReceiverOptions) (http.Handler, error) {
 	if err := events.EnsureStreams(ctx, js, o.Streams); err != nil {
 		return nil, err
 	}
+	pub := events.NewPublisher(js, o.Telemetry.TracerProvider, o.Telemetry.Propagator)
+	srcs, extra, err := Sources(ctx, js, o.Specs, pub, jsstate.Options{Replicas: o.Streams.Replicas}, o.Logger)
+	if err != nil {
+		return nil, err
+	}
+	srcs = append(srcs, o.Sources...)
 	return receiver.New(receiver.Options{
-		Publisher:      events.NewPublisher(js, o.Telemetry.TracerProvider, o.Telemetry.Propagator),
-		Sources:        o.Sources,
+		Publisher:      pub,
+		Sources:        srcs,
+		Extra:          extra,
 		MaxBody:        o.MaxBody,
 		Logger:         o.Logger,
 		TracerProvider: o.Telemetry.TracerProvider,

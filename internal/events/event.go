@@ -51,7 +51,7 @@ type Person struct {
 	Status       Status            `json:"status,omitempty"`
 	Department   string            `json:"department,omitempty"`
 	Title        string            `json:"title,omitempty"`
-	Groups       []string          `json:"groups,omitempty"`
+	Groups       []string          `json:"groups"` // null = unchanged; [] = in no group
 	ManagerEmail string            `json:"manager_email,omitempty"`
 	Attributes   map[string]string `json:"attributes,omitempty"`
 }

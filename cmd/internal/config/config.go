@@ -9,6 +9,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/sentry-jml/sentry-jml/internal/app"
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
 	"github.com/sentry-jml/sentry-jml/internal/state/redisstate"
@@ -46,6 +47,7 @@ type Common struct {
 	SandboxToken string `envconfig:"SANDBOX_TOKEN" default:"sandbox"`
 
 	GenericSecret string `envconfig:"SOURCE_GENERIC_SECRET"`
+	// Other sources are read by Sources(): JML_SOURCE_<NAME>_SECRET, _API_URL, _API_TOKEN.
 }
 
 // secretVars are read from <NAME>_FILE when <NAME> is unset.
@@ -145,6 +147,57 @@ func Secrets(v string) []string {
 		if s = strings.TrimSpace(s); s != "" {
 			out = append(out, s)
 		}
+	}
+	return out
+}
+
+// SourceNames lists the webhook sources a deployment can enable.
+func SourceNames() []string {
+	return []string{"generic", "okta", "bamboohr", "hibob", "gusto", "personio", "deel", "rippling", "scim"}
+}
+
+// SourceEnv is one source's configuration: JML_SOURCE_<NAME>_SECRET (several
+// active secrets separated by commas or newlines), _API_URL and _API_TOKEN.
+type SourceEnv struct {
+	Secrets  []string
+	APIURL   string
+	APIToken string
+	// Inactive (SCIM only, JML_SOURCE_SCIM_INACTIVE): what active=false means,
+	// "suspend" (default) or "leaver".
+	Inactive string
+}
+
+// Sources reads every source's variables (secrets also from <NAME>_FILE). A
+// source without a secret is disabled.
+func Sources() (map[string]SourceEnv, error) {
+	out := map[string]SourceEnv{}
+	for _, name := range SourceNames() {
+		prefix := Prefix + "_SOURCE_" + strings.ToUpper(name)
+		for _, v := range []string{prefix + "_SECRET", prefix + "_API_TOKEN"} {
+			if err := fromFile(v); err != nil {
+				return nil, err
+			}
+		}
+		se := SourceEnv{Secrets: Secrets(os.Getenv(prefix + "_SECRET")), APIURL: os.Getenv(prefix + "_API_URL"), APIToken: os.Getenv(prefix + "_API_TOKEN")}
+		if (se.APIURL == "") != (se.APIToken == "") {
+			return nil, fmt.Errorf("config: %s_API_URL and %s_API_TOKEN go together", prefix, prefix)
+		}
+		if name == "scim" {
+			se.Inactive = os.Getenv(prefix + "_INACTIVE")
+			if se.Inactive != "" && se.Inactive != "suspend" && se.Inactive != "leaver" {
+				return nil, fmt.Errorf("config: %s_INACTIVE=%q: want suspend or leaver", prefix, se.Inactive)
+			}
+		}
+		out[name] = se
+	}
+	return out, nil
+}
+
+// Specs turns the source environment into what the receiver wiring takes.
+func Specs(m map[string]SourceEnv) map[string]app.SourceSpec {
+	out := make(map[string]app.SourceSpec, len(m))
+	for name, se := range m {
+		out[name] = app.SourceSpec{Secrets: se.Secrets, APIURL: se.APIURL, APIToken: se.APIToken, Inactive: se.Inactive}
 	}
 	return out
 }

@@ -40,7 +40,10 @@ type Options struct {
 	Ready func(ctx context.Context) error
 	// Metrics serves /metrics (nil = 404).
 	Metrics http.Handler
-	Now     func() time.Time
+	// Extra mounts other handlers on the receiver's listener, e.g. the inbound
+	// SCIM service provider at "/scim/v2/" (pattern → handler; traced).
+	Extra map[string]http.Handler
+	Now   func() time.Time
 }
 
 // Receiver serves the webhook routes.
@@ -95,6 +98,9 @@ func New(o Options) (*Receiver, error) {
 			r.mux.Handle(get, otelhttp.NewHandler(r.hook(s), get, hopts...))
 		}
 	}
+	for pattern, h := range o.Extra {
+		r.mux.Handle(pattern, otelhttp.NewHandler(h, pattern, hopts...))
+	}
 	r.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -119,6 +125,10 @@ func (r *Receiver) readyz(w http.ResponseWriter, req *http.Request) {
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
+
+// SuccessStatuser is implemented by sources whose provider expects another
+// success status than 202 (Okta Event Hooks: 200).
+type SuccessStatuser interface{ SuccessStatus() int }
 
 type accepted struct {
 	Accepted   int `json:"accepted"`
@@ -202,7 +212,11 @@ func (r *Receiver) hook(s sources.Source) http.Handler {
 			r.o.Logger.InfoContext(ctx, "event accepted", "source", name, "event_id", ev.ID, "type", ev.Type,
 				"person", ev.Person.Key(), "seq", pr.Sequence, "duplicate", pr.Duplicate)
 		}
-		writeJSON(w, http.StatusAccepted, res)
+		status := http.StatusAccepted
+		if sc, ok := s.(SuccessStatuser); ok {
+			status = sc.SuccessStatus()
+		}
+		writeJSON(w, status, res)
 	})
 }
 

@@ -105,6 +105,9 @@ func NewOkta(cfg Config) (*Okta, error) {
 // Name implements Source.
 func (o *Okta) Name() string { return "okta" }
 
+// SuccessStatus: Okta expects 200 (or 204) to an event delivery.
+func (o *Okta) SuccessStatus() int { return 200 }
+
 func (o *Okta) authorized(r *http.Request) bool {
 	got := sha256.Sum256([]byte(strings.TrimSpace(r.Header.Get("Authorization"))))
 	ok := 0

@@ -1,0 +1,134 @@
+package jsstate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// BucketSourceKeys holds signing keys that providers hand over at run time
+// (Gusto's verification token), shared by every receiver replica.
+const BucketSourceKeys = "JML_SOURCE_KEYS"
+
+// ErrAlreadyShown: a key is shown to an operator once.
+var ErrAlreadyShown = errors.New("the key was already shown once")
+
+type sourceKey struct {
+	Tokens  []string  `json:"tokens"`
+	Shown   bool      `json:"shown"`
+	SavedAt time.Time `json:"saved_at"`
+}
+
+// SourceKeys stores one provider's run-time keys.
+type SourceKeys struct {
+	kv     jetstream.KeyValue
+	source string
+}
+
+// OpenSourceKeys opens the key store for source (e.g. "gusto").
+func OpenSourceKeys(ctx context.Context, js jetstream.JetStream, o Options, source string) (*SourceKeys, error) {
+	if o.Replicas <= 0 {
+		o.Replicas = 1
+	}
+	storage := jetstream.FileStorage
+	if o.Memory {
+		storage = jetstream.MemoryStorage
+	}
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketSourceKeys,
+		Description: "sentry-jml provider signing keys received at run time", History: 5, Storage: storage, Replicas: o.Replicas})
+	if err != nil {
+		return nil, fmt.Errorf("open bucket %s: %w", BucketSourceKeys, err)
+	}
+	return &SourceKeys{kv: kv, source: source}, nil
+}
+
+func (s *SourceKeys) read(ctx context.Context) (sourceKey, uint64, error) {
+	e, err := s.kv.Get(ctx, s.source)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return sourceKey{}, 0, nil
+	}
+	if err != nil {
+		return sourceKey{}, 0, fmt.Errorf("source keys %s: %w", s.source, err)
+	}
+	var k sourceKey
+	if err := json.Unmarshal(e.Value(), &k); err != nil {
+		return sourceKey{}, 0, fmt.Errorf("source keys %s: decode: %w", s.source, err)
+	}
+	return k, e.Revision(), nil
+}
+
+func (s *SourceKeys) write(ctx context.Context, fn func(*sourceKey) bool) (sourceKey, error) {
+	for range 50 {
+		k, rev, err := s.read(ctx)
+		if err != nil {
+			return sourceKey{}, err
+		}
+		if !fn(&k) {
+			return k, nil
+		}
+		b, _ := json.Marshal(k)
+		if rev == 0 {
+			_, err = s.kv.Create(ctx, s.source, b)
+		} else {
+			_, err = s.kv.Update(ctx, s.source, b, rev)
+		}
+		if err == nil {
+			return k, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return sourceKey{}, fmt.Errorf("source keys %s: %w", s.source, err)
+		}
+	}
+	return sourceKey{}, errors.New("source keys: too much contention")
+}
+
+// SaveVerificationToken stores token (sources.KeyStore).
+func (s *SourceKeys) SaveVerificationToken(ctx context.Context, token string) error {
+	_, err := s.write(ctx, func(k *sourceKey) bool {
+		if slices.Contains(k.Tokens, token) {
+			return false
+		}
+		k.Tokens, k.Shown, k.SavedAt = append(k.Tokens, token), false, time.Now().UTC()
+		return true
+	})
+	return err
+}
+
+// VerificationTokens returns the stored tokens (sources.KeyLoader).
+func (s *SourceKeys) VerificationTokens(ctx context.Context) ([]string, error) {
+	k, _, err := s.read(ctx)
+	return k.Tokens, err
+}
+
+// ShowOnce returns the newest token the first time it is asked for, and
+// ErrAlreadyShown afterwards (or ErrKeyNotFound-like emptiness when none).
+func (s *SourceKeys) ShowOnce(ctx context.Context) (string, time.Time, error) {
+	var token string
+	var saved time.Time
+	var shown bool
+	_, err := s.write(ctx, func(k *sourceKey) bool {
+		if len(k.Tokens) == 0 {
+			return false
+		}
+		if k.Shown {
+			shown = true
+			return false
+		}
+		token, saved, k.Shown = k.Tokens[len(k.Tokens)-1], k.SavedAt, true
+		return true
+	})
+	switch {
+	case err != nil:
+		return "", time.Time{}, err
+	case shown:
+		return "", time.Time{}, ErrAlreadyShown
+	case token == "":
+		return "", time.Time{}, fmt.Errorf("no key received from %s yet", s.source)
+	}
+	return token, saved, nil
+}
