@@ -5,11 +5,13 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/state"
+	"github.com/sentry-jml/sentry-jml/internal/state/jsstate"
 )
 
 // AdminOptions configure the admin API.
@@ -22,6 +24,9 @@ type AdminOptions struct {
 	Status func(context.Context) any
 	// Worker serves the operator actions (nil in processes without a worker).
 	Worker *Worker
+	// Routes registers more operator routes (reconcile, roster, access review…)
+	// through handle, which adds auth, JSON encoding and error mapping.
+	Routes []func(handle func(pattern string, f func(*http.Request) (any, error)))
 }
 
 // AdminHandler serves /healthz, /readyz, /metrics and the operator API under /v1.
@@ -119,6 +124,23 @@ func AdminHandler(o AdminOptions) http.Handler {
 			return map[string]any{"replayed": n}, err
 		})
 		handle("GET /v1/control", func(r *http.Request) (any, error) { return wk.Control().State(r.Context()) })
+		handle("GET /v1/sources/gusto/key", func(r *http.Request) (any, error) {
+			keys, err := jsstate.OpenSourceKeys(r.Context(), wk.js, jsstate.Options{Replicas: wk.o.Streams.Replicas}, "gusto")
+			if err != nil {
+				return nil, err
+			}
+			tok, saved, err := keys.ShowOnce(r.Context())
+			if errors.Is(err, jsstate.ErrAlreadyShown) {
+				return nil, errBad("the Gusto verification token was already shown once; it is never shown again")
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%w: %w", state.ErrNotFound, err)
+			}
+			return map[string]any{"source": "gusto", "verification_token": tok, "received_at": saved}, nil
+		})
+	}
+	for _, reg := range o.Routes {
+		reg(handle)
 	}
 	return mux
 }
