@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -23,6 +24,7 @@ Usage:
   jml evidence --email E          the person's evidence records (hash-chained audit log)
   jml dlq list | replay SEQ|all   dead letters, and replaying them
   jml status                      what the running instance is connected to
+  jml sources show gusto          show Gusto's signing key once (received in its verification request)
   jml version
 
 Configuration is read from JML_* environment variables; see README.md.
@@ -67,6 +69,11 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdDLQ(ctx, args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(ctx, args[1:], stdout, stderr)
+	case "sources":
+		if len(args) < 3 || args[1] != "show" || args[2] != "gusto" {
+			return errors.New("sources: usage: jml sources show gusto")
+		}
+		return cmdSimple(http.MethodGet, "/v1/sources/gusto/key", nil)(ctx, args[3:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "jml", version())
 		return nil
