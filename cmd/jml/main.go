@@ -24,6 +24,7 @@ Usage:
   jml evidence --email E          the person's evidence records (hash-chained audit log)
   jml dlq list | replay SEQ|all   dead letters, and replaying them
   jml status                      what the running instance is connected to
+  jml unresolved                  events whose person could not be identified (acknowledged, never dropped)
   jml sources show gusto          show Gusto's signing key once (received in its verification request)
   jml version
 
@@ -69,6 +70,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdDLQ(ctx, args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(ctx, args[1:], stdout, stderr)
+	case "unresolved":
+		return cmdSimple(http.MethodGet, "/v1/unresolved", nil)(ctx, args[1:], stdout, stderr)
 	case "sources":
 		if len(args) < 3 || args[1] != "show" || args[2] != "gusto" {
 			return errors.New("sources: usage: jml sources show gusto")

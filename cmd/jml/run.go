@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sentry-jml/sentry-jml/cmd/internal/config"
+	"github.com/sentry-jml/sentry-jml/internal/alert"
 	"github.com/sentry-jml/sentry-jml/internal/app"
 	"github.com/sentry-jml/sentry-jml/internal/embednats"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
@@ -111,6 +112,7 @@ type system struct {
 	workerDone chan error
 	failed     chan error
 	policy     atomic.Pointer[policy.Policy]
+	alerts     *alert.Notifier
 }
 
 // currentPolicy is the policy in force (replaced on SIGHUP).
@@ -168,10 +170,29 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 		s.sandboxURL = "http://" + addr
 		scfg.BaseURL, scfg.Org, scfg.Token, scfg.AllowAnyToken = s.sandboxURL, "acme", cfg.SandboxToken, true
 	}
+	// Coordination: Redis when configured, else in-process.
+	if cfg.RedisURL != "" || len(cfg.RedisAddrs) > 0 {
+		rs, err := redisstate.Open(ctx, cfg.RedisOptions())
+		if err != nil {
+			return nil, fmt.Errorf("JML_REDIS_URL: %w", err)
+		}
+		s.coord, s.coordName = rs, "redis"
+		// The Sentry rate budget and concurrency cap are shared by the fleet.
+		scfg.Budget = rs.Budget(redisstate.BudgetOptions{})
+	} else {
+		s.coord = memstate.New(nil)
+		s.coordName = "embedded (in-process)"
+	}
+
 	client, err := sentry.New(scfg)
 	if err != nil {
 		return nil, fmt.Errorf("sentry client: %w", err)
 	}
+	alerts, err := cfg.Alerts(s.log, s.tel.MeterProvider)
+	if err != nil {
+		return nil, err
+	}
+	s.alerts = alerts
 
 	// Embedded NATS, reachable by `jml` subcommands through the URL in the data dir.
 	s.ns, err = embednats.Start(embednats.Options{StoreDir: filepath.Join(cfg.DataDir, "nats"), Listen: true})
@@ -184,18 +205,6 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	s.nc, err = s.ns.Connect("jml-run")
 	if err != nil {
 		return nil, err
-	}
-
-	// Coordination: Redis when configured, else in-process.
-	if cfg.RedisURL != "" || len(cfg.RedisAddrs) > 0 {
-		s.coord, err = redisstate.Open(ctx, cfg.RedisOptions())
-		if err != nil {
-			return nil, fmt.Errorf("JML_REDIS_URL: %w", err)
-		}
-		s.coordName = "redis"
-	} else {
-		s.coord = memstate.New(nil)
-		s.coordName = "embedded (in-process)"
 	}
 
 	// Receiver: the generic source's secret is generated into the data dir
@@ -227,7 +236,7 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	s.policy.Store(&pol)
 	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: s.nc, Coord: s.coord, Sentry: client, Telemetry: s.tel, Logger: s.log,
 		Owner: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), randomID()), Policy: s.currentPolicy,
-		Streams: cfg.Streams(), Ready: ready, Target: s.target()})
+		Streams: cfg.Streams(), Ready: ready, Target: s.target(), SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts})
 	if err != nil {
 		return nil, err
 	}
@@ -291,6 +300,9 @@ func (s *system) Close() {
 	}
 	if s.coord != nil {
 		_ = s.coord.Close()
+	}
+	if s.alerts != nil {
+		_ = s.alerts.Close(ctx)
 	}
 	if s.tel != nil {
 		_ = s.tel.Shutdown(ctx)

@@ -55,16 +55,32 @@ func run(ctx context.Context) error {
 		defer cancel()
 		_ = tel.Shutdown(sctx)
 	}()
-	client, err := sentry.New(sentry.Config{BaseURL: cfg.SentryBaseURL(), Org: cfg.SentryOrg, Token: cfg.SentryToken, SCIMToken: cfg.SentrySCIMToken,
-		Logger: log, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider})
-	if err != nil {
-		return fmt.Errorf("JML_SENTRY_TOKEN: %w", err)
-	}
 	coord, err := redisstate.Open(ctx, cfg.RedisOptions())
 	if err != nil {
 		return fmt.Errorf("JML_REDIS_URL: %w", err)
 	}
 	defer coord.Close()
+	// The Sentry rate budget and concurrency cap are shared by every replica.
+	client, err := sentry.New(sentry.Config{BaseURL: cfg.SentryBaseURL(), Org: cfg.SentryOrg, Token: cfg.SentryToken, SCIMToken: cfg.SentrySCIMToken,
+		Logger: log, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Budget: coord.Budget(redisstate.BudgetOptions{})})
+	if err != nil {
+		return fmt.Errorf("JML_SENTRY_TOKEN: %w", err)
+	}
+	alerts, err := cfg.Alerts(log, tel.MeterProvider)
+	if err != nil {
+		return err
+	}
+	if alerts != nil {
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = alerts.Close(sctx)
+		}()
+	}
+	srcEnv, err := config.Sources()
+	if err != nil {
+		return err
+	}
 	nc, err := cfg.ConnectNATS("jml-worker", log)
 	if err != nil {
 		return err
@@ -90,7 +106,7 @@ func run(ctx context.Context) error {
 	host, _ := os.Hostname()
 	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: nc, Coord: coord, Sentry: client, Telemetry: tel, Logger: log,
 		Owner: fmt.Sprintf("%s:%d", host, os.Getpid()), Policy: func() policy.Policy { return *current.Load() },
-		Streams: cfg.Streams(), Ready: ready, Target: "sentry"})
+		Streams: cfg.Streams(), Ready: ready, Target: "sentry", SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts})
 	if err != nil {
 		return err
 	}

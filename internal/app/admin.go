@@ -123,6 +123,16 @@ func AdminHandler(o AdminOptions) http.Handler {
 			n, err := wk.ReplayDLQ(r.Context(), seq)
 			return map[string]any{"replayed": n}, err
 		})
+		handle("GET /v1/unresolved", func(r *http.Request) (any, error) {
+			out := []jsstate.Unresolved{}
+			for u, err := range wk.Unresolved(r.Context()) {
+				if err != nil {
+					return nil, err
+				}
+				out = append(out, u)
+			}
+			return map[string]any{"events": out}, nil
+		})
 		handle("GET /v1/control", func(r *http.Request) (any, error) { return wk.Control().State(r.Context()) })
 		handle("GET /v1/sources/gusto/key", func(r *http.Request) (any, error) {
 			keys, err := jsstate.OpenSourceKeys(r.Context(), wk.js, jsstate.Options{Replicas: wk.o.Streams.Replicas}, "gusto")

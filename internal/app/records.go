@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 
+	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
 	"github.com/sentry-jml/sentry-jml/internal/state"
+	"github.com/sentry-jml/sentry-jml/internal/state/jsstate"
 )
 
 // SnapshotStore adapts durable snapshots to what convergence needs.
@@ -61,4 +63,16 @@ func (a evidenceLog) RecordEvidence(ctx context.Context, e converge.Evidence) er
 	}
 	_, err = a.l.Append(ctx, rec)
 	return err
+}
+
+// unresolvedSink lists unresolved events in JetStream.
+type unresolvedSink struct{ l *jsstate.UnresolvedList }
+
+func (u unresolvedSink) RecordUnresolved(ctx context.Context, ev events.Event, reason string) error {
+	raw, err := events.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	return u.l.Put(ctx, jsstate.Unresolved{EventID: ev.ID, Source: ev.Source, Type: string(ev.Type), PersonID: ev.Person.ID,
+		Reason: reason, ReceivedAt: ev.ReceivedAt, Event: raw})
 }

@@ -15,8 +15,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/sentry-jml/sentry-jml/internal/alert"
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/worker"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
@@ -43,6 +45,11 @@ type WorkerOptions struct {
 	TokenCheckInterval time.Duration
 	// IndexInterval is how often the member and token indexes are rebuilt (default 10m).
 	IndexInterval time.Duration
+	// SourceAPIs give provider API access per source (thin payloads, unsigned
+	// sources): JML_SOURCE_<NAME>_API_URL / _API_TOKEN.
+	SourceAPIs map[string]resolve.Config
+	// Alerts receives operator alerts (nil = log only).
+	Alerts *alert.Notifier
 }
 
 // CheckSentryToken calls members/me and reports the service user's identity; a
@@ -66,6 +73,24 @@ type Worker struct {
 	worker  *worker.Worker
 	members *converge.MemberIndex
 	tokens  *converge.TokenIndex
+	// unresolved lists events whose person could not be identified.
+	unresolved *jsstate.UnresolvedList
+}
+
+// alert logs an operator alert and sends it to the configured sinks.
+func (w *Worker) alert(ctx context.Context, kind, person, summary string) {
+	w.o.Logger.WarnContext(ctx, "alert", "kind", kind, "person", person, "summary", summary)
+	if w.o.Alerts == nil {
+		return
+	}
+	if err := w.o.Alerts.Notify(ctx, alert.Alert{Kind: alert.Kind(kind), Summary: summary, Person: person}); err != nil {
+		w.o.Logger.WarnContext(ctx, "alert not sent", "kind", kind, "err", err)
+	}
+}
+
+// Unresolved streams events whose person could not be identified.
+func (w *Worker) Unresolved(ctx context.Context) iter.Seq2[jsstate.Unresolved, error] {
+	return w.unresolved.List(ctx)
 }
 
 // NewWorker opens the streams and records, checks the Sentry token and builds
@@ -99,18 +124,37 @@ func NewWorker(ctx context.Context, o WorkerOptions) (*Worker, error) {
 		return nil, err
 	}
 	o.Logger.InfoContext(ctx, "sentry service user", "member_id", me.ID, "role", me.OrgRole, "org", o.Sentry.Org())
-	w := &Worker{o: o, js: js, records: records, control: control, members: converge.NewMemberIndex(), tokens: converge.NewTokenIndex()}
+	unresolved, err := jsstate.OpenUnresolved(ctx, js, jo)
+	if err != nil {
+		return nil, err
+	}
+	w := &Worker{o: o, js: js, records: records, control: control, members: converge.NewMemberIndex(), tokens: converge.NewTokenIndex(),
+		unresolved: unresolved}
+	resolvers := resolve.BySource{}
+	for name, cfg := range o.SourceAPIs {
+		if cfg.BaseURL == "" && cfg.Token == "" {
+			continue
+		}
+		r, err := resolve.New(name, cfg)
+		if err != nil {
+			return nil, fmt.Errorf("JML_SOURCE_%s_API_URL: %w", upper(name), err)
+		}
+		resolvers[name] = r
+	}
 	w.conv, err = converge.New(converge.Options{
 		Sentry: o.Sentry, SelfMemberID: me.ID, SelfEmail: me.Email, SelfRole: me.OrgRole, Policy: o.Policy,
 		Snapshots: snapshotStore{records.Snapshots}, Evidence: evidenceLog{records.Evidence}, Gate: control,
 		Index: w.members, Tokens: w.tokens, Target: o.Target, Logger: o.Logger, TracerProvider: o.Telemetry.TracerProvider,
+		Alert: w.alert,
 	})
 	if err != nil {
 		return nil, err
 	}
 	w.worker, err = worker.New(worker.Options{
 		JS: js, Dedupe: o.Coord, Leases: o.Coord, Directory: records.Directory, Converger: w.conv, Due: records.Due, Owner: o.Owner,
-		Logger: o.Logger, TracerProvider: o.Telemetry.TracerProvider, MeterProvider: o.Telemetry.MeterProvider,
+		Resolver: resolvers, Unresolved: unresolvedSink{unresolved}, Alert: w.alert,
+		ResolveErrors: struct{ NotConfigured, Unknown error }{resolve.ErrNotConfigured, resolve.ErrUnresolvable},
+		Logger:        o.Logger, TracerProvider: o.Telemetry.TracerProvider, MeterProvider: o.Telemetry.MeterProvider,
 		Propagator: o.Telemetry.Propagator,
 	})
 	if err != nil {
@@ -206,6 +250,9 @@ func (w *Worker) tokenCheck(ctx context.Context) error {
 	}
 	if w.o.Ready != nil {
 		w.o.Ready.SetSentry(err)
+	}
+	if errors.Is(err, sentry.ErrUnauthorized) || errors.Is(err, sentry.ErrPermission) {
+		w.alert(ctx, "token_rejected", "", "Sentry refuses JML_SENTRY_TOKEN: "+err.Error())
 	}
 	return err
 }

@@ -25,6 +25,11 @@ type Policy struct {
 	Brakes         Brakes     `yaml:"brakes"`
 	Reconcile      Reconcile  `yaml:"reconcile"`
 
+	// Scheduled jobs (hygiene.go).
+	TokenHygiene TokenHygiene `yaml:"token_hygiene"`
+	SSO          SSO          `yaml:"sso"`
+	Invites      Invites      `yaml:"invites"`
+
 	compiled map[string]*regexp.Regexp // "re:" patterns, compiled by Parse
 }
 
@@ -197,6 +202,9 @@ func Parse(name string, b []byte) (Policy, error) {
 	}
 	if p.Brakes.MaxEventRemovalsPerMinute < 0 || p.Reconcile.MaxRemovals < 0 {
 		return Policy{}, fail("brakes", []string{"brakes"}, "limits must not be negative")
+	}
+	if err := p.validateExtensions(name, &root); err != nil {
+		return Policy{}, err
 	}
 	return p, nil
 }

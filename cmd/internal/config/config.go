@@ -3,14 +3,18 @@ package config
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/kelseyhightower/envconfig"
+	"go.opentelemetry.io/otel/metric"
 
+	"github.com/sentry-jml/sentry-jml/internal/alert"
 	"github.com/sentry-jml/sentry-jml/internal/app"
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
 	"github.com/sentry-jml/sentry-jml/internal/state/redisstate"
 )
@@ -47,11 +51,15 @@ type Common struct {
 	SandboxToken string `envconfig:"SANDBOX_TOKEN" default:"sandbox"`
 
 	GenericSecret string `envconfig:"SOURCE_GENERIC_SECRET"`
+
+	AlertSlackURL      string `envconfig:"ALERT_SLACK_URL"`
+	AlertWebhookURL    string `envconfig:"ALERT_WEBHOOK_URL"`
+	AlertWebhookSecret string `envconfig:"ALERT_WEBHOOK_SECRET"`
 	// Other sources are read by Sources(): JML_SOURCE_<NAME>_SECRET, _API_URL, _API_TOKEN.
 }
 
 // secretVars are read from <NAME>_FILE when <NAME> is unset.
-var secretVars = []string{"SENTRY_TOKEN", "SENTRY_SCIM_TOKEN", "REDIS_URL", "REDIS_PASSWORD", "ADMIN_TOKEN", "SOURCE_GENERIC_SECRET", "SANDBOX_TOKEN"}
+var secretVars = []string{"SENTRY_TOKEN", "SENTRY_SCIM_TOKEN", "REDIS_URL", "REDIS_PASSWORD", "ADMIN_TOKEN", "SOURCE_GENERIC_SECRET", "SANDBOX_TOKEN", "ALERT_SLACK_URL", "ALERT_WEBHOOK_SECRET"}
 
 // Load reads the environment into c. Every secret may come from a file named by
 // JML_<NAME>_FILE. Errors name the variable.
@@ -198,6 +206,40 @@ func Specs(m map[string]SourceEnv) map[string]app.SourceSpec {
 	out := make(map[string]app.SourceSpec, len(m))
 	for name, se := range m {
 		out[name] = app.SourceSpec{Secrets: se.Secrets, APIURL: se.APIURL, APIToken: se.APIToken, Inactive: se.Inactive}
+	}
+	return out
+}
+
+// Alerts builds the alert notifier from JML_ALERT_*; nil when none is set.
+func (c Common) Alerts(log *slog.Logger, mp metric.MeterProvider) (*alert.Notifier, error) {
+	var sinks []alert.Sink
+	if c.AlertSlackURL != "" {
+		s, err := alert.NewSlack(c.AlertSlackURL, nil)
+		if err != nil {
+			return nil, fmt.Errorf("JML_ALERT_SLACK_URL: %w", err)
+		}
+		sinks = append(sinks, s)
+	}
+	if c.AlertWebhookURL != "" {
+		w, err := alert.NewWebhook(c.AlertWebhookURL, Secrets(c.AlertWebhookSecret), nil, nil)
+		if err != nil {
+			return nil, fmt.Errorf("JML_ALERT_WEBHOOK_URL/_SECRET: %w", err)
+		}
+		sinks = append(sinks, w)
+	}
+	if len(sinks) == 0 {
+		return nil, nil
+	}
+	return alert.New(alert.Options{Sinks: sinks, Logger: log, MeterProvider: mp})
+}
+
+// SourceAPIs is the provider API access per source.
+func SourceAPIs(m map[string]SourceEnv) map[string]resolve.Config {
+	out := map[string]resolve.Config{}
+	for name, se := range m {
+		if se.APIURL != "" {
+			out[name] = resolve.Config{BaseURL: se.APIURL, Token: se.APIToken}
+		}
 	}
 	return out
 }

@@ -151,6 +151,8 @@ type Options struct {
 	Gate         Gate         // optional
 	Index        *MemberIndex // optional email → member id cache
 	Tokens       *TokenIndex  // optional user id → org tokens created
+	// Alert raises an operator alert (needs_human, disputed, brake_halted). Optional.
+	Alert func(ctx context.Context, kind, person, summary string)
 	// Target is recorded in evidence: "sandbox" or "sentry".
 	Target         string
 	Logger         *slog.Logger
@@ -227,6 +229,7 @@ func (c *Converger) run(ctx context.Context, rec state.PersonRecord, check Lease
 	if len(pl.Steps) == 0 {
 		if res.Outcome == OutcomeNeedsHuman || res.Outcome == OutcomeDisputed {
 			c.evidence(ctx, rec, res, string(res.Outcome))
+			c.alert(ctx, string(res.Outcome), rec.Person.Email, res.Reason)
 		}
 		return res, nil
 	}
@@ -235,6 +238,9 @@ func (c *Converger) run(ctx context.Context, rec state.PersonRecord, check Lease
 		if errors.As(err, &rl) {
 			res.Outcome, res.Reason = OutcomeHalted, rl.Reason
 			c.evidence(ctx, rec, res, "halted")
+			if strings.Contains(rl.Reason, "brakes") {
+				c.alert(ctx, "brake_halted", "", rl.Reason)
+			}
 		}
 		return res, err
 	}
@@ -242,6 +248,7 @@ func (c *Converger) run(ctx context.Context, rec state.PersonRecord, check Lease
 	if errors.Is(err, errNeedsHuman) {
 		res.Outcome, res.Reason = OutcomeNeedsHuman, err.Error()
 		c.evidence(ctx, rec, res, "needs_human")
+		c.alert(ctx, "needs_human", rec.Person.Email, res.Reason)
 		return res, nil
 	}
 	if err != nil {
@@ -436,6 +443,12 @@ func (c *Converger) evidence(ctx context.Context, rec state.PersonRecord, res Re
 	}
 	if err := c.o.Evidence.RecordEvidence(ctx, e); err != nil {
 		c.o.Logger.ErrorContext(ctx, "evidence record failed", "person", rec.Key, "err", err)
+	}
+}
+
+func (c *Converger) alert(ctx context.Context, kind, person, summary string) {
+	if c.o.Alert != nil {
+		c.o.Alert(ctx, kind, person, summary)
 	}
 }
 

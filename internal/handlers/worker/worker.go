@@ -40,6 +40,15 @@ type Options struct {
 	// Due holds future-dated changes until their time (optional: without it a
 	// future-dated event is redelivered hourly until due).
 	Due state.DueQueue
+	// Resolver re-reads a person from the provider's API (thin payloads, and
+	// destructive changes from unsigned sources). Optional.
+	Resolver Resolver
+	// Unresolved records events whose person cannot be identified. Optional.
+	Unresolved UnresolvedSink
+	// Alert raises an operator alert (dlq_growth). Optional.
+	Alert func(ctx context.Context, kind, person, summary string)
+	// ResolveErrors are the Resolver's sentinels.
+	ResolveErrors struct{ NotConfigured, Unknown error }
 	// Owner identifies this replica in leases (hostname:pid).
 	Owner string
 	// Concurrency is the number of events handled at once (default 16).
@@ -58,12 +67,13 @@ type Options struct {
 
 // Worker consumes JML_EVENTS.
 type Worker struct {
-	o        Options
-	tracer   trace.Tracer
-	prop     propagation.TextMapPropagator
-	outcomes metric.Int64Counter
-	revoke   metric.Float64Histogram
-	dlq      metric.Int64Counter
+	o          Options
+	tracer     trace.Tracer
+	prop       propagation.TextMapPropagator
+	outcomes   metric.Int64Counter
+	revoke     metric.Float64Histogram
+	dlq        metric.Int64Counter
+	unresolved metric.Int64Counter
 }
 
 // New validates o.
@@ -116,7 +126,40 @@ func New(o Options) (*Worker, error) {
 	if w.dlq, err = m.Int64Counter("jml_dlq_messages", metric.WithDescription("Messages dead-lettered to JML_DLQ")); err != nil {
 		return nil, err
 	}
+	if w.unresolved, err = m.Int64Counter("jml_unresolved_events", metric.WithDescription("Events whose person could not be identified (jml unresolved)")); err != nil {
+		return nil, err
+	}
 	return w, nil
+}
+
+// Resolver re-reads a person from a provider's API. Errors: ErrNotConfigured
+// (no API for the source), ErrUnresolvable (unknown to the provider), anything
+// else is transient. The worker matches them with errors.Is on the sentinels
+// it is given in Options.ResolveErrors.
+type Resolver interface {
+	Resolve(ctx context.Context, source, personID string) (events.Person, error)
+}
+
+// UnresolvedSink lists events whose person could not be identified.
+type UnresolvedSink interface {
+	RecordUnresolved(ctx context.Context, ev events.Event, reason string) error
+}
+
+// ResolveOutcome classifies a resolver error.
+type ResolveOutcome int
+
+// Resolver error classes.
+const (
+	Resolved ResolveOutcome = iota
+	ResolveTransient
+	ResolveNotConfigured
+	ResolveUnknownPerson
+)
+
+// unsignedSources authenticate with a static token only: before a destructive
+// change the person is re-read from the provider when an API is configured.
+func unsignedSource(source string) bool {
+	return source == "personio" || source == "rippling"
 }
 
 // ConsumerConfig is the durable consumer the worker uses.
@@ -302,6 +345,9 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 		}
 	}()
 
+	if ev, err = w.resolve(ctx, key, ev, log); err != nil {
+		return "error", err
+	}
 	rec, applied, err := w.o.Directory.Apply(ctx, key, ev.Person, version, ev.ID)
 	if err != nil {
 		return "error", fmt.Errorf("directory: %w", err)
@@ -313,6 +359,20 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 		if err := w.o.Directory.Link(ctx, "email", strings.ToLower(ev.Person.Email), key); err != nil {
 			log.WarnContext(ctx, "email link", "err", err)
 		}
+	}
+	if rec.Person.Email == "" {
+		// Nobody can be matched in Sentry without an email: list it for an
+		// operator (jml unresolved) and acknowledge.
+		reason := "no email for " + key + " (thin payload; set JML_SOURCE_" + strings.ToUpper(ev.Source) + "_API_URL/_API_TOKEN to re-read people)"
+		if w.o.Unresolved != nil {
+			if err := w.o.Unresolved.RecordUnresolved(ctx, ev, reason); err != nil {
+				return "error", fmt.Errorf("record unresolved event: %w", err)
+			}
+		}
+		w.unresolved.Add(ctx, 1, metric.WithAttributes(attribute.String("source", ev.Source)))
+		log.WarnContext(ctx, "unresolved event: person has no email yet", "reason", reason)
+		_, _ = w.o.Dedupe.MarkSeen(ctx, dedupeKey, w.o.DedupeTTL)
+		return "unresolved", nil
 	}
 	check := func(ctx context.Context) error { return w.o.Leases.Check(ctx, lease) }
 	res, err := w.o.Converger.Converge(ctx, rec, check)
@@ -327,6 +387,74 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 		log.WarnContext(ctx, "dedupe mark failed; a redelivery would converge again (harmless)", "err", err)
 	}
 	return string(res.Outcome), nil
+}
+
+// resolve fills a thin payload from the provider's API, and re-reads the
+// person before a destructive change from an unsigned source.
+func (w *Worker) resolve(ctx context.Context, key string, ev events.Event, log *slog.Logger) (events.Event, error) {
+	if w.o.Resolver == nil || ev.Source == "generic" || ev.Person.ID == "" {
+		return ev, nil
+	}
+	destructive := ev.Person.Status == events.Terminated || ev.Person.Status == events.Suspended
+	thin := ev.Person.Status == ""
+	if ev.Person.Email == "" {
+		if rec, err := w.o.Directory.Get(ctx, key); err != nil || rec.Person.Email == "" {
+			thin = true
+		}
+	}
+	if !thin && !(destructive && unsignedSource(ev.Source)) {
+		return ev, nil
+	}
+	p, err := w.o.Resolver.Resolve(ctx, ev.Source, ev.Person.ID)
+	switch w.classify(err) {
+	case Resolved:
+	case ResolveNotConfigured:
+		return ev, nil
+	case ResolveUnknownPerson:
+		log.WarnContext(ctx, "provider does not know the person", "person_id", ev.Person.ID)
+		return ev, nil
+	default:
+		return ev, fmt.Errorf("re-read person %s from %s: %w", ev.Person.ID, ev.Source, err)
+	}
+	if destructive && unsignedSource(ev.Source) && p.Status == events.Active {
+		// An unsigned webhook claims a termination the provider does not
+		// confirm: keep the rest, drop the status change.
+		log.WarnContext(ctx, "provider says the person is active; termination from an unsigned source not applied")
+		ev.Person.Status = ""
+		if ev.Type == events.Leaver || ev.Type == events.Suspend {
+			ev.Type = events.Update
+		}
+	}
+	fill := func(dst *string, v string) {
+		if *dst == "" {
+			*dst = v
+		}
+	}
+	fill(&ev.Person.Email, p.Email)
+	fill(&ev.Person.Name, p.Name)
+	fill(&ev.Person.Department, p.Department)
+	fill(&ev.Person.Title, p.Title)
+	fill(&ev.Person.ManagerEmail, p.ManagerEmail)
+	if ev.Person.Status == "" {
+		ev.Person.Status = p.Status // the provider's current status is authoritative
+	}
+	if ev.Person.Groups == nil && p.Groups != nil {
+		ev.Person.Groups = p.Groups
+	}
+	return ev, nil
+}
+
+func (w *Worker) classify(err error) ResolveOutcome {
+	if err == nil {
+		return Resolved
+	}
+	if w.o.ResolveErrors.NotConfigured != nil && errors.Is(err, w.o.ResolveErrors.NotConfigured) {
+		return ResolveNotConfigured
+	}
+	if w.o.ResolveErrors.Unknown != nil && errors.Is(err, w.o.ResolveErrors.Unknown) {
+		return ResolveUnknownPerson
+	}
+	return ResolveTransient
 }
 
 // changedField names what a future-dated change sets, for replacement: the
@@ -384,6 +512,9 @@ func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, md *jetstream.
 		return
 	}
 	w.dlq.Add(ctx, 1)
+	if w.o.Alert != nil {
+		w.o.Alert(ctx, "dlq_growth", "", "a message was dead-lettered to JML_DLQ: "+cause.Error())
+	}
 	_ = m.TermWithReason("dead-lettered: " + cause.Error())
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/embednats/natstest"
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/worker"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
@@ -37,6 +38,11 @@ func start(t *testing.T) *harness {
 
 func startPolicy(t *testing.T, pol policy.Policy) *harness {
 	t.Helper()
+	return startWith(t, pol, nil, nil)
+}
+
+func startWith(t *testing.T, pol policy.Policy, res worker.Resolver, unres worker.UnresolvedSink) *harness {
+	t.Helper()
 	_, _, js := natstest.Run(t)
 	sb := sentrytest.NewServer(t, sentrytest.Options{RateLimit: -1})
 	client, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, MaxRetries: 1})
@@ -58,7 +64,8 @@ func startPolicy(t *testing.T, pol policy.Policy) *harness {
 		t.Fatal(err)
 	}
 	coord := memstate.New(nil)
-	w, err := worker.New(worker.Options{JS: js, Dedupe: coord, Leases: coord, Directory: dir, Converger: conv, Owner: "test", MaxPermanentDeliveries: 2, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	w, err := worker.New(worker.Options{JS: js, Dedupe: coord, Leases: coord, Directory: dir, Converger: conv, Owner: "test", MaxPermanentDeliveries: 2,
+		Resolver: res, Unresolved: unres, ResolveErrors: struct{ NotConfigured, Unknown error }{resolve.ErrNotConfigured, resolve.ErrUnresolvable}, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,6 +90,13 @@ func (h *harness) publish(t *testing.T, id, email string) {
 	t.Helper()
 	ev := events.Event{ID: id, Source: "generic", Type: events.Leaver, OccurredAt: time.Now().UTC(), ReceivedAt: time.Now().UTC(),
 		Person: events.Person{Email: email, Status: events.Terminated}}
+	if _, err := events.NewPublisher(h.js, nil, nil).Publish(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (h *harness) publishEvent(t *testing.T, ev events.Event) {
+	t.Helper()
 	if _, err := events.NewPublisher(h.js, nil, nil).Publish(context.Background(), ev); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,106 @@
+package converge
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/policy"
+	"github.com/sentry-jml/sentry-jml/internal/sentry"
+	"github.com/sentry-jml/sentry-jml/internal/state"
+)
+
+// This file exports convergence's pure planning and its step application for the
+// reconciler, which reads the whole organization in bulk and must plan each
+// person from the member it already read, without another API call.
+
+// TeamInfo is what planning needs to know about a team.
+type TeamInfo struct {
+	Exists bool `json:"exists"`
+	IdP    bool `json:"idp"`
+}
+
+// PlanMember computes what Converge would do for rec given member, the
+// person's member or pending invite as already read (Teams and TeamRoles filled
+// as the detail endpoint does; nil when there is none), and teams, what is known
+// about each team. It does no I/O: a rehire's access snapshot is not consulted
+// (an invite follows the current policy).
+func (c *Converger) PlanMember(rec state.PersonRecord, member *sentry.Member, teams func(slug string) TeamInfo) Result {
+	p := rec.Person
+	pol := c.o.Policy()
+	switch {
+	case p.Email == "":
+		return Result{Outcome: OutcomeNeedsHuman, Reason: "no email known for this person, cannot match a Sentry member"}
+	case strings.EqualFold(p.Email, c.o.SelfEmail) || pol.IsProtected(p.Email):
+		return Result{Outcome: OutcomeProtected, Reason: "protected account", Actual: accessOf(member)}
+	case member != nil && member.ID == c.o.SelfMemberID:
+		return Result{Outcome: OutcomeProtected, Reason: "the daemon's own member", Actual: accessOf(member)}
+	case p.Status == "":
+		return Result{Outcome: OutcomeInSync, Reason: "status not known yet (no event has set it)", Actual: accessOf(member)}
+	}
+	in := planInput{person: p, pol: pol, member: member, selfID: c.o.SelfMemberID, selfRol: c.o.SelfRole,
+		teams: func(slug string) teamInfo { ti := teams(slug); return teamInfo{exists: ti.Exists, idp: ti.IdP} }}
+	res := Result{Actual: accessOf(member)}
+	var pl planResult
+	switch p.Status {
+	case events.Terminated:
+		pl = planRemoval(in)
+	case events.Suspended:
+		if pol.Suspend == "strip" {
+			d := policy.Desired{OrgRole: "member", Teams: map[string]string{}}
+			res.Desired = &d
+			pl = planStrip(in)
+		} else {
+			pl = planRemoval(in)
+		}
+	default:
+		in.desired = pol.Evaluate(p)
+		res.Desired = &in.desired
+		pl = planActive(in)
+	}
+	res.Outcome, res.Reason, res.Steps, res.Notes = pl.Outcome, pl.Reason, pl.Steps, pl.Notes
+	return res
+}
+
+// ApplyPlanned applies steps planned by PlanMember (or re-created with
+// WithTeamRoles from a stored plan) for rec, with member as read when
+// planning: the lease check before each mutation, the access snapshot before a
+// removal, the leaver's org tokens after it, and an evidence record. It skips
+// the pause and the event brakes: reconcile has its own.
+func (c *Converger) ApplyPlanned(ctx context.Context, rec state.PersonRecord, member *sentry.Member, steps []Step, check LeaseCheck) (Result, error) {
+	res := Result{Outcome: OutcomeApplied}
+	done, err := c.apply(ctx, rec, member, steps, check)
+	res.Steps = done
+	if errors.Is(err, errNeedsHuman) {
+		res.Outcome, res.Reason = OutcomeNeedsHuman, err.Error()
+		c.evidence(ctx, rec, res, "needs_human")
+		return res, nil
+	}
+	if err != nil {
+		c.evidence(ctx, rec, Result{Outcome: "error", Reason: err.Error(), Steps: done}, "convergence")
+		return res, err
+	}
+	for _, s := range done {
+		if s.Removal() && (s.Result == "done" || s.Result == "already_gone") {
+			res.Removed = true
+		}
+	}
+	c.evidence(ctx, rec, res, "convergence")
+	return res, nil
+}
+
+// TeamRoles returns the team set a step sends with it (an invite's teams, an
+// invite PUT's whole team set); nil when the step reads it at apply time.
+func (s Step) TeamRoles() []sentry.TeamRole { return s.teamRoles }
+
+// WithTeamRoles returns s carrying trs (restoring a step decoded from a stored
+// plan; JSON does not carry the team set).
+func (s Step) WithTeamRoles(trs []sentry.TeamRole) Step {
+	s.teamRoles = trs
+	return s
+}
+
+// MatchesEmail reports whether m's invite email or user email equals email
+// (exact, case-insensitive): the identity rule.
+func MatchesEmail(m *sentry.Member, email string) bool { return emailMatches(m, email) }

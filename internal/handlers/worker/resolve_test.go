@@ -1,0 +1,78 @@
+package worker_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve/resolvetest"
+	"github.com/sentry-jml/sentry-jml/internal/policy"
+)
+
+type unresolvedList struct {
+	mu  sync.Mutex
+	evs []events.Event
+}
+
+func (u *unresolvedList) RecordUnresolved(_ context.Context, ev events.Event, _ string) error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.evs = append(u.evs, ev)
+	return nil
+}
+
+func (u *unresolvedList) len() int { u.mu.Lock(); defer u.mu.Unlock(); return len(u.evs) }
+
+func thin(id, source string, typ events.Type, status events.Status) events.Event {
+	return events.Event{ID: "thin-" + source + "-" + id + "-" + string(typ), Source: source, Type: typ, OccurredAt: time.Now().UTC(), ReceivedAt: time.Now().UTC(),
+		Person: events.Person{ID: id, Status: status}}
+}
+
+// A thin payload (an id, no email) is re-read from the provider's API, then converged.
+func TestThinPayloadResolvedThroughProviderAPI(t *testing.T) {
+	sim := resolvetest.NewRippling(t)
+	sim.Add(resolvetest.Person{ID: "emp-42", Email: "jane.doe@acme.test", FirstName: "Jane", LastName: "Doe", State: resolvetest.Terminated})
+	r, err := resolve.New("rippling", resolve.Config{BaseURL: sim.URL, Token: sim.Token, HTTPClient: sim.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unres := &unresolvedList{}
+	h := startWith(t, policy.Default(), resolve.BySource{"rippling": r}, unres)
+	h.publishEvent(t, thin("emp-42", "rippling", events.Leaver, events.Terminated))
+	eventually(t, "jane is removed", func() bool { _, ok := h.sb.Member("jane.doe@acme.test"); return !ok })
+	if unres.len() != 0 {
+		t.Fatalf("%d unresolved", unres.len())
+	}
+}
+
+// Rippling is unsigned: a termination the provider does not confirm is not applied.
+func TestUnsignedTerminationCheckedWithProvider(t *testing.T) {
+	sim := resolvetest.NewRippling(t)
+	sim.Add(resolvetest.Person{ID: "emp-7", Email: "bob.martin@acme.test", FirstName: "Bob", LastName: "Martin", State: resolvetest.Active})
+	r, _ := resolve.New("rippling", resolve.Config{BaseURL: sim.URL, Token: sim.Token, HTTPClient: sim.Client()})
+	h := startWith(t, policy.Default(), resolve.BySource{"rippling": r}, &unresolvedList{})
+	ev := thin("emp-7", "rippling", events.Leaver, events.Terminated)
+	ev.Person.Email = "bob.martin@acme.test"
+	h.publishEvent(t, ev)
+	h.quiet(t)
+	if _, ok := h.sb.Member("bob.martin@acme.test"); !ok {
+		t.Fatal("an unconfirmed termination from an unsigned source removed the member")
+	}
+	if n := len(sim.Requests()); n == 0 {
+		t.Fatal("the provider was not asked")
+	}
+}
+
+// Without API access, a thin payload is listed as unresolved and acknowledged.
+func TestThinPayloadWithoutAPIIsListed(t *testing.T) {
+	unres := &unresolvedList{}
+	h := startWith(t, policy.Default(), resolve.BySource{}, unres)
+	h.publishEvent(t, thin("E-999", "bamboohr", events.Leaver, events.Terminated))
+	h.quiet(t)
+	if unres.len() != 1 || unres.evs[0].Person.ID != "E-999" {
+		t.Fatalf("unresolved %+v", unres.evs)
+	}
+}

@@ -1,0 +1,131 @@
+package roster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/state"
+)
+
+// Source is the directory source name of roster writes.
+const Source = "roster"
+
+// ImportOptions control Import.
+type ImportOptions struct {
+	// AsOf is the time the roster describes (required): a row older than what
+	// the directory holds for a field is ignored.
+	AsOf time.Time
+	// Full marks every person of the directory absent from the roster as
+	// terminated (at AsOf).
+	Full bool
+	// Seq orders two imports with the same AsOf (the later import wins when it
+	// is larger); zero means the current time in nanoseconds.
+	Seq uint64
+	// DryRun computes the counts without writing.
+	DryRun bool
+}
+
+// Result counts what an import did.
+type Result struct {
+	Rows       int       `json:"rows"`
+	Applied    int       `json:"applied"`    // records created or changed
+	Unchanged  int       `json:"unchanged"`  // older than, or equal to, what the directory holds
+	Terminated int       `json:"terminated"` // --full: absent people marked terminated
+	AsOf       time.Time `json:"as_of"`
+	Full       bool      `json:"full"`
+	DryRun     bool      `json:"dry_run,omitempty"`
+}
+
+// Import writes rows into dir as desired state at opts.AsOf. It never calls
+// Sentry: convergence of the changes is reconcile's job.
+func Import(ctx context.Context, dir state.Directory, rows []Row, opts ImportOptions) (Result, error) {
+	if opts.AsOf.IsZero() {
+		return Result{}, fmt.Errorf("roster import: as-of time is required")
+	}
+	if opts.Seq == 0 {
+		opts.Seq = uint64(time.Now().UnixNano())
+	}
+	v := state.Version{OccurredAt: opts.AsOf.UTC(), Source: Source, Seq: opts.Seq}
+	res := Result{Rows: len(rows), AsOf: v.OccurredAt, Full: opts.Full, DryRun: opts.DryRun}
+	seen := make(map[string]bool, len(rows))
+	for _, r := range rows {
+		if err := ctx.Err(); err != nil {
+			return res, err
+		}
+		key := r.Person.Key()
+		seen[key] = true
+		if r.Person.Email != "" {
+			seen["email:"+strings.ToLower(r.Person.Email)] = true
+		}
+		eventID := fmt.Sprintf("roster:%s:%d", v.OccurredAt.Format(time.RFC3339), r.Line)
+		if opts.DryRun {
+			old, err := dir.Get(ctx, key)
+			if err != nil && !isNotFound(err) {
+				return res, fmt.Errorf("roster line %d: %w", r.Line, err)
+			}
+			if _, applied := state.ApplyEvent(old, key, r.Person, v, eventID); applied {
+				res.Applied++
+			} else {
+				res.Unchanged++
+			}
+			continue
+		}
+		_, applied, err := dir.Apply(ctx, key, r.Person, v, eventID)
+		if err != nil {
+			return res, fmt.Errorf("roster line %d: directory: %w", r.Line, err)
+		}
+		if !applied {
+			res.Unchanged++
+			continue
+		}
+		res.Applied++
+		if r.Person.Email != "" {
+			if err := dir.Link(ctx, "email", strings.ToLower(r.Person.Email), key); err != nil {
+				return res, fmt.Errorf("roster line %d: email link: %w", r.Line, err)
+			}
+		}
+	}
+	if !opts.Full {
+		return res, nil
+	}
+	var absent []state.PersonRecord
+	for rec, err := range dir.List(ctx) {
+		if err != nil {
+			return res, fmt.Errorf("roster --full: list directory: %w", err)
+		}
+		if seen[rec.Key] || (rec.Person.Email != "" && seen["email:"+strings.ToLower(rec.Person.Email)]) {
+			continue
+		}
+		if rec.Person.ID != "" && seen["id:"+rec.Person.ID] {
+			continue
+		}
+		if rec.Person.Status == events.Terminated {
+			continue
+		}
+		absent = append(absent, rec)
+	}
+	for _, rec := range absent {
+		eventID := fmt.Sprintf("roster:%s:full", v.OccurredAt.Format(time.RFC3339))
+		p := events.Person{Status: events.Terminated}
+		if opts.DryRun {
+			if _, applied := state.ApplyEvent(rec, rec.Key, p, v, eventID); applied {
+				res.Terminated++
+			}
+			continue
+		}
+		_, applied, err := dir.Apply(ctx, rec.Key, p, v, eventID)
+		if err != nil {
+			return res, fmt.Errorf("roster --full: terminate %s: %w", rec.Key, err)
+		}
+		if applied {
+			res.Terminated++
+		}
+	}
+	return res, nil
+}
+
+func isNotFound(err error) bool { return err != nil && errors.Is(err, state.ErrNotFound) }
