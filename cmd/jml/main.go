@@ -21,11 +21,18 @@ Usage:
   jml plan --email E [--json]     desired vs actual access and the steps convergence would take (changes nothing)
   jml pause | jml resume          stop / restart all Sentry mutations fleet-wide (ingestion continues)
   jml approve brakes|RUN_ID       release halted brakes, or apply a halted reconcile run
+  jml reconcile [--dry-run] [--json]  bring the whole org back to policy (halts above the removal brakes)
+  jml reconcile approve|plan RUN_ID   apply (now) or show a halted run's stored plan
+  jml roster import FILE [--as-of T] [--full]  import an HR roster (CSV or JSON) as desired state
+  jml access review [--json|--csv]    every member's effective access, and whether policy agrees
+  jml tokens hygiene [--revoke]       org auth tokens unused, too old, or whose creator left
+  jml bench reconcile --members N --teams N [--drift F] [--json]  reconcile benchmark (sandbox in its own process)
   jml evidence --email E          the person's evidence records (hash-chained audit log)
   jml dlq list | replay SEQ|all   dead letters, and replaying them
   jml status                      what the running instance is connected to
   jml unresolved                  events whose person could not be identified (acknowledged, never dropped)
   jml sources show gusto          show Gusto's signing key once (received in its verification request)
+  jml bench ingest|revoke [--json] measure ingest speed and time to revoke (see docs/benchmarks.md)
   jml version
 
 Configuration is read from JML_* environment variables; see README.md.
@@ -66,10 +73,23 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdApprove(ctx, args[1:], stdout, stderr)
 	case "evidence":
 		return cmdEvidence(ctx, args[1:], stdout, stderr)
+	case "reconcile":
+		return cmdReconcile(ctx, args[1:], stdout, stderr)
+	case "roster":
+		return cmdRoster(ctx, args[1:], stdout, stderr)
+	case "access":
+		return cmdAccess(ctx, args[1:], stdout, stderr)
+	case "tokens":
+		return cmdTokens(ctx, args[1:], stdout, stderr)
 	case "dlq":
 		return cmdDLQ(ctx, args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(ctx, args[1:], stdout, stderr)
+	case "bench":
+		if len(args) > 1 && args[1] == "reconcile" {
+			return cmdBenchReconcile(ctx, args[1:], stdout, stderr)
+		}
+		return cmdBench(ctx, args[1:], stdout, stderr)
 	case "unresolved":
 		return cmdSimple(http.MethodGet, "/v1/unresolved", nil)(ctx, args[1:], stdout, stderr)
 	case "sources":

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -209,3 +210,5 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	return fmt.Errorf("dlq: unknown subcommand %q (list | replay)", args[0])
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

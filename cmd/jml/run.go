@@ -113,6 +113,7 @@ type system struct {
 	failed     chan error
 	policy     atomic.Pointer[policy.Policy]
 	alerts     *alert.Notifier
+	worker     *app.Worker
 }
 
 // currentPolicy is the policy in force (replaced on SIGHUP).
@@ -240,8 +241,10 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	if err != nil {
 		return nil, err
 	}
+	s.worker = wk
 	admin := app.AdminHandler(app.AdminOptions{Ready: ready.Check, Metrics: s.tel.MetricsHandler(), Token: cfg.AdminToken,
-		Status: func(context.Context) any { return s.status() }, Worker: wk})
+		Status: func(context.Context) any { return s.status() }, Worker: wk,
+		Routes: app.ReconcileRoutes(wk, cfg.Reconcile())})
 	if s.adminAddr, err = s.serve(cfg.AdminAddr, admin, "JML_ADMIN_ADDR"); err != nil {
 		return nil, err
 	}

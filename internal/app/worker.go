@@ -88,6 +88,9 @@ func (w *Worker) alert(ctx context.Context, kind, person, summary string) {
 	}
 }
 
+// IndexesWarm reports whether the member and token indexes have been built.
+func (w *Worker) IndexesWarm() bool { return w.members.Len() > 0 && w.tokens.Warm() }
+
 // Unresolved streams events whose person could not be identified.
 func (w *Worker) Unresolved(ctx context.Context) iter.Seq2[jsstate.Unresolved, error] {
 	return w.unresolved.List(ctx)
@@ -218,6 +221,7 @@ func (w *Worker) newScheduler() (gocron.Scheduler, error) {
 		{"member-index", gocron.DurationJob(indexEvery), w.warmIndexes, false},
 		{"due-changes", gocron.DurationJob(5 * time.Second), w.releaseDue, true},
 	}
+	jobs = append(jobs, w.reconcileJobs()...) // reconcile.go: reconcile, approved runs, invites, token hygiene, roster
 	for _, j := range jobs {
 		opts := []gocron.JobOption{gocron.WithName(j.name), gocron.WithSingletonMode(gocron.LimitModeReschedule)}
 		if !j.shared {

@@ -52,6 +52,12 @@ type Common struct {
 
 	GenericSecret string `envconfig:"SOURCE_GENERIC_SECRET"`
 
+	// Roster: a scheduled fetch of an HR export (CSV or JSON, see docs/reconcile.md).
+	RosterURL           string        `envconfig:"ROSTER_URL"`
+	RosterAuthorization string        `envconfig:"ROSTER_AUTHORIZATION"`
+	RosterFull          bool          `envconfig:"ROSTER_FULL"`
+	RosterEvery         time.Duration `envconfig:"ROSTER_EVERY" default:"1h"`
+
 	AlertSlackURL      string `envconfig:"ALERT_SLACK_URL"`
 	AlertWebhookURL    string `envconfig:"ALERT_WEBHOOK_URL"`
 	AlertWebhookSecret string `envconfig:"ALERT_WEBHOOK_SECRET"`
@@ -59,7 +65,7 @@ type Common struct {
 }
 
 // secretVars are read from <NAME>_FILE when <NAME> is unset.
-var secretVars = []string{"SENTRY_TOKEN", "SENTRY_SCIM_TOKEN", "REDIS_URL", "REDIS_PASSWORD", "ADMIN_TOKEN", "SOURCE_GENERIC_SECRET", "SANDBOX_TOKEN", "ALERT_SLACK_URL", "ALERT_WEBHOOK_SECRET"}
+var secretVars = []string{"SENTRY_TOKEN", "SENTRY_SCIM_TOKEN", "REDIS_URL", "REDIS_PASSWORD", "ADMIN_TOKEN", "SOURCE_GENERIC_SECRET", "SANDBOX_TOKEN", "ALERT_SLACK_URL", "ALERT_WEBHOOK_SECRET", "ROSTER_AUTHORIZATION"}
 
 // Load reads the environment into c. Every secret may come from a file named by
 // JML_<NAME>_FILE. Errors name the variable.
@@ -242,4 +248,10 @@ func SourceAPIs(m map[string]SourceEnv) map[string]resolve.Config {
 		}
 	}
 	return out
+}
+
+// Reconcile is the reconcile wiring from the environment (JML_ROSTER_*).
+func (c Common) Reconcile() app.ReconcileOptions {
+	return app.ReconcileOptions{Roster: app.RosterFetch{URL: c.RosterURL, Authorization: c.RosterAuthorization, Full: c.RosterFull,
+		Every: c.RosterEvery}}
 }

@@ -308,6 +308,7 @@ func (c *Converger) decide(ctx context.Context, rec state.PersonRecord) (Result,
 	switch p.Status {
 	case events.Terminated:
 		pl = planRemoval(in)
+		pl.Steps = append(pl.Steps, c.leftoverTokens(ctx, rec, member, pol)...)
 	case events.Suspended:
 		if pol.Suspend == "strip" {
 			d := policy.Desired{OrgRole: "member", Teams: map[string]string{}}
@@ -315,6 +316,7 @@ func (c *Converger) decide(ctx context.Context, rec state.PersonRecord) (Result,
 			pl = planStrip(in)
 		} else {
 			pl = planRemoval(in)
+			pl.Steps = append(pl.Steps, c.leftoverTokens(ctx, rec, member, pol)...)
 		}
 	default:
 		in.desired = pol.Evaluate(p)
@@ -336,8 +338,29 @@ func (c *Converger) decide(ctx context.Context, rec state.PersonRecord) (Result,
 		pl.Notes = append(notes, pl.Notes...)
 		pl.rehired = in.rehire != nil && in.member == nil
 	}
+	if len(pl.Steps) > 0 && pl.Outcome == OutcomeInSync {
+		pl.Outcome, pl.Reason = OutcomeApplied, ""
+	}
 	res.Outcome, res.Reason, res.Steps, res.Notes = pl.Outcome, pl.Reason, pl.Steps, pl.Notes
 	return res, pl, member, nil
+}
+
+// leftoverTokens plans the revocation of org tokens a removed person created
+// that are still alive (a revocation failed after the removal). It reads only
+// the snapshot and the warm token index: no Sentry call when there are none.
+func (c *Converger) leftoverTokens(ctx context.Context, rec state.PersonRecord, member *sentry.Member, pol policy.Policy) []Step {
+	if member != nil || pol.Leaver.OrgTokens != "revoke" || c.o.Snapshots == nil || c.o.Tokens == nil || !c.o.Tokens.Warm() {
+		return nil
+	}
+	snap, err := c.o.Snapshots.LatestSnapshot(ctx, rec.Key)
+	if err != nil || snap.UserID == "" {
+		return nil
+	}
+	var steps []Step
+	for _, t := range c.o.Tokens.CreatedBy(snap.UserID) {
+		steps = append(steps, Step{Action: ActRevokeToken, MemberID: snap.MemberID, TokenID: t.ID, Token: t.Name})
+	}
+	return steps
 }
 
 // lookup finds the one member (or invite) whose email matches exactly, with its

@@ -12,6 +12,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
+	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
 	"github.com/sentry-jml/sentry-jml/internal/state"
 )
@@ -306,3 +307,60 @@ func TestInviteQuotaWaits(t *testing.T) {
 }
 
 func hasKey(m map[string]string, k string) bool { _, ok := m[k]; return ok }
+
+// A token revocation that fails after the removal is retried: the next
+// convergence plans it from the access snapshot and the token index.
+func TestFailedTokenRevocationIsRetried(t *testing.T) {
+	snaps := &memSnapshots{}
+	sb := sentrytest.NewServer(t, sentrytest.Options{RateLimit: -1})
+	c, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	me, _ := c.Me(context.Background())
+	toks := converge.NewTokenIndex()
+	active, _ := c.ListOrgAuthTokens(context.Background())
+	if err := toks.Build(context.Background(), c.AuditLogs(context.Background(), sentry.AuditLogQuery{Event: "org-auth-token.create"}), active); err != nil {
+		t.Fatal(err)
+	}
+	pol := mustPolicy(t, "leaver: {org_tokens: revoke}")
+	conv, err := converge.New(converge.Options{Sentry: c, SelfMemberID: me.ID, SelfRole: me.OrgRole, Policy: func() policy.Policy { return pol },
+		Snapshots: snaps, Tokens: toks})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb.InjectFault(sentrytest.Fault{Pattern: "/api/0/organizations/{organization_id_or_slug}/org-auth-tokens/{token_id}/", Method: "DELETE", Status: 500, Count: 4})
+	rec := person("jane.doe@acme.test", events.Terminated, nil)
+	_, err = conv.Converge(context.Background(), rec, held)
+	var later *converge.RetryLater
+	if !errors.As(err, &later) {
+		t.Fatalf("err = %v, want RetryLater after a failed revocation", err)
+	}
+	if _, ok := sb.Member("jane.doe@acme.test"); ok {
+		t.Fatal("member not removed")
+	}
+	sb.ClearFaults()
+	res, err := conv.Converge(context.Background(), rec, held)
+	if err != nil {
+		t.Fatal(err)
+	}
+	revoked := 0
+	for _, s := range res.Steps {
+		if s.Action == converge.ActRevokeToken && s.Result == "done" {
+			revoked++
+		}
+	}
+	live := 0
+	for _, tok := range sb.OrgAuthTokens() {
+		if tok.Active && (tok.Name == "ci-release-upload" || tok.Name == "ios-dsyms") {
+			live++
+		}
+	}
+	if live != 0 || revoked == 0 {
+		t.Fatalf("after retry: %d of jane's tokens live, %d revoked now (steps %+v)", live, revoked, res.Steps)
+	}
+	// A third run has nothing left to do.
+	if again, _ := conv.Plan(context.Background(), rec); len(again.Steps) != 0 {
+		t.Fatalf("left over: %v", actions(again.Steps))
+	}
+}

@@ -104,3 +104,6 @@ func (s Step) WithTeamRoles(trs []sentry.TeamRole) Step {
 // MatchesEmail reports whether m's invite email or user email equals email
 // (exact, case-insensitive): the identity rule.
 func MatchesEmail(m *sentry.Member, email string) bool { return emailMatches(m, email) }
+
+// Self returns the daemon's own member id and email (never changed).
+func (c *Converger) Self() (memberID, email string) { return c.o.SelfMemberID, c.o.SelfEmail }

@@ -1,0 +1,288 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sentry-jml/sentry-jml/internal/app"
+	"github.com/sentry-jml/sentry-jml/internal/embednats"
+	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/signature"
+	"github.com/sentry-jml/sentry-jml/internal/telemetry"
+)
+
+func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("bench: ingest | revoke")
+	}
+	switch args[0] {
+	case "ingest":
+		return cmdBenchIngest(ctx, args[1:], stdout, stderr)
+	case "revoke":
+		return cmdBenchRevoke(ctx, args[1:], stdout, stderr)
+	}
+	return fmt.Errorf("bench: unknown benchmark %q (ingest | revoke)", args[0])
+}
+
+// ingestResult is `jml bench ingest --json`.
+type ingestResult struct {
+	BaselineRPS     float64 `json:"baseline_rps"`
+	BaselineClients int     `json:"baseline_clients"`
+	SizeBytes       int     `json:"size_bytes"`
+	RPS             float64 `json:"rps"`
+	Ratio           float64 `json:"ratio"`
+	P50ms           float64 `json:"p50_ms"`
+	P99ms           float64 `json:"p99_ms"`
+	P99msAt1000     float64 `json:"p99_ms_at_1000_rps"`
+	P50msAt1000     float64 `json:"p50_ms_at_1000_rps"`
+	Paced           int     `json:"paced_events"`
+	Seconds         float64 `json:"seconds_per_phase"`
+	Errors          int64   `json:"errors"`
+	Storage         string  `json:"storage"`
+}
+
+func cmdBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench ingest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	secs := fs.Float64("seconds", 5, "duration of each saturated phase")
+	clients := fs.Int("clients", 16, "concurrent publishers / senders")
+	size := fs.Int("size", 512, "event size in bytes")
+	rate := fs.Int("rate", 1000, "paced phase: events per second")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	res, err := benchIngest(ctx, *clients, *size, *rate, time.Duration(*secs*float64(time.Second)), stderr)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, res)
+	}
+	fmt.Fprintf(stdout, "baseline (bare JetStream sync publish, %d clients, %d B): %.0f msg/s\n", res.BaselineClients, res.SizeBytes, res.BaselineRPS)
+	fmt.Fprintf(stdout, "receiver (signed webhooks → JetStream ack):       %.0f ev/s  ratio %.2f  p50 %.2f ms  p99 %.2f ms\n", res.RPS, res.Ratio, res.P50ms, res.P99ms)
+	fmt.Fprintf(stdout, "paced at %d ev/s:                                  p50 %.2f ms  p99 %.2f ms\n", *rate, res.P50msAt1000, res.P99msAt1000)
+	return nil
+}
+
+func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration, progress io.Writer) (*ingestResult, error) {
+	dir, err := os.MkdirTemp("", "jml-bench-ingest-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	ns, err := embednats.Start(embednats.Options{StoreDir: dir, Listen: true})
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Shutdown()
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if err := events.EnsureStreams(ctx, js, events.StreamOptions{}); err != nil {
+		return nil, err
+	}
+	res := &ingestResult{BaselineClients: clients, SizeBytes: size, Seconds: dur.Seconds(), Storage: "file"}
+
+	// Phase 1: bare synchronous JetStream publishers, one connection each.
+	fmt.Fprintf(progress, "bench: baseline, %d JetStream publishers for %s…\n", clients, dur)
+	payload := make([]byte, size)
+	for i := range payload {
+		payload[i] = 'x'
+	}
+	var n atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(dur)
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			pnc, err := nats.Connect(ns.ClientURL())
+			if err != nil {
+				return
+			}
+			defer pnc.Close()
+			pjs, _ := jetstream.New(pnc)
+			for i := 0; time.Now().Before(deadline); i++ {
+				if _, err := pjs.Publish(ctx, "jml.events.bench.baseline", payload, jetstream.WithMsgID(fmt.Sprintf("b-%d-%d", c, i))); err == nil {
+					n.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	res.BaselineRPS = float64(n.Load()) / time.Since(start).Seconds()
+	st, _ := js.Stream(ctx, events.StreamEvents)
+	_ = st.Purge(ctx)
+
+	// The receiver, as deployed: one NATS connection, the generic source.
+	secret := "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	key, _ := signature.DecodeStandardSecret(secret)
+	tel, err := telemetry.New(ctx, telemetry.Options{ServiceName: "jml-bench"})
+	if err != nil {
+		return nil, err
+	}
+	rnc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		return nil, err
+	}
+	defer rnc.Close()
+	h, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: rnc, Specs: map[string]app.SourceSpec{"generic": {Secrets: []string{secret}}},
+		Telemetry: tel, Logger: discardLogger()})
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	url := "http://" + ln.Addr().String() + "/hooks/generic"
+	var seq atomic.Int64
+	send := func(c *http.Client) (time.Duration, error) {
+		id := "msg_bench_" + strconv.FormatInt(seq.Add(1), 10)
+		body := benchBody(id, size)
+		now := time.Now()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(string(body)))
+		req.Header.Set("webhook-id", id)
+		req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+		req.Header.Set("webhook-signature", signature.Sign(key, id, time.Unix(now.Unix(), 0), body))
+		t0 := time.Now()
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			return 0, fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return time.Since(t0), nil
+	}
+	newClient := func() *http.Client {
+		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}}
+	}
+
+	// Phase 2: saturated, one connection per sender.
+	fmt.Fprintf(progress, "bench: receiver, %d senders for %s…\n", clients, dur)
+	var mu sync.Mutex
+	var lat []time.Duration
+	var errs atomic.Int64
+	start = time.Now()
+	deadline = start.Add(dur)
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := newClient()
+			var mine []time.Duration
+			for time.Now().Before(deadline) {
+				d, err := send(c)
+				if err != nil {
+					errs.Add(1)
+					continue
+				}
+				mine = append(mine, d)
+			}
+			mu.Lock()
+			lat = append(lat, mine...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.RPS = float64(len(lat)) / time.Since(start).Seconds()
+	res.Ratio = res.RPS / res.BaselineRPS
+	res.P50ms, res.P99ms = pct(lat, 50), pct(lat, 99)
+
+	// Phase 3: paced at rate events/s.
+	fmt.Fprintf(progress, "bench: receiver paced at %d ev/s for %s…\n", rate, dur)
+	lat = lat[:0]
+	total := int(float64(rate) * dur.Seconds())
+	pool := make(chan *http.Client, 64)
+	for range cap(pool) {
+		pool <- newClient()
+	}
+	interval := time.Second / time.Duration(rate)
+	start = time.Now()
+	for i := range total {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
+		c := <-pool
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { pool <- c }()
+			d, err := send(c)
+			if err != nil {
+				errs.Add(1)
+				return
+			}
+			mu.Lock()
+			lat = append(lat, d)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	res.Paced = len(lat)
+	res.P50msAt1000, res.P99msAt1000 = pct(lat, 50), pct(lat, 99)
+	res.Errors = errs.Load()
+	return res, nil
+}
+
+// benchBody is a generic leaver event padded to exactly size bytes.
+func benchBody(id string, size int) []byte {
+	b := fmt.Appendf(nil, `{"type":"leaver","occurred_at":"2026-11-28T10:00:00Z","person":{"id":"%s","email":"%s@bench.test","status":"terminated","name":""}}`, id, id)
+	pad := size - len(b)
+	if pad <= 0 {
+		return b
+	}
+	i := len(b) - len(`"}}`)
+	out := append([]byte{}, b[:i]...)
+	for range pad {
+		out = append(out, 'x')
+	}
+	return append(out, b[i:]...)
+}
+
+func pct(d []time.Duration, p float64) float64 {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	i := int(float64(len(s)-1) * p / 100)
+	return float64(s[i].Microseconds()) / 1000
+}

@@ -1,0 +1,363 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/sentry-jml/sentry-jml/cmd/internal/config"
+	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
+	"github.com/sentry-jml/sentry-jml/internal/signature"
+)
+
+// revokeResult is `jml bench revoke --json`.
+type revokeResult struct {
+	Leavers                     int     `json:"leavers"`
+	SequentialLeavers           int     `json:"sequential_leavers"`
+	OverheadP50ms               float64 `json:"overhead_p50_ms"`
+	OverheadP99ms               float64 `json:"overhead_p99_ms"`
+	EndToEndP50ms               float64 `json:"end_to_end_p50_ms"`
+	EndToEndP99ms               float64 `json:"end_to_end_p99_ms"`
+	BurstSeconds                float64 `json:"burst_seconds"`
+	BurstBoundSeconds           float64 `json:"burst_bound_seconds"`
+	BusiestPattern              string  `json:"busiest_pattern"`
+	RateLimited                 int     `json:"rate_limited"`
+	RateLimitedAfterFirstWindow int     `json:"rate_limited_after_first_window"`
+	APICallsPerLeaver           float64 `json:"api_calls_per_leaver"`
+	TokensRevoked               int     `json:"tokens_revoked"`
+	CPUMicrosPerEvent           float64 `json:"cpu_us_per_event"`
+	SandboxLatencyMs            float64 `json:"sandbox_latency_ms"`
+	SandboxRateLimit            int     `json:"sandbox_rate_limit"`
+	SandboxCPUMicrosPerEvent    float64 `json:"sandbox_cpu_us_per_event"`
+	CPUIncludes                 string  `json:"cpu_includes"`
+}
+
+func cmdBenchRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench revoke", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	seq := fs.Int("sequential", 100, "leavers sent one at a time")
+	burst := fs.Int("leavers", 200, "leavers in the burst")
+	latency := fs.Duration("latency", 20*time.Millisecond, "sandbox latency per request")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the burst to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	profile = *cpuprofile
+	res, err := benchRevoke(ctx, *seq, *burst, *latency, stderr)
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, res)
+	}
+	return printJSON(stdout, res)
+}
+
+// profile names the CPU profile file of the burst ("" = none). Set once by the
+// command before the benchmark runs.
+var profile string
+
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func benchRevoke(ctx context.Context, nSeq, nBurst int, latency time.Duration, progress io.Writer) (*revokeResult, error) {
+	dir, err := os.MkdirTemp("", "jml-bench-revoke-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+
+	// The sandbox in its own process: demo org plus generated members, each
+	// burst leaver owning an org token (policy: revoke).
+	seed := sentrytest.DemoSeed()
+	seed.Generate = &sentrytest.SeedGenerate{Members: nSeq + nBurst + 50, Teams: 20}
+	const tokensOwned = 10
+	for i := range tokensOwned {
+		seed.OrgAuthTokens = append(seed.OrgAuthTokens, sentrytest.SeedOrgAuthToken{Name: fmt.Sprintf("ci-%d", i), CreatedBy: fmt.Sprintf("user%06d@acme.test", nSeq+1+i)})
+	}
+	seedFile := filepath.Join(dir, "seed.json")
+	b, err := json.Marshal(seed)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(seedFile, b, 0o600); err != nil {
+		return nil, err
+	}
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	token := "sntryu_" + strings.Repeat("ab", 32)
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	sbCmd := exec.CommandContext(ctx, self, "sandbox", "-addr", addr, "-token", token, "-seed", seedFile, "-latency", latency.String())
+	sbOut, _ := sbCmd.StdoutPipe()
+	sbCmd.Stderr = progress
+	if err := sbCmd.Start(); err != nil {
+		return nil, fmt.Errorf("start sandbox: %w", err)
+	}
+	defer func() { _ = sbCmd.Process.Signal(os.Interrupt); _ = sbCmd.Wait() }()
+	if line, err := bufio.NewReader(sbOut).ReadString('\n'); err != nil || !strings.Contains(line, "listening") {
+		return nil, fmt.Errorf("sandbox did not start: %q %v", line, err)
+	}
+	sbURL := "http://" + addr
+	hc := &http.Client{Timeout: 10 * time.Second}
+	getJSON := func(path string, v any) (int, error) {
+		resp, err := hc.Get(sbURL + path)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		if v != nil && resp.StatusCode == http.StatusOK {
+			return resp.StatusCode, json.NewDecoder(resp.Body).Decode(v)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode, nil
+	}
+
+	// The daemon, all-in-one, against that Sentry.
+	cfg := config.Common{HTTPAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", DataDir: dir, LogLevel: "error", MaxBodyBytes: 1 << 20,
+		StreamReplicas: 1, SentryURL: sbURL, SentryOrg: "acme", SentryToken: token}
+	polFile := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(polFile, []byte("leaver: {org_tokens: revoke}\nbrakes: {max_event_removals_per_minute: 100000}\n"), 0o600); err != nil {
+		return nil, err
+	}
+	cfg.PolicyFile = polFile
+	sys, err := startAll(ctx, cfg, runOptions{sentryConfigured: true, stdout: io.Discard, logs: io.Discard})
+	if err != nil {
+		return nil, err
+	}
+	defer sys.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for !sys.worker.IndexesWarm() {
+		if time.Now().After(deadline) {
+			return nil, errors.New("member index did not warm up")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	secret, err := genericSecret(cfg)
+	if err != nil {
+		return nil, err
+	}
+	key, _ := signature.DecodeStandardSecret(secret)
+	hookURL := "http://" + sys.httpAddr + "/hooks/generic"
+	send := func(c *http.Client, id, email string) error {
+		body := fmt.Appendf(nil, `{"type":"leaver","occurred_at":%q,"person":{"email":%q,"status":"terminated"}}`, time.Now().UTC().Format(time.RFC3339Nano), email)
+		now := time.Now()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, hookURL, strings.NewReader(string(body)))
+		req.Header.Set("webhook-id", id)
+		req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
+		req.Header.Set("webhook-signature", signature.Sign(key, id, time.Unix(now.Unix(), 0), body))
+		resp, err := c.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			return fmt.Errorf("receiver answered %d", resp.StatusCode)
+		}
+		return nil
+	}
+	gone := func(email string) bool {
+		code, err := getJSON("/_sandbox/members?email="+email, nil)
+		return err == nil && code == http.StatusNotFound
+	}
+	var reqLog []sentrytest.LoggedRequest
+	res := &revokeResult{Leavers: nBurst, SequentialLeavers: nSeq, SandboxLatencyMs: float64(latency.Microseconds()) / 1000, SandboxRateLimit: 40,
+		CPUIncludes: "the bench process: receiver, embedded NATS, worker (the sandbox runs in its own process)"}
+
+	// Phase 1: leavers one at a time.
+	fmt.Fprintf(progress, "bench: %d leavers one at a time…\n", nSeq)
+	var overhead, e2e []time.Duration
+	for i := 1; i <= nSeq; i++ {
+		email := fmt.Sprintf("user%06d@acme.test", i)
+		mark := time.Now()
+		if err := send(hc, fmt.Sprintf("msg_seq_%d", i), email); err != nil {
+			return nil, err
+		}
+		for !gone(email) {
+			if time.Since(mark) > 30*time.Second {
+				return nil, fmt.Errorf("%s was not removed within 30 s", email)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if _, err := getJSON("/_sandbox/requests", &reqLog); err != nil {
+			return nil, err
+		}
+		var serving time.Duration
+		var doneAt time.Time
+		for _, r := range reqLog {
+			if r.Time.Before(mark) || r.Caller == "" {
+				continue
+			}
+			if strings.HasPrefix(r.Pattern, "/api/0/") {
+				serving += time.Duration(r.Seconds * float64(time.Second))
+			}
+			if r.Method == http.MethodDelete && strings.Contains(r.Pattern, "/members/{member_id}/") {
+				doneAt = r.Time.Add(time.Duration(r.Seconds * float64(time.Second)))
+			}
+		}
+		if doneAt.IsZero() {
+			return nil, fmt.Errorf("no DELETE logged for %s", email)
+		}
+		e2e = append(e2e, doneAt.Sub(mark))
+		overhead = append(overhead, doneAt.Sub(mark)-serving)
+	}
+	res.OverheadP50ms, res.OverheadP99ms = pct(overhead, 50), pct(overhead, 99)
+	res.EndToEndP50ms, res.EndToEndP99ms = pct(e2e, 50), pct(e2e, 99)
+
+	// Phase 2: a burst, with a warm member index.
+	fmt.Fprintf(progress, "bench: a burst of %d leavers…\n", nBurst)
+	var statsBefore sentrytest.Stats
+	if _, err := getJSON("/_sandbox/stats", &statsBefore); err != nil {
+		return nil, err
+	}
+	if profile != "" {
+		f, err := os.Create(profile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	var ru0 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	sbCPU0 := procCPU(sbCmd.Process.Pid)
+	start := time.Now()
+	var wg sync.WaitGroup
+	errc := make(chan error, nBurst)
+	jobs := make(chan int)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Timeout: 10 * time.Second}
+			for i := range jobs {
+				if err := send(c, fmt.Sprintf("msg_burst_%d", i), fmt.Sprintf("user%06d@acme.test", i)); err != nil {
+					errc <- err
+				}
+			}
+		}()
+	}
+	for i := nSeq + 1; i <= nSeq+nBurst; i++ {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		return nil, err
+	}
+	// Done when the sandbox has removed every burst leaver and revoked their
+	// tokens (one small stats read every 20 ms, so polling costs little CPU).
+	for {
+		var st sentrytest.Stats
+		if _, err := getJSON("/_sandbox/stats", &st); err != nil {
+			return nil, err
+		}
+		removed := 0
+		for email, n := range st.Mutations["member.remove"] {
+			if strings.HasPrefix(email, "user") && n > 0 {
+				removed++
+			}
+		}
+		revoked := len(st.Mutations["org-auth-token.remove"])
+		if removed >= nSeq+nBurst && revoked >= tokensOwned {
+			res.TokensRevoked = revoked
+			break
+		}
+		if time.Since(start) > 5*time.Minute {
+			return nil, fmt.Errorf("burst not finished after 5 minutes: %d removed, %d tokens revoked", removed-nSeq, revoked)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var ru1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	res.CPUMicrosPerEvent = float64(cpuMicros(ru1)-cpuMicros(ru0)) / float64(nBurst)
+	res.SandboxCPUMicrosPerEvent = float64(procCPU(sbCmd.Process.Pid)-sbCPU0) / float64(nBurst)
+
+	var statsAfter sentrytest.Stats
+	if _, err := getJSON("/_sandbox/stats", &statsAfter); err != nil {
+		return nil, err
+	}
+	if _, err := getJSON("/_sandbox/requests", &reqLog); err != nil {
+		return nil, err
+	}
+	var last time.Time
+	for _, r := range reqLog {
+		if !r.Time.Before(start) && strings.HasPrefix(r.Pattern, "/api/0/") && r.Status < 300 && r.Method == http.MethodDelete {
+			if end := r.Time.Add(time.Duration(r.Seconds * float64(time.Second))); end.After(last) {
+				last = end
+			}
+		}
+	}
+	perKey := map[string]int{}
+	calls := 0
+	for _, r := range reqLog {
+		if r.Time.Before(start) || r.Time.After(last) || !strings.HasPrefix(r.Pattern, "/api/0/") {
+			continue
+		}
+		calls++
+		perKey[r.Method+" "+r.Pattern]++
+		if r.Status == http.StatusTooManyRequests && r.Time.After(start.Add(time.Second)) {
+			res.RateLimitedAfterFirstWindow++
+		}
+	}
+	busiest := 0
+	for k, n := range perKey {
+		if n > busiest {
+			busiest, res.BusiestPattern = n, k
+		}
+	}
+	res.BurstSeconds = last.Sub(start).Seconds()
+	res.BurstBoundSeconds = float64(busiest) / 40
+	res.RateLimited = statsAfter.RateLimited - statsBefore.RateLimited
+	res.APICallsPerLeaver = float64(calls) / float64(nBurst)
+	return res, nil
+}
+
+func cpuMicros(ru syscall.Rusage) int64 {
+	return ru.Utime.Sec*1e6 + int64(ru.Utime.Usec) + ru.Stime.Sec*1e6 + int64(ru.Stime.Usec)
+}
+
+// procCPU reads a process's user+system CPU time in microseconds from /proc.
+func procCPU(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return (ut + st) * 1e6 / 100 // clock ticks (USER_HZ = 100)
+}

@@ -1,0 +1,341 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-co-op/gocron/v2"
+
+	"github.com/sentry-jml/sentry-jml/internal/handlers/reconcile"
+	"github.com/sentry-jml/sentry-jml/internal/roster"
+)
+
+// RosterFetch is the scheduled HR export (JML_ROSTER_URL).
+type RosterFetch struct {
+	URL           string
+	Authorization string // sent as the Authorization header (secret)
+	Full          bool   // mark people absent from the export as terminated
+	Every         time.Duration
+	HTTP          *http.Client
+}
+
+// ReconcileOptions configure the reconcile jobs and routes of a Worker.
+type ReconcileOptions struct {
+	Roster RosterFetch
+	// HaltTTL is how long a halted reconcile plan waits for approval (default 24h).
+	HaltTTL time.Duration
+	// RunLeaseTTL: see reconcile.Options (default 30s).
+	RunLeaseTTL time.Duration
+}
+
+// reconcileService is a Worker's reconciler and job state.
+type reconcileService struct {
+	w      *Worker
+	rec    *reconcile.Reconciler
+	opts   ReconcileOptions
+	mu     sync.Mutex
+	roster [32]byte // hash of the last imported export
+}
+
+// services maps a Worker to its reconcile service. The Worker struct belongs to
+// worker.go; until the service becomes a field there, this registry (keyed by
+// the Worker, so nothing is shared between Workers) holds it.
+var services sync.Map // *Worker → *reconcileService
+
+// UseReconcile sets the reconcile options of w; call it before Run (the
+// scheduler reads them when it starts).
+func (w *Worker) UseReconcile(o ReconcileOptions) error {
+	s, err := w.reconcile()
+	if err != nil {
+		return err
+	}
+	rec, err := newReconciler(w, o)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.opts, s.rec = o, rec
+	s.mu.Unlock()
+	return nil
+}
+
+func newReconciler(w *Worker, o ReconcileOptions) (*reconcile.Reconciler, error) {
+	selfID, selfEmail := w.conv.Self()
+	return reconcile.New(reconcile.Options{Sentry: w.o.Sentry, Converger: w.conv, Directory: w.records.Directory,
+		Runs: w.records.Runs, Evidence: w.records.Evidence, Tokens: w.tokens, Leases: w.o.Coord, Owner: w.o.Owner,
+		Policy: w.o.Policy, SelfMemberID: selfID, SelfEmail: selfEmail, Logger: w.o.Logger, Meter: w.o.Telemetry.MeterProvider,
+		Target: w.o.Target, HaltTTL: o.HaltTTL, RunLeaseTTL: o.RunLeaseTTL,
+		Alert: func(ctx context.Context, kind, summary string) { w.alert(ctx, kind, "", summary) }})
+}
+
+// Reconciler returns w's reconciler.
+func (w *Worker) Reconciler() (*reconcile.Reconciler, error) {
+	s, err := w.reconcile()
+	if err != nil {
+		return nil, err
+	}
+	return s.rec, nil
+}
+
+func (w *Worker) reconcile() (*reconcileService, error) {
+	if v, ok := services.Load(w); ok {
+		return v.(*reconcileService), nil
+	}
+	rec, err := newReconciler(w, ReconcileOptions{})
+	if err != nil {
+		return nil, err
+	}
+	v, _ := services.LoadOrStore(w, &reconcileService{w: w, rec: rec})
+	return v.(*reconcileService), nil
+}
+
+// schedJob is one entry of the Worker's job list (the same struct type).
+type schedJob = struct {
+	name   string
+	def    gocron.JobDefinition
+	task   func(context.Context) error
+	shared bool
+}
+
+// reconcileJobs are the fleet-wide scheduled jobs of issue 7: full reconcile
+// on the policy's schedule, applying approved runs, pending invites, token
+// hygiene and the roster fetch. Each runs once per tick across replicas: the
+// scheduler's distributed lock keeps two from running at once, and a per-tick
+// key in the coordination store stops a replica whose clock fires later from
+// running the same tick again.
+func (w *Worker) reconcileJobs() []schedJob {
+	s, err := w.reconcile()
+	if err != nil {
+		w.o.Logger.Error("reconcile jobs disabled", "err", err)
+		return nil
+	}
+	schedule := w.o.Policy().Reconcile.Schedule
+	if schedule == "" {
+		schedule = "0 * * * *"
+	}
+	withSeconds := len(strings.Fields(schedule)) == 6
+	grain := time.Minute
+	if withSeconds {
+		grain = time.Second
+	}
+	s.mu.Lock()
+	ro := s.opts
+	s.mu.Unlock()
+	jobs := []schedJob{
+		{"reconcile", gocron.CronJob(schedule, withSeconds), s.once("reconcile", grain, true, func(ctx context.Context) error {
+			_, err := s.rec.Run(ctx, reconcile.RunOptions{Trigger: "schedule"})
+			if errors.Is(err, reconcile.ErrBusy) {
+				return nil
+			}
+			return err
+		}), true},
+		{"reconcile-approved", gocron.DurationJob(5 * time.Second), s.rec.ApplyApprovedRuns, true},
+		{"pending-invites", gocron.DurationJob(5 * time.Minute), s.once("pending-invites", 5*time.Minute, false, func(ctx context.Context) error {
+			_, err := s.rec.Invites(ctx)
+			return err
+		}), true},
+		{"token-hygiene", gocron.DurationJob(time.Hour), s.once("token-hygiene", time.Hour, false, func(ctx context.Context) error {
+			_, err := s.rec.TokenHygiene(ctx, false)
+			return err
+		}), true},
+	}
+	if ro.Roster.URL != "" {
+		every := ro.Roster.Every
+		if every <= 0 {
+			every = time.Hour
+		}
+		jobs = append(jobs, schedJob{"roster-fetch", gocron.DurationJob(every), s.once("roster-fetch", every, false, s.fetchRoster), true})
+	}
+	return jobs
+}
+
+// once runs fn at most once per tick fleet-wide: the tick is the current time
+// rounded (cron, aligned ticks) or truncated (intervals) to grain, claimed with
+// MarkSeen in the coordination store.
+func (s *reconcileService) once(name string, grain time.Duration, round bool, fn func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		now := time.Now()
+		tick := now.Truncate(grain)
+		if round {
+			tick = now.Round(grain)
+		}
+		first, err := s.w.o.Coord.MarkSeen(ctx, "tick:"+name+":"+strconv.FormatInt(tick.Unix(), 10), 2*grain+time.Minute)
+		if err != nil {
+			return fmt.Errorf("claim tick: %w", err)
+		}
+		if !first {
+			return nil
+		}
+		return fn(ctx)
+	}
+}
+
+// fetchRoster downloads the HR export and imports it (desired state only).
+func (s *reconcileService) fetchRoster(ctx context.Context) error {
+	s.mu.Lock()
+	rf := s.opts.Roster
+	s.mu.Unlock()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rf.URL, nil)
+	if err != nil {
+		return fmt.Errorf("JML_ROSTER_URL: %w", err)
+	}
+	if rf.Authorization != "" {
+		req.Header.Set("Authorization", rf.Authorization)
+	}
+	hc := rf.HTTP
+	if hc == nil {
+		hc = &http.Client{Timeout: 2 * time.Minute}
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("roster fetch: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("roster fetch: %s", resp.Status)
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 512<<20))
+	if err != nil {
+		return fmt.Errorf("roster fetch: %w", err)
+	}
+	sum := sha256.Sum256(body)
+	s.mu.Lock()
+	same := sum == s.roster
+	s.mu.Unlock()
+	if same {
+		return nil
+	}
+	asOf := time.Now()
+	if lm, err := http.ParseTime(resp.Header.Get("Last-Modified")); err == nil {
+		asOf = lm
+	}
+	rows, err := roster.Parse(rf.URL, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	res, err := roster.Import(ctx, s.w.records.Directory, rows, roster.ImportOptions{AsOf: asOf, Full: rf.Full})
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.roster = sum
+	s.mu.Unlock()
+	s.w.o.Logger.InfoContext(ctx, "roster imported", "rows", res.Rows, "applied", res.Applied, "terminated", res.Terminated,
+		"as_of", res.AsOf)
+	return nil
+}
+
+// ReconcileRoutes returns the operator routes of reconcile, the roster
+// import, the access review and token hygiene, for AdminOptions.Routes.
+func ReconcileRoutes(w *Worker, o ReconcileOptions) []func(handle func(pattern string, f func(*http.Request) (any, error))) {
+	if err := w.UseReconcile(o); err != nil {
+		w.o.Logger.Error("reconcile routes disabled", "err", err)
+		return nil
+	}
+	s, _ := w.reconcile()
+	return []func(handle func(string, func(*http.Request) (any, error))){func(handle func(string, func(*http.Request) (any, error))) {
+		handle("POST /v1/reconcile", func(r *http.Request) (any, error) {
+			dry := truthy(r.URL.Query().Get("dry_run"))
+			id := s.rec.NewRunID()
+			done := make(chan struct{})
+			var sum reconcile.Summary
+			var err error
+			go func() {
+				defer close(done)
+				sum, err = s.rec.Run(context.WithoutCancel(r.Context()), reconcile.RunOptions{DryRun: dry, Trigger: "operator:" + actor(r), RunID: id})
+			}()
+			select {
+			case <-done:
+				if errors.Is(err, reconcile.ErrBusy) {
+					return nil, errBad(err.Error())
+				}
+				return sum, err
+			case <-time.After(waitFor(r)):
+				return map[string]any{"run_id": id, "status": "running"}, nil
+			}
+		})
+		handle("GET /v1/reconcile/progress", func(*http.Request) (any, error) { return s.rec.Progress(), nil })
+		handle("GET /v1/reconcile/run", func(r *http.Request) (any, error) {
+			id := r.URL.Query().Get("run_id")
+			if id == "" {
+				return nil, errBad("run_id is required")
+			}
+			run, err := w.records.Runs.Get(r.Context(), id)
+			if err != nil {
+				return nil, err
+			}
+			return map[string]any{"run_id": run.ID, "status": run.Status, "counts": run.Counts, "started_at": run.StartedAt,
+				"finished_at": run.FinishedAt, "expires_at": run.ExpiresAt, "approved_by": run.ApprovedBy}, nil
+		})
+		handle("GET /v1/reconcile/plan", func(r *http.Request) (any, error) {
+			id := r.URL.Query().Get("run_id")
+			run, err := w.records.Runs.Get(r.Context(), id)
+			if err != nil {
+				return nil, err
+			}
+			return reconcile.DecodePlan(run.Plan)
+		})
+		handle("POST /v1/reconcile/approve", func(r *http.Request) (any, error) {
+			id := r.URL.Query().Get("run_id")
+			if id == "" {
+				return nil, errBad("run_id is required")
+			}
+			return s.rec.Approve(context.WithoutCancel(r.Context()), id, actor(r))
+		})
+		handle("POST /v1/roster/import", func(r *http.Request) (any, error) {
+			q := r.URL.Query()
+			asOf := time.Now()
+			if v := q.Get("as_of"); v != "" {
+				t, err := time.Parse(time.RFC3339, v)
+				if err != nil {
+					return nil, errBad("as_of: want RFC 3339, e.g. 2026-11-28T10:00:00Z")
+				}
+				asOf = t
+			}
+			rows, err := roster.Parse("request body", http.MaxBytesReader(nil, r.Body, 512<<20))
+			if errors.Is(err, roster.ErrInvalid) {
+				return nil, errBad(err.Error())
+			}
+			if err != nil {
+				return nil, err
+			}
+			return roster.Import(r.Context(), w.records.Directory, rows, roster.ImportOptions{AsOf: asOf, Full: truthy(q.Get("full")),
+				DryRun: truthy(q.Get("dry_run"))})
+		})
+		handle("GET /v1/access/review", func(r *http.Request) (any, error) {
+			rows, err := s.rec.Review(r.Context())
+			return map[string]any{"members": rows}, err
+		})
+		handle("GET /v1/tokens/hygiene", func(r *http.Request) (any, error) {
+			fs, err := s.rec.TokenHygiene(r.Context(), true)
+			return map[string]any{"tokens": fs, "applied": false}, err
+		})
+		handle("POST /v1/tokens/hygiene", func(r *http.Request) (any, error) {
+			fs, err := s.rec.TokenHygiene(r.Context(), false)
+			return map[string]any{"tokens": fs, "applied": true}, err
+		})
+		handle("POST /v1/invites", func(r *http.Request) (any, error) { return s.rec.Invites(r.Context()) })
+	}}
+}
+
+// waitFor is how long POST /v1/reconcile waits before answering "running".
+func waitFor(r *http.Request) time.Duration {
+	if v, err := time.ParseDuration(r.URL.Query().Get("wait")); err == nil && v >= 0 && v <= 25*time.Second {
+		return v
+	}
+	return 20 * time.Second
+}
+
+func truthy(v string) bool {
+	b, _ := strconv.ParseBool(v)
+	return b || v == "yes"
+}

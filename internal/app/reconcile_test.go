@@ -1,0 +1,168 @@
+package app_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/sentry-jml/sentry-jml/internal/app"
+	"github.com/sentry-jml/sentry-jml/internal/embednats/natstest"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/reconcile"
+	"github.com/sentry-jml/sentry-jml/internal/policy"
+	"github.com/sentry-jml/sentry-jml/internal/sentry"
+	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
+	"github.com/sentry-jml/sentry-jml/internal/state/jsstate"
+	"github.com/sentry-jml/sentry-jml/internal/state/redisstate"
+	"github.com/sentry-jml/sentry-jml/internal/telemetry"
+)
+
+func redisURL() string {
+	if u := os.Getenv("JML_TEST_REDIS_URL"); u != "" {
+		return u
+	}
+	return "redis://127.0.0.1:6379"
+}
+
+type replica struct {
+	owner  string
+	w      *app.Worker
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Three worker replicas share one coordination store (Redis) and one NATS:
+// the scheduled reconcile (every second here) runs once per tick, and killing
+// the replica running a tick hands the next ticks to the others.
+func TestScheduledJobsRunOncePerTickAcrossReplicas(t *testing.T) {
+	ctx := context.Background()
+	sb := sentrytest.NewServer(t, sentrytest.Options{RateLimit: -1, Latency: 40 * time.Millisecond})
+	srv, _, js := natstest.Run(t)
+	prefix := fmt.Sprintf("jmltest:%d:", time.Now().UnixNano())
+	pol, err := policy.Parse("p.yaml", []byte(`reconcile: {schedule: "* * * * * *"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tel, err := telemetry.New(ctx, telemetry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := func(i int) *replica {
+		nc, err := nats.Connect(srv.ClientURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		coord, err := redisstate.Open(ctx, redisstate.Options{URL: redisURL(), Prefix: prefix})
+		if err != nil {
+			t.Fatalf("redis at %s: %v", redisURL(), err)
+		}
+		t.Cleanup(func() { _ = coord.Close() })
+		client, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true,
+			Budget: sentry.NewLocalBudget(sentry.LocalBudgetOptions{DefaultLimit: -1, DefaultConcurrency: -1})})
+		if err != nil {
+			t.Fatal(err)
+		}
+		owner := fmt.Sprintf("replica-%d", i)
+		w, err := app.NewWorker(ctx, app.WorkerOptions{NC: nc, Coord: coord, Sentry: client, Telemetry: tel,
+			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Owner: owner, Policy: func() policy.Policy { return pol },
+			Target: "sandbox", IndexInterval: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := w.UseReconcile(app.ReconcileOptions{RunLeaseTTL: 2 * time.Second}); err != nil {
+			t.Fatal(err)
+		}
+		rctx, cancel := context.WithCancel(ctx)
+		r := &replica{owner: owner, w: w, cancel: cancel, done: make(chan error, 1)}
+		go func() { r.done <- w.Run(rctx) }()
+		t.Cleanup(func() { cancel(); <-r.done })
+		return r
+	}
+	replicas := []*replica{start(1), start(2), start(3)}
+	records, err := jsstate.Open(ctx, js, jsstate.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type runInfo struct {
+		owner string
+		tick  int64
+	}
+	runs := func() []runInfo {
+		var out []runInfo
+		for run, err := range records.Runs.List(ctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			pl, err := reconcile.DecodePlan(run.Plan)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pl.Trigger != "schedule" {
+				continue
+			}
+			out = append(out, runInfo{owner: pl.Owner, tick: run.StartedAt.Round(time.Second).Unix()})
+		}
+		return out
+	}
+	// Let a few ticks pass.
+	deadline := time.Now().Add(15 * time.Second)
+	for len(runs()) < 4 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	// Kill the replica that is running a tick right now.
+	var leader *replica
+	for leader == nil && time.Now().Before(deadline) {
+		for _, r := range replicas {
+			rec, err := r.w.Reconciler()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p := rec.Progress(); p.Running {
+				leader = r
+				break
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if leader == nil {
+		t.Fatal("no replica was seen running a tick")
+	}
+	leader.cancel()
+	<-leader.done
+	leader.done <- nil // for the cleanup
+	killedAt := time.Now()
+	before := len(runs())
+	deadline = time.Now().Add(15 * time.Second)
+	var after []runInfo
+	for time.Now().Before(deadline) {
+		after = nil
+		for _, r := range runs() {
+			if r.owner != leader.owner && r.tick > killedAt.Unix() {
+				after = append(after, r)
+			}
+		}
+		if len(after) >= 2 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(after) < 2 {
+		t.Fatalf("after killing %s no other replica took the next ticks (runs before: %d, all: %+v)", leader.owner, before, runs())
+	}
+	seen := map[int64]string{}
+	owners := map[string]bool{}
+	for _, r := range runs() {
+		if prev, ok := seen[r.tick]; ok {
+			t.Fatalf("tick %d ran twice (by %s and %s)", r.tick, prev, r.owner)
+		}
+		seen[r.tick] = r.owner
+		owners[r.owner] = true
+	}
+	t.Logf("%d ticks run by %v; killed %s", len(seen), owners, leader.owner)
+}

@@ -1,0 +1,4 @@
+package reconcile
+
+// BrakeReason exports brakeReason for the boundary tests.
+var BrakeReason = brakeReason

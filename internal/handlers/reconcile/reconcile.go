@@ -1,0 +1,376 @@
+package reconcile
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"iter"
+	"log/slog"
+	"time"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
+	"github.com/sentry-jml/sentry-jml/internal/policy"
+	"github.com/sentry-jml/sentry-jml/internal/sentry"
+	"github.com/sentry-jml/sentry-jml/internal/state"
+)
+
+// Sentry is what the reconciler needs from the Sentry client.
+type Sentry interface {
+	converge.Sentry
+	ListMembers(ctx context.Context, query string) iter.Seq2[sentry.Member, error]
+	TeamMembers(ctx context.Context, slug string) iter.Seq2[sentry.Member, error]
+	TeamProjects(ctx context.Context, slug string) iter.Seq2[sentry.Project, error]
+	ListProjects(ctx context.Context) iter.Seq2[sentry.Project, error]
+	CreateTeam(ctx context.Context, slug, name string) (*sentry.Team, error)
+	AddProjectTeam(ctx context.Context, projectSlug, teamSlug string) error
+	RemoveProjectTeam(ctx context.Context, projectSlug, teamSlug string) error
+}
+
+var _ Sentry = (*sentry.Client)(nil)
+
+// Directory is what the reconciler reads of desired state.
+type Directory interface {
+	Get(ctx context.Context, key string) (state.PersonRecord, error)
+	List(ctx context.Context) iter.Seq2[state.PersonRecord, error]
+	Resolve(ctx context.Context, source, sourceID string) (string, error)
+}
+
+// Options wire a Reconciler.
+type Options struct {
+	Sentry Sentry
+	// Converger plans and applies per person (its pause gate and event brakes
+	// are not used: reconcile has its own brakes).
+	Converger *converge.Converger
+	Directory Directory
+	Runs      state.Runs
+	Evidence  state.EvidenceLog // optional: brake and approval records
+	// Tokens, when set, is the converger's token-creator index; each run
+	// rebuilds it from what it read, so a leaver's tokens cost no audit-log call.
+	Tokens *converge.TokenIndex
+	// Leases, when set, serialise runs fleet-wide and take each person's lease
+	// (the same keys the event worker uses) around their changes.
+	Leases   state.Leaser
+	Owner    string
+	LeaseTTL time.Duration // default 30s
+	Policy   func() policy.Policy
+	// The daemon's own member: never an orphan, never changed.
+	SelfMemberID string
+	SelfEmail    string
+	// HaltTTL is how long a halted plan waits for an approval (default 24h).
+	HaltTTL time.Duration
+	// RunLeaseTTL bounds how long a crashed run blocks the next one; the lease
+	// is renewed while the run is alive (default 30s).
+	RunLeaseTTL time.Duration
+	// Concurrency bounds parallel reads and changes (default 16).
+	Concurrency int
+	// Alert raises an operator alert (optional; halts are logged either way).
+	Alert  func(ctx context.Context, kind, summary string)
+	Logger *slog.Logger
+	Meter  metric.MeterProvider
+	Now    func() time.Time
+	// Target is recorded in evidence ("sandbox" or "sentry").
+	Target string
+}
+
+// Reconciler runs full reconciles and the organization-wide jobs.
+type Reconciler struct {
+	o        Options
+	m        metrics
+	progress *progressState
+	invites  *inviteMemory
+}
+
+// ErrBusy: another reconcile run holds the fleet-wide run lease.
+var ErrBusy = errors.New("reconcile: another run is in progress")
+
+// New validates o.
+func New(o Options) (*Reconciler, error) {
+	switch {
+	case o.Sentry == nil:
+		return nil, errors.New("reconcile: Sentry is required")
+	case o.Converger == nil:
+		return nil, errors.New("reconcile: Converger is required")
+	case o.Directory == nil:
+		return nil, errors.New("reconcile: Directory is required")
+	case o.Runs == nil:
+		return nil, errors.New("reconcile: Runs is required")
+	}
+	if o.Policy == nil {
+		def := policy.Default()
+		o.Policy = func() policy.Policy { return def }
+	}
+	if o.LeaseTTL <= 0 {
+		o.LeaseTTL = 30 * time.Second
+	}
+	if o.RunLeaseTTL <= 0 {
+		o.RunLeaseTTL = 30 * time.Second
+	}
+	if o.HaltTTL <= 0 {
+		o.HaltTTL = 24 * time.Hour
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = 16
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Meter == nil {
+		o.Meter = otel.GetMeterProvider()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Target == "" {
+		o.Target = state.TargetSentry
+	}
+	if o.Owner == "" {
+		o.Owner = "reconcile-" + randomHex(4)
+	}
+	m, err := newMetrics(o.Meter)
+	if err != nil {
+		return nil, err
+	}
+	return &Reconciler{o: o, m: m, progress: &progressState{}, invites: newInviteMemory()}, nil
+}
+
+// RunOptions select what one run does.
+type RunOptions struct {
+	DryRun bool
+	// Progress, when set, is called as each phase advances (the CLI's bar).
+	Progress func(Progress)
+	// Trigger is recorded with the run ("schedule", "operator", "bench").
+	Trigger string
+	// RunID, when set, names the run (an operator request that returns before
+	// the run ends); otherwise one is generated.
+	RunID string
+}
+
+// Counts are the changes of a run by kind.
+type Counts struct {
+	Remove int `json:"remove"` // members removed and invites deleted
+	Invite int `json:"invite"`
+	Update int `json:"update"` // org roles, teams, team roles, team structure, revoked tokens
+	Report int `json:"report"` // findings reported without a change
+}
+
+// Summary is what `jml reconcile --json` prints.
+type Summary struct {
+	RunID     string         `json:"run_id"`
+	Status    string         `json:"status"` // planned | applied | halted | approved | expired
+	DryRun    bool           `json:"dry_run"`
+	Trigger   string         `json:"trigger,omitempty"`
+	Counts    Counts         `json:"counts"`
+	Classes   map[string]int `json:"classes"` // linked, missing, orphan, disputed, unresolved, protected
+	Members   int            `json:"members"`
+	People    int            `json:"people"`
+	Halted    string         `json:"halted,omitempty"` // why the brakes halted the run
+	ExpiresAt *time.Time     `json:"expires_at,omitempty"`
+	Applied   int            `json:"applied"` // steps done (or already done)
+	Skipped   int            `json:"skipped"` // stored steps no longer needed at approval
+	Failed    int            `json:"failed"`  // steps that failed
+	Errors    []string       `json:"errors,omitempty"`
+	Reports   []Report       `json:"reports,omitempty"` // first MaxReports findings
+	Seconds   float64        `json:"seconds"`
+	StartedAt time.Time      `json:"started_at"`
+}
+
+// MaxReports bounds the findings a Summary lists (all are in the stored plan).
+const MaxReports = 200
+
+// NewRunID returns a fresh run id.
+func (r *Reconciler) NewRunID() string {
+	return "rc-" + r.o.Now().UTC().Format("20060102T150405Z") + "-" + randomHex(3)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// lockRun takes a fleet-wide lease and renews it while the run is alive, so a
+// crashed run blocks the next one for at most RunLeaseTTL. release is a no-op
+// without Leases.
+func (r *Reconciler) lockRun(ctx context.Context, key string) (func(), error) {
+	if r.o.Leases == nil {
+		return func() {}, nil
+	}
+	ttl := r.o.RunLeaseTTL
+	l, err := r.o.Leases.Acquire(ctx, key, r.o.Owner, ttl)
+	if errors.Is(err, state.ErrLeaseHeld) {
+		return nil, ErrBusy
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reconcile lease: %w", err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(ttl / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if nl, err := r.o.Leases.Renew(ctx, l, ttl); err == nil {
+					l = nl
+				}
+			}
+		}
+	}()
+	return func() {
+		close(stop)
+		<-done
+		_ = r.o.Leases.Release(context.WithoutCancel(ctx), l)
+	}, nil
+}
+
+// Run reads the organization and the directory, plans, and (unless DryRun or
+// halted by the brakes) applies the plan. The run is stored in Runs.
+func (r *Reconciler) Run(ctx context.Context, ro RunOptions) (Summary, error) {
+	ctx = sentry.WithPriority(ctx, sentry.PriorityReconcile)
+	release, err := r.lockRun(ctx, "reconcile:run")
+	if err != nil {
+		return Summary{}, err
+	}
+	defer release()
+	start := r.o.Now()
+	sum := Summary{RunID: ro.RunID, DryRun: ro.DryRun, Trigger: ro.Trigger, StartedAt: start.UTC()}
+	if sum.RunID == "" {
+		sum.RunID = r.NewRunID()
+	}
+	prog := r.progress.start(ctx, sum.RunID, ro.Progress, r.m)
+	defer prog.finish()
+	pol := r.o.Policy()
+
+	org, err := r.read(ctx, prog)
+	if err != nil {
+		r.m.runs.Add(ctx, 1, metric.WithAttributes(statusAttr("error")))
+		return sum, err
+	}
+	pl, err := r.plan(ctx, org, pol, prog)
+	if pl != nil {
+		pl.Owner, pl.Trigger = r.o.Owner, ro.Trigger
+	}
+	if err != nil {
+		r.m.runs.Add(ctx, 1, metric.WithAttributes(statusAttr("error")))
+		return sum, err
+	}
+	org = nil // the plan holds what apply needs; let the rest go
+	sum.Counts, sum.Classes, sum.Members, sum.People = pl.Counts, pl.Classes, pl.Members, pl.People
+	sum.Reports = firstReports(pl.Reports)
+	run := state.ReconcileRun{ID: sum.RunID, StartedAt: start.UTC(), Counts: countsMap(pl)}
+
+	removals := pl.Counts.Remove
+	if why := brakeReason(removals, pl.Members, pol.Reconcile); why != "" && !ro.DryRun {
+		sum.Status, sum.Halted = state.RunHalted, why
+		exp := r.o.Now().Add(r.o.HaltTTL).UTC()
+		sum.ExpiresAt = &exp
+		run.Status, run.ExpiresAt = state.RunHalted, exp
+		if run.Plan, err = encodePlan(pl); err != nil {
+			return sum, err
+		}
+		run.FinishedAt = r.o.Now().UTC()
+		if err := r.o.Runs.Put(ctx, run); err != nil {
+			return sum, fmt.Errorf("store halted run: %w", err)
+		}
+		r.halted(ctx, sum, pl)
+		sum.Seconds = r.o.Now().Sub(start).Seconds()
+		return sum, nil
+	}
+	if ro.DryRun {
+		sum.Status, run.Status = state.RunPlanned, state.RunPlanned
+		if run.Plan, err = encodePlan(pl); err != nil {
+			return sum, err
+		}
+		run.FinishedAt = r.o.Now().UTC()
+		if err := r.o.Runs.Put(ctx, run); err != nil {
+			return sum, fmt.Errorf("store run: %w", err)
+		}
+		r.m.runs.Add(ctx, 1, metric.WithAttributes(statusAttr(state.RunPlanned)))
+		sum.Seconds = r.o.Now().Sub(start).Seconds()
+		return sum, nil
+	}
+	res := r.apply(ctx, pl, pol, prog, false)
+	sum.Applied, sum.Skipped, sum.Failed, sum.Errors = res.applied, res.skipped, res.failed, res.errors
+	sum.Status, run.Status = state.RunApplied, state.RunApplied
+	if run.Plan, err = encodePlan(pl); err != nil {
+		return sum, err
+	}
+	run.FinishedAt = r.o.Now().UTC()
+	if err := r.o.Runs.Put(ctx, run); err != nil {
+		return sum, fmt.Errorf("store run: %w", err)
+	}
+	r.m.runs.Add(ctx, 1, metric.WithAttributes(statusAttr(state.RunApplied)))
+	sum.Seconds = r.o.Now().Sub(start).Seconds()
+	r.o.Logger.InfoContext(ctx, "reconcile run finished", "run_id", sum.RunID, "members", sum.Members, "people", sum.People,
+		"remove", sum.Counts.Remove, "invite", sum.Counts.Invite, "update", sum.Counts.Update, "report", sum.Counts.Report,
+		"applied", sum.Applied, "failed", sum.Failed, "seconds", sum.Seconds)
+	return sum, nil
+}
+
+// brakeReason says why a run removing removals of members must halt ("" = it
+// may proceed): more than max_removals, or more than max_removal_ratio of the
+// members. Exactly at a limit proceeds.
+func brakeReason(removals, members int, rc policy.Reconcile) string {
+	if removals == 0 {
+		return ""
+	}
+	if rc.MaxRemovals >= 0 && removals > rc.MaxRemovals {
+		return fmt.Sprintf("%d removals exceed reconcile.max_removals=%d", removals, rc.MaxRemovals)
+	}
+	if members > 0 && rc.MaxRemovalRatio > 0 && float64(removals) > rc.MaxRemovalRatio*float64(members) {
+		return fmt.Sprintf("%d removals of %d members exceed reconcile.max_removal_ratio=%g", removals, members, rc.MaxRemovalRatio)
+	}
+	return ""
+}
+
+func (r *Reconciler) halted(ctx context.Context, sum Summary, pl *Plan) {
+	r.m.runs.Add(ctx, 1, metric.WithAttributes(statusAttr(state.RunHalted)))
+	r.m.halts.Add(ctx, 1)
+	msg := fmt.Sprintf("reconcile run %s halted: %s; review it and run `jml approve %s` before %s",
+		sum.RunID, sum.Halted, sum.RunID, sum.ExpiresAt.Format(time.RFC3339))
+	r.o.Logger.WarnContext(ctx, "reconcile halted by the brakes", "run_id", sum.RunID, "reason", sum.Halted,
+		"remove", sum.Counts.Remove, "members", sum.Members, "expires_at", sum.ExpiresAt)
+	if r.o.Alert != nil {
+		r.o.Alert(ctx, "reconcile_halted", msg)
+	}
+	if r.o.Evidence != nil {
+		plan, _ := encodeJSON(map[string]any{"run_id": sum.RunID, "reason": sum.Halted, "counts": sum.Counts, "members": sum.Members})
+		if _, err := r.o.Evidence.Append(ctx, state.Evidence{Kind: state.EvidenceBrake, Target: r.o.Target, Plan: plan,
+			Outcome: state.RunHalted}); err != nil {
+			r.o.Logger.ErrorContext(ctx, "evidence record failed", "run_id", sum.RunID, "err", err)
+		}
+	}
+}
+
+func firstReports(rs []Report) []Report {
+	if len(rs) > MaxReports {
+		return rs[:MaxReports]
+	}
+	return rs
+}
+
+func countsMap(pl *Plan) map[string]int {
+	m := map[string]int{"remove": pl.Counts.Remove, "invite": pl.Counts.Invite, "update": pl.Counts.Update,
+		"report": pl.Counts.Report, "members": pl.Members, "people": pl.People}
+	for k, v := range pl.Classes {
+		m["class_"+k] = v
+	}
+	return m
+}
+
+// SelfMemberID is the daemon's own member id.
+func (r *Reconciler) SelfMemberID() string { return r.o.SelfMemberID }
+
+// SelfEmail is the daemon's own email.
+func (r *Reconciler) SelfEmail() string { return r.o.SelfEmail }

@@ -1,0 +1,210 @@
+package reconcile
+
+import (
+	"context"
+	"encoding/csv"
+	"fmt"
+	"io"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
+	"github.com/sentry-jml/sentry-jml/internal/policy"
+	"github.com/sentry-jml/sentry-jml/internal/sentry"
+)
+
+// TeamAccess is one team of a member in the access review.
+type TeamAccess struct {
+	Slug string `json:"slug"`
+	Role string `json:"role"` // effective team role
+	IdP  bool   `json:"idp_provisioned,omitempty"`
+}
+
+// ProjectAccess is a project a member reaches, and through which teams.
+type ProjectAccess struct {
+	Slug string   `json:"slug"`
+	Via  []string `json:"via"`
+}
+
+// ReviewRow is one member in the access review: the effective-permission
+// picture auditors ask for.
+type ReviewRow struct {
+	MemberID     string          `json:"member_id"`
+	Email        string          `json:"email"`
+	OrgRole      string          `json:"org_role"`
+	Pending      bool            `json:"pending"`
+	SSOLinked    bool            `json:"sso_linked"`
+	IdP          bool            `json:"idp_provisioned"`
+	Teams        []TeamAccess    `json:"teams"`
+	Projects     []ProjectAccess `json:"projects"`
+	PersonKey    string          `json:"person,omitempty"`
+	Status       string          `json:"status,omitempty"` // desired status in the directory
+	Class        string          `json:"class"`            // linked, orphan, disputed, protected
+	PolicyAgrees bool            `json:"policy_agrees"`
+	Differences  []string        `json:"differences,omitempty"` // what convergence would change
+}
+
+// Review reads the organization (members, teams, team members, team
+// projects) and the directory and returns one row per member.
+func (r *Reconciler) Review(ctx context.Context) ([]ReviewRow, error) {
+	ctx = sentry.WithPriority(ctx, sentry.PriorityReconcile)
+	org, err := r.read(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	pol := r.o.Policy()
+	teamProjects := make([][]string, len(org.teams))
+	if err := parallel(ctx, r.o.Concurrency, len(org.teams), func(ctx context.Context, i int) error {
+		for p, err := range r.o.Sentry.TeamProjects(ctx, org.teams[i].Slug) {
+			if err != nil {
+				return fmt.Errorf("team %s projects: %w", org.teams[i].Slug, err)
+			}
+			teamProjects[i] = append(teamProjects[i], p.Slug)
+		}
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	rows := make([]ReviewRow, len(org.members))
+	byEmail := map[string]int32{}
+	for i := range org.members {
+		mr := &org.members[i]
+		row := ReviewRow{MemberID: mr.ID, Email: firstNonEmpty(mr.UserEmail, mr.Email), OrgRole: mr.Role, Pending: mr.Pending,
+			SSOLinked: mr.SSO, IdP: mr.IdP, Teams: []TeamAccess{}, Projects: []ProjectAccess{}, Class: ClassOrphan}
+		via := map[string][]string{}
+		for _, ms := range mr.Teams {
+			t := org.teams[ms.team]
+			row.Teams = append(row.Teams, TeamAccess{Slug: t.Slug, Role: policy.EffectiveTeamRole(mr.Role, roleNames[ms.role]), IdP: t.IdP})
+			for _, p := range teamProjects[ms.team] {
+				via[p] = append(via[p], t.Slug)
+			}
+		}
+		slices.SortFunc(row.Teams, func(a, b TeamAccess) int { return strings.Compare(a.Slug, b.Slug) })
+		for _, p := range sortedKeys(via) {
+			vs := via[p]
+			slices.Sort(vs)
+			row.Projects = append(row.Projects, ProjectAccess{Slug: p, Via: vs})
+		}
+		rows[i] = row
+		for _, e := range []string{mr.Email, mr.UserEmail} {
+			if e == "" {
+				continue
+			}
+			e = lowerEmail(e)
+			if prev, ok := byEmail[e]; ok && prev != int32(i) {
+				byEmail[e] = multiple
+			} else {
+				byEmail[e] = int32(i)
+			}
+		}
+	}
+	teams := func(slug string) converge.TeamInfo {
+		if ti, ok := org.teamIdx[slug]; ok {
+			return converge.TeamInfo{Exists: true, IdP: org.teams[ti].IdP}
+		}
+		return converge.TeamInfo{}
+	}
+	for rec, err := range r.o.Directory.List(ctx) {
+		if err != nil {
+			return nil, fmt.Errorf("list directory: %w", err)
+		}
+		e := lowerEmail(rec.Person.Email)
+		idx, ok := byEmail[e]
+		if e == "" || !ok {
+			continue
+		}
+		if idx == multiple {
+			for _, i := range org.matching(e) {
+				rows[i].Class, rows[i].PersonKey, rows[i].Status = ClassDisputed, rec.Key, string(rec.Person.Status)
+			}
+			continue
+		}
+		row := &rows[idx]
+		if row.Class == ClassLinked {
+			row.Class = ClassDisputed
+			row.PolicyAgrees = false
+			continue
+		}
+		row.Class, row.PersonKey, row.Status = ClassLinked, rec.Key, string(rec.Person.Status)
+		res := r.o.Converger.PlanMember(rec, org.member(idx), teams)
+		if res.Outcome == converge.OutcomeProtected {
+			row.Class = ClassProtected
+		}
+		row.PolicyAgrees = res.Outcome != converge.OutcomeNeedsHuman
+		for _, s := range res.Steps {
+			if s.Action == converge.ActReinvite {
+				continue
+			}
+			row.PolicyAgrees = false
+			row.Differences = append(row.Differences, describe(s))
+		}
+	}
+	for i := range rows {
+		mr := &org.members[i]
+		if rows[i].Class == ClassOrphan && (mr.ID == r.o.SelfMemberID || strings.EqualFold(rows[i].Email, r.o.SelfEmail) ||
+			pol.IsProtected(rows[i].Email) || pol.IsProtected(mr.Email)) {
+			rows[i].Class, rows[i].PolicyAgrees = ClassProtected, true
+		}
+		if rows[i].Class == ClassOrphan {
+			rows[i].Differences = []string{"not in the directory (orphan)"}
+		}
+		if pol.SSO.Required && !rows[i].SSOLinked && !rows[i].Pending && rows[i].Class != ClassProtected {
+			rows[i].PolicyAgrees = false
+			rows[i].Differences = append(rows[i].Differences, "sso.required: SSO not linked")
+		}
+	}
+	return rows, nil
+}
+
+func describe(s converge.Step) string {
+	out := s.Action
+	if s.Team != "" {
+		out += " " + s.Team
+	}
+	if s.Role != "" {
+		out += " role=" + s.Role
+	}
+	if s.From != "" {
+		out += " from=" + s.From
+	}
+	return out
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// ReviewCSVHeader is the access review's CSV header.
+var ReviewCSVHeader = []string{"member_id", "email", "org_role", "pending", "sso_linked", "idp_provisioned", "teams", "projects",
+	"person", "status", "class", "policy_agrees", "differences"}
+
+// WriteReviewCSV writes rows as CSV: teams as slug:role and projects as
+// slug<team+team, each list separated by ';'.
+func WriteReviewCSV(w io.Writer, rows []ReviewRow) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(ReviewCSVHeader); err != nil {
+		return err
+	}
+	for _, r := range rows {
+		var ts, ps []string
+		for _, t := range r.Teams {
+			ts = append(ts, t.Slug+":"+t.Role)
+		}
+		for _, p := range r.Projects {
+			ps = append(ps, p.Slug+"<"+strings.Join(p.Via, "+"))
+		}
+		if err := cw.Write([]string{r.MemberID, r.Email, r.OrgRole, strconv.FormatBool(r.Pending), strconv.FormatBool(r.SSOLinked),
+			strconv.FormatBool(r.IdP), strings.Join(ts, ";"), strings.Join(ps, ";"), r.PersonKey, r.Status, r.Class,
+			strconv.FormatBool(r.PolicyAgrees), strings.Join(r.Differences, "; ")}); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
