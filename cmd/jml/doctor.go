@@ -65,15 +65,33 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stdout, "ok    %-14s embedded (JML_REDIS_URL unset; use Redis when running several workers)\n", "coordination")
 	}
 
+	if _, err := cfg.Policy(); err != nil {
+		report("policy", err, "")
+	} else if cfg.PolicyFile != "" {
+		report("policy", nil, cfg.PolicyFile+" is valid")
+	}
 	if config.SentryConfigured() {
 		if err := cfg.CheckSentry(); err != nil {
 			report("sentry", err, "")
 		} else if c, err := sentry.New(sentry.Config{BaseURL: cfg.SentryBaseURL(), Org: cfg.SentryOrg, Token: cfg.SentryToken, SCIMToken: cfg.SentrySCIMToken}); err != nil {
 			report("sentry", err, "")
-		} else if me, err := c.Me(ctx); err != nil {
-			report("sentry", fmt.Errorf("GET members/me: %w (is the token a user auth token of a Manager service user?)", err), "")
+		} else if r, err := c.Check(ctx); err != nil {
+			report("sentry", fmt.Errorf("%w (the token must be a user auth token, sntryu_…, of a Manager service user with scopes org:read org:write member:read member:write member:admin team:read team:write project:read project:write)", err), "")
 		} else {
-			report("sentry", nil, fmt.Sprintf("service user member %s, role %s, org %s", me.ID, me.OrgRole, cfg.SentryOrg))
+			report("sentry", nil, fmt.Sprintf("token %s, service user member %s (%s), role %s, org %s", r.TokenKind, r.MemberID, r.Email, r.OrgRole, cfg.SentryOrg))
+			scim := "not enabled for the org: IdP-provisioned leavers cannot be removed (" + r.SCIMDetail + ")"
+			if r.SCIMEnabled {
+				scim = "enabled"
+			}
+			fmt.Fprintf(stdout, "ok    %-14s %s\n", "scim", scim)
+			if r.RateLimitHeaders {
+				fmt.Fprintf(stdout, "ok    %-14s Sentry sends rate-limit headers (limit %d, concurrency %d)\n", "rate-limits", r.RateLimit, r.ConcurrentLimit)
+			} else {
+				fmt.Fprintf(stdout, "ok    %-14s no rate-limit headers (self-hosted): pacing from defaults\n", "rate-limits")
+			}
+			for _, w := range r.Warnings {
+				fmt.Fprintf(stdout, "warn  %-14s %s\n", "sentry", w)
+			}
 		}
 	} else {
 		fmt.Fprintf(stdout, "ok    %-14s sandbox mode (no JML_SENTRY_* set): nothing reaches a real Sentry\n", "sentry")

@@ -52,6 +52,16 @@ type WorkerOptions struct {
 	Alerts *alert.Notifier
 }
 
+// CheckSentry is the start-up check: token kind, the service user's membership,
+// role and scopes. A missing scope fails start-up with one line.
+func CheckSentry(ctx context.Context, c *sentry.Client) (*sentry.CheckResult, error) {
+	r, err := c.Check(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("sentry start-up check (org %s): %w", c.Org(), err)
+	}
+	return r, nil
+}
+
 // CheckSentryToken calls members/me and reports the service user's identity; a
 // 401/403 means the token is not usable.
 func CheckSentryToken(ctx context.Context, c *sentry.Client) (*sentry.Member, error) {
@@ -119,14 +129,19 @@ func NewWorker(ctx context.Context, o WorkerOptions) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	me, err := CheckSentryToken(ctx, o.Sentry)
+	check, err := CheckSentry(ctx, o.Sentry)
 	if o.Ready != nil {
 		o.Ready.SetSentry(err)
 	}
 	if err != nil {
 		return nil, err
 	}
-	o.Logger.InfoContext(ctx, "sentry service user", "member_id", me.ID, "role", me.OrgRole, "org", o.Sentry.Org())
+	me := check.Member
+	o.Logger.InfoContext(ctx, "sentry service user", "member_id", me.ID, "role", me.OrgRole, "org", o.Sentry.Org(),
+		"scim", check.SCIMEnabled, "rate_limit_headers", check.RateLimitHeaders)
+	for _, w := range check.Warnings {
+		o.Logger.WarnContext(ctx, "sentry start-up check", "warning", w)
+	}
 	unresolved, err := jsstate.OpenUnresolved(ctx, js, jo)
 	if err != nil {
 		return nil, err
