@@ -167,7 +167,11 @@ func TestNoSecretAnywhere(t *testing.T) {
 			all.Write(b)
 		}
 	}
-	time.Sleep(300 * time.Millisecond) // let the alert sink deliver
+	eventually(t, "the needs_human alert is delivered", func() bool {
+		amu.Lock()
+		defer amu.Unlock()
+		return strings.Contains(alertBodies.String(), "needs_human")
+	})
 	amu.Lock()
 	all.Write(alertBodies.Bytes())
 	amu.Unlock()

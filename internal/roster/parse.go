@@ -174,8 +174,9 @@ func parseCSV(name string, b []byte) ([]Row, error) {
 		if errors.Is(err, io.EOF) {
 			break
 		}
-		line, _ := r.FieldPos(0)
 		if err != nil {
+			// FieldPos is only valid after a successful Read.
+			line := 0
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
 				line = pe.StartLine
@@ -186,6 +187,7 @@ func parseCSV(name string, b []byte) ([]Row, error) {
 			}
 			continue
 		}
+		line, _ := r.FieldPos(0)
 		p := events.Person{ID: rec[0], Email: rec[1], Name: strings.TrimSpace(rec[2]),
 			Status: events.Status(strings.ToLower(strings.TrimSpace(rec[3]))), Department: strings.TrimSpace(rec[4]),
 			Title: strings.TrimSpace(rec[5]), ManagerEmail: strings.TrimSpace(rec[7]), Groups: []string{}}

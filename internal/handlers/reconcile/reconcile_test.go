@@ -37,7 +37,7 @@ func redisURL() string {
 	return "redis://127.0.0.1:6379"
 }
 
-func mustHarness(t *testing.T, seed *sentrytest.Seed, polYAML string) *harness {
+func mustHarness(t testing.TB, seed *sentrytest.Seed, polYAML string) *harness {
 	t.Helper()
 	ctx := context.Background()
 	sb := sentrytest.NewServer(t, sentrytest.Options{Seed: seed, RateLimit: -1})
@@ -80,7 +80,7 @@ func mustHarness(t *testing.T, seed *sentrytest.Seed, polYAML string) *harness {
 	return h
 }
 
-func (h *harness) person(t *testing.T, email string, status events.Status, dept string) {
+func (h *harness) person(t testing.TB, email string, status events.Status, dept string) {
 	t.Helper()
 	p := events.Person{Email: email, Status: status, Department: dept, Groups: []string{}}
 	v := state.Version{OccurredAt: time.Now().UTC(), Source: "test", Seq: uint64(time.Now().UnixNano())}
@@ -93,7 +93,7 @@ func (h *harness) person(t *testing.T, email string, status events.Status, dept 
 }
 
 // everyoneActive puts every current sandbox member into the directory as active.
-func (h *harness) everyoneActive(t *testing.T) {
+func (h *harness) everyoneActive(t testing.TB) {
 	t.Helper()
 	for m, err := range h.client.ListMembers(context.Background(), "") {
 		if err != nil {
