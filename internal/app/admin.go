@@ -91,7 +91,13 @@ func AdminHandler(o AdminOptions) http.Handler {
 			case "brakes":
 				return wk.Control().ApproveBrakes(r.Context(), actor(r))
 			}
-			return wk.records.Runs.Approve(r.Context(), id, actor(r), time.Now())
+			// A halted reconcile run: approve it and apply exactly its stored
+			// plan, each step re-checked.
+			rec, err := wk.Reconciler()
+			if err != nil {
+				return nil, err
+			}
+			return rec.Approve(r.Context(), id, actor(r))
 		})
 		handle("GET /v1/evidence", func(r *http.Request) (any, error) {
 			email := r.URL.Query().Get("email")

@@ -46,11 +46,6 @@ type reconcileService struct {
 	roster [32]byte // hash of the last imported export
 }
 
-// services maps a Worker to its reconcile service. The Worker struct belongs to
-// worker.go; until the service becomes a field there, this registry (keyed by
-// the Worker, so nothing is shared between Workers) holds it.
-var services sync.Map // *Worker → *reconcileService
-
 // UseReconcile sets the reconcile options of w; call it before Run (the
 // scheduler reads them when it starts).
 func (w *Worker) UseReconcile(o ReconcileOptions) error {
@@ -87,15 +82,17 @@ func (w *Worker) Reconciler() (*reconcile.Reconciler, error) {
 }
 
 func (w *Worker) reconcile() (*reconcileService, error) {
-	if v, ok := services.Load(w); ok {
-		return v.(*reconcileService), nil
+	w.reconMu.Lock()
+	defer w.reconMu.Unlock()
+	if w.recon != nil {
+		return w.recon, nil
 	}
 	rec, err := newReconciler(w, ReconcileOptions{})
 	if err != nil {
 		return nil, err
 	}
-	v, _ := services.LoadOrStore(w, &reconcileService{w: w, rec: rec})
-	return v.(*reconcileService), nil
+	w.recon = &reconcileService{w: w, rec: rec}
+	return w.recon, nil
 }
 
 // schedJob is one entry of the Worker's job list (the same struct type).

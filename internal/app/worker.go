@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
@@ -85,6 +86,9 @@ type Worker struct {
 	tokens  *converge.TokenIndex
 	// unresolved lists events whose person could not be identified.
 	unresolved *jsstate.UnresolvedList
+	// recon is the reconciler and its job state (reconcile.go), built on first use.
+	reconMu sync.Mutex
+	recon   *reconcileService
 }
 
 // alert logs an operator alert and sends it to the configured sinks.

@@ -1,0 +1,149 @@
+package roster_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sentry-jml/sentry-jml/internal/embednats/natstest"
+	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/roster"
+	"github.com/sentry-jml/sentry-jml/internal/state/jsstate"
+)
+
+const header = "id,email,name,status,department,title,groups,manager_email\n"
+
+func TestParseCSV(t *testing.T) {
+	rows, err := roster.Parse("r.csv", strings.NewReader(header+
+		"E-1,jane@acme.test,Jane Doe,active,Payments,Engineer,backend-eng;eng-managers,lead@acme.test\n"+
+		"E-2,bob@acme.test,Bob,Terminated,,,,\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0].Line != 2 || rows[1].Line != 3 {
+		t.Fatalf("rows = %+v", rows)
+	}
+	p := rows[0].Person
+	if p.ID != "E-1" || p.Status != events.Active || len(p.Groups) != 2 || p.Groups[1] != "eng-managers" || p.ManagerEmail != "lead@acme.test" {
+		t.Fatalf("person = %+v", p)
+	}
+	if rows[1].Person.Status != events.Terminated || rows[1].Person.Groups == nil || len(rows[1].Person.Groups) != 0 {
+		t.Fatalf("person 2 = %+v", rows[1].Person)
+	}
+}
+
+func TestParseErrorsNameTheLine(t *testing.T) {
+	cases := []struct {
+		name, body, want string
+	}{
+		{"BadHeader", "id,email\n", "line 1"},
+		{"MissingStatus", header + "E-1,a@acme.test,A,,,,,\n", "line 2: status: required"},
+		{"BadStatus", header + "E-1,a@acme.test,A,gone,,,,\n", "line 2: status"},
+		{"BadEmail", header + "E-1,not-an-email,A,active,,,,\n", "line 2: email"},
+		{"NoIdentity", header + ",,A,active,,,,\n", "line 2: a person needs an id or an email"},
+		{"DuplicateEmail", header + "E-1,a@acme.test,A,active,,,,\nE-2,A@acme.test,A,active,,,,\n", "line 3: email: A@acme.test already appears on line 2"},
+		{"FieldCount", header + "E-1,a@acme.test,active\n", "line 2: want 8 fields"},
+		{"JSONUnknownField", "[\n {\"id\":\"E-1\",\"email\":\"a@acme.test\",\"status\":\"active\"},\n {\"id\":\"E-2\",\"nope\":1}\n]", "line 3"},
+		{"JSONBadStatus", "[\n{\"id\":\"E-1\",\"status\":\"x\"}]", "line 2: status"},
+		{"JSONTrailing", "[]\n[]", "data after the array"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := roster.Parse("r", strings.NewReader(tc.body))
+			if !errors.Is(err, roster.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want ErrInvalid containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseJSON(t *testing.T) {
+	rows, err := roster.Parse("r.json", strings.NewReader(`[
+  {"id": "E-1", "email": "jane@acme.test", "status": "active", "groups": ["a"]},
+  {"email": "bob@acme.test", "status": "suspended"}
+]`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 2 || rows[0].Line != 2 || rows[1].Line != 3 || rows[1].Person.Status != events.Suspended {
+		t.Fatalf("rows = %+v", rows)
+	}
+}
+
+// FuzzParse: the parser never panics, and whatever it accepts is valid and
+// round-trips through the JSON form (the oracle).
+func FuzzParse(f *testing.F) {
+	f.Add(header + "E-1,jane@acme.test,Jane,active,Payments,Eng,a;b,lead@acme.test\n")
+	f.Add(`[{"id":"E-1","email":"a@acme.test","status":"active"}]`)
+	f.Add(header + "\"E-1\",\"a@acme.test\",\"x,y\",active,,,,\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		rows, err := roster.Parse("fuzz", strings.NewReader(s))
+		if err != nil {
+			if !errors.Is(err, roster.ErrInvalid) {
+				t.Fatalf("error %v is not ErrInvalid", err)
+			}
+			return
+		}
+		var b strings.Builder
+		b.WriteString("[")
+		for i, r := range rows {
+			if r.Person.ID == "" && r.Person.Email == "" || !r.Person.Status.Valid() {
+				t.Fatalf("accepted invalid row %+v", r)
+			}
+			if i > 0 {
+				b.WriteString(",\n")
+			}
+			j, _ := jsonMarshal(r.Person)
+			b.Write(j)
+		}
+		b.WriteString("]")
+		again, err := roster.Parse("again", strings.NewReader(b.String()))
+		if err != nil {
+			t.Fatalf("re-parse of accepted rows: %v\n%s", err, b.String())
+		}
+		if len(again) != len(rows) {
+			t.Fatalf("re-parse: %d rows, want %d", len(again), len(rows))
+		}
+	})
+}
+
+func TestImportOlderRowsIgnoredAndFullTerminates(t *testing.T) {
+	ctx := context.Background()
+	_, _, js := natstest.Run(t)
+	recs, err := jsstate.Open(ctx, js, jsstate.Options{Memory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := recs.Directory
+	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	rows, err := roster.Parse("r", strings.NewReader(header+"E-1,jane@acme.test,Jane,active,Payments,,,\nE-2,bob@acme.test,Bob,active,,,,\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := roster.Import(ctx, dir, rows, roster.ImportOptions{AsOf: t0})
+	if err != nil || res.Applied != 2 {
+		t.Fatalf("import = %+v, %v", res, err)
+	}
+	// An older roster changes nothing.
+	old, _ := roster.Parse("r", strings.NewReader(header+"E-1,jane@acme.test,Jane,terminated,,,,\n"))
+	res, err = roster.Import(ctx, dir, old, roster.ImportOptions{AsOf: t0.Add(-time.Hour)})
+	if err != nil || res.Unchanged != 1 || res.Applied != 0 {
+		t.Fatalf("older import = %+v, %v", res, err)
+	}
+	rec, err := dir.Get(ctx, "id:E-1")
+	if err != nil || rec.Person.Status != events.Active {
+		t.Fatalf("E-1 = %+v, %v", rec, err)
+	}
+	// --full: bob is absent from the newer file, so he is terminated.
+	newer, _ := roster.Parse("r", strings.NewReader(header+"E-1,jane@acme.test,Jane,active,Payments,,,\n"))
+	res, err = roster.Import(ctx, dir, newer, roster.ImportOptions{AsOf: t0.Add(time.Hour), Full: true})
+	if err != nil || res.Terminated != 1 {
+		t.Fatalf("full import = %+v, %v", res, err)
+	}
+	rec, err = dir.Get(ctx, "id:E-2")
+	if err != nil || rec.Person.Status != events.Terminated {
+		t.Fatalf("E-2 = %+v, %v", rec, err)
+	}
+}
