@@ -81,8 +81,9 @@ func (x *MemberIndex) Warm(ctx context.Context, members iter.Seq2[sentry.Member,
 			add(m.User.Email, m.ID)
 		}
 	}
+	n := len(ids) // read before publishing: Store writes into the map afterwards
 	x.mu.Lock()
 	x.ids, x.disputed = ids, disputed
 	x.mu.Unlock()
-	return len(ids), nil
+	return n, nil
 }
