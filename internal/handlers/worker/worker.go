@@ -57,6 +57,7 @@ type Options struct {
 	// was delivered this many times (default 5).
 	MaxPermanentDeliveries int
 	LeaseTTL               time.Duration // default 30s
+	AckWait                time.Duration // redelivery after a silent worker; default 30s
 	DedupeTTL              time.Duration // default 72h
 	Logger                 *slog.Logger
 	TracerProvider         trace.TracerProvider
@@ -89,6 +90,9 @@ func New(o Options) (*Worker, error) {
 	}
 	if o.LeaseTTL <= 0 {
 		o.LeaseTTL = 30 * time.Second
+	}
+	if o.AckWait <= 0 {
+		o.AckWait = 30 * time.Second
 	}
 	if o.DedupeTTL <= 0 {
 		o.DedupeTTL = 72 * time.Hour
@@ -162,7 +166,7 @@ func unsignedSource(source string) bool {
 	return source == "personio" || source == "rippling"
 }
 
-// ConsumerConfig is the durable consumer the worker uses.
+// ConsumerConfig is the durable consumer the worker uses (AckWait 30s).
 func ConsumerConfig() jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       events.ConsumerWorker,
@@ -179,8 +183,13 @@ func ConsumerConfig() jetstream.ConsumerConfig {
 // Run consumes until ctx is cancelled, then stops pulling, lets in-flight events
 // finish and returns.
 func (w *Worker) Run(ctx context.Context) error {
-	cons, err := w.o.JS.CreateOrUpdateConsumer(ctx, events.StreamEvents, ConsumerConfig())
+	cfg := ConsumerConfig()
+	cfg.AckWait = w.o.AckWait
+	cons, err := w.o.JS.CreateOrUpdateConsumer(ctx, events.StreamEvents, cfg)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
 		return fmt.Errorf("worker consumer: %w", err)
 	}
 	sem := make(chan struct{}, w.o.Concurrency)

@@ -20,15 +20,64 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/policy"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
+	"github.com/sentry-jml/sentry-jml/internal/state"
 	"github.com/sentry-jml/sentry-jml/internal/state/jsstate"
 	"github.com/sentry-jml/sentry-jml/internal/state/memstate"
 )
 
 type harness struct {
-	js    jetstream.JetStream
-	sb    *sentrytest.Server
-	coord *memstate.Store
-	dir   *jsstate.Directory
+	js      jetstream.JetStream
+	sb      *sentrytest.Server
+	coord   *memstate.Store
+	dir     *jsstate.Directory
+	conv    *converge.Converger
+	records *jsstate.Records
+	cancel  context.CancelFunc
+	done    chan error
+}
+
+// stop stops the harness's own worker.
+func (h *harness) stop(t *testing.T) {
+	t.Helper()
+	h.cancel()
+	select {
+	case err := <-h.done:
+		h.done <- err // for the cleanup
+	case <-time.After(10 * time.Second):
+		t.Fatal("worker did not stop")
+	}
+}
+
+// worker starts another replica on the same consumer with its own leaser
+// wrapper, a short lease and a short ack wait.
+func (h *harness) worker(t *testing.T, owner string, leases state.Leaser, wrap func(worker.Converger) worker.Converger) *worker.Worker {
+	t.Helper()
+	var cv worker.Converger = h.conv
+	if wrap != nil {
+		cv = wrap(cv)
+	}
+	w, err := worker.New(worker.Options{JS: h.js, Dedupe: h.coord, Leases: leases, Directory: h.dir, Converger: cv, Due: h.records.Due,
+		Owner: owner, LeaseTTL: 600 * time.Millisecond, AckWait: 1500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		err := w.Run(ctx)
+		if err != nil {
+			t.Errorf("worker %s: %v", owner, err)
+		}
+		done <- err
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+		}
+	})
+	return w
 }
 
 func start(t *testing.T) *harness {
@@ -42,6 +91,16 @@ func startPolicy(t *testing.T, pol policy.Policy) *harness {
 }
 
 func startWith(t *testing.T, pol policy.Policy, res worker.Resolver, unres worker.UnresolvedSink) *harness {
+	t.Helper()
+	return startFull(t, pol, res, unres, nil)
+}
+
+func startWrapped(t *testing.T, wrap func(worker.Converger) worker.Converger) *harness {
+	t.Helper()
+	return startFull(t, policy.Default(), nil, nil, wrap)
+}
+
+func startFull(t *testing.T, pol policy.Policy, res worker.Resolver, unres worker.UnresolvedSink, wrap func(worker.Converger) worker.Converger) *harness {
 	t.Helper()
 	_, _, js := natstest.Run(t)
 	sb := sentrytest.NewServer(t, sentrytest.Options{RateLimit: -1})
@@ -64,7 +123,11 @@ func startWith(t *testing.T, pol policy.Policy, res worker.Resolver, unres worke
 		t.Fatal(err)
 	}
 	coord := memstate.New(nil)
-	w, err := worker.New(worker.Options{JS: js, Dedupe: coord, Leases: coord, Directory: dir, Converger: conv, Owner: "test", MaxPermanentDeliveries: 2,
+	var cv worker.Converger = conv
+	if wrap != nil {
+		cv = wrap(conv)
+	}
+	w, err := worker.New(worker.Options{JS: js, Dedupe: coord, Leases: coord, Directory: dir, Converger: cv, Owner: "test", MaxPermanentDeliveries: 2,
 		Resolver: res, Unresolved: unres, ResolveErrors: struct{ NotConfigured, Unknown error }{resolve.ErrNotConfigured, resolve.ErrUnresolvable}, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
@@ -72,18 +135,19 @@ func startWith(t *testing.T, pol policy.Policy, res worker.Resolver, unres worke
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
+	h := &harness{js: js, sb: sb, coord: coord, dir: dir, conv: conv, records: records, cancel: cancel, done: make(chan error, 1)}
+	go func() { h.done <- <-done }()
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case err := <-done:
+		case err := <-h.done:
 			if err != nil {
 				t.Errorf("Run: %v", err)
 			}
 		case <-time.After(10 * time.Second):
-			t.Error("worker did not stop within 10 s")
 		}
 	})
-	return &harness{js: js, sb: sb, coord: coord, dir: dir}
+	return h
 }
 
 func (h *harness) publish(t *testing.T, id, email string) {
