@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sentry-jml/sentry-jml/cmd/internal/config"
+	"github.com/sentry-jml/sentry-jml/internal/policy"
 )
 
 // adminClient talks to a running instance's admin API.
@@ -43,11 +45,19 @@ func newAdminClient() (*adminClient, error) {
 }
 
 func (c *adminClient) do(ctx context.Context, method, path string, q url.Values, out any) error {
+	return c.doBody(ctx, method, path, q, nil, out)
+}
+
+func (c *adminClient) doBody(ctx context.Context, method, path string, q url.Values, body []byte, out any) error {
 	u := c.base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
 		return err
 	}
@@ -62,16 +72,16 @@ func (c *adminClient) do(ctx context.Context, method, path string, q url.Values,
 		return fmt.Errorf("admin API at %s: %w (is `jml run` or the worker running with the same JML_ADMIN_ADDR?)", c.base, err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	answer, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if resp.StatusCode != http.StatusOK {
 		var e struct{ Error string }
-		_ = json.Unmarshal(body, &e)
+		_ = json.Unmarshal(answer, &e)
 		if e.Error == "" {
-			e.Error = strings.TrimSpace(string(body))
+			e.Error = strings.TrimSpace(string(answer))
 		}
 		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, e.Error)
 	}
-	return json.Unmarshal(body, out)
+	return json.Unmarshal(answer, out)
 }
 
 // printJSON writes v as one JSON object.
@@ -86,11 +96,44 @@ func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.SetOutput(stderr)
 	email := fs.String("email", "", "the person's email")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	all := fs.Bool("all", false, "plan everyone (a dry-run reconcile)")
+	polFile := fs.String("policy", "", "with --all: preview this policy file instead of the one in force")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *all {
+		var body []byte
+		if *polFile != "" {
+			b, err := os.ReadFile(*polFile)
+			if err != nil {
+				return fmt.Errorf("plan: %w", err)
+			}
+			if _, err := policy.Parse(*polFile, b); err != nil {
+				return err
+			}
+			body = b
+		}
+		c, err := newAdminClient()
+		if err != nil {
+			return err
+		}
+		var v map[string]any
+		if err := c.doBody(ctx, http.MethodPost, "/v1/plan/all", nil, body, &v); err != nil {
+			return err
+		}
+		if *asJSON {
+			return printJSON(stdout, v)
+		}
+		counts, _ := json.Marshal(v["counts"])
+		fmt.Fprintf(stdout, "run %v (dry run): %v members, %v people; changes %s\n", v["run_id"], v["members"], v["people"], counts)
+		if h, _ := v["halted"].(string); h != "" {
+			fmt.Fprintln(stdout, h)
+		}
+		fmt.Fprintf(stdout, "details: jml reconcile plan %v\n", v["run_id"])
+		return nil
+	}
 	if *email == "" {
-		return errors.New("plan: --email is required")
+		return errors.New("plan: --email or --all is required")
 	}
 	c, err := newAdminClient()
 	if err != nil {

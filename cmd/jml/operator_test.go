@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -120,5 +122,42 @@ func TestOperatorCLI(t *testing.T) {
 	}
 	if _, err := runCLI(t, sys, "plan"); err == nil {
 		t.Fatal("plan without --email succeeded")
+	}
+}
+
+// TestPlanAllPreviewsAPolicy: `jml plan --policy new.yaml --all` shows what a new
+// policy would change — including that its removals would halt at the brakes —
+// and changes nothing.
+func TestPlanAllPreviewsAPolicy(t *testing.T) {
+	sys := mustRunMain(t, "")
+	sb := sys.sandbox
+	newPolicy := filepath.Join(t.TempDir(), "new.yaml")
+	if err := os.WriteFile(newPolicy, []byte("reconcile: {orphans: remove, max_removals: 2}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := len(sb.Members())
+	var v map[string]any
+	eventually(t, "the preview runs", func() bool {
+		var err error
+		v, err = runCLI(t, sys, "plan", "--all", "--policy", newPolicy, "--json")
+		return err == nil
+	})
+	counts, _ := v["counts"].(map[string]any)
+	if v["dry_run"] != true || counts["remove"].(float64) <= 2 || !strings.Contains(v["halted"].(string), "would halt") {
+		t.Fatalf("preview %v", v)
+	}
+	if n := len(sb.Members()); n != before || len(sb.Stats().Mutations) != 0 {
+		t.Fatalf("the preview changed Sentry: %d → %d members, mutations %v", before, n, sb.Stats().Mutations)
+	}
+	// The policy in force (orphans: report) removes nobody.
+	v, err := runCLI(t, sys, "plan", "--all", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := v["counts"].(map[string]any); c["remove"].(float64) != 0 {
+		t.Fatalf("policy in force would remove %v", c["remove"])
+	}
+	if _, err := runCLI(t, sys, "plan", "--all", "--policy", "/nonexistent.yaml"); err == nil {
+		t.Fatal("a missing policy file was accepted")
 	}
 }

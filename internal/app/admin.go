@@ -1,15 +1,19 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/sentry-jml/sentry-jml/internal/handlers/reconcile"
+	"github.com/sentry-jml/sentry-jml/internal/policy"
 	"github.com/sentry-jml/sentry-jml/internal/state"
 	"github.com/sentry-jml/sentry-jml/internal/state/jsstate"
 )
@@ -76,6 +80,27 @@ func AdminHandler(o AdminOptions) http.Handler {
 				return nil, errBad("email is required")
 			}
 			return wk.Plan(r.Context(), email)
+		})
+		handle("POST /v1/plan/all", func(r *http.Request) (any, error) {
+			// Preview: every person against the policy in the body (YAML), or the
+			// policy in force when the body is empty. Nothing is changed.
+			body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+			if err != nil {
+				return nil, errBad("could not read the policy")
+			}
+			ro := reconcile.RunOptions{DryRun: true, Trigger: "preview"}
+			if len(bytes.TrimSpace(body)) > 0 {
+				pol, err := policy.Parse("uploaded policy", body)
+				if err != nil {
+					return nil, errBad(err.Error())
+				}
+				ro.Policy = &pol
+			}
+			rec, err := wk.Reconciler()
+			if err != nil {
+				return nil, err
+			}
+			return rec.Run(r.Context(), ro)
 		})
 		handle("POST /v1/pause", func(r *http.Request) (any, error) {
 			return wk.Control().SetPaused(r.Context(), true, actor(r))

@@ -148,6 +148,9 @@ type RunOptions struct {
 	// RunID, when set, names the run (an operator request that returns before
 	// the run ends); otherwise one is generated.
 	RunID string
+	// Policy, when set, previews a policy that is not in force (`jml plan
+	// --policy new.yaml --all`): the run is a dry run whatever DryRun says.
+	Policy *policy.Policy
 }
 
 // Counts are the changes of a run by kind.
@@ -251,6 +254,9 @@ func (r *Reconciler) Run(ctx context.Context, ro RunOptions) (Summary, error) {
 	prog := r.progress.start(ctx, sum.RunID, ro.Progress, r.m)
 	defer prog.finish()
 	pol := r.o.Policy()
+	if ro.Policy != nil {
+		pol, ro.DryRun, sum.DryRun = *ro.Policy, true, true
+	}
 
 	org, err := r.read(ctx, prog)
 	if err != nil {
@@ -288,6 +294,9 @@ func (r *Reconciler) Run(ctx context.Context, ro RunOptions) (Summary, error) {
 		return sum, nil
 	}
 	if ro.DryRun {
+		if why := brakeReason(removals, pl.Members, pol.Reconcile); why != "" {
+			sum.Halted = "applying this plan would halt at the brakes: " + why
+		}
 		sum.Status, run.Status = state.RunPlanned, state.RunPlanned
 		if run.Plan, err = encodePlan(pl); err != nil {
 			return sum, err
