@@ -194,3 +194,33 @@ func activeTokens(sb *sentrytest.Server) int {
 	}
 	return n
 }
+
+// With an Owner service user, an owner leaver is removed (a Manager service user
+// gets needs_human for the same person, see TestRemoval).
+func TestOwnerServiceUserRemovesOwners(t *testing.T) {
+	sb := sentrytest.NewServer(t, sentrytest.Options{ServiceUser: "olivia.owner@acme.test", RateLimit: -1})
+	c, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	me, err := c.Me(context.Background())
+	if err != nil || me.OrgRole != "owner" {
+		t.Fatalf("service user %+v %v", me, err)
+	}
+	conv, err := converge.New(converge.Options{Sentry: c, SelfMemberID: me.ID, SelfEmail: me.Email, SelfRole: me.OrgRole})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := conv.Converge(context.Background(), leaver("oscar.owner@acme.test"), held)
+	if err != nil || res.Outcome != converge.OutcomeApplied {
+		t.Fatalf("owner leaver: %s %v (%s)", res.Outcome, err, res.Reason)
+	}
+	if _, ok := sb.Member("oscar.owner@acme.test"); ok {
+		t.Fatal("owner not removed")
+	}
+	// The service user itself is never removed, even as the leaver.
+	res, _ = conv.Converge(context.Background(), leaver("olivia.owner@acme.test"), held)
+	if res.Outcome != converge.OutcomeProtected {
+		t.Fatalf("self: %s", res.Outcome)
+	}
+}
