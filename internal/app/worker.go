@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
@@ -333,12 +334,38 @@ type PlanView struct {
 	Email   string           `json:"email"`
 	Person  string           `json:"person,omitempty"`
 	Status  string           `json:"status,omitempty"`
-	Desired *policy.Desired  `json:"desired"`
-	Actual  *converge.Access `json:"actual"`
+	Desired DesiredView      `json:"desired"`
+	Actual  ActualView       `json:"actual"`
 	Steps   []converge.Step  `json:"steps"`
 	Outcome converge.Outcome `json:"outcome"`
 	Reason  string           `json:"reason,omitempty"`
 	Notes   []string         `json:"notes,omitempty"`
+}
+
+// DesiredView is what policy wants for the person ("terminated" people: no access).
+type DesiredView struct {
+	Status  string            `json:"status"`
+	OrgRole string            `json:"org_role,omitempty"`
+	Teams   map[string]string `json:"teams,omitempty"`
+}
+
+// ActualView is the person's Sentry access; Present is false when no member or
+// invite matches.
+type ActualView struct {
+	Present bool `json:"present"`
+	Access  converge.Access
+}
+
+// MarshalJSON flattens the access fields next to present.
+func (a ActualView) MarshalJSON() ([]byte, error) {
+	if !a.Present {
+		return []byte(`{"present":false}`), nil
+	}
+	type flat struct {
+		Present bool `json:"present"`
+		converge.Access
+	}
+	return json.Marshal(flat{true, a.Access})
 }
 
 // Plan shows desired vs actual and the steps convergence would take, changing nothing.
@@ -353,8 +380,14 @@ func (w *Worker) Plan(ctx context.Context, email string) (PlanView, error) {
 	if err != nil {
 		return PlanView{}, err
 	}
-	v := PlanView{Email: email, Person: rec.Key, Status: string(rec.Person.Status), Desired: res.Desired, Actual: res.Actual,
+	v := PlanView{Email: email, Person: rec.Key, Status: string(rec.Person.Status), Desired: DesiredView{Status: string(rec.Person.Status)},
 		Steps: res.Steps, Outcome: res.Outcome, Reason: res.Reason, Notes: res.Notes}
+	if res.Desired != nil {
+		v.Desired.OrgRole, v.Desired.Teams = res.Desired.OrgRole, res.Desired.Teams
+	}
+	if res.Actual != nil {
+		v.Actual = ActualView{Present: true, Access: *res.Actual}
+	}
 	if v.Steps == nil {
 		v.Steps = []converge.Step{}
 	}
