@@ -189,6 +189,14 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	if err != nil {
 		return nil, fmt.Errorf("sentry client: %w", err)
 	}
+	srcEnv, err := config.Sources()
+	if err != nil {
+		return nil, err
+	}
+	okta, err := config.OktaCatchUp(srcEnv, s.log)
+	if err != nil {
+		return nil, err
+	}
 	alerts, err := cfg.Alerts(s.log, s.tel.MeterProvider)
 	if err != nil {
 		return nil, err
@@ -214,10 +222,6 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	if err != nil {
 		return nil, err
 	}
-	srcEnv, err := config.Sources()
-	if err != nil {
-		return nil, err
-	}
 	specs := config.Specs(srcEnv)
 	g := specs["generic"]
 	g.Secrets = config.Secrets(secret)
@@ -237,7 +241,7 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	s.policy.Store(&pol)
 	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: s.nc, Coord: s.coord, Sentry: client, Telemetry: s.tel, Logger: s.log,
 		Owner: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), randomID()), Policy: s.currentPolicy,
-		Streams: cfg.Streams(), Ready: ready, Target: s.target(), SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts})
+		Streams: cfg.Streams(), Ready: ready, Target: s.target(), SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts, OktaCatchUp: okta})
 	if err != nil {
 		return nil, err
 	}

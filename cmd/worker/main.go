@@ -66,6 +66,14 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("JML_SENTRY_TOKEN: %w", err)
 	}
+	srcEnv, err := config.Sources()
+	if err != nil {
+		return err
+	}
+	okta, err := config.OktaCatchUp(srcEnv, log)
+	if err != nil {
+		return err
+	}
 	alerts, err := cfg.Alerts(log, tel.MeterProvider)
 	if err != nil {
 		return err
@@ -76,10 +84,6 @@ func run(ctx context.Context) error {
 			defer cancel()
 			_ = alerts.Close(sctx)
 		}()
-	}
-	srcEnv, err := config.Sources()
-	if err != nil {
-		return err
 	}
 	nc, err := cfg.ConnectNATS("jml-worker", log)
 	if err != nil {
@@ -106,7 +110,7 @@ func run(ctx context.Context) error {
 	host, _ := os.Hostname()
 	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: nc, Coord: coord, Sentry: client, Telemetry: tel, Logger: log,
 		Owner: fmt.Sprintf("%s:%d", host, os.Getpid()), Policy: func() policy.Policy { return *current.Load() },
-		Streams: cfg.Streams(), Ready: ready, Target: "sentry", SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts})
+		Streams: cfg.Streams(), Ready: ready, Target: "sentry", SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts, OktaCatchUp: okta})
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/worker"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
@@ -52,6 +53,9 @@ type WorkerOptions struct {
 	SourceAPIs map[string]resolve.Config
 	// Alerts receives operator alerts (nil = log only).
 	Alerts *alert.Notifier
+	// OktaCatchUp, when set (Okta hook and API configured), replays System Log
+	// events the hook missed: Okta retries a failed delivery only once.
+	OktaCatchUp *sources.Okta
 }
 
 // CheckSentry is the start-up check: token kind, the service user's membership,
@@ -240,6 +244,7 @@ func (w *Worker) newScheduler() (gocron.Scheduler, error) {
 		{"sentry-token-check", gocron.DurationJob(interval), w.tokenCheck, false},
 		{"member-index", gocron.DurationJob(indexEvery), w.warmIndexes, false},
 		{"due-changes", gocron.DurationJob(5 * time.Second), w.releaseDue, true},
+		{"okta-catch-up", gocron.DurationJob(5 * time.Minute), w.oktaCatchUp, true},
 	}
 	jobs = append(jobs, w.reconcileJobs()...) // reconcile.go: reconcile, approved runs, invites, token hygiene, roster
 	for _, j := range jobs {
@@ -298,6 +303,44 @@ func (w *Worker) warmIndexes(ctx context.Context) error {
 	}
 	w.o.Logger.InfoContext(ctx, "indexes warm", "emails", n, "org_tokens", len(active))
 	return nil
+}
+
+// oktaCatchUp publishes the Okta System Log events since the last checkpoint
+// (first run: the last hour). Events the hook delivered carry the same ids, so
+// JetStream and the worker drop them as duplicates.
+func (w *Worker) oktaCatchUp(ctx context.Context) error {
+	if w.o.OktaCatchUp == nil {
+		return nil
+	}
+	start := time.Now().UTC()
+	since, err := w.control.Checkpoint(ctx, "okta")
+	if err != nil {
+		return err
+	}
+	if since.IsZero() {
+		since = start.Add(-time.Hour)
+	}
+	parsed, err := w.o.OktaCatchUp.CatchUp(ctx, since)
+	if err != nil {
+		return err
+	}
+	pub := events.NewPublisher(w.js, w.o.Telemetry.TracerProvider, w.o.Telemetry.Propagator)
+	fresh := 0
+	for _, ev := range parsed.Events {
+		ev.ReceivedAt = start
+		r, err := pub.Publish(ctx, ev)
+		if err != nil {
+			return fmt.Errorf("okta catch-up: %w", err)
+		}
+		if !r.Duplicate {
+			fresh++
+		}
+	}
+	if fresh > 0 {
+		w.o.Logger.WarnContext(ctx, "okta catch-up found events the hook missed", "events", fresh, "since", since)
+	}
+	// A minute of overlap: the System Log is eventually consistent.
+	return w.control.SetCheckpoint(ctx, "okta", start.Add(-time.Minute))
 }
 
 // releaseDue publishes future-dated changes whose time has come back into

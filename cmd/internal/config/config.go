@@ -15,6 +15,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/app"
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
 	"github.com/sentry-jml/sentry-jml/internal/state/redisstate"
 )
@@ -254,4 +255,18 @@ func SourceAPIs(m map[string]SourceEnv) map[string]resolve.Config {
 func (c Common) Reconcile() app.ReconcileOptions {
 	return app.ReconcileOptions{Roster: app.RosterFetch{URL: c.RosterURL, Authorization: c.RosterAuthorization, Full: c.RosterFull,
 		Every: c.RosterEvery}}
+}
+
+// OktaCatchUp builds the Okta source used to replay the System Log when both
+// the hook secret and API access are configured; nil otherwise.
+func OktaCatchUp(m map[string]SourceEnv, log *slog.Logger) (*sources.Okta, error) {
+	se := m["okta"]
+	if len(se.Secrets) == 0 || se.APIURL == "" {
+		return nil, nil
+	}
+	o, err := sources.NewOkta(sources.Config{Secrets: se.Secrets, APIURL: se.APIURL, APIToken: se.APIToken, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("JML_SOURCE_OKTA_*: %w", err)
+	}
+	return o, nil
 }

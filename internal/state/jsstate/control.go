@@ -166,3 +166,28 @@ func (c *Control) ApproveBrakes(ctx context.Context, by string) (ControlState, e
 		return true
 	})
 }
+
+// Checkpoint returns the time stored under name ("" → zero time).
+func (c *Control) Checkpoint(ctx context.Context, name string) (time.Time, error) {
+	e, err := c.kv.Get(ctx, "checkpoint."+name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("checkpoint %s: %w", name, err)
+	}
+	var t time.Time
+	if err := t.UnmarshalText(e.Value()); err != nil {
+		return time.Time{}, fmt.Errorf("checkpoint %s: %w", name, err)
+	}
+	return t, nil
+}
+
+// SetCheckpoint stores t under name.
+func (c *Control) SetCheckpoint(ctx context.Context, name string, t time.Time) error {
+	b, _ := t.UTC().MarshalText()
+	if _, err := c.kv.Put(ctx, "checkpoint."+name, b); err != nil {
+		return fmt.Errorf("checkpoint %s: %w", name, err)
+	}
+	return nil
+}
