@@ -4,6 +4,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -287,9 +288,13 @@ type state struct {
 	memberByUser  map[int64]*member
 	scimOrder     []*member // sorted by email, id; nil = stale
 
-	teams       map[int64]*team
-	teamBySlug  map[string]*team
-	teamOrder   []*team // sorted by slug; nil = stale
+	teams      map[int64]*team
+	teamBySlug map[string]*team
+	teamOrder  []*team // sorted by slug; nil = stale
+	// orderMu guards building the lazy orders above: readers holding the
+	// sandbox's read lock may build them concurrently (writers clear them
+	// under the write lock).
+	orderMu     sync.Mutex
 	projects    map[int64]*project
 	projectSlug map[string]*project
 
@@ -381,6 +386,8 @@ func (st *state) addTeam(t *team) {
 }
 
 func (st *state) sortedTeams() []*team {
+	st.orderMu.Lock()
+	defer st.orderMu.Unlock()
 	if st.teamOrder == nil {
 		st.teamOrder = make([]*team, 0, len(st.teams))
 		for _, t := range st.teams {
@@ -392,6 +399,8 @@ func (st *state) sortedTeams() []*team {
 }
 
 func (st *state) sortedSCIM() []*member {
+	st.orderMu.Lock()
+	defer st.orderMu.Unlock()
 	if st.scimOrder == nil {
 		st.scimOrder = append(make([]*member, 0, len(st.memberOrder)), st.memberOrder...)
 		sort.SliceStable(st.scimOrder, func(i, j int) bool {
