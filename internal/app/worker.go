@@ -139,6 +139,17 @@ func NewWorker(ctx context.Context, o WorkerOptions) (*Worker, error) {
 		return nil, err
 	}
 	check, err := CheckSentry(ctx, o.Sentry)
+	// Sentry busy or briefly down (429, 5xx, timeouts) is no reason to exit:
+	// wait and ask again. A refused token or missing scopes fail at once.
+	for delay := time.Second; err != nil && sentry.IsTransient(err) && !errors.Is(err, sentry.ErrUnauthorized); delay = min(2*delay, 30*time.Second) {
+		o.Logger.WarnContext(ctx, "sentry start-up check failed, retrying", "err", err, "retry_in", delay.String())
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+		check, err = CheckSentry(ctx, o.Sentry)
+	}
 	if o.Ready != nil {
 		o.Ready.SetSentry(err)
 	}

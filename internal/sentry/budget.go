@@ -332,3 +332,17 @@ func (b *LocalBudget) Observe(key string, l Limits) {
 	}
 	bk.broadcast()
 }
+
+type preSendKey struct{}
+
+// WithPreSend returns a context whose mutating requests (every method but GET)
+// first call check, right before each attempt is sent — after rate-limit waits
+// and retry backoff. A non-nil error aborts the call unsent, wrapped.
+func WithPreSend(ctx context.Context, check func(context.Context) error) context.Context {
+	return context.WithValue(ctx, preSendKey{}, check)
+}
+
+func preSendFrom(ctx context.Context) func(context.Context) error {
+	f, _ := ctx.Value(preSendKey{}).(func(context.Context) error)
+	return f
+}

@@ -364,6 +364,14 @@ func (c *Client) do(ctx context.Context, cl call) (*response, error) {
 			))
 			c.mWait.Record(ctx, waited.Seconds(), attrs)
 		}
+		if check := preSendFrom(ctx); check != nil && cl.method != http.MethodGet {
+			// The caller's last word before a mutation leaves: e.g. "do I still
+			// hold the person's lease?" after any rate-limit wait or retry backoff.
+			if err := check(ctx); err != nil {
+				release()
+				return nil, fmt.Errorf("sentry: %s %s: not sent: %w", cl.method, path, err)
+			}
+		}
 		resp, err := c.send(ctx, cl, full, token, body)
 		release()
 		if err != nil {

@@ -30,7 +30,13 @@ func (c *Converger) apply(ctx context.Context, rec state.PersonRecord, member *s
 				return done, err
 			}
 		}
-		sctx, span := c.tracer.Start(ctx, "converge."+s.Action, trace.WithAttributes(
+		sctx := ctx
+		if check != nil {
+			// Re-check the lease right before each request leaves the client too:
+			// rate-limit waits and retries happen after the check above.
+			sctx = sentry.WithPreSend(ctx, func(ctx context.Context) error { return check(ctx) })
+		}
+		sctx, span := c.tracer.Start(sctx, "converge."+s.Action, trace.WithAttributes(
 			attribute.String("sentry.member_id", s.MemberID), attribute.String("jml.team", s.Team), attribute.String("jml.role", s.Role)))
 		result, err := c.applyStep(sctx, s)
 		s.At = c.o.Now().UTC().Format(time.RFC3339Nano)
@@ -40,6 +46,10 @@ func (c *Converger) apply(ctx context.Context, rec state.PersonRecord, member *s
 			span.SetStatus(codes.Error, err.Error())
 			span.End()
 			done = append(done, s)
+			if errors.Is(err, state.ErrLeaseLost) {
+				// Another replica owns the person now: not a failure of the step.
+				return done, fmt.Errorf("%s %s: %w", s.Action, s.MemberID+s.Email, err)
+			}
 			return done, classify(fmt.Errorf("%s %s: %w", s.Action, s.MemberID+s.Email, err))
 		}
 		s.Result = result

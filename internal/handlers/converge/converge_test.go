@@ -224,3 +224,27 @@ func TestOwnerServiceUserRemovesOwners(t *testing.T) {
 		t.Fatalf("self: %s", res.Outcome)
 	}
 }
+
+// The lease is re-checked right before a mutation leaves the client (after
+// rate-limit waits): losing it in between sends nothing.
+func TestLeaseCheckedRightBeforeTheRequest(t *testing.T) {
+	sb, conv := setup(t, nil)
+	calls := 0
+	check := func(context.Context) error {
+		calls++
+		if calls > 1 { // the step's own check passes; the pre-send one fails
+			return state.ErrLeaseLost
+		}
+		return nil
+	}
+	_, err := conv.Converge(context.Background(), leaver("jane.doe@acme.test"), check)
+	if !errors.Is(err, state.ErrLeaseLost) || errors.Is(err, converge.ErrPermanent) {
+		t.Fatalf("err = %v, want a lease loss that is not permanent", err)
+	}
+	if _, ok := sb.Member("jane.doe@acme.test"); !ok {
+		t.Fatal("the DELETE was sent after the lease was lost")
+	}
+	if calls != 2 {
+		t.Fatalf("lease checked %d times, want 2 (before the step and before sending)", calls)
+	}
+}

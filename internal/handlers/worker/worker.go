@@ -75,6 +75,29 @@ type Worker struct {
 	revoke     metric.Float64Histogram
 	dlq        metric.Int64Counter
 	unresolved metric.Int64Counter
+
+	// failures counts real failures per stream sequence on this replica. The
+	// delivery count is no measure of them: "person busy on another replica"
+	// naks and crash redeliveries raise it too.
+	failMu   sync.Mutex
+	failures map[uint64]int
+}
+
+// failed records one more failure of the message at seq and returns the count.
+func (w *Worker) failed(seq uint64) int {
+	w.failMu.Lock()
+	defer w.failMu.Unlock()
+	if len(w.failures) > 100_000 { // entries of messages acked elsewhere
+		clear(w.failures)
+	}
+	w.failures[seq]++
+	return w.failures[seq]
+}
+
+func (w *Worker) settled(seq uint64) {
+	w.failMu.Lock()
+	delete(w.failures, seq)
+	w.failMu.Unlock()
 }
 
 // New validates o.
@@ -114,7 +137,8 @@ func New(o Options) (*Worker, error) {
 	if mp == nil {
 		mp = otel.GetMeterProvider()
 	}
-	w := &Worker{o: o, tracer: tp.Tracer("github.com/sentry-jml/sentry-jml/internal/handlers/worker"), prop: o.Propagator}
+	w := &Worker{o: o, tracer: tp.Tracer("github.com/sentry-jml/sentry-jml/internal/handlers/worker"), prop: o.Propagator,
+		failures: map[uint64]int{}}
 	if w.prop == nil {
 		w.prop = otel.GetTextMapPropagator()
 	}
@@ -259,6 +283,7 @@ func (w *Worker) Handle(ctx context.Context, m jetstream.Msg) {
 	outcome, err := w.process(ctx, m, md, ev, log)
 	w.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome), attribute.String("type", string(ev.Type))))
 	if err == nil {
+		w.settled(md.Sequence.Stream)
 		if aerr := m.Ack(); aerr != nil {
 			log.WarnContext(ctx, "ack failed; the event will be redelivered and deduplicated", "err", aerr)
 		}
@@ -273,12 +298,16 @@ func (w *Worker) Handle(ctx context.Context, m jetstream.Msg) {
 	case errors.As(err, &later):
 		log.WarnContext(ctx, "convergence waits", "reason", later.Reason, "retry_in", later.Delay.String())
 		_ = m.NakWithDelay(later.Delay)
-	case errors.Is(err, converge.ErrPermanent) && int(md.NumDelivered) >= w.o.MaxPermanentDeliveries:
-		log.ErrorContext(ctx, "permanent failure, dead-lettering", "err", err, "deliveries", md.NumDelivered)
-		w.deadLetter(ctx, m, md, err)
 	default:
-		d := backoff(md.NumDelivered)
-		log.WarnContext(ctx, "convergence failed, will retry", "err", err, "deliveries", md.NumDelivered, "retry_in", d.String())
+		n := w.failed(md.Sequence.Stream)
+		if errors.Is(err, converge.ErrPermanent) && n >= w.o.MaxPermanentDeliveries {
+			log.ErrorContext(ctx, "permanent failure, dead-lettering", "err", err, "failures", n, "deliveries", md.NumDelivered)
+			w.settled(md.Sequence.Stream)
+			w.deadLetter(ctx, m, md, err)
+			return
+		}
+		d := backoff(uint64(n))
+		log.WarnContext(ctx, "convergence failed, will retry", "err", err, "failures", n, "deliveries", md.NumDelivered, "retry_in", d.String())
 		_ = m.NakWithDelay(d)
 	}
 }
