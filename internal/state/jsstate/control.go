@@ -41,17 +41,11 @@ const controlKey = "state"
 
 // OpenControl opens (or creates) the control bucket.
 func OpenControl(ctx context.Context, js jetstream.JetStream, o Options, maxPerMinute func() int) (*Control, error) {
-	if o.Replicas <= 0 {
-		o.Replicas = 1
-	}
-	storage := jetstream.FileStorage
-	if o.Memory {
-		storage = jetstream.MemoryStorage
-	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketControl,
-		Description: "sentry-jml pause and brakes", History: 10, Storage: storage, Replicas: o.Replicas})
+	o = o.withDefaults()
+	kv, _, err := openKV(ctx, js, jetstream.KeyValueConfig{Bucket: BucketControl, Description: "sentry-jml pause and brakes",
+		History: 10, Storage: o.storage(), Replicas: o.Replicas})
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", BucketControl, err)
+		return nil, err
 	}
 	now := o.Now
 	if now == nil {

@@ -32,17 +32,11 @@ type SourceKeys struct {
 
 // OpenSourceKeys opens the key store for source (e.g. "gusto").
 func OpenSourceKeys(ctx context.Context, js jetstream.JetStream, o Options, source string) (*SourceKeys, error) {
-	if o.Replicas <= 0 {
-		o.Replicas = 1
-	}
-	storage := jetstream.FileStorage
-	if o.Memory {
-		storage = jetstream.MemoryStorage
-	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketSourceKeys,
-		Description: "sentry-jml provider signing keys received at run time", History: 5, Storage: storage, Replicas: o.Replicas})
+	o = o.withDefaults()
+	kv, _, err := openKV(ctx, js, jetstream.KeyValueConfig{Bucket: BucketSourceKeys, Description: "sentry-jml provider signing keys received at run time",
+		History: 5, Storage: o.storage(), Replicas: o.Replicas})
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", BucketSourceKeys, err)
+		return nil, err
 	}
 	return &SourceKeys{kv: kv, source: source}, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"iter"
 	"time"
 
@@ -33,18 +32,11 @@ type UnresolvedList struct{ kv jetstream.KeyValue }
 
 // OpenUnresolved opens the bucket.
 func OpenUnresolved(ctx context.Context, js jetstream.JetStream, o Options) (*UnresolvedList, error) {
-	if o.Replicas <= 0 {
-		o.Replicas = 1
-	}
-	storage := jetstream.FileStorage
-	if o.Memory {
-		storage = jetstream.MemoryStorage
-	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: BucketUnresolved,
-		Description: "sentry-jml events whose person could not be identified", History: 1, TTL: 30 * 24 * time.Hour,
-		Storage: storage, Replicas: o.Replicas})
+	o = o.withDefaults()
+	kv, _, err := openKV(ctx, js, jetstream.KeyValueConfig{Bucket: BucketUnresolved, Description: "sentry-jml events whose person could not be identified",
+		History: 1, TTL: 30 * 24 * time.Hour, Storage: o.storage(), Replicas: o.Replicas})
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", BucketUnresolved, err)
+		return nil, err
 	}
 	return &UnresolvedList{kv: kv}, nil
 }
