@@ -54,6 +54,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	sys, err := startAll(ctx, cfg, runOptions{
 		sentryConfigured: config.SentryConfigured(),
 		tracesExporter:   os.Getenv("OTEL_TRACES_EXPORTER"),
+		metricsExporter:  os.Getenv("OTEL_METRICS_EXPORTER"),
 		serviceName:      os.Getenv("OTEL_SERVICE_NAME"),
 		stdout:           stdout,
 		logs:             stderr,
@@ -87,6 +88,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 type runOptions struct {
 	sentryConfigured bool
 	tracesExporter   string
+	metricsExporter  string
 	serviceName      string
 	stdout           io.Writer // console spans
 	logs             io.Writer // JSON logs
@@ -149,7 +151,8 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	// Telemetry.
 	s.tel = o.telemetry
 	if s.tel == nil {
-		s.tel, err = telemetry.New(ctx, telemetry.Options{ServiceName: firstNonEmpty(o.serviceName, "sentry-jml"), TracesExporter: o.tracesExporter, Console: o.stdout})
+		s.tel, err = telemetry.New(ctx, telemetry.Options{ServiceName: firstNonEmpty(o.serviceName, "sentry-jml"), TracesExporter: o.tracesExporter,
+			MetricsExporter: o.metricsExporter, Console: o.stdout})
 		if err != nil {
 			return nil, err
 		}

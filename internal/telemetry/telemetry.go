@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
@@ -28,7 +30,11 @@ type Options struct {
 	// TracesExporter is "none" (default), "console" (JSON spans to Console) or "otlp"
 	// (OTLP/HTTP; endpoint and headers from OTEL_EXPORTER_OTLP_* as the SDK reads them).
 	TracesExporter string
-	Console        io.Writer
+	// MetricsExporter is "prometheus" or "" (the default: /metrics only), "otlp"
+	// (also pushed over OTLP/HTTP every 15 s; endpoint from OTEL_EXPORTER_OTLP_*)
+	// or "none" (/metrics still served).
+	MetricsExporter string
+	Console         io.Writer
 	// SpanExporter, when set, overrides TracesExporter (tests use an in-memory one).
 	SpanExporter sdktrace.SpanExporter
 	// Synchronous exports spans as they end (tests); default batches.
@@ -95,11 +101,23 @@ func New(ctx context.Context, o Options) (*Telemetry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(pexp), sdkmetric.WithResource(res),
+	mopts := []sdkmetric.Option{sdkmetric.WithReader(pexp)}
+	switch o.MetricsExporter {
+	case "", "none", "prometheus":
+	case "otlp":
+		mexp, err := otlpmetrichttp.New(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("metric exporter: %w", err)
+		}
+		mopts = append(mopts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(mexp, sdkmetric.WithInterval(15*time.Second))))
+	default:
+		return nil, fmt.Errorf("OTEL_METRICS_EXPORTER=%q: want otlp, prometheus or none", o.MetricsExporter)
+	}
+	mp := sdkmetric.NewMeterProvider(append(mopts, sdkmetric.WithResource(res),
 		sdkmetric.WithView(sdkmetric.NewView(
 			sdkmetric.Instrument{Name: "jml_time_to_revoke_seconds"},
 			sdkmetric.Stream{Aggregation: sdkmetric.AggregationExplicitBucketHistogram{Boundaries: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600}}},
-		)))
+		)))...)
 	t.MeterProvider = mp
 	t.shutdown = append(t.shutdown, mp.Shutdown)
 	return t, nil

@@ -31,7 +31,8 @@ func Telemetry(ctx context.Context, defaultName string) (*telemetry.Telemetry, e
 	if name == "" {
 		name = defaultName
 	}
-	return telemetry.New(ctx, telemetry.Options{ServiceName: name, TracesExporter: os.Getenv("OTEL_TRACES_EXPORTER"), Console: os.Stdout})
+	return telemetry.New(ctx, telemetry.Options{ServiceName: name, TracesExporter: os.Getenv("OTEL_TRACES_EXPORTER"),
+		MetricsExporter: os.Getenv("OTEL_METRICS_EXPORTER"), Console: os.Stdout})
 }
 
 // ConnectNATS connects to JML_NATS_URL with reconnects forever.
