@@ -61,6 +61,9 @@ func (c *adminClient) doBody(ctx context.Context, method, path string, q url.Val
 	if err != nil {
 		return err
 	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/user"
 	"strings"
 	"time"
 
@@ -74,7 +73,7 @@ func cmdRoster(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	q := url.Values{"as_of": {when.UTC().Format(time.RFC3339)}, "full": {fmt.Sprint(*full)}, "dry_run": {fmt.Sprint(*dry)}}
 	var res roster.Result
-	if err := c.post(ctx, "/v1/roster/import", q, body, &res); err != nil {
+	if err := c.doBody(ctx, http.MethodPost, "/v1/roster/import", q, body, &res); err != nil {
 		return err
 	}
 	if *asJSON {
@@ -84,38 +83,4 @@ func cmdRoster(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		file, res.Rows, res.Applied, res.Unchanged, res.Terminated, res.AsOf.Format(time.RFC3339))
 	fmt.Fprintln(stdout, "desired state only: run `jml reconcile` (or wait for its schedule) to apply it, under the brakes")
 	return nil
-}
-
-// post sends body to the admin API and decodes the JSON answer.
-func (c *adminClient) post(ctx context.Context, path string, q url.Values, body []byte, out any) error {
-	u := c.base + path
-	if len(q) > 0 {
-		u += "?" + q.Encode()
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	if u, err := user.Current(); err == nil {
-		req.Header.Set("X-JML-Actor", u.Username)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("admin API at %s: %w", c.base, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
-	if resp.StatusCode != http.StatusOK {
-		var e struct{ Error string }
-		_ = json.Unmarshal(b, &e)
-		if e.Error == "" {
-			e.Error = strings.TrimSpace(string(b))
-		}
-		return fmt.Errorf("POST %s: %s: %s", path, resp.Status, e.Error)
-	}
-	return json.Unmarshal(b, out)
 }

@@ -22,10 +22,14 @@ func cmdSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	seedFile := fs.String("seed", "", "seed JSON file (default: the demo organization acme)")
 	rate := fs.Int("rate-limit", 0, "requests per second per token, URL pattern and method (0 = 40 like Sentry; -1 = off)")
 	latency := fs.Duration("latency", 0, "added latency per API request")
+	conc := fs.Int("concurrent-limit", 0, "concurrent requests per token and URL pattern (0 = 25 like Sentry)")
+	quota := fs.Bool("invite-quota", true, "apply Sentry's invite quotas (100 per org per day, 10 per email per day)")
+	faultSeed := fs.Uint64("fault-seed", 0, "seed of the random source of probabilistic faults")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	opts := sentrytest.Options{Token: *token, RateLimit: *rate, Latency: *latency}
+	opts := sentrytest.Options{Token: *token, RateLimit: *rate, Latency: *latency, ConcurrentLimit: *conc,
+		DisableInviteQuota: !*quota, FaultSeed: *faultSeed}
 	if *seedFile != "" {
 		f, err := os.Open(*seedFile)
 		if err != nil {

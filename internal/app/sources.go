@@ -39,36 +39,25 @@ func Sources(ctx context.Context, js jetstream.JetStream, specs map[string]Sourc
 		out = append(out, s)
 		return nil
 	}
-	for _, name := range []string{"generic", "okta", "bamboohr", "hibob", "personio", "deel", "rippling"} {
-		if len(specs[name].Secrets) == 0 {
+	// Sources enabled by a secret alone, in route order.
+	plain := []struct {
+		name string
+		new  func(sources.Config) (sources.Source, error)
+	}{
+		{"generic", func(c sources.Config) (sources.Source, error) { return sources.NewGeneric(c.Secrets, nil) }},
+		{"okta", func(c sources.Config) (sources.Source, error) { return sources.NewOkta(c) }},
+		{"bamboohr", func(c sources.Config) (sources.Source, error) { return sources.NewBambooHR(c) }},
+		{"hibob", func(c sources.Config) (sources.Source, error) { return sources.NewHiBob(c) }},
+		{"personio", func(c sources.Config) (sources.Source, error) { return sources.NewPersonio(c) }},
+		{"deel", func(c sources.Config) (sources.Source, error) { return sources.NewDeel(c) }},
+		{"rippling", func(c sources.Config) (sources.Source, error) { return sources.NewRippling(c) }},
+	}
+	for _, p := range plain {
+		if len(specs[p.name].Secrets) == 0 {
 			continue
 		}
-		var err error
-		switch name {
-		case "generic":
-			var g *sources.Generic
-			g, err = sources.NewGeneric(specs[name].Secrets, nil)
-			err = add(name, g, err)
-		case "okta":
-			s, e := sources.NewOkta(cfg(name))
-			err = add(name, s, e)
-		case "bamboohr":
-			s, e := sources.NewBambooHR(cfg(name))
-			err = add(name, s, e)
-		case "hibob":
-			s, e := sources.NewHiBob(cfg(name))
-			err = add(name, s, e)
-		case "personio":
-			s, e := sources.NewPersonio(cfg(name))
-			err = add(name, s, e)
-		case "deel":
-			s, e := sources.NewDeel(cfg(name))
-			err = add(name, s, e)
-		case "rippling":
-			s, e := sources.NewRippling(cfg(name))
-			err = add(name, s, e)
-		}
-		if err != nil {
+		s, err := p.new(cfg(p.name))
+		if err := add(p.name, s, err); err != nil {
 			return nil, nil, err
 		}
 	}

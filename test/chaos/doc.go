@@ -1,7 +1,7 @@
 // Package chaos is the "nothing lost, nothing done twice" suite: the real
 // receiver (cmd/webhook) and workers (cmd/worker) run as separate processes
 // against their own nats-server (cmd/natsd), redis-server and Sentry sandbox
-// (test/chaos/sandboxd) processes on random ports, while the tests SIGKILL
+// (`jml sandbox`) processes on random ports, while the tests SIGKILL
 // and restart workers, restart NATS, restart and flush Redis, and make the
 // sandbox fail a share of its calls. At the end the sandbox must equal the
 // desired state computed from the event history, every accepted event must

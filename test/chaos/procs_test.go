@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// bins builds natsd, sandboxd, webhook and worker into one temp dir.
+// bins builds natsd, jml (for `jml sandbox`), webhook and worker into one temp dir.
 func bins(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -42,7 +42,7 @@ func bins(t *testing.T) string {
 		}
 		start := time.Now()
 		cmd := exec.Command("go", "build", "-o", binDir+string(os.PathSeparator),
-			"../../cmd/natsd", "../../cmd/webhook", "../../cmd/worker", "./sandboxd")
+			"../../cmd/natsd", "../../cmd/webhook", "../../cmd/worker", "../../cmd/jml")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)

@@ -45,7 +45,7 @@ type rigOptions struct {
 }
 
 // rig is one isolated deployment: redis-server, natsd (1 or 3 nodes),
-// sandboxd, one webhook receiver and some workers, each its own process.
+// the sandbox (`jml sandbox`), one webhook receiver and some workers, each its own process.
 type rig struct {
 	t   *testing.T
 	o   rigOptions
@@ -127,7 +127,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	}
 	sbAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	r.sbURL = "http://" + sbAddr
-	r.sandbox = newProc(t, dir, "sandbox", filepath.Join(bin, "sandboxd"), []string{"-addr", sbAddr, "-token", sentryToken,
+	r.sandbox = newProc(t, dir, "sandbox", filepath.Join(bin, "jml"), []string{"sandbox", "-addr", sbAddr, "-token", sentryToken,
 		"-seed", seedFile, "-rate-limit", strconv.Itoa(o.RateLimit), "-concurrent-limit", strconv.Itoa(o.ConcurrentLimit),
 		"-latency", o.Latency.String(), "-invite-quota=false", "-fault-seed", strconv.FormatUint(o.FaultSeed, 10)}, nil)
 	r.sandbox.start()
