@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -282,20 +283,36 @@ type redisProc struct {
 func (r *redisProc) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)) }
 func (r *redisProc) url() string  { return "redis://" + r.addr() }
 
-// freePort returns a TCP port that was free a moment ago. With bus set it
-// also checks port+10000, which Redis Cluster uses for its bus.
+// handedOut remembers every port freePort returned in this test binary, so
+// two parallel tests never get the same port: one test's restart (kill, then
+// start again on the same port) leaves the port free for a moment, and a
+// second test must not take it and end up talking to the wrong server.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// freePort returns a TCP port that was free a moment ago and that no other
+// test of this binary got. With bus set it also checks port+10000, which
+// Redis Cluster uses for its bus.
 func freePort(t *testing.T) int { return freePortBus(t, false) }
 
 func freePortBus(t *testing.T, bus bool) int {
 	t.Helper()
-	for range 100 {
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 200 {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		port := l.Addr().(*net.TCPAddr).Port
 		_ = l.Close()
+		if handedOut.ports[port] || handedOut.ports[port+10000] {
+			continue
+		}
 		if !bus {
+			handedOut.ports[port] = true
 			return port
 		}
 		if port+10000 > 65535 {
@@ -306,6 +323,7 @@ func freePortBus(t *testing.T, bus bool) int {
 			continue
 		}
 		_ = lb.Close()
+		handedOut.ports[port], handedOut.ports[port+10000] = true, true
 		return port
 	}
 	t.Fatal("no free port")
@@ -315,30 +333,74 @@ func freePortBus(t *testing.T, bus bool) int {
 // startRedis runs a throw-away redis-server without persistence.
 func startRedis(t *testing.T, extra ...string) *redisProc {
 	t.Helper()
-	return startRedisOn(t, freePort(t), extra...)
+	return startRedisFresh(t, false, extra...)
 }
 
-func startRedisOn(t *testing.T, port int, extra ...string) *redisProc {
+// startRedisFresh starts a server on a fresh port (with its cluster bus port
+// free too when bus is set), trying another port when the chosen one was
+// taken by another process between the check and redis-server's bind.
+func startRedisFresh(t *testing.T, bus bool, extra ...string) *redisProc {
+	t.Helper()
+	var last error
+	for range 5 {
+		r := newRedisProc(t, freePortBus(t, bus), extra...)
+		if last = r.tryStart(t); last == nil {
+			t.Cleanup(func() { r.stop() })
+			return r
+		}
+		t.Logf("redis-server on port %d: %v; trying another port", r.port, last)
+	}
+	t.Fatal(last)
+	return nil
+}
+
+func newRedisProc(t *testing.T, port int, extra ...string) *redisProc {
 	t.Helper()
 	dir := t.TempDir()
-	r := &redisProc{port: port, args: append([]string{
+	return &redisProc{port: port, args: append([]string{
 		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", dir, "--loglevel", "warning",
 	}, extra...)}
-	r.start(t)
-	t.Cleanup(func() { r.stop() })
-	return r
 }
 
 func (r *redisProc) start(t *testing.T) {
 	t.Helper()
+	if err := r.tryStart(t); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tryStart starts the server and waits until it answers. The answer must
+// come from the process just started: when another program took the port in
+// the meantime, redis-server exits with "address in use" while a ping would
+// succeed against the intruder.
+func (r *redisProc) tryStart(t *testing.T) error {
+	t.Helper()
 	r.cmd = exec.Command(redisBin, r.args...)
 	dieWithParent(r.cmd)
 	if err := r.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", redisBin, err)
+		return fmt.Errorf("start %s: %w", redisBin, err)
 	}
-	waitPing(t, r.addr())
+	if err := waitPingErr(t.Context(), r.addr()); err != nil {
+		r.stop()
+		return err
+	}
+	c := redis.NewClient(&redis.Options{Addr: r.addr(), MaxRetries: -1})
+	defer c.Close()
+	info, err := c.Info(t.Context(), "server").Result()
+	if err != nil {
+		r.stop()
+		return fmt.Errorf("redis at %s: INFO: %w", r.addr(), err)
+	}
+	want := "process_id:" + strconv.Itoa(r.cmd.Process.Pid) + "\r\n"
+	if !strings.Contains(info, want) {
+		r.stop()
+		return fmt.Errorf("port %d answers from another redis-server than the one started (pid %d): %w", r.port, r.cmd.Process.Pid, errPortTaken)
+	}
+	return nil
 }
+
+var errPortTaken = errors.New("port taken")
 
 func (r *redisProc) stop() {
 	if r.cmd != nil && r.cmd.Process != nil {
@@ -356,18 +418,24 @@ func (r *redisProc) restart(t *testing.T) {
 
 func waitPing(t *testing.T, addr string) {
 	t.Helper()
+	if err := waitPingErr(t.Context(), addr); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitPingErr(ctx context.Context, addr string) error {
 	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	defer c.Close()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		ctx, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
-		err := c.Ping(ctx).Err()
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		err := c.Ping(pctx).Err()
 		cancel()
 		if err == nil {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("redis at %s not up: %v", addr, err)
+			return fmt.Errorf("redis at %s not up: %w", addr, err)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -398,9 +466,8 @@ func startCluster(t *testing.T, n int) []string {
 	t.Helper()
 	addrs := make([]string, n)
 	for i := range n {
-		port := freePortBus(t, true)
 		dir := t.TempDir()
-		r := startRedisOn(t, port, "--cluster-enabled", "yes",
+		r := startRedisFresh(t, true, "--cluster-enabled", "yes",
 			"--cluster-config-file", filepath.Join(dir, "nodes.conf"), "--cluster-node-timeout", "5000")
 		addrs[i] = r.addr()
 	}
