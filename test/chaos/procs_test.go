@@ -5,11 +5,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -68,15 +70,37 @@ func needRedis(t *testing.T) string {
 	return p
 }
 
-// freePort returns a loopback port that was free a moment ago.
+// handedOut keeps freePort from giving one port to two services of this
+// binary before either has bound it.
+var handedOut = struct {
+	sync.Mutex
+	ports map[int]bool
+}{ports: map[int]bool{}}
+
+// freePort returns a loopback port that was free a moment ago. It is chosen
+// below Linux's ephemeral range (32768–60999), where the kernel never hands
+// out ports on its own: a server the suite kills and restarts on the same
+// port cannot lose it meanwhile to another test binary's "listen on :0" or
+// to an outgoing connection's source port.
 func freePort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	for range 1000 {
+		port := 20000 + mrand.IntN(12000)
+		if handedOut.ports[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		_ = ln.Close()
+		handedOut.ports[port] = true
+		return port
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatal("no free port below the ephemeral range")
+	return 0
 }
 
 // proc is one supervised child process: it can be killed and started again

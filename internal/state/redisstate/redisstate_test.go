@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/url"
 	"os"
@@ -302,15 +303,18 @@ func freePortBus(t *testing.T, bus bool) int {
 	handedOut.Lock()
 	defer handedOut.Unlock()
 	for range 200 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		_ = l.Close()
+		// Below Linux's ephemeral range (32768–60999): a server a test kills
+		// and restarts on the same port cannot lose it meanwhile to another
+		// binary's "listen on :0" or an outgoing connection's source port.
+		port := 20000 + mrand.IntN(12000)
 		if handedOut.ports[port] || handedOut.ports[port+10000] {
 			continue
 		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+		if err != nil {
+			continue
+		}
+		_ = l.Close()
 		if !bus {
 			handedOut.ports[port] = true
 			return port
