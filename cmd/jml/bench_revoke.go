@@ -41,6 +41,8 @@ type revokeResult struct {
 	APICallsPerLeaver           float64 `json:"api_calls_per_leaver"`
 	TokensRevoked               int     `json:"tokens_revoked"`
 	CPUMicrosPerEvent           float64 `json:"cpu_us_per_event"`
+	FrontCPUMicrosPerEvent      float64 `json:"receiver_nats_cpu_us_per_event"`
+	WorkerIdleCPUMsPerSecond    float64 `json:"worker_idle_cpu_ms_per_s"`
 	SandboxLatencyMs            float64 `json:"sandbox_latency_ms"`
 	SandboxRateLimit            int     `json:"sandbox_rate_limit"`
 	SandboxCPUMicrosPerEvent    float64 `json:"sandbox_cpu_us_per_event"`
@@ -54,12 +56,13 @@ func cmdBenchRevoke(ctx context.Context, args []string, stdout, stderr io.Writer
 	seq := fs.Int("sequential", 100, "leavers sent one at a time")
 	burst := fs.Int("leavers", 200, "leavers in the burst")
 	latency := fs.Duration("latency", 20*time.Millisecond, "sandbox latency per request")
-	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the burst to this file")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the bench process (receiver, NATS, senders) during the burst to this file")
+	workerProfile := fs.String("worker-cpuprofile", "", "write a CPU profile of the worker process (its whole run) to this file")
+	redisURL := fs.String("redis", "redis://127.0.0.1:6379", "Redis for the worker process (keys under a random prefix)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	profile = *cpuprofile
-	res, err := benchRevoke(ctx, *seq, *burst, *latency, stderr)
+	res, err := benchRevoke(ctx, revokeOptions{seq: *seq, burst: *burst, latency: *latency, redisURL: *redisURL, profile: *cpuprofile, workerProfile: *workerProfile}, stderr)
 	if err != nil {
 		return err
 	}
@@ -69,9 +72,14 @@ func cmdBenchRevoke(ctx context.Context, args []string, stdout, stderr io.Writer
 	return printJSON(stdout, res)
 }
 
-// profile names the CPU profile file of the burst ("" = none). Set once by the
-// command before the benchmark runs.
-var profile string
+type revokeOptions struct {
+	seq, burst int
+	latency    time.Duration
+	redisURL   string
+	profile    string // CPU profile file of the bench process ("" = none)
+	// workerProfile is the worker process's CPU profile file ("" = none).
+	workerProfile string
+}
 
 func freePort() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -82,7 +90,8 @@ func freePort() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-func benchRevoke(ctx context.Context, nSeq, nBurst int, latency time.Duration, progress io.Writer) (*revokeResult, error) {
+func benchRevoke(ctx context.Context, o revokeOptions, progress io.Writer) (*revokeResult, error) {
+	nSeq, nBurst, latency, profile := o.seq, o.burst, o.latency, o.profile
 	dir, err := os.MkdirTemp("", "jml-bench-revoke-")
 	if err != nil {
 		return nil, err
@@ -139,7 +148,9 @@ func benchRevoke(ctx context.Context, nSeq, nBurst int, latency time.Duration, p
 		return resp.StatusCode, nil
 	}
 
-	// The daemon, all-in-one, against that Sentry.
+	// The daemon as deployed: this process runs the embedded NATS server and
+	// the receiver; the worker is its own process (`jml worker`, the same code
+	// as cmd/worker) with Redis for coordination, so its CPU is measured alone.
 	cfg := config.Common{HTTPAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", DataDir: dir, LogLevel: "error", MaxBodyBytes: 1 << 20,
 		StreamReplicas: 1, SentryURL: sbURL, SentryOrg: "acme", SentryToken: token}
 	polFile := filepath.Join(dir, "policy.yaml")
@@ -147,18 +158,21 @@ func benchRevoke(ctx context.Context, nSeq, nBurst int, latency time.Duration, p
 		return nil, err
 	}
 	cfg.PolicyFile = polFile
-	sys, err := startAll(ctx, cfg, runOptions{sentryConfigured: true, stdout: io.Discard, logs: io.Discard})
+	sys, err := startAll(ctx, cfg, runOptions{sentryConfigured: true, noWorker: true, stdout: io.Discard, logs: io.Discard})
 	if err != nil {
 		return nil, err
 	}
 	defer sys.Close()
-	deadline := time.Now().Add(30 * time.Second)
-	for !sys.worker.IndexesWarm() {
-		if time.Now().After(deadline) {
-			return nil, errors.New("member index did not warm up")
-		}
-		time.Sleep(20 * time.Millisecond)
+	wk, err := startBenchWorker(ctx, self, dir, []string{
+		"JML_NATS_URL=" + sys.ns.ClientURL(), "JML_REDIS_URL=" + o.redisURL, "JML_REDIS_PREFIX=jmlbench:" + randomID() + ":",
+		"JML_SENTRY_URL=" + sbURL, "JML_SENTRY_ORG=acme", "JML_SENTRY_TOKEN=" + token, "JML_POLICY_FILE=" + polFile,
+		"JML_ADMIN_ADDR=127.0.0.1:0", "JML_DATA_DIR=" + dir, "JML_LOG_LEVEL=info", "JML_STREAM_REPLICAS=1",
+		"JML_CPUPROFILE=" + o.workerProfile,
+	})
+	if err != nil {
+		return nil, err
 	}
+	defer wk.stop()
 	secret, err := genericSecret(cfg)
 	if err != nil {
 		return nil, err
@@ -188,7 +202,7 @@ func benchRevoke(ctx context.Context, nSeq, nBurst int, latency time.Duration, p
 	}
 	var reqLog []sentrytest.LoggedRequest
 	res := &revokeResult{Leavers: nBurst, SequentialLeavers: nSeq, SandboxLatencyMs: float64(latency.Microseconds()) / 1000, SandboxRateLimit: 40,
-		CPUIncludes: "the bench process: receiver, embedded NATS, worker (the sandbox runs in its own process)"}
+		CPUIncludes: "the worker process alone (jml worker, as cmd/worker); receiver_nats_cpu_us_per_event is the bench process: receiver, embedded NATS server, HTTP senders; the sandbox is its own process"}
 
 	// Phase 1: leavers one at a time.
 	fmt.Fprintf(progress, "bench: %d leavers one at a time…\n", nSeq)
@@ -230,6 +244,12 @@ func benchRevoke(ctx context.Context, nSeq, nBurst int, latency time.Duration, p
 	res.OverheadP50ms, res.OverheadP99ms = pct(overhead, 50), pct(overhead, 99)
 	res.EndToEndP50ms, res.EndToEndP99ms = pct(e2e, 50), pct(e2e, 99)
 
+	// The worker's CPU with nothing to do (scheduler, heartbeats, budget), so
+	// the per-event figure can be read against it.
+	idle0 := procCPU(wk.cmd.Process.Pid)
+	time.Sleep(3 * time.Second)
+	res.WorkerIdleCPUMsPerSecond = float64(procCPU(wk.cmd.Process.Pid)-idle0) / 3000
+
 	// Phase 2: a burst, with a warm member index.
 	fmt.Fprintf(progress, "bench: a burst of %d leavers…\n", nBurst)
 	var statsBefore sentrytest.Stats
@@ -250,6 +270,7 @@ func benchRevoke(ctx context.Context, nSeq, nBurst int, latency time.Duration, p
 	var ru0 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	sbCPU0 := procCPU(sbCmd.Process.Pid)
+	wkCPU0 := procCPU(wk.cmd.Process.Pid)
 	start := time.Now()
 	var wg sync.WaitGroup
 	errc := make(chan error, nBurst)
@@ -300,7 +321,8 @@ func benchRevoke(ctx context.Context, nSeq, nBurst int, latency time.Duration, p
 	}
 	var ru1 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-	res.CPUMicrosPerEvent = float64(cpuMicros(ru1)-cpuMicros(ru0)) / float64(nBurst)
+	res.CPUMicrosPerEvent = float64(procCPU(wk.cmd.Process.Pid)-wkCPU0) / float64(nBurst)
+	res.FrontCPUMicrosPerEvent = float64(cpuMicros(ru1)-cpuMicros(ru0)) / float64(nBurst)
 	res.SandboxCPUMicrosPerEvent = float64(procCPU(sbCmd.Process.Pid)-sbCPU0) / float64(nBurst)
 
 	var statsAfter sentrytest.Stats
@@ -360,4 +382,73 @@ func procCPU(pid int) int64 {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return (ut + st) * 1e6 / 100 // clock ticks (USER_HZ = 100)
+}
+
+// benchWorker is the worker process of `jml bench revoke`.
+type benchWorker struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// startBenchWorker starts `jml worker` with env (and no other JML_ variable of
+// this process) and waits until its member and token indexes are warm, which
+// it logs as "indexes warm".
+func startBenchWorker(ctx context.Context, self, dir string, env []string) (*benchWorker, error) {
+	cmd := exec.CommandContext(ctx, self, "worker")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "JML_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
+	logs, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start jml worker: %w", err)
+	}
+	w := &benchWorker{cmd: cmd, done: make(chan struct{})}
+	warm := make(chan struct{})
+	var tail []string // the last lines, for the error when it does not start
+	var tailMu sync.Mutex
+	go func() {
+		defer close(w.done)
+		sc := bufio.NewScanner(logs)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		once := sync.Once{}
+		for sc.Scan() {
+			line := sc.Text()
+			tailMu.Lock()
+			if tail = append(tail, line); len(tail) > 20 {
+				tail = tail[1:]
+			}
+			tailMu.Unlock()
+			if strings.Contains(line, `"msg":"indexes warm"`) {
+				once.Do(func() { close(warm) })
+			}
+		}
+	}()
+	select {
+	case <-warm:
+		return w, nil
+	case <-w.done:
+		err = errors.New("jml worker exited before its indexes were warm")
+	case <-time.After(30 * time.Second):
+		err = errors.New("jml worker: member index did not warm up within 30 s")
+	}
+	w.stop()
+	tailMu.Lock()
+	defer tailMu.Unlock()
+	return nil, fmt.Errorf("%w (is Redis reachable? see -redis)\n%s", err, strings.Join(tail, "\n"))
+}
+
+func (w *benchWorker) stop() {
+	_ = w.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-w.done:
+	case <-time.After(25 * time.Second):
+		_ = w.cmd.Process.Kill()
+	}
+	_ = w.cmd.Wait()
 }

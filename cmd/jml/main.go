@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/sentry-jml/sentry-jml/cmd/internal/workerproc"
 )
 
 const usage = `jml — joiner/mover/leaver automation for Sentry
@@ -16,6 +18,7 @@ const usage = `jml — joiner/mover/leaver automation for Sentry
 Usage:
   jml run                         run everything in one process (embedded NATS, sandbox Sentry unless JML_SENTRY_* is set)
   jml sandbox [-addr A] [-seed F] serve the Sentry API sandbox alone
+  jml worker                      one worker replica of the production split (same as cmd/worker; needs JML_NATS_URL, JML_REDIS_URL, JML_SENTRY_*)
   jml send-sample TYPE --email E  sign and send a sample generic event (TYPE: leaver, joiner, mover, suspend, rehire, update)
   jml doctor                      check the configuration, NATS, the coordination store and the Sentry token
   jml plan --email E [--json]     desired vs actual access and the steps convergence would take (changes nothing)
@@ -59,6 +62,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdRun(ctx, args[1:], stdout, stderr)
 	case "sandbox":
 		return cmdSandbox(ctx, args[1:], stdout, stderr)
+	case "worker":
+		return workerproc.Run(ctx, stderr)
 	case "send-sample":
 		return cmdSendSample(ctx, args[1:], stdout, stderr)
 	case "doctor":

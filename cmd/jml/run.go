@@ -87,6 +87,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 
 type runOptions struct {
 	sentryConfigured bool
+	// noWorker starts NATS and the receiver only (bench revoke runs the
+	// worker as its own process).
+	noWorker bool
 	tracesExporter   string
 	metricsExporter  string
 	serviceName      string
@@ -237,6 +240,9 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	}
 	if s.httpAddr, err = s.serve(cfg.HTTPAddr, recv, "JML_HTTP_ADDR"); err != nil {
 		return nil, err
+	}
+	if o.noWorker {
+		return s, nil
 	}
 	// Worker and scheduler. The first Sentry check happens here, so a bad token
 	// fails start-up with one line.

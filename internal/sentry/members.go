@@ -45,10 +45,13 @@ func (c *Client) getMember(ctx context.Context, id string) (*Member, *response, 
 	if err != nil {
 		return nil, nil, err
 	}
-	var m Member
-	if err := resp.decode(&m); err != nil {
+	// Decoded into the wire shape directly: through Member.UnmarshalJSON the
+	// detail body (~5 KB with the role lists) would be scanned twice more.
+	var w memberJSON
+	if err := resp.decode(&w); err != nil {
 		return nil, resp, err
 	}
+	m := w.member()
 	return &m, resp, nil
 }
 

@@ -123,11 +123,17 @@ func (m *Member) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &w); err != nil {
 		return err
 	}
+	*m = w.member()
+	return nil
+}
+
+// member converts the wire shape: orgRole, or the older role field.
+func (w *memberJSON) member() Member {
 	role := w.OrgRole
 	if role == "" {
 		role = w.Role
 	}
-	*m = Member{
+	m := Member{
 		ID: w.ID, Email: w.Email, Name: w.Name, User: w.User, OrgRole: role,
 		Pending: w.Pending, Expired: w.Expired, Flags: w.Flags, InviteStatus: w.InviteStatus,
 		Teams: w.Teams, TeamRoles: w.TeamRoles, TeamRole: w.TeamRole, TeamSlug: w.TeamSlug,
@@ -135,7 +141,7 @@ func (m *Member) UnmarshalJSON(b []byte) error {
 	if w.DateCreated != nil {
 		m.DateCreated = *w.DateCreated
 	}
-	return nil
+	return m
 }
 
 // MarshalJSON writes Sentry's member shape, so a Member round-trips.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -35,6 +36,8 @@ type Control struct {
 	now func() time.Time
 	// max returns brakes.max_event_removals_per_minute (policy is reloadable).
 	max func() int
+	// updateMu serialises this process's compare-and-set updates (update).
+	updateMu sync.Mutex
 }
 
 const controlKey = "state"
@@ -80,6 +83,11 @@ func (c *Control) read(ctx context.Context) (ControlState, uint64, error) {
 
 // update changes the state under compare-and-set; fn returns false to write nothing.
 func (c *Control) update(ctx context.Context, fn func(*ControlState) bool) (ControlState, error) {
+	// One update at a time in this process: concurrent removals would
+	// otherwise collide on the revision and each loser re-read and retry.
+	// Other replicas still contend through compare-and-set.
+	c.updateMu.Lock()
+	defer c.updateMu.Unlock()
 	for attempt := 0; attempt < 100; attempt++ {
 		s, rev, err := c.read(ctx)
 		if err != nil {

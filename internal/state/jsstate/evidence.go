@@ -34,6 +34,11 @@ type EvidenceLog struct {
 	st  jetstream.Stream
 	now func() time.Time
 
+	// appendMu makes this process's appends take turns: concurrent appends
+	// from one process would otherwise race for the same sequence, and every
+	// loser pays a head read and a retry. Other replicas still contend
+	// through the expected last sequence.
+	appendMu sync.Mutex
 	mu       sync.Mutex
 	headSeq  uint64 // last record this log appended or read; a hint, verified by the server
 	headHash string
@@ -80,6 +85,8 @@ func (l *EvidenceLog) Append(ctx context.Context, e state.Evidence) (state.Evide
 	}
 	e.At = e.At.UTC()
 	subject := EvidenceSubject(e.PersonKey)
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
 	l.mu.Lock()
 	seq, prev := l.headSeq, l.headHash
 	l.mu.Unlock()

@@ -127,6 +127,15 @@ type Budget struct {
 	seq       uint64
 	downUntil time.Time
 	down      bool
+	// observed is what this replica last wrote to Redis per key, so a
+	// response that says nothing new within the same second costs no
+	// round trip (one per key and second is enough to sync the window).
+	observed map[string]observedLimits
+}
+
+type observedLimits struct {
+	sec               int64
+	limit, concurrent int
 }
 
 var _ sentry.Budget = (*Budget)(nil)
@@ -475,8 +484,19 @@ func (b *Budget) Observe(key string, l sentry.Limits) {
 	if b.usingLocal() {
 		return
 	}
-	stateKey, _, win := b.s.budgetKeys(key)
 	now := b.o.Now()
+	seen := observedLimits{sec: now.Unix(), limit: l.Limit, concurrent: l.ConcurrentLimit}
+	b.mu.Lock()
+	if !l.Exceeded && b.observed[key] == seen {
+		b.mu.Unlock()
+		return
+	}
+	if b.observed == nil || len(b.observed) > 10000 {
+		b.observed = map[string]observedLimits{}
+	}
+	b.observed[key] = seen
+	b.mu.Unlock()
+	stateKey, _, win := b.s.budgetKeys(key)
 	var resetMS int64
 	if !l.Reset.IsZero() {
 		resetMS = l.Reset.UnixMilli()
@@ -489,6 +509,9 @@ func (b *Budget) Observe(key string, l sentry.Limits) {
 		b01(l.Present), l.Limit, l.ConcurrentLimit, b01(l.Exceeded), resetMS, now.UnixMilli(), l.Remaining,
 		b01(sync), stateTTL.Milliseconds()).Err()
 	if err != nil {
+		b.mu.Lock()
+		delete(b.observed, key) // not written: the next response tries again
+		b.mu.Unlock()
 		b.markDown("observe", err)
 		return
 	}
