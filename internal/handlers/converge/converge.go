@@ -208,6 +208,11 @@ func (c *Converger) Plan(ctx context.Context, rec state.PersonRecord) (Result, e
 }
 
 func (c *Converger) run(ctx context.Context, rec state.PersonRecord, check LeaseCheck, dry bool) (res Result, err error) {
+	// A leaver's or suspended person's calls go first in the shared rate
+	// budget; a caller that chose a lower class (reconcile) keeps it.
+	if st := rec.Person.Status; (st == events.Terminated || st == events.Suspended) && sentry.PriorityFrom(ctx) == sentry.DefaultPriority {
+		ctx = sentry.WithPriority(ctx, sentry.PriorityLeaver)
+	}
 	ctx, span := c.tracer.Start(ctx, "converge", trace.WithAttributes(
 		attribute.String("jml.person", rec.Key), attribute.String("jml.desired.status", string(rec.Person.Status)),
 		attribute.Bool("jml.dry_run", dry)))
