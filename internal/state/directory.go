@@ -54,15 +54,82 @@ type Directory interface {
 	Resolve(ctx context.Context, source, sourceID string) (personKey string, err error)
 }
 
+// sourceClass is a source's class for per-field precedence (see Authoritative).
+type sourceClass int
+
+const (
+	classIdP sourceClass = iota // "okta", "scim" and every source name not listed below
+	classHR                     // the HR webhook sources
+	classAll                    // the generic source and the roster import
+)
+
+// sourceClasses maps a Version.Source name to its class. The names are the
+// Name() of the webhook sources in internal/handlers/sources ("generic" and the
+// six HR systems), roster.Source ("roster"; not imported: roster imports this
+// package), "okta" (the Okta event hook) and scimserver's default Source ("scim").
+var sourceClasses = map[string]sourceClass{
+	"generic":  classAll,
+	"roster":   classAll,
+	"bamboohr": classHR,
+	"hibob":    classHR,
+	"gusto":    classHR,
+	"personio": classHR,
+	"deel":     classHR,
+	"rippling": classHR,
+	"okta":     classIdP,
+	"scim":     classIdP,
+}
+
+// Authoritative reports whether source is authoritative for field, a directory
+// field name ("id", "email", "name", "status", "department", "title",
+// "manager_email", "groups" or "attributes.<key>"):
+//
+//	source                                            authoritative for
+//	generic, roster                                   every field
+//	bamboohr, hibob, gusto, personio, deel, rippling  every field except groups
+//	okta, scim, any other name (an IdP)               groups and status
+//
+// An unknown source name is treated as an IdP: a SCIM server configured with
+// another Source name, or a new IdP, must not outrank HR on HR fields, and every
+// class is authoritative for status anyway. A source that is not authoritative
+// for a field can still set it while no authoritative write has (a company
+// with only Okta still gets a name and email from Okta).
+func Authoritative(source, field string) bool {
+	switch sourceClasses[source] {
+	case classAll:
+		return true
+	case classHR:
+		return field != "groups"
+	default:
+		return field == "groups" || field == "status"
+	}
+}
+
 // ApplyEvent merges p, carried by an event at version v, into old field by
-// field: each field the event carries is set unless a newer write already set
-// it. applied reports whether anything changed. The record's Version is the
-// newest version applied to it.
+// field. Each field the event carries is set unless the write that set it
+// already outranks v: writes to one field are ordered first by precedence (a
+// write from a source Authoritative for the field beats one from a source that
+// is not, whatever their times), then by Version.Older (time, then stream
+// sequence within one source, terminated winning ties across sources). The
+// stored value is always the highest write seen, so the result does not depend
+// on the order events arrive in (one corner, see Older: a status tie between
+// two writes of one source and a third source at the same occurred_at).
+//
+// applied reports whether anything changed. The record's Version and
+// LastEventID are those of the newest (by Version.Older) write that changed
+// something; unlike the fields, that can depend on arrival order when a
+// non-authoritative write filled a field before an older authoritative write
+// replaced it.
+//
+// A record stored before per-field versions (FieldVersions nil) counts each
+// field it holds a value for as written at its Version, by its Version.Source.
 func ApplyEvent(old PersonRecord, key string, p events.Person, v Version, eventID string) (PersonRecord, bool) {
 	rec := old
 	rec.Key = key
-	legacy := rec.FieldVersions == nil && !old.Version.OccurredAt.IsZero()
 	fvs := make(map[string]Version, len(rec.FieldVersions)+4)
+	if rec.FieldVersions == nil && !old.Version.OccurredAt.IsZero() {
+		legacyFieldVersions(fvs, old.Person, old.Version)
+	}
 	for k, fv := range rec.FieldVersions {
 		fvs[k] = fv
 	}
@@ -70,13 +137,11 @@ func ApplyEvent(old PersonRecord, key string, p events.Person, v Version, eventI
 	incomingTerminated := p.Status == events.Terminated
 	applied := false
 	take := func(field string) bool {
-		fv, ok := rec.FieldVersions[field]
-		if !ok && legacy {
-			fv, ok = old.Version, true // a record written before per-field versions
-		}
-		storedTerminated := field == "status" && rec.Person.Status == events.Terminated
-		if ok && (v.Older(fv, field == "status" && incomingTerminated, storedTerminated) || v == fv) {
-			return false
+		if fv, ok := rec.FieldVersions[field]; ok {
+			storedTerminated := field == "status" && rec.Person.Status == events.Terminated
+			if !v.outranks(fv, field, field == "status" && incomingTerminated, storedTerminated) {
+				return false
+			}
 		}
 		rec.FieldVersions[field] = v
 		applied = true
@@ -119,9 +184,41 @@ func ApplyEvent(old PersonRecord, key string, p events.Person, v Version, eventI
 	return rec, true
 }
 
+// outranks reports whether a write at v to field replaces the value written at
+// stored: an authoritative write beats a non-authoritative one; within the same
+// tier the newer by Older wins. The same version (a replay) never does.
+func (v Version) outranks(stored Version, field string, incomingTerminated, storedTerminated bool) bool {
+	if v == stored {
+		return false
+	}
+	if in, st := Authoritative(v.Source, field), Authoritative(stored.Source, field); in != st {
+		return in
+	}
+	return !v.Older(stored, incomingTerminated, storedTerminated)
+}
+
+// legacyFieldVersions records v for every field p holds a value for.
+func legacyFieldVersions(fvs map[string]Version, p events.Person, v Version) {
+	for field, val := range map[string]string{"id": p.ID, "email": p.Email, "name": p.Name, "status": string(p.Status),
+		"department": p.Department, "title": p.Title, "manager_email": p.ManagerEmail} {
+		if val != "" {
+			fvs[field] = v
+		}
+	}
+	if p.Groups != nil {
+		fvs["groups"] = v
+	}
+	for k := range p.Attributes {
+		fvs["attributes."+k] = v
+	}
+}
+
 // Older reports whether v is older than stored, so a write at v must be ignored.
 // Equal times within one source are ordered by sequence; across sources a
 // terminated status wins the tie (incomingTerminated, storedTerminated).
+// Together the two tie rules are not transitive: at one occurred_at, source A's
+// terminated (seq 1) and active (seq 2) and source B's suspended (B > A) beat
+// each other in a cycle, so that status depends on arrival order.
 func (v Version) Older(stored Version, incomingTerminated, storedTerminated bool) bool {
 	switch {
 	case v.OccurredAt.Before(stored.OccurredAt):
