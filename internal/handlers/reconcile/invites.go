@@ -153,7 +153,12 @@ func (r *Reconciler) Invites(ctx context.Context) (InviteSummary, error) {
 			step = converge.Step{Action: converge.ActReinvite, MemberID: m.ID, Email: email}.WithTeamRoles(trs)
 		case known && rec.Person.Status == events.Active:
 			step = converge.Step{Action: converge.ActDeleteInvite, MemberID: m.ID, Email: email, Via: via(m)}
-		case known:
+		case known && rec.Person.Status == "":
+			// Status not known yet (only a mover or update event so far): not a
+			// leaver. Convergence leaves such a person alone (PlanMember), and so
+			// does this job: neither re-sent nor removed.
+			continue
+		case known: // a leaver: terminated or suspended
 			step = converge.Step{Action: converge.ActDeleteInvite, MemberID: m.ID, Email: email, Via: via(m)}
 		case pol.Reconcile.Orphans == "remove":
 			rec = orphanRecord(email)

@@ -105,6 +105,16 @@ func (r *Reconciler) Review(ctx context.Context) ([]ReviewRow, error) {
 		}
 		return converge.TeamInfo{}
 	}
+	// claimed marks the rows a directory person already matched, as plan does:
+	// the row's class cannot tell, since a third claimant of a disputed row (or
+	// a claimant of a row disputed through its other email) found it not
+	// "linked" and re-linked it with its own verdict.
+	claimed := make([]bool, len(rows))
+	dispute := func(row *ReviewRow, why string) {
+		// Reconcile changes nothing for a disputed member: no claimant's plan
+		// applies, so none of their differences stand.
+		row.Class, row.PolicyAgrees, row.Differences = ClassDisputed, false, []string{"disputed: " + why}
+	}
 	for rec, err := range r.o.Directory.List(ctx) {
 		if err != nil {
 			return nil, fmt.Errorf("list directory: %w", err)
@@ -115,23 +125,31 @@ func (r *Reconciler) Review(ctx context.Context) ([]ReviewRow, error) {
 			continue
 		}
 		if idx == multiple {
-			for _, i := range org.matching(e) {
-				rows[i].Class, rows[i].PersonKey, rows[i].Status = ClassDisputed, rec.Key, string(rec.Person.Status)
+			ids := org.matching(e)
+			for _, i := range ids {
+				claimed[i] = true
+				rows[i].PersonKey, rows[i].Status = rec.Key, string(rec.Person.Status)
+				dispute(&rows[i], "several members match "+e+": "+strings.Join(org.ids(ids), ", "))
 			}
 			continue
 		}
 		row := &rows[idx]
-		if row.Class == ClassLinked {
-			row.Class = ClassDisputed
-			row.PolicyAgrees = false
+		if claimed[idx] {
+			dispute(row, "another directory person already matches this member ("+rec.Key+")")
 			continue
 		}
+		claimed[idx] = true
 		row.Class, row.PersonKey, row.Status = ClassLinked, rec.Key, string(rec.Person.Status)
 		res := r.o.Converger.PlanMember(rec, org.member(idx), teams)
 		if res.Outcome == converge.OutcomeProtected {
 			row.Class = ClassProtected
 		}
 		row.PolicyAgrees = res.Outcome != converge.OutcomeNeedsHuman
+		if !row.PolicyAgrees {
+			// e.g. an owner leaver the daemon may not remove: say why the
+			// policy disagrees, or the row disagrees without a difference.
+			row.Differences = append(row.Differences, "needs a human: "+res.Reason)
+		}
 		for _, s := range res.Steps {
 			if s.Action == converge.ActReinvite {
 				continue
