@@ -391,7 +391,7 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 		return "error", fmt.Errorf("directory: %w", err)
 	}
 	if !applied {
-		log.InfoContext(ctx, "older than the directory's record; converging the stored desired state", "stored_event", rec.LastEventID)
+		log.InfoContext(ctx, "nothing new for the directory (older, or outranked by the field's owning source); converging the stored desired state", "stored_event", rec.LastEventID)
 	} else if ev.Person.Email != "" {
 		// The email link lets operators find the person (`jml plan --email`).
 		if err := w.o.Directory.Link(ctx, "email", strings.ToLower(ev.Person.Email), key); err != nil {
