@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -12,7 +13,6 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -171,31 +171,33 @@ func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
-	url := "http://" + ln.Addr().String() + "/hooks/generic"
 	var seq atomic.Int64
-	send := func(c *http.Client) (time.Duration, error) {
+	addr := ln.Addr().String()
+	// The senders are lean HTTP/1.1 keep-alive clients, like wrk: each writes
+	// a signed request on its own connection and reads the answer in the same
+	// goroutine. net/http's client hands every request between two goroutines
+	// per connection, which on two cores would bill the load generator's
+	// context switches to the receiver.
+	send := func(c *rawClient) (time.Duration, error) {
 		id := "msg_bench_" + strconv.FormatInt(seq.Add(1), 10)
 		body := benchBody(id, size)
 		now := time.Now()
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, strings.NewReader(string(body)))
-		req.Header.Set("webhook-id", id)
-		req.Header.Set("webhook-timestamp", strconv.FormatInt(now.Unix(), 10))
-		req.Header.Set("webhook-signature", signature.Sign(key, id, time.Unix(now.Unix(), 0), body))
+		c.buf = c.buf[:0]
+		c.buf = fmt.Appendf(c.buf, "POST /hooks/generic HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"+
+			"webhook-id: %s\r\nwebhook-timestamp: %d\r\nwebhook-signature: %s\r\n\r\n",
+			addr, len(body), id, now.Unix(), signature.Sign(key, id, time.Unix(now.Unix(), 0), body))
+		c.buf = append(c.buf, body...)
 		t0 := time.Now()
-		resp, err := c.Do(req)
+		code, err := c.do(c.buf)
 		if err != nil {
 			return 0, err
 		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusAccepted {
-			return 0, fmt.Errorf("status %d", resp.StatusCode)
+		if code != http.StatusAccepted {
+			return 0, fmt.Errorf("status %d", code)
 		}
 		return time.Since(t0), nil
 	}
-	newClient := func() *http.Client {
-		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxConnsPerHost: 1, MaxIdleConnsPerHost: 1}}
-	}
+	newClient := func() *rawClient { return &rawClient{addr: addr} }
 
 	// Phase 2: saturated, one connection per sender.
 	fmt.Fprintf(progress, "bench: receiver, %d senders for %s…\n", clients, dur)
@@ -209,6 +211,7 @@ func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration
 		go func() {
 			defer wg.Done()
 			c := newClient()
+			defer c.close()
 			var mine []time.Duration
 			for time.Now().Before(deadline) {
 				d, err := send(c)
@@ -232,7 +235,7 @@ func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration
 	fmt.Fprintf(progress, "bench: receiver paced at %d ev/s for %s…\n", rate, dur)
 	lat = lat[:0]
 	total := int(float64(rate) * dur.Seconds())
-	pool := make(chan *http.Client, 64)
+	pool := make(chan *rawClient, 64)
 	for range cap(pool) {
 		pool <- newClient()
 	}
@@ -256,6 +259,10 @@ func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration
 		}()
 	}
 	wg.Wait()
+	close(pool)
+	for c := range pool {
+		c.close()
+	}
 	res.Paced = len(lat)
 	res.P50msAt1000, res.P99msAt1000 = pct(lat, 50), pct(lat, 99)
 	res.Errors = errs.Load()
@@ -285,4 +292,52 @@ func pct(d []time.Duration, p float64) float64 {
 	slices.Sort(s)
 	i := int(float64(len(s)-1) * p / 100)
 	return float64(s[i].Microseconds()) / 1000
+}
+
+// rawClient is one keep-alive HTTP/1.1 connection of a bench sender.
+type rawClient struct {
+	addr string
+	conn net.Conn
+	br   *bufio.Reader
+	buf  []byte
+}
+
+// do writes one request and reads its answer, reconnecting once if the
+// connection was closed meanwhile.
+func (c *rawClient) do(req []byte) (int, error) {
+	for attempt := 0; ; attempt++ {
+		if c.conn == nil {
+			conn, err := net.DialTimeout("tcp", c.addr, 10*time.Second)
+			if err != nil {
+				return 0, err
+			}
+			c.conn, c.br = conn, bufio.NewReaderSize(conn, 4096)
+		}
+		_ = c.conn.SetDeadline(time.Now().Add(10 * time.Second))
+		_, err := c.conn.Write(req)
+		var resp *http.Response
+		if err == nil {
+			resp, err = http.ReadResponse(c.br, nil)
+		}
+		if err != nil {
+			c.close()
+			if attempt == 0 {
+				continue
+			}
+			return 0, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.Close {
+			c.close()
+		}
+		return resp.StatusCode, nil
+	}
+}
+
+func (c *rawClient) close() {
+	if c.conn != nil {
+		_ = c.conn.Close()
+		c.conn = nil
+	}
 }
