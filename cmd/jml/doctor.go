@@ -89,6 +89,9 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			} else {
 				fmt.Fprintf(stdout, "ok    %-14s no rate-limit headers (self-hosted): pacing from defaults\n", "rate-limits")
 			}
+			if r.ClockKnown && r.ClockSkew.Abs() <= sentry.MaxClockSkew {
+				fmt.Fprintf(stdout, "ok    %-14s within %s of Sentry's Date header\n", "clock", sentry.MaxClockSkew)
+			}
 			for _, w := range r.Warnings {
 				fmt.Fprintf(stdout, "warn  %-14s %s\n", "sentry", w)
 			}

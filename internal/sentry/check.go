@@ -49,6 +49,13 @@ type CheckResult struct {
 	RateLimitHeaders bool
 	RateLimit        int
 	ConcurrentLimit  int
+	// ClockSkew is how far this machine's clock is ahead of Sentry's (its
+	// Date header, one-second resolution; request time taken as half the
+	// round trip). Rate-limit windows are epoch seconds, and webhook
+	// signatures carry timestamps checked to 5 minutes. ClockKnown is false
+	// without a Date header.
+	ClockSkew  time.Duration
+	ClockKnown bool
 	// Warnings are non-fatal findings, one line each.
 	Warnings []string
 }
@@ -58,6 +65,9 @@ type CheckResult struct {
 // whether Sentry sends rate-limit headers. It returns an error for anything that
 // stops the daemon from working; the result is non-nil whenever members/me
 // answered.
+// MaxClockSkew is the clock difference with Sentry above which Check warns.
+const MaxClockSkew = 2 * time.Second
+
 func (c *Client) Check(ctx context.Context) (r *CheckResult, err error) {
 	ctx, span := c.start(ctx, "Check")
 	defer func() { end(span, err) }()
@@ -65,9 +75,19 @@ func (c *Client) Check(ctx context.Context) (r *CheckResult, err error) {
 	if r.TokenKind == TokenOrg {
 		return r, ErrOrgToken
 	}
+	sent := time.Now()
 	me, resp, err := c.getMember(ctx, "me")
 	if err != nil {
 		return nil, fmt.Errorf("check token: members/me: %w", err)
+	}
+	if d, derr := http.ParseTime(resp.header.Get("Date")); derr == nil {
+		// The Date header is truncated to the second: compare with the
+		// middle of the exchange, and forgive the truncation.
+		mid := sent.Add(time.Since(sent) / 2)
+		r.ClockSkew, r.ClockKnown = mid.Sub(d.Add(500*time.Millisecond)), true
+		if r.ClockSkew.Abs() > MaxClockSkew {
+			r.Warnings = append(r.Warnings, fmt.Sprintf("this machine's clock is %s off Sentry's: rate-limit windows (epoch seconds) and webhook timestamps (5-minute tolerance) depend on it; run NTP", r.ClockSkew.Round(time.Second)))
+		}
 	}
 	r.Member, r.MemberID, r.Email, r.OrgRole = me, me.ID, me.Email, me.OrgRole
 	if me.User != nil {

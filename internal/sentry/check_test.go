@@ -3,7 +3,9 @@ package sentry_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
@@ -47,6 +49,37 @@ func TestCheck(t *testing.T) {
 		}
 		if r.SCIMEnabled || r.SCIMDetail == "" {
 			t.Errorf("result = %+v", r)
+		}
+	})
+	t.Run("ClockSkew", func(t *testing.T) {
+		tg := newSandboxTarget(t, sentrytest.Options{})
+		r, err := tg.client(t).Check(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.ClockKnown || r.ClockSkew.Abs() > sentry.MaxClockSkew {
+			t.Fatalf("same clock: known=%v skew=%v, want known and within %v", r.ClockKnown, r.ClockSkew, sentry.MaxClockSkew)
+		}
+		for _, w := range r.Warnings {
+			if strings.Contains(w, "clock") {
+				t.Fatalf("same clock warned: %q", w)
+			}
+		}
+		// Sentry's clock 90 s ahead of ours: we are 90 s behind.
+		ahead := newSandboxTarget(t, sentrytest.Options{Now: func() time.Time { return time.Now().Add(90 * time.Second) }})
+		r, err = ahead.client(t).Check(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r.ClockKnown || r.ClockSkew > -88*time.Second || r.ClockSkew < -92*time.Second {
+			t.Fatalf("skew = %v (known %v), want about -90s", r.ClockSkew, r.ClockKnown)
+		}
+		warned := false
+		for _, w := range r.Warnings {
+			warned = warned || strings.Contains(w, "clock is -1m30s off")
+		}
+		if !warned {
+			t.Fatalf("no clock warning: %q", r.Warnings)
 		}
 	})
 	t.Run("NoRateLimitHeaders", func(t *testing.T) {

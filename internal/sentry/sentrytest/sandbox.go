@@ -166,6 +166,8 @@ func (s *Sandbox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.ctl.ServeHTTP(w, r)
 		return
 	}
+	// Sentry's answers carry a Date header; the sandbox's follows its clock.
+	w.Header().Set("Date", s.now().UTC().Format(http.TimeFormat))
 	h, _ := s.mux.Handler(r)
 	if _, ok := h.(*route); !ok {
 		rec := httptest.NewRecorder()
