@@ -89,12 +89,12 @@ type runOptions struct {
 	sentryConfigured bool
 	// noWorker starts NATS and the receiver only (bench revoke runs the
 	// worker as its own process).
-	noWorker bool
-	tracesExporter   string
-	metricsExporter  string
-	serviceName      string
-	stdout           io.Writer // console spans
-	logs             io.Writer // JSON logs
+	noWorker        bool
+	tracesExporter  string
+	metricsExporter string
+	serviceName     string
+	stdout          io.Writer // console spans
+	logs            io.Writer // JSON logs
 	// telemetry overrides the providers (tests use an in-memory span exporter).
 	telemetry *telemetry.Telemetry
 }
