@@ -115,26 +115,18 @@ func (w *Worker) reconcileJobs() []schedJob {
 		w.o.Logger.Error("reconcile jobs disabled", "err", err)
 		return nil
 	}
-	schedule := w.o.Policy().Reconcile.Schedule
-	if schedule == "" {
-		schedule = "0 * * * *"
+	rj, schedule, ok := w.reconcileJobFor(w.o.Policy().Reconcile.Schedule)
+	if !ok {
+		return nil
 	}
-	withSeconds := len(strings.Fields(schedule)) == 6
-	grain := time.Minute
-	if withSeconds {
-		grain = time.Second
-	}
+	w.schedMu.Lock()
+	w.reconcileSchedule = schedule
+	w.schedMu.Unlock()
 	s.mu.Lock()
 	ro := s.opts
 	s.mu.Unlock()
 	jobs := []schedJob{
-		{"reconcile", gocron.CronJob(schedule, withSeconds), s.once("reconcile", grain, true, func(ctx context.Context) error {
-			_, err := s.rec.Run(ctx, reconcile.RunOptions{Trigger: "schedule"})
-			if errors.Is(err, reconcile.ErrBusy) {
-				return nil
-			}
-			return err
-		}), true},
+		rj,
 		{"reconcile-approved", gocron.DurationJob(5 * time.Second), s.rec.ApplyApprovedRuns, true},
 		{"pending-invites", gocron.DurationJob(5 * time.Minute), s.once("pending-invites", 5*time.Minute, false, func(ctx context.Context) error {
 			_, err := s.rec.Invites(ctx)
@@ -153,6 +145,30 @@ func (w *Worker) reconcileJobs() []schedJob {
 		jobs = append(jobs, schedJob{"roster-fetch", gocron.DurationJob(every), s.once("roster-fetch", every, false, s.fetchRoster), true})
 	}
 	return jobs
+}
+
+// reconcileJobFor is the scheduled full reconcile on schedule (cron, 5 or 6
+// fields; "" = hourly), and the schedule it resolved to.
+func (w *Worker) reconcileJobFor(schedule string) (schedJob, string, bool) {
+	s, err := w.reconcile()
+	if err != nil {
+		return schedJob{}, "", false
+	}
+	if schedule == "" {
+		schedule = "0 * * * *"
+	}
+	withSeconds := len(strings.Fields(schedule)) == 6
+	grain := time.Minute
+	if withSeconds {
+		grain = time.Second
+	}
+	return schedJob{"reconcile", gocron.CronJob(schedule, withSeconds), s.once("reconcile", grain, true, func(ctx context.Context) error {
+		_, err := s.rec.Run(ctx, reconcile.RunOptions{Trigger: "schedule"})
+		if errors.Is(err, reconcile.ErrBusy) {
+			return nil
+		}
+		return err
+	}), true}, schedule, true
 }
 
 // once runs fn at most once per tick fleet-wide: the tick is the current time

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -165,4 +166,86 @@ func TestScheduledJobsRunOncePerTickAcrossReplicas(t *testing.T) {
 		owners[r.owner] = true
 	}
 	t.Logf("%d ticks run by %v; killed %s", len(seen), owners, leader.owner)
+}
+
+// A policy reload (SIGHUP) that changes reconcile.schedule takes effect
+// without a restart: a worker started on a yearly schedule runs ticks every
+// second once the policy says so, and stops when it says yearly again.
+func TestReconcileScheduleFollowsPolicyReload(t *testing.T) {
+	ctx := context.Background()
+	sb := sentrytest.NewServer(t, sentrytest.Options{RateLimit: -1})
+	srv, _, js := natstest.Run(t)
+	parse := func(src string) *policy.Policy {
+		p, err := policy.Parse("p.yaml", []byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &p
+	}
+	var current atomic.Pointer[policy.Policy]
+	current.Store(parse(`reconcile: {schedule: "0 0 1 1 *"}`))
+	tel, err := telemetry.New(ctx, telemetry.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(srv.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	coord, err := redisstate.Open(ctx, redisstate.Options{URL: redisURL(), Prefix: fmt.Sprintf("jmltest:%d:", time.Now().UnixNano())})
+	if err != nil {
+		t.Fatalf("redis at %s: %v", redisURL(), err)
+	}
+	t.Cleanup(func() { _ = coord.Close() })
+	client, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true,
+		Budget: sentry.NewLocalBudget(sentry.LocalBudgetOptions{DefaultLimit: -1, DefaultConcurrency: -1})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := app.NewWorker(ctx, app.WorkerOptions{NC: nc, Coord: coord, Sentry: client, Telemetry: tel,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Owner: "replica-1", Policy: func() policy.Policy { return *current.Load() },
+		Target: "sandbox", IndexInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(rctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	records, err := jsstate.Open(ctx, js, jsstate.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	scheduled := func() int {
+		n := 0
+		for run, err := range records.Runs.List(ctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pl, err := reconcile.DecodePlan(run.Plan); err == nil && pl.Trigger == "schedule" {
+				n++
+			}
+		}
+		return n
+	}
+	time.Sleep(2 * time.Second)
+	if n := scheduled(); n != 0 {
+		t.Fatalf("%d scheduled runs on a yearly schedule", n)
+	}
+	current.Store(parse(`reconcile: {schedule: "* * * * * *"}`))
+	deadline := time.Now().Add(15 * time.Second)
+	for scheduled() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("after the reload to every second: %d scheduled runs in 15 s", scheduled())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	current.Store(parse(`reconcile: {schedule: "0 0 1 1 *"}`))
+	time.Sleep(7 * time.Second) // the schedule is re-read every 5 s
+	settled := scheduled()
+	time.Sleep(3 * time.Second)
+	if n := scheduled(); n != settled {
+		t.Fatalf("back on a yearly schedule, runs went on: %d → %d", settled, n)
+	}
 }

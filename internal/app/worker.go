@@ -91,6 +91,10 @@ type Worker struct {
 	tokens  *converge.TokenIndex
 	// unresolved lists events whose person could not be identified.
 	unresolved *jsstate.UnresolvedList
+	// schedMu guards the reconcile job's id and the schedule it runs on.
+	schedMu           sync.Mutex
+	reconcileJobID    uuid.UUID
+	reconcileSchedule string
 	// recon is the reconciler and its job state (reconcile.go), built on first use.
 	reconMu sync.Mutex
 	recon   *reconcileService
@@ -225,6 +229,48 @@ func (w *Worker) Run(ctx context.Context) error {
 	return w.worker.Run(ctx)
 }
 
+// jobParts wraps a job's task (errors logged) and gives its options:
+// singleton per replica, the coordination store's lock for fleet-wide jobs.
+func (w *Worker) jobParts(j schedJob) (gocron.Task, []gocron.JobOption) {
+	opts := []gocron.JobOption{gocron.WithName(j.name), gocron.WithSingletonMode(gocron.LimitModeReschedule)}
+	if !j.shared {
+		opts = append(opts, gocron.WithDisabledDistributedJobLocker(true))
+	}
+	if j.name == "member-index" {
+		opts = append(opts, gocron.WithStartAt(gocron.WithStartImmediately()))
+	}
+	task, name, log := j.task, j.name, w.o.Logger
+	return gocron.NewTask(func(ctx context.Context) error {
+		err := task(ctx)
+		if err != nil && !errors.Is(err, context.Canceled) {
+			log.ErrorContext(ctx, "scheduled job failed", "job", name, "err", err)
+		}
+		return err
+	}), opts
+}
+
+// followSchedule replaces the reconcile job when the policy's schedule changed
+// (a SIGHUP reload).
+func (w *Worker) followSchedule(ctx context.Context, s gocron.Scheduler) {
+	w.schedMu.Lock()
+	defer w.schedMu.Unlock()
+	if w.reconcileJobID == uuid.Nil {
+		return
+	}
+	j, schedule, ok := w.reconcileJobFor(w.o.Policy().Reconcile.Schedule)
+	if !ok || schedule == w.reconcileSchedule {
+		return
+	}
+	task, opts := w.jobParts(j)
+	job, err := s.Update(w.reconcileJobID, j.def, task, opts...)
+	if err != nil {
+		w.o.Logger.ErrorContext(ctx, "reconcile schedule not changed; the previous one stays", "schedule", schedule, "err", err)
+		return
+	}
+	w.o.Logger.InfoContext(ctx, "reconcile schedule changed", "from", w.reconcileSchedule, "to", schedule)
+	w.reconcileJobID, w.reconcileSchedule = job.ID(), schedule
+}
+
 // newScheduler builds the gocron scheduler. Fleet-wide jobs (due changes) take
 // the coordination store's lock so one replica runs each tick; per-replica jobs
 // (the token check feeding this replica's /readyz, the local indexes) do not.
@@ -246,12 +292,7 @@ func (w *Worker) newScheduler() (gocron.Scheduler, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scheduler: %w", err)
 	}
-	jobs := []struct {
-		name   string
-		def    gocron.JobDefinition
-		task   func(context.Context) error
-		shared bool
-	}{
+	jobs := []schedJob{
 		{"sentry-token-check", gocron.DurationJob(interval), w.tokenCheck, false},
 		{"member-index", gocron.DurationJob(indexEvery), w.warmIndexes, false},
 		{"due-changes", gocron.DurationJob(5 * time.Second), w.releaseDue, true},
@@ -259,24 +300,22 @@ func (w *Worker) newScheduler() (gocron.Scheduler, error) {
 	}
 	jobs = append(jobs, w.reconcileJobs()...) // reconcile.go: reconcile, approved runs, invites, token hygiene, roster
 	for _, j := range jobs {
-		opts := []gocron.JobOption{gocron.WithName(j.name), gocron.WithSingletonMode(gocron.LimitModeReschedule)}
-		if !j.shared {
-			opts = append(opts, gocron.WithDisabledDistributedJobLocker(true))
-		}
-		if j.name == "member-index" {
-			opts = append(opts, gocron.WithStartAt(gocron.WithStartImmediately()))
-		}
-		task := j.task
-		name := j.name
-		if _, err := s.NewJob(j.def, gocron.NewTask(func(ctx context.Context) error {
-			err := task(ctx)
-			if err != nil && !errors.Is(err, context.Canceled) {
-				o.Logger.ErrorContext(ctx, "scheduled job failed", "job", name, "err", err)
-			}
-			return err
-		}), opts...); err != nil {
+		task, opts := w.jobParts(j)
+		job, err := s.NewJob(j.def, task, opts...)
+		if err != nil {
 			return nil, fmt.Errorf("scheduler job %s: %w", j.name, err)
 		}
+		if j.name == "reconcile" {
+			w.schedMu.Lock()
+			w.reconcileJobID = job.ID()
+			w.schedMu.Unlock()
+		}
+	}
+	// The reconcile schedule comes from the policy, which SIGHUP reloads:
+	// a changed schedule replaces the job's definition within seconds.
+	if _, err := s.NewJob(gocron.DurationJob(5*time.Second), gocron.NewTask(func(ctx context.Context) { w.followSchedule(ctx, s) }),
+		gocron.WithName("reconcile-schedule"), gocron.WithSingletonMode(gocron.LimitModeReschedule), gocron.WithDisabledDistributedJobLocker(true)); err != nil {
+		return nil, fmt.Errorf("scheduler job reconcile-schedule: %w", err)
 	}
 	return s, nil
 }

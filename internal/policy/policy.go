@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -197,6 +198,11 @@ func Parse(name string, b []byte) (Policy, error) {
 	if p.Reconcile.Orphans != "report" && p.Reconcile.Orphans != "remove" {
 		return Policy{}, fail("reconcile.orphans", []string{"reconcile", "orphans"}, "%q: want report or remove", p.Reconcile.Orphans)
 	}
+	if sch := p.Reconcile.Schedule; sch != "" {
+		if err := checkSchedule(sch); err != nil {
+			return Policy{}, fail("reconcile.schedule", []string{"reconcile", "schedule"}, "%q: %v", sch, err)
+		}
+	}
 	if p.Reconcile.MaxRemovalRatio < 0 || p.Reconcile.MaxRemovalRatio > 1 {
 		return Policy{}, fail("reconcile.max_removal_ratio", []string{"reconcile", "max_removal_ratio"}, "must be between 0 and 1")
 	}
@@ -252,4 +258,17 @@ func lineOf(n *yaml.Node, path []string) int {
 		}
 	}
 	return line
+}
+
+// checkSchedule accepts the cron expressions the scheduler runs: five fields
+// (minute first), six (seconds first) or a descriptor such as @hourly.
+func checkSchedule(expr string) error {
+	fields := cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor
+	if len(strings.Fields(expr)) == 6 {
+		fields |= cron.Second
+	}
+	if _, err := cron.NewParser(fields).Parse(expr); err != nil {
+		return fmt.Errorf("not a cron schedule (5 fields, or 6 with seconds first): %w", err)
+	}
+	return nil
 }

@@ -40,6 +40,8 @@ func TestValidationNamesFileLineField(t *testing.T) {
 		{"bad regexp", "protected: [ok@a.co, \"re:(\"]\n", "bad.yaml:1: protected[1]"},
 		{"suspend", "suspend: delete\n", "bad.yaml:1: suspend"},
 		{"ratio", "reconcile:\n  max_removal_ratio: 2\n", "bad.yaml:2: reconcile.max_removal_ratio"},
+		{"schedule", "reconcile:\n  max_removals: 5\n  schedule: \"every hour\"\n", "bad.yaml:3: reconcile.schedule"},
+		{"schedule fields", "reconcile: {schedule: \"61 * * * *\"}\n", "bad.yaml:1: reconcile.schedule"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -52,6 +54,11 @@ func TestValidationNamesFileLineField(t *testing.T) {
 				t.Fatalf("err = %q, want prefix %q", err, tc.want)
 			}
 		})
+	}
+	for _, ok := range []string{"0 * * * *", "*/15 2-5 * * 1-5", "30 0 * * * *", "@daily"} {
+		if _, err := policy.Parse("ok.yaml", []byte("reconcile: {schedule: \""+ok+"\"}\n")); err != nil {
+			t.Fatalf("schedule %q refused: %v", ok, err)
+		}
 	}
 	if _, err := policy.Parse("bad.yaml", []byte("orgnization: acme\n")); err == nil || !strings.Contains(err.Error(), "line 1") {
 		t.Fatalf("unknown key: %v", err)
