@@ -570,10 +570,6 @@ func (s *Sandbox) putMember(c *call) {
 	if newRole == "" {
 		newRole = b.Role
 	}
-	if b.Reinvite && m.pending() {
-		m.inviteExpiry = s.now().UTC().Add(30 * 24 * time.Hour)
-		s.audit(st, c.p, "member.reinvite", "resent invite to "+m.Email(), m.id, 0, nil)
-	}
 	roleChange := newRole != "" && newRole != m.role
 	if newRole != "" {
 		if rolePriority(newRole) < 0 {
@@ -633,6 +629,13 @@ func (s *Sandbox) putMember(c *call) {
 			m.teams[t] = normalizeTeamRole(effRole, r)
 		}
 		s.stats.mutation("member.edit", m.Email())
+	}
+	// The reinvite happens once the request is known to be valid (a 400 or
+	// 403 above changes nothing).
+	if b.Reinvite && m.pending() {
+		m.inviteExpiry = s.now().UTC().Add(30 * 24 * time.Hour)
+		s.audit(st, c.p, "member.reinvite", "resent invite to "+m.Email(), m.id, 0, nil)
+		s.stats.mutation("member.reinvite", m.Email())
 	}
 	s.replaceTeams(st, c.p, m, assign)
 	m.invalidate()
