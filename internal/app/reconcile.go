@@ -165,6 +165,9 @@ func (w *Worker) reconcileJobFor(schedule string) (schedJob, string, bool) {
 	return schedJob{"reconcile", gocron.CronJob(schedule, withSeconds), s.once("reconcile", grain, true, func(ctx context.Context) error {
 		_, err := s.rec.Run(ctx, reconcile.RunOptions{Trigger: "schedule"})
 		if errors.Is(err, reconcile.ErrBusy) {
+			// The previous run (here or on another replica) still holds the
+			// run lease: this tick is skipped, the next one tries again.
+			w.o.Logger.WarnContext(ctx, "reconcile tick skipped: a run is still in progress", "schedule", schedule)
 			return nil
 		}
 		return err
