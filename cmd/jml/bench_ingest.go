@@ -55,6 +55,10 @@ type ingestResult struct {
 	Seconds         float64 `json:"seconds_per_phase"`
 	Errors          int64   `json:"errors"`
 	Storage         string  `json:"storage"`
+	// With --otlp: what the local OTLP receiver got from the receiver's exporters.
+	OTLP              bool  `json:"otlp"`
+	OTLPSpans         int64 `json:"otlp_spans,omitempty"`
+	OTLPMetricExports int64 `json:"otlp_metric_exports,omitempty"`
 }
 
 func cmdBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -66,8 +70,18 @@ func cmdBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 	size := fs.Int("size", 512, "event size in bytes")
 	rate := fs.Int("rate", 1000, "paced phase: events per second")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	otlp := fs.Bool("otlp", false, "export the receiver's traces and metrics over OTLP/HTTP to a local receiver (counted in the result)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	var sink *otlpSink
+	if *otlp {
+		var err error
+		if sink, err = startOTLPSink(); err != nil {
+			return err
+		}
+		defer sink.close()
+		sink.setEnv()
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -80,7 +94,7 @@ func cmdBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 		}
 		defer pprof.StopCPUProfile()
 	}
-	res, err := benchIngest(ctx, *clients, *size, *rate, time.Duration(*secs*float64(time.Second)), stderr)
+	res, err := benchIngest(ctx, *clients, *size, *rate, time.Duration(*secs*float64(time.Second)), sink, stderr)
 	if err != nil {
 		return err
 	}
@@ -93,7 +107,7 @@ func cmdBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 	return nil
 }
 
-func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration, progress io.Writer) (*ingestResult, error) {
+func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration, sink *otlpSink, progress io.Writer) (*ingestResult, error) {
 	dir, err := os.MkdirTemp("", "jml-bench-ingest-")
 	if err != nil {
 		return nil, err
@@ -150,7 +164,11 @@ func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration
 	// The receiver, as deployed: one NATS connection, the generic source.
 	secret := "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 	key, _ := signature.DecodeStandardSecret(secret)
-	tel, err := telemetry.New(ctx, telemetry.Options{ServiceName: "jml-bench"})
+	topts := telemetry.Options{ServiceName: "jml-bench"}
+	if sink != nil {
+		topts.TracesExporter, topts.MetricsExporter = "otlp", "otlp"
+	}
+	tel, err := telemetry.New(ctx, topts)
 	if err != nil {
 		return nil, err
 	}
@@ -266,6 +284,15 @@ func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration
 	res.Paced = len(lat)
 	res.P50msAt1000, res.P99msAt1000 = pct(lat, 50), pct(lat, 99)
 	res.Errors = errs.Load()
+	if sink != nil {
+		// Flush what is batched, then count what arrived.
+		sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := tel.Shutdown(sctx); err != nil {
+			return nil, fmt.Errorf("otlp flush: %w", err)
+		}
+		res.OTLP, res.OTLPSpans, res.OTLPMetricExports = true, sink.spans.Load(), sink.metricExports.Load()
+	}
 	return res, nil
 }
 

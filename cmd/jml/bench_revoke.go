@@ -47,6 +47,11 @@ type revokeResult struct {
 	SandboxRateLimit            int     `json:"sandbox_rate_limit"`
 	SandboxCPUMicrosPerEvent    float64 `json:"sandbox_cpu_us_per_event"`
 	CPUIncludes                 string  `json:"cpu_includes"`
+	// With --otlp: spans and metric exports the local OTLP receiver got from
+	// the bench process (receiver) and the worker process.
+	OTLP              bool  `json:"otlp"`
+	OTLPSpans         int64 `json:"otlp_spans,omitempty"`
+	OTLPMetricExports int64 `json:"otlp_metric_exports,omitempty"`
 }
 
 func cmdBenchRevoke(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -58,11 +63,12 @@ func cmdBenchRevoke(ctx context.Context, args []string, stdout, stderr io.Writer
 	latency := fs.Duration("latency", 20*time.Millisecond, "sandbox latency per request")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the bench process (receiver, NATS, senders) during the burst to this file")
 	workerProfile := fs.String("worker-cpuprofile", "", "write a CPU profile of the worker process (its whole run) to this file")
+	otlp := fs.Bool("otlp", false, "export traces and metrics of the receiver and the worker over OTLP/HTTP to a local receiver (counted in the result)")
 	redisURL := fs.String("redis", "redis://127.0.0.1:6379", "Redis for the worker process (keys under a random prefix)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	res, err := benchRevoke(ctx, revokeOptions{seq: *seq, burst: *burst, latency: *latency, redisURL: *redisURL, profile: *cpuprofile, workerProfile: *workerProfile}, stderr)
+	res, err := benchRevoke(ctx, revokeOptions{seq: *seq, burst: *burst, latency: *latency, redisURL: *redisURL, profile: *cpuprofile, workerProfile: *workerProfile, otlp: *otlp}, stderr)
 	if err != nil {
 		return err
 	}
@@ -79,6 +85,7 @@ type revokeOptions struct {
 	profile    string // CPU profile file of the bench process ("" = none)
 	// workerProfile is the worker process's CPU profile file ("" = none).
 	workerProfile string
+	otlp          bool
 }
 
 func freePort() (string, error) {
@@ -158,17 +165,34 @@ func benchRevoke(ctx context.Context, o revokeOptions, progress io.Writer) (*rev
 		return nil, err
 	}
 	cfg.PolicyFile = polFile
-	sys, err := startAll(ctx, cfg, runOptions{sentryConfigured: true, noWorker: true, stdout: io.Discard, logs: io.Discard})
+	ro := runOptions{sentryConfigured: true, noWorker: true, stdout: io.Discard, logs: io.Discard}
+	var otlpEnv []string
+	var sink *otlpSink
+	if o.otlp {
+		if sink, err = startOTLPSink(); err != nil {
+			return nil, err
+		}
+		defer sink.close()
+		sink.setEnv()
+		otlpEnv = sink.env()
+		ro.tracesExporter, ro.metricsExporter = "otlp", "otlp"
+	}
+	sys, err := startAll(ctx, cfg, ro)
 	if err != nil {
 		return nil, err
 	}
-	defer sys.Close()
-	wk, err := startBenchWorker(ctx, self, dir, []string{
+	sysClosed := false
+	defer func() {
+		if !sysClosed {
+			sys.Close()
+		}
+	}()
+	wk, err := startBenchWorker(ctx, self, dir, append([]string{
 		"JML_NATS_URL=" + sys.ns.ClientURL(), "JML_REDIS_URL=" + o.redisURL, "JML_REDIS_PREFIX=jmlbench:" + randomID() + ":",
 		"JML_SENTRY_URL=" + sbURL, "JML_SENTRY_ORG=acme", "JML_SENTRY_TOKEN=" + token, "JML_POLICY_FILE=" + polFile,
 		"JML_ADMIN_ADDR=127.0.0.1:0", "JML_DATA_DIR=" + dir, "JML_LOG_LEVEL=info", "JML_STREAM_REPLICAS=1",
 		"JML_CPUPROFILE=" + o.workerProfile,
-	})
+	}, otlpEnv...))
 	if err != nil {
 		return nil, err
 	}
@@ -362,6 +386,13 @@ func benchRevoke(ctx context.Context, o revokeOptions, progress io.Writer) (*rev
 	res.BurstBoundSeconds = float64(busiest) / 40
 	res.RateLimited = statsAfter.RateLimited - statsBefore.RateLimited
 	res.APICallsPerLeaver = float64(calls) / float64(nBurst)
+	if sink != nil {
+		// Both processes flush their exporters on shutdown; then count.
+		wk.stop()
+		sys.Close()
+		sysClosed = true
+		res.OTLP, res.OTLPSpans, res.OTLPMetricExports = true, sink.spans.Load(), sink.metricExports.Load()
+	}
 	return res, nil
 }
 
