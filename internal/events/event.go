@@ -205,8 +205,22 @@ func Unmarshal(b []byte) (Event, error) {
 	if err := json.Unmarshal(b, &e); err != nil {
 		return Event{}, fmt.Errorf("decode event: %w", err)
 	}
-	if e.Source == "" || e.ID == "" || !e.Type.Valid() || (e.Person.ID == "" && e.Person.Email == "") {
+	if _, ref := e.SourceRef(); e.Source == "" || e.ID == "" || !e.Type.Valid() || (ref == "" && e.Person.Email == "") {
 		return Event{}, fmt.Errorf("decode event: %w: missing source, id, type or person", ErrInvalid)
 	}
 	return e, nil
+}
+
+// SourceRef is the person's identity at the event's source, for the link
+// table: the HR id for HR systems and the generic source, the Okta user id
+// (attribute okta_id), the SCIM resource id (attribute scim_id). Events from
+// identity providers may carry only that.
+func (e Event) SourceRef() (source, id string) {
+	switch {
+	case e.Person.Attributes["okta_id"] != "":
+		return e.Source, e.Person.Attributes["okta_id"]
+	case e.Person.Attributes["scim_id"] != "":
+		return e.Source, e.Person.Attributes["scim_id"]
+	}
+	return e.Source, e.Person.ID
 }

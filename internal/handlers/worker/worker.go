@@ -314,6 +314,54 @@ func (w *Worker) Handle(ctx context.Context, m jetstream.Msg) {
 
 var errDeferred = errors.New("deferred")
 
+// unresolvedEvent lists an event nobody can be matched for (jml unresolved),
+// counts it and acknowledges it.
+func (w *Worker) unresolvedEvent(ctx context.Context, ev events.Event, dedupeKey, reason string, log *slog.Logger) (string, error) {
+	if w.o.Unresolved != nil {
+		if err := w.o.Unresolved.RecordUnresolved(ctx, ev, reason); err != nil {
+			return "error", fmt.Errorf("record unresolved event: %w", err)
+		}
+	}
+	w.unresolved.Add(ctx, 1, metric.WithAttributes(attribute.String("source", ev.Source)))
+	log.WarnContext(ctx, "unresolved event: person has no email yet", "reason", reason)
+	_, _ = w.o.Dedupe.MarkSeen(ctx, dedupeKey, w.o.DedupeTTL)
+	return "unresolved", nil
+}
+
+// personKey finds the directory person an event is about, so one human seen
+// by an HR system (keyed by its id) and an identity provider (keyed by email)
+// is one person: the link of the event's (source, source id) first, else the
+// person its email is linked to, else a new person keyed by the event (HR id,
+// or email). linkID is set when the (source, id) link is still to be written.
+// key is "" for an event that carries only a source id no person is linked to.
+// A link table that cannot be read fails the event (it is retried): guessing
+// would split a person in two.
+func (w *Worker) personKey(ctx context.Context, ev events.Event) (key, linkSource, linkID string, err error) {
+	src, id := ev.SourceRef()
+	if id != "" {
+		k, err := w.o.Directory.Resolve(ctx, src, id)
+		if err == nil {
+			return k, "", "", nil
+		}
+		if !errors.Is(err, state.ErrNotFound) {
+			return "", "", "", fmt.Errorf("link table (%s): %w", src, err)
+		}
+	}
+	if ev.Person.Email != "" {
+		k, err := w.o.Directory.Resolve(ctx, "email", strings.ToLower(ev.Person.Email))
+		if err == nil {
+			return k, src, id, nil
+		}
+		if !errors.Is(err, state.ErrNotFound) {
+			return "", "", "", fmt.Errorf("link table (email): %w", err)
+		}
+	}
+	if ev.Person.ID == "" && ev.Person.Email == "" {
+		return "", src, id, nil // only a source id nobody is linked to yet
+	}
+	return ev.Person.Key(), src, id, nil
+}
+
 func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMetadata, ev events.Event, log *slog.Logger) (string, error) {
 	now := w.o.Now()
 	future := ev.EffectiveAt != nil && ev.EffectiveAt.After(now)
@@ -328,7 +376,13 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 		// Dedupe is an optimisation: without it convergence is still idempotent.
 		log.WarnContext(ctx, "dedupe unavailable, processing anyway", "err", err)
 	}
-	key := ev.Person.Key()
+	key, linkSource, linkID, err := w.personKey(ctx, ev)
+	if err != nil {
+		return "error", err
+	}
+	if key == "" {
+		return w.unresolvedEvent(ctx, ev, dedupeKey, "no email or id, and "+linkSource+" id "+linkID+" is linked to nobody yet", log)
+	}
 	// The change takes effect at effective_at: that is its place in the person's
 	// history, so a mover between scheduling and effect does not outrank it.
 	version := state.Version{OccurredAt: ev.OccurredAt, Source: ev.Source, Seq: md.Sequence.Stream}
@@ -393,24 +447,23 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 	if !applied {
 		log.InfoContext(ctx, "nothing new for the directory (older, or outranked by the field's owning source); converging the stored desired state", "stored_event", rec.LastEventID)
 	} else if ev.Person.Email != "" {
-		// The email link lets operators find the person (`jml plan --email`).
+		// The email link finds the person for events from other sources
+		// and for operators (`jml plan --email`).
 		if err := w.o.Directory.Link(ctx, "email", strings.ToLower(ev.Person.Email), key); err != nil {
 			log.WarnContext(ctx, "email link", "err", err)
+		}
+	}
+	if linkID != "" {
+		// First event of this (source, id): later ones, even thin ones with
+		// the id alone, find the same person.
+		if err := w.o.Directory.Link(ctx, linkSource, linkID, key); err != nil {
+			log.WarnContext(ctx, "source link", "source", linkSource, "err", err)
 		}
 	}
 	if rec.Person.Email == "" {
 		// Nobody can be matched in Sentry without an email: list it for an
 		// operator (jml unresolved) and acknowledge.
-		reason := "no email for " + key + " (thin payload; set JML_SOURCE_" + strings.ToUpper(ev.Source) + "_API_URL/_API_TOKEN to re-read people)"
-		if w.o.Unresolved != nil {
-			if err := w.o.Unresolved.RecordUnresolved(ctx, ev, reason); err != nil {
-				return "error", fmt.Errorf("record unresolved event: %w", err)
-			}
-		}
-		w.unresolved.Add(ctx, 1, metric.WithAttributes(attribute.String("source", ev.Source)))
-		log.WarnContext(ctx, "unresolved event: person has no email yet", "reason", reason)
-		_, _ = w.o.Dedupe.MarkSeen(ctx, dedupeKey, w.o.DedupeTTL)
-		return "unresolved", nil
+		return w.unresolvedEvent(ctx, ev, dedupeKey, "no email for "+key+" (thin payload; set JML_SOURCE_"+strings.ToUpper(ev.Source)+"_API_URL/_API_TOKEN to re-read people)", log)
 	}
 	check := func(ctx context.Context) error { return w.o.Leases.Check(ctx, lease) }
 	res, err := w.o.Converger.Converge(ctx, rec, check)

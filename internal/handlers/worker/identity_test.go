@@ -1,0 +1,89 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/state"
+)
+
+// One human seen by an HR system (keyed by its id) and by an identity
+// provider (which knows the email and its own user id) is one directory
+// person, whichever arrives first; thin events that carry only a source id
+// find that person through the link table.
+func TestHRAndIdPEventsAreOnePerson(t *testing.T) {
+	t0 := time.Now().UTC().Add(-time.Hour)
+	hr := func(at time.Duration, id string, p events.Person) events.Event {
+		return events.Event{ID: id, Source: "bamboohr", Type: events.Update, OccurredAt: t0.Add(at), ReceivedAt: t0.Add(at), Person: p}
+	}
+	okta := func(at time.Duration, id string, p events.Person) events.Event {
+		return events.Event{ID: id, Source: "okta", Type: events.Update, OccurredAt: t0.Add(at), ReceivedAt: t0.Add(at), Person: p}
+	}
+	get := func(t *testing.T, h *harness, key string) (state.PersonRecord, bool) {
+		t.Helper()
+		rec, err := h.dir.Get(context.Background(), key)
+		if errors.Is(err, state.ErrNotFound) {
+			return rec, false
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec, true
+	}
+
+	t.Run("HR first", func(t *testing.T) {
+		h := start(t)
+		h.publishEvent(t, hr(0, "bhr-1", events.Person{ID: "E100", Email: "ann.lee@acme.test", Status: events.Active, Department: "Payments"}))
+		h.quiet(t)
+		// Okta's profile says Marketing (HR owns the department) and, later,
+		// that the account is deactivated (IdPs may set the status).
+		h.publishEvent(t, okta(time.Minute, "okta-1", events.Person{Email: "Ann.Lee@acme.test", Department: "Marketing", Groups: []string{"eng"},
+			Attributes: map[string]string{"okta_id": "00u1"}}))
+		h.quiet(t)
+		// A thin Okta event: its user id alone.
+		h.publishEvent(t, okta(2*time.Minute, "okta-2", events.Person{Status: events.Terminated, Attributes: map[string]string{"okta_id": "00u1"}}))
+		h.quiet(t)
+		rec, ok := get(t, h, "id:E100")
+		if !ok {
+			t.Fatal("the HR person is missing")
+		}
+		if rec.Person.Department != "Payments" || !slices.Equal(rec.Person.Groups, []string{"eng"}) || rec.Person.Status != events.Terminated {
+			t.Fatalf("person = %+v, want HR's department, Okta's groups, terminated by Okta's thin event", rec.Person)
+		}
+		if _, ok := get(t, h, "email:ann.lee@acme.test"); ok {
+			t.Fatal("the Okta events made a second person keyed by email")
+		}
+		if _, ok := h.sb.Member("ann.lee@acme.test"); ok {
+			t.Fatal("ann.lee is still in Sentry after the IdP deactivated her")
+		}
+	})
+
+	t.Run("IdP first", func(t *testing.T) {
+		h := start(t)
+		h.publishEvent(t, okta(0, "okta-1", events.Person{Email: "bo.kim@acme.test", Status: events.Active, Groups: []string{"data"},
+			Attributes: map[string]string{"okta_id": "00u2"}}))
+		h.quiet(t)
+		h.publishEvent(t, hr(time.Minute, "bhr-1", events.Person{ID: "E200", Email: "bo.kim@acme.test", Department: "Data"}))
+		h.quiet(t)
+		// A thin HR termination: the employee id alone.
+		h.publishEvent(t, hr(2*time.Minute, "bhr-2", events.Person{ID: "E200", Status: events.Terminated}))
+		h.quiet(t)
+		rec, ok := get(t, h, "email:bo.kim@acme.test")
+		if !ok {
+			t.Fatal("the person the IdP created is missing")
+		}
+		if rec.Person.Department != "Data" || !slices.Equal(rec.Person.Groups, []string{"data"}) || rec.Person.Status != events.Terminated || rec.Person.ID != "E200" {
+			t.Fatalf("person = %+v, want one person with HR's id and department, Okta's groups, terminated", rec.Person)
+		}
+		if _, ok := get(t, h, "id:E200"); ok {
+			t.Fatal("the HR events made a second person keyed by the HR id")
+		}
+		if _, ok := h.sb.Member("bo.kim@acme.test"); ok {
+			t.Fatal("bo.kim is still in Sentry after HR terminated him")
+		}
+	})
+}
