@@ -87,3 +87,36 @@ func TestHRAndIdPEventsAreOnePerson(t *testing.T) {
 		}
 	})
 }
+
+// A recycled address: the new hire has another HR id than the leaver who
+// had the email, so they are two people; the new hire gets the email link.
+func TestRecycledEmailIsANewPerson(t *testing.T) {
+	h := start(t)
+	t0 := time.Now().UTC().Add(-time.Hour)
+	ev := func(at time.Duration, id, src string, p events.Person) events.Event {
+		return events.Event{ID: id, Source: src, Type: events.Update, OccurredAt: t0.Add(at), ReceivedAt: t0.Add(at), Person: p}
+	}
+	h.publishEvent(t, ev(0, "b1", "bamboohr", events.Person{ID: "E1", Email: "sam@acme.test", Status: events.Active, Department: "Payments"}))
+	h.quiet(t)
+	h.publishEvent(t, ev(time.Minute, "b2", "bamboohr", events.Person{ID: "E1", Status: events.Terminated}))
+	h.quiet(t)
+	h.publishEvent(t, ev(2*time.Minute, "b3", "bamboohr", events.Person{ID: "E2", Email: "sam@acme.test", Status: events.Active, Department: "Data"}))
+	h.quiet(t)
+	// An IdP event about the address now concerns the new hire.
+	h.publishEvent(t, ev(3*time.Minute, "o1", "okta", events.Person{Email: "sam@acme.test", Groups: []string{"data"}, Attributes: map[string]string{"okta_id": "00u9"}}))
+	h.quiet(t)
+	old, err := h.dir.Get(context.Background(), "id:E1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old.Person.Status != events.Terminated || old.Person.Department != "Payments" || old.Person.Groups != nil {
+		t.Fatalf("the leaver's record changed: %+v", old.Person)
+	}
+	hire, err := h.dir.Get(context.Background(), "id:E2")
+	if err != nil {
+		t.Fatalf("the new hire has no record of their own: %v", err)
+	}
+	if hire.Person.Status != events.Active || hire.Person.Department != "Data" || !slices.Equal(hire.Person.Groups, []string{"data"}) {
+		t.Fatalf("new hire = %+v", hire.Person)
+	}
+}

@@ -332,7 +332,8 @@ func (w *Worker) unresolvedEvent(ctx context.Context, ev events.Event, dedupeKey
 // by an HR system (keyed by its id) and an identity provider (keyed by email)
 // is one person: the link of the event's (source, source id) first, else the
 // person its email is linked to, else a new person keyed by the event (HR id,
-// or email). linkID is set when the (source, id) link is still to be written.
+// or email); an email linked to a person with another HR id is not followed.
+// linkID is set when the (source, id) link is still to be written.
 // key is "" for an event that carries only a source id no person is linked to.
 // A link table that cannot be read fails the event (it is retried): guessing
 // would split a person in two.
@@ -349,6 +350,18 @@ func (w *Worker) personKey(ctx context.Context, ev events.Event) (key, linkSourc
 	}
 	if ev.Person.Email != "" {
 		k, err := w.o.Directory.Resolve(ctx, "email", strings.ToLower(ev.Person.Email))
+		if err == nil && ev.Person.ID != "" {
+			// An HR id that differs from the linked person's is another
+			// human (a recycled address): never merge them, or the new hire
+			// would inherit the leaver's record and access snapshot.
+			rec, gerr := w.o.Directory.Get(ctx, k)
+			switch {
+			case gerr != nil && !errors.Is(gerr, state.ErrNotFound):
+				return "", "", "", fmt.Errorf("directory: %w", gerr)
+			case gerr == nil && rec.Person.ID != "" && rec.Person.ID != ev.Person.ID:
+				return ev.Person.Key(), src, id, nil
+			}
+		}
 		if err == nil {
 			return k, src, id, nil
 		}
