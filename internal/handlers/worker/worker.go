@@ -382,18 +382,32 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 	if future {
 		dedupeKey += ":scheduled"
 	}
-	if seen, err := w.o.Dedupe.Seen(ctx, dedupeKey); err == nil && seen {
-		log.InfoContext(ctx, "duplicate event, already processed")
+	// dup reports an event already processed. Checked under the person's
+	// lease, where it is authoritative: the first delivery marks the event
+	// seen before it releases the lease.
+	dup := func() bool {
+		seen, err := w.o.Dedupe.Seen(ctx, dedupeKey)
+		if err != nil {
+			// Dedupe is an optimisation: without it convergence is still idempotent.
+			log.WarnContext(ctx, "dedupe unavailable, processing anyway", "err", err)
+			return false
+		}
+		if seen {
+			log.InfoContext(ctx, "duplicate event, already processed")
+		}
+		return seen
+	}
+	if future && dup() {
 		return "duplicate", nil
-	} else if err != nil {
-		// Dedupe is an optimisation: without it convergence is still idempotent.
-		log.WarnContext(ctx, "dedupe unavailable, processing anyway", "err", err)
 	}
 	key, linkSource, linkID, err := w.personKey(ctx, ev)
 	if err != nil {
 		return "error", err
 	}
 	if key == "" {
+		if dup() {
+			return "duplicate", nil
+		}
 		return w.unresolvedEvent(ctx, ev, dedupeKey, "no email or id, and "+linkSource+" id "+linkID+" is linked to nobody yet", log)
 	}
 	// The change takes effect at effective_at: that is its place in the person's
@@ -419,21 +433,6 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 		_, _ = w.o.Dedupe.MarkSeen(ctx, dedupeKey, w.o.DedupeTTL)
 		return "scheduled", nil
 	}
-	if w.o.Due != nil {
-		switch {
-		case ev.Type == events.Rehire:
-			// A rehire cancels every scheduled change of the person.
-			if err := w.o.Due.Cancel(ctx, key, ""); err != nil {
-				return "error", fmt.Errorf("cancel scheduled changes: %w", err)
-			}
-		case ev.Person.Status != "" && ev.EffectiveAt == nil:
-			// A later event that sets the status replaces a scheduled status change;
-			// an unrelated event (a mover's department) does not.
-			if err := w.o.Due.Cancel(ctx, key, "status"); err != nil {
-				return "error", fmt.Errorf("cancel scheduled status change: %w", err)
-			}
-		}
-	}
 	lease, err := w.o.Leases.Acquire(ctx, "person:"+key, w.o.Owner, w.o.LeaseTTL)
 	if errors.Is(err, state.ErrLeaseHeld) {
 		_ = m.NakWithDelay(250 * time.Millisecond)
@@ -449,6 +448,24 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 			log.WarnContext(ctx, "lease release", "err", err)
 		}
 	}()
+	if dup() {
+		return "duplicate", nil
+	}
+	if w.o.Due != nil {
+		switch {
+		case ev.Type == events.Rehire:
+			// A rehire cancels every scheduled change of the person.
+			if err := w.o.Due.Cancel(ctx, key, ""); err != nil {
+				return "error", fmt.Errorf("cancel scheduled changes: %w", err)
+			}
+		case ev.Person.Status != "" && ev.EffectiveAt == nil:
+			// A later event that sets the status replaces a scheduled status change;
+			// an unrelated event (a mover's department) does not.
+			if err := w.o.Due.Cancel(ctx, key, "status"); err != nil {
+				return "error", fmt.Errorf("cancel scheduled status change: %w", err)
+			}
+		}
+	}
 
 	if ev, err = w.resolve(ctx, key, ev, log); err != nil {
 		return "error", err
