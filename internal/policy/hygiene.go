@@ -30,8 +30,10 @@ type SSO struct {
 // Invites policy for pending invites.
 type Invites struct {
 	// Expired: resend (default) re-sends an expired invite of an active person;
-	// remove deletes it. Invites of nobody in the directory, or of leavers, are
-	// removed either way (through reconcile's brakes).
+	// remove deletes it. An expired invite of a leaver is deleted either way; one
+	// of nobody in the directory follows reconcile.orphans (report or remove);
+	// protected people's invites and those of people with no status yet are
+	// left alone.
 	Expired string `yaml:"expired"`
 }
 
