@@ -265,6 +265,9 @@ func TestChaosLifecycle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos: skipped with -short")
 	}
+	if os.Getenv("JML_CHAOS_FULL") == "1" {
+		t.Skip("chaos: JML_CHAOS_FULL=1 runs the 10,000-event version instead")
+	}
 	t.Parallel()
 	runLifecycleChaos(t, lifecycleRun{Events: 2000, Workers: 2, SendRate: 40, Settle: 4*time.Minute + 30*time.Second})
 }
@@ -274,5 +277,6 @@ func TestChaosLifecycleFull(t *testing.T) {
 	if os.Getenv("JML_CHAOS_FULL") != "1" {
 		t.Skip("chaos: set JML_CHAOS_FULL=1 for the 10,000-event run")
 	}
+	t.Parallel()
 	runLifecycleChaos(t, lifecycleRun{Events: 10000, Workers: 3, SendRate: 100, Settle: 8 * time.Minute})
 }

@@ -11,6 +11,6 @@
 // Every test's name contains "Chaos" and it logs one summary line starting
 // "chaos:". docs/reliability.md describes the suite and its figures.
 //
-//	go test -count=1 -v -run Chaos ./test/chaos/               # CI size
-//	JML_CHAOS_FULL=1 go test -count=1 -v -run Chaos -timeout 30m ./test/chaos/   # + 10,000 events
+//	go test -count=1 -v -run Chaos ./test/chaos/               # 2,000-event lifecycle run
+//	JML_CHAOS_FULL=1 go test -count=1 -v -run Chaos -timeout 30m ./test/chaos/   # 10,000 events instead (as .ci/run)
 package chaos
