@@ -33,7 +33,7 @@ type ReconcileOptions struct {
 	Roster RosterFetch
 	// HaltTTL is how long a halted reconcile plan waits for approval (default 24h).
 	HaltTTL time.Duration
-	// RunLeaseTTL: see reconcile.Options (default 30s).
+	// RunLeaseTTL: see reconcile.Options (default 10s).
 	RunLeaseTTL time.Duration
 }
 

@@ -229,6 +229,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	return w.worker.Run(ctx)
 }
 
+// jobLockTTL bounds how long a crashed replica blocks a fleet-wide job.
+const jobLockTTL = 10 * time.Second
+
 // jobParts wraps a job's task (errors logged) and gives its options:
 // singleton per replica, the coordination store's lock for fleet-wide jobs.
 func (w *Worker) jobParts(j schedJob) (gocron.Task, []gocron.JobOption) {
@@ -285,7 +288,9 @@ func (w *Worker) newScheduler() (gocron.Scheduler, error) {
 		indexEvery = 10 * time.Minute
 	}
 	s, err := gocron.NewScheduler(gocron.WithLocation(time.UTC), gocron.WithStopTimeout(20*time.Second),
-		gocron.WithDistributedLocker(state.NewLocker(o.Coord, o.Owner, 30*time.Second)),
+		// The job lock is renewed while a job runs: its TTL is how long a
+		// crashed replica holds fleet-wide jobs up.
+		gocron.WithDistributedLocker(state.NewLocker(o.Coord, o.Owner, jobLockTTL)),
 		gocron.WithGlobalJobOptions(gocron.WithEventListeners(gocron.AfterJobRunsWithPanic(func(_ uuid.UUID, name string, r any) {
 			o.Logger.Error("scheduled job panicked", "job", name, "panic", fmt.Sprint(r))
 		}))))

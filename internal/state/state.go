@@ -68,13 +68,14 @@ const unlockTimeout = 5 * time.Second
 
 // NewLocker returns a gocron.Locker backed by l. Each job run takes the lease
 // "job:<job name>" for ttl as owner; a run whose lock is held elsewhere fails
-// with an error wrapping ErrLeaseHeld and gocron skips it. The lease is not
-// renewed while the job runs, so ttl should cover about one job interval: it
-// bounds how long a crashed replica blocks the job, and a run longer than ttl
-// can overlap with another replica's. Unlock releases the lease as soon as
-// the job returns, so a replica whose tick fires after that (clock skew
-// larger than the job's run time) runs the same tick again: jobs must be
-// idempotent, or use ElectorFor when that is not acceptable.
+// with an error wrapping ErrLeaseHeld and gocron skips it. While the job runs
+// the lease is renewed every ttl/3, until Unlock or until the context given
+// to Lock ends, so ttl only bounds how long a crashed replica blocks the job
+// (and how soon another replica takes over), not how long a run may last.
+// Unlock releases the lease as soon as the job returns, so a replica whose
+// tick fires after that (clock skew larger than the job's run time) runs the
+// same tick again: jobs must be idempotent, or use ElectorFor when that is not
+// acceptable.
 func NewLocker(l Leaser, owner string, ttl time.Duration) gocron.Locker {
 	return &locker{leaser: l, owner: owner, ttl: ttl}
 }
@@ -90,21 +91,62 @@ func (k *locker) Lock(ctx context.Context, key string) (gocron.Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("lock job %q: %w", key, err)
 	}
-	return &lock{leaser: k.leaser, lease: lease}, nil
+	lk := &lock{leaser: k.leaser, lease: lease, stop: make(chan struct{}), done: make(chan struct{})}
+	go lk.renew(ctx, k.ttl)
+	return lk, nil
 }
 
 type lock struct {
 	leaser Leaser
+	mu     sync.Mutex
 	lease  Lease
+	once   sync.Once
+	stop   chan struct{}
+	done   chan struct{}
 }
 
-// Unlock releases the lease. gocron passes an already-cancelled ctx at
-// shutdown, so the release runs on a detached context with a short timeout.
+// renew keeps the lease while the job runs; a lease found lost is left alone
+// (another replica may run the job from then on).
+func (k *lock) renew(ctx context.Context, ttl time.Duration) {
+	defer close(k.done)
+	t := time.NewTicker(ttl / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-k.stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			k.mu.Lock()
+			cur := k.lease
+			k.mu.Unlock()
+			nl, err := k.leaser.Renew(ctx, cur, ttl)
+			if errors.Is(err, ErrLeaseLost) {
+				return
+			}
+			if err == nil {
+				k.mu.Lock()
+				k.lease = nl
+				k.mu.Unlock()
+			}
+		}
+	}
+}
+
+// Unlock stops the renewals and releases the lease. gocron passes an
+// already-cancelled ctx at shutdown, so the release runs on a detached
+// context with a short timeout.
 func (k *lock) Unlock(ctx context.Context) error {
+	k.once.Do(func() { close(k.stop) })
+	<-k.done
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), unlockTimeout)
 	defer cancel()
-	if err := k.leaser.Release(ctx, k.lease); err != nil {
-		return fmt.Errorf("unlock job %q: %w", k.lease.Key, err)
+	k.mu.Lock()
+	lease := k.lease
+	k.mu.Unlock()
+	if err := k.leaser.Release(ctx, lease); err != nil {
+		return fmt.Errorf("unlock job %q: %w", lease.Key, err)
 	}
 	return nil
 }

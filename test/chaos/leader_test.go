@@ -42,7 +42,7 @@ const (
 	// schedTTL is the TTL of the scheduler's job lock (state.NewLocker in
 	// internal/app/worker.go) and of the reconcile run lease (the default
 	// RunLeaseTTL): a SIGKILLed leader's locks block the next tick that long.
-	schedTTL    = 30 * time.Second
+	schedTTL    = 10 * time.Second
 	schedPrefix = "sched:"
 	// Ticks to see run before the kill and after the hand-over.
 	schedTicksBefore = 3

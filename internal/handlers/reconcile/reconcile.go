@@ -64,7 +64,7 @@ type Options struct {
 	// HaltTTL is how long a halted plan waits for an approval (default 24h).
 	HaltTTL time.Duration
 	// RunLeaseTTL bounds how long a crashed run blocks the next one; the lease
-	// is renewed while the run is alive (default 30s).
+	// is renewed while the run is alive (default 10s).
 	RunLeaseTTL time.Duration
 	// Concurrency bounds parallel reads and changes (default 16).
 	Concurrency int
@@ -108,7 +108,7 @@ func New(o Options) (*Reconciler, error) {
 		o.LeaseTTL = 30 * time.Second
 	}
 	if o.RunLeaseTTL <= 0 {
-		o.RunLeaseTTL = 30 * time.Second
+		o.RunLeaseTTL = 10 * time.Second
 	}
 	if o.HaltTTL <= 0 {
 		o.HaltTTL = 24 * time.Hour

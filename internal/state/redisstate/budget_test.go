@@ -319,7 +319,7 @@ func TestBudgetLocalPriorityOrder(t *testing.T) {
 	}
 	order := make(chan sentry.Priority, 3)
 	var wg sync.WaitGroup
-	for _, p := range []sentry.Priority{sentry.PriorityReconcile, sentry.PriorityJoiner, sentry.PriorityLeaver} {
+	for i, p := range []sentry.Priority{sentry.PriorityReconcile, sentry.PriorityJoiner, sentry.PriorityLeaver} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -332,8 +332,18 @@ func TestBudgetLocalPriorityOrder(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 			rel()
 		}()
-		time.Sleep(30 * time.Millisecond) // queue them in rising priority
+		// Queue them in rising priority: each waits before the next comes.
+		for a.Waiting("k") < i+1 {
+			if ctx.Err() != nil {
+				t.Fatal("waiters did not queue")
+			}
+			time.Sleep(time.Millisecond)
+		}
 	}
+	// A waiter that was the head until a higher priority arrived may have an
+	// attempt in flight (sent before it lost the head): let those return
+	// (the slot is still held) before the slot frees.
+	time.Sleep(50 * time.Millisecond)
 	hold()
 	wg.Wait()
 	close(order)

@@ -637,9 +637,13 @@ func testLockerExpiry(t *testing.T, h Harness, p string) {
 	la := state.NewLocker(h.NewConn(t), "replica-a", shortTTL)
 	lb := state.NewLocker(h.NewConn(t), "replica-b", shortTTL)
 	job := p + "sweep"
-	if _, err := la.Lock(ctx, job); err != nil { // never unlocked: replica-a dies mid-job
+	// Never unlocked: replica-a dies mid-job, which stops its renewals (the
+	// job's context ends with the process).
+	dying, die := context.WithCancel(ctx)
+	if _, err := la.Lock(dying, job); err != nil {
 		t.Fatalf("Lock: %v", err)
 	}
+	die()
 	if _, err := lb.Lock(ctx, job); !errors.Is(err, state.ErrLeaseHeld) {
 		t.Fatalf("Lock before TTL: err = %v; want ErrLeaseHeld", err)
 	}
