@@ -310,7 +310,11 @@ func TestBudgetLeaverGetsThroughSaturatedReconcile(t *testing.T) {
 
 func TestBudgetLocalPriorityOrder(t *testing.T) {
 	t.Parallel()
-	a, _, _ := budgetPair(t, redisstate.BudgetOptions{DefaultLimit: -1, DefaultConcurrency: 1})
+	// A generous Redis timeout: on a loaded machine a script reply slower than
+	// the default 250 ms sends a waiter to the local fallback, which grants at
+	// once and knows nothing of the queue (by design: Redis trouble never
+	// holds calls up), and the order under test would not be the Redis one.
+	a, _, _ := budgetPair(t, redisstate.BudgetOptions{DefaultLimit: -1, DefaultConcurrency: 1, Timeout: 10 * time.Second})
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	hold, err := a.Acquire(ctx, "k", sentry.PriorityLeaver)
