@@ -56,9 +56,7 @@ type ingestResult struct {
 	Errors          int64   `json:"errors"`
 	Storage         string  `json:"storage"`
 	// With --otlp: what the local OTLP receiver got from the receiver's exporters.
-	OTLP              bool  `json:"otlp"`
-	OTLPSpans         int64 `json:"otlp_spans,omitempty"`
-	OTLPMetricExports int64 `json:"otlp_metric_exports,omitempty"`
+	otlpResult
 }
 
 func cmdBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -291,7 +289,7 @@ func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration
 		if err := tel.Shutdown(sctx); err != nil {
 			return nil, fmt.Errorf("otlp flush: %w", err)
 		}
-		res.OTLP, res.OTLPSpans, res.OTLPMetricExports = true, sink.spans.Load(), sink.metricExports.Load()
+		res.otlpResult = sink.result()
 	}
 	return res, nil
 }

@@ -104,3 +104,15 @@ func (s *otlpSink) setEnv() {
 }
 
 func (s *otlpSink) close() { _ = s.srv.Close() }
+
+// otlpResult is the part of a bench result that reports the OTLP export.
+type otlpResult struct {
+	OTLP              bool  `json:"otlp"`
+	OTLPSpans         int64 `json:"otlp_spans,omitempty"`
+	OTLPMetricExports int64 `json:"otlp_metric_exports,omitempty"`
+}
+
+// result counts what arrived (call after the exporters flushed).
+func (s *otlpSink) result() otlpResult {
+	return otlpResult{OTLP: true, OTLPSpans: s.spans.Load(), OTLPMetricExports: s.metricExports.Load()}
+}

@@ -16,6 +16,7 @@ import (
 	"github.com/go-co-op/gocron/v2"
 
 	"github.com/sentry-jml/sentry-jml/internal/handlers/reconcile"
+	"github.com/sentry-jml/sentry-jml/internal/policy"
 	"github.com/sentry-jml/sentry-jml/internal/roster"
 )
 
@@ -147,6 +148,16 @@ func (w *Worker) reconcileJobs() []schedJob {
 	return jobs
 }
 
+// reconcileSchedule is the policy's reconcile schedule ("" means hourly).
+func reconcileSchedule(p policy.Policy) string { return orHourly(p.Reconcile.Schedule) }
+
+func orHourly(schedule string) string {
+	if schedule == "" {
+		return "0 * * * *"
+	}
+	return schedule
+}
+
 // reconcileJobFor is the scheduled full reconcile on schedule (cron, 5 or 6
 // fields; "" = hourly), and the schedule it resolved to.
 func (w *Worker) reconcileJobFor(schedule string) (schedJob, string, bool) {
@@ -154,9 +165,7 @@ func (w *Worker) reconcileJobFor(schedule string) (schedJob, string, bool) {
 	if err != nil {
 		return schedJob{}, "", false
 	}
-	if schedule == "" {
-		schedule = "0 * * * *"
-	}
+	schedule = orHourly(schedule)
 	withSeconds := len(strings.Fields(schedule)) == 6
 	grain := time.Minute
 	if withSeconds {

@@ -260,8 +260,11 @@ func (w *Worker) followSchedule(ctx context.Context, s gocron.Scheduler) {
 	if w.reconcileJobID == uuid.Nil {
 		return
 	}
+	if reconcileSchedule(w.o.Policy()) == w.reconcileSchedule {
+		return // the common case, every 5 s: nothing to build
+	}
 	j, schedule, ok := w.reconcileJobFor(w.o.Policy().Reconcile.Schedule)
-	if !ok || schedule == w.reconcileSchedule {
+	if !ok {
 		return
 	}
 	task, opts := w.jobParts(j)

@@ -333,19 +333,20 @@ func (w *Worker) unresolvedEvent(ctx context.Context, ev events.Event, dedupeKey
 // is one person: the link of the event's (source, source id) first, else the
 // person its email is linked to, else a new person keyed by the event (HR id,
 // or email); an email linked to a person with another HR id is not followed.
-// linkID is set when the (source, id) link is still to be written.
+// linkID is set when the (source, id) link is still to be written, and
+// emailLinked when the email link already points at key.
 // key is "" for an event that carries only a source id no person is linked to.
 // A link table that cannot be read fails the event (it is retried): guessing
 // would split a person in two.
-func (w *Worker) personKey(ctx context.Context, ev events.Event) (key, linkSource, linkID string, err error) {
+func (w *Worker) personKey(ctx context.Context, ev events.Event) (key, linkSource, linkID string, emailLinked bool, err error) {
 	src, id := ev.SourceRef()
 	if id != "" {
 		k, err := w.o.Directory.Resolve(ctx, src, id)
 		if err == nil {
-			return k, "", "", nil
+			return k, "", "", false, nil
 		}
 		if !errors.Is(err, state.ErrNotFound) {
-			return "", "", "", fmt.Errorf("link table (%s): %w", src, err)
+			return "", "", "", false, fmt.Errorf("link table (%s): %w", src, err)
 		}
 	}
 	if ev.Person.Email != "" {
@@ -357,22 +358,22 @@ func (w *Worker) personKey(ctx context.Context, ev events.Event) (key, linkSourc
 			rec, gerr := w.o.Directory.Get(ctx, k)
 			switch {
 			case gerr != nil && !errors.Is(gerr, state.ErrNotFound):
-				return "", "", "", fmt.Errorf("directory: %w", gerr)
+				return "", "", "", false, fmt.Errorf("directory: %w", gerr)
 			case gerr == nil && rec.Person.ID != "" && rec.Person.ID != ev.Person.ID:
-				return ev.Person.Key(), src, id, nil
+				return ev.Person.Key(), src, id, false, nil
 			}
 		}
 		if err == nil {
-			return k, src, id, nil
+			return k, src, id, true, nil
 		}
 		if !errors.Is(err, state.ErrNotFound) {
-			return "", "", "", fmt.Errorf("link table (email): %w", err)
+			return "", "", "", false, fmt.Errorf("link table (email): %w", err)
 		}
 	}
 	if ev.Person.ID == "" && ev.Person.Email == "" {
-		return "", src, id, nil // only a source id nobody is linked to yet
+		return "", src, id, false, nil // only a source id nobody is linked to yet
 	}
-	return ev.Person.Key(), src, id, nil
+	return ev.Person.Key(), src, id, false, nil
 }
 
 func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMetadata, ev events.Event, log *slog.Logger) (string, error) {
@@ -400,7 +401,7 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 	if future && dup() {
 		return "duplicate", nil
 	}
-	key, linkSource, linkID, err := w.personKey(ctx, ev)
+	key, linkSource, linkID, emailLinked, err := w.personKey(ctx, ev)
 	if err != nil {
 		return "error", err
 	}
@@ -476,9 +477,10 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 	}
 	if !applied {
 		log.InfoContext(ctx, "nothing new for the directory (older, or outranked by the field's owning source); converging the stored desired state", "stored_event", rec.LastEventID)
-	} else if ev.Person.Email != "" {
+	} else if ev.Person.Email != "" && !emailLinked {
 		// The email link finds the person for events from other sources
-		// and for operators (`jml plan --email`).
+		// and for operators (`jml plan --email`); it was found pointing
+		// here already when emailLinked.
 		if err := w.o.Directory.Link(ctx, "email", strings.ToLower(ev.Person.Email), key); err != nil {
 			log.WarnContext(ctx, "email link", "err", err)
 		}
