@@ -56,7 +56,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 	if o.Memory {
 		storage = jetstream.MemoryStorage
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        StreamEvents,
 		Description: "sentry-jml lifecycle events (kept to rebuild the directory)",
 		Subjects:    []string{SubjectPrefix + ".>"},
@@ -68,7 +68,7 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 	}); err != nil {
 		return fmt.Errorf("ensure stream %s: %w", StreamEvents, err)
 	}
-	if _, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if err := ensureStream(ctx, js, jetstream.StreamConfig{
 		Name:        StreamDLQ,
 		Description: "sentry-jml dead letters: events that failed for good, with the error",
 		Subjects:    []string{DLQPrefix + ".>"},
@@ -80,6 +80,24 @@ func EnsureStreams(ctx context.Context, js jetstream.JetStream, o StreamOptions)
 		return fmt.Errorf("ensure stream %s: %w", StreamDLQ, err)
 	}
 	return nil
+}
+
+// ensureStream creates the stream, or updates it when its configuration
+// differs from cfg in the fields set here. Every process calls it at start:
+// an unchanged stream costs one info request instead of an update (a Raft
+// proposal on a cluster, racing other replicas' consumer creation).
+func ensureStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) error {
+	if st, err := js.Stream(ctx, cfg.Name); err == nil {
+		have := st.CachedInfo().Config
+		if have.Description == cfg.Description && slices.Equal(have.Subjects, cfg.Subjects) && have.Storage == cfg.Storage &&
+			have.Retention == cfg.Retention && have.MaxAge == cfg.MaxAge && have.Duplicates == cfg.Duplicates && have.Replicas == cfg.Replicas {
+			return nil
+		}
+	} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return err
+	}
+	_, err := js.CreateOrUpdateStream(ctx, cfg)
+	return err
 }
 
 // HeaderCarrier adapts NATS headers to OpenTelemetry's TextMapCarrier. It writes the
