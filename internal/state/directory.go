@@ -44,7 +44,10 @@ type Directory interface {
 	Update(ctx context.Context, key string, fn func(PersonRecord) (PersonRecord, error)) (PersonRecord, error)
 	// List streams every record without holding them all in memory (100k
 	// persons), in no particular order. A record changed during the listing
-	// is seen at least once, possibly in its older version.
+	// may be seen in its older version, or (if it was written after the
+	// listing started) not at all: callers treat absence from one listing
+	// as "not known yet", never as "gone" (reconcile re-checks an orphan
+	// through the email link before removing it).
 	List(ctx context.Context) iter.Seq2[PersonRecord, error]
 	// Link records that the person known to source as sourceID is personKey
 	// (the link table). Linking again re-points the link.

@@ -176,6 +176,14 @@ func (r *Reconciler) applyItem(ctx context.Context, it *Item, teams func(string)
 		steps = append(steps, ps.step())
 	}
 	member := it.Member
+	// An orphan removal is always re-checked against the directory, stored
+	// plan or not: a person may have been created since the plan was made.
+	if it.Class == ClassOrphan && !recheck {
+		if key := r.linkedPerson(ctx, it.Email); key != "" {
+			res.skip(len(it.Steps), it.Email+": no longer an orphan (now in the directory as "+key+")")
+			return
+		}
+	}
 	if recheck {
 		var why string
 		steps, member, why = r.recheckItem(ctx, it, rec, steps, teams)

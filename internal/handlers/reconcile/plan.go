@@ -224,6 +224,14 @@ func (r *Reconciler) plan(ctx context.Context, org *orgState, pol policy.Policy,
 			pl.Classes[ClassProtected]++
 			continue
 		}
+		// A person written while the directory was being listed is not in
+		// the listing (the scan ends at the stream's last sequence as of its
+		// start). The email link says whether the member is really nobody's.
+		if key := r.linkedPerson(ctx, email, mr.Email); key != "" {
+			pl.Reports = append(pl.Reports, Report{Kind: "note", PersonKey: key, Email: email, MemberID: mr.ID,
+				Detail: "in the directory but changed while this run listed it: planned by the next run"})
+			continue
+		}
 		pl.Classes[ClassOrphan]++
 		rep := Report{Kind: ClassOrphan, Email: email, MemberID: mr.ID, Detail: "member " + mr.Role + " not in the directory"}
 		if pol.Reconcile.Orphans != "remove" {
@@ -334,3 +342,21 @@ func firstNonEmpty(vs ...string) string {
 }
 
 func isNotFound(err error) bool { return errors.Is(err, sentry.ErrNotFound) }
+
+// linkedPerson returns the directory person one of the emails is linked to,
+// or "" when none is (or the directory cannot say: the member stays an
+// orphan, and the removal is re-checked before it is applied).
+func (r *Reconciler) linkedPerson(ctx context.Context, emails ...string) string {
+	seen := ""
+	for _, e := range emails {
+		e = lowerEmail(e)
+		if e == "" || e == seen {
+			continue
+		}
+		seen = e
+		if key, err := r.o.Directory.Resolve(ctx, "email", e); err == nil && key != "" {
+			return key
+		}
+	}
+	return ""
+}

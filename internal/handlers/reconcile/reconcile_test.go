@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"iter"
 	"os"
 	"strings"
 	"testing"
@@ -28,6 +29,7 @@ type harness struct {
 	rec     *reconcile.Reconciler
 	pol     *policy.Policy
 	coord   state.Coordinator
+	opts    reconcile.Options
 }
 
 func redisURL() string {
@@ -71,9 +73,10 @@ func mustHarness(t testing.TB, seed *sentrytest.Seed, polYAML string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.rec, err = reconcile.New(reconcile.Options{Sentry: c, Converger: conv, Directory: records.Directory, Runs: records.Runs,
+	h.opts = reconcile.Options{Sentry: c, Converger: conv, Directory: records.Directory, Runs: records.Runs,
 		Evidence: records.Evidence, Tokens: tokens, Leases: coord, Owner: "test", Policy: func() policy.Policy { return *h.pol },
-		SelfMemberID: me.ID, SelfEmail: me.Email, Concurrency: 4})
+		SelfMemberID: me.ID, SelfEmail: me.Email, Concurrency: 4}
+	h.rec, err = reconcile.New(h.opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,5 +344,63 @@ func TestDryRunChangesNothing(t *testing.T) {
 	}
 	if m := h.sb.Stats().Mutations; len(m) != 0 {
 		t.Fatalf("dry run mutated: %v", m)
+	}
+}
+
+// hidingDirectory lists every record but one, as a listing does when that
+// person is written while the scan runs.
+type hidingDirectory struct {
+	reconcile.Directory
+	hide string
+}
+
+func (d hidingDirectory) List(ctx context.Context) iter.Seq2[state.PersonRecord, error] {
+	return func(yield func(state.PersonRecord, error) bool) {
+		for rec, err := range d.Directory.List(ctx) {
+			if err == nil && rec.Key == d.hide {
+				continue
+			}
+			if !yield(rec, err) {
+				return
+			}
+		}
+	}
+}
+
+// A person missing from one directory listing (written while it ran) is not
+// an orphan: with reconcile.orphans=remove the member must stay.
+func TestPersonMissedByTheListingIsNotAnOrphan(t *testing.T) {
+	h := setupDrift(t)
+	ctx := context.Background()
+	h.pol.Reconcile.MaxRemovals = 100
+	h.pol.Reconcile.MaxRemovalRatio = 1
+	jane := events.Person{Email: "jane.doe@acme.test"}
+	opts := h.opts
+	opts.Directory = hidingDirectory{Directory: h.records.Directory, hide: jane.Key()}
+	rec, err := reconcile.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := rec.Run(ctx, reconcile.RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Status != state.RunApplied {
+		t.Fatalf("status = %s, want applied", sum.Status)
+	}
+	if h.member("jane.doe@acme.test") == nil {
+		t.Fatal("jane.doe, in the directory but missed by the listing, was removed as an orphan")
+	}
+	if h.member("hand.added@acme.test") != nil {
+		t.Error("the real orphan hand.added was not removed")
+	}
+	noted := false
+	for _, r := range sum.Reports {
+		if r.Email == "jane.doe@acme.test" && r.PersonKey == jane.Key() {
+			noted = true
+		}
+	}
+	if !noted {
+		t.Errorf("no report names jane.doe's deferred planning: %+v", sum.Reports)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"iter"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -149,11 +150,23 @@ func isKVDelete(m jetstream.Msg) bool {
 // scanBatch bounds how many messages a scan buffers.
 const scanBatch = 256
 
+// scanAttempts bounds how often a scan re-creates its consumer after a
+// transient failure (a node of the cluster went away, the consumer was lost
+// with it, heartbeats stopped during a leader election).
+const scanAttempts = 6
+
 // scan streams the messages of st that cfg selects through an ephemeral
 // pull consumer, at most scanBatch buffered at a time, and ends at the
 // stream's last sequence as of the start (messages stored later are not
 // seen). The consumer is deleted when the scan ends; if the process dies,
 // the server removes it after a minute of inactivity.
+//
+// A scan survives the loss of its consumer: on a transient error it creates
+// a new one and resumes after the last message it yielded (by start sequence
+// for DeliverAll and DeliverByStartTime; for DeliverLastPerSubject, which
+// delivers in stream order, by skipping what it already yielded), so a node
+// failing in a cluster slows a directory listing down instead of failing a
+// reconcile run.
 func scan(ctx context.Context, st jetstream.Stream, cfg jetstream.ConsumerConfig) iter.Seq2[jetstream.Msg, error] {
 	return func(yield func(jetstream.Msg, error) bool) {
 		info, err := st.Info(ctx)
@@ -161,54 +174,105 @@ func scan(ctx context.Context, st jetstream.Stream, cfg jetstream.ConsumerConfig
 			yield(nil, fmt.Errorf("scan %s: %w", st.CachedInfo().Config.Name, err))
 			return
 		}
-		name := info.Config.Name
-		last := info.State.LastSeq
+		s := &scanner{st: st, cfg: cfg, name: info.Config.Name, last: info.State.LastSeq}
 		if info.State.Msgs == 0 {
 			return
 		}
-		cfg.AckPolicy = jetstream.AckNonePolicy
-		cfg.InactiveThreshold = time.Minute
-		cfg.MemoryStorage = true
-		cfg.Replicas = 1
-		c, err := st.CreateConsumer(ctx, cfg)
+		backoff := 100 * time.Millisecond
+		for attempt := 1; ; attempt++ {
+			done, err := s.run(ctx, yield)
+			if done {
+				return
+			}
+			if ctx.Err() != nil || !transientScanError(err) || attempt >= scanAttempts {
+				yield(nil, fmt.Errorf("scan %s: %w", s.name, err))
+				return
+			}
+			select {
+			case <-ctx.Done():
+				yield(nil, fmt.Errorf("scan %s: %w", s.name, ctx.Err()))
+				return
+			case <-time.After(backoff):
+			}
+			backoff *= 2
+		}
+	}
+}
+
+// scanner is the state one scan carries across consumer re-creations.
+type scanner struct {
+	st    jetstream.Stream
+	cfg   jetstream.ConsumerConfig
+	name  string
+	last  uint64 // the stream's last sequence when the scan started
+	after uint64 // the last stream sequence yielded
+}
+
+// transientScanError reports whether a scan may resume on a new consumer.
+func transientScanError(err error) bool {
+	return errors.Is(err, jetstream.ErrNoHeartbeat) ||
+		errors.Is(err, jetstream.ErrConsumerDeleted) ||
+		errors.Is(err, jetstream.ErrConsumerNotFound) ||
+		errors.Is(err, jetstream.ErrConsumerLeadershipChanged) ||
+		errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) ||
+		errors.Is(err, context.DeadlineExceeded) ||
+		errors.Is(err, jetstream.ErrServerShutdown)
+}
+
+// run consumes until the end of the scan (done) or an error. It returns
+// done when the caller stopped the iteration too.
+func (s *scanner) run(ctx context.Context, yield func(jetstream.Msg, error) bool) (done bool, err error) {
+	cfg := s.cfg
+	if s.after > 0 && cfg.DeliverPolicy != jetstream.DeliverLastPerSubjectPolicy {
+		cfg.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cfg.OptStartSeq = s.after + 1
+		cfg.OptStartTime = nil
+	}
+	cfg.AckPolicy = jetstream.AckNonePolicy
+	cfg.InactiveThreshold = time.Minute
+	cfg.MemoryStorage = true
+	cfg.Replicas = 1
+	c, err := s.st.CreateConsumer(ctx, cfg)
+	if err != nil {
+		return false, fmt.Errorf("consumer: %w", err)
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = s.st.DeleteConsumer(dctx, c.CachedInfo().Name)
+	}()
+	if c.CachedInfo().NumPending == 0 {
+		return true, nil
+	}
+	// Heartbeats every second: a consumer lost with a node is noticed in
+	// about two seconds rather than the client's default thirty.
+	it, err := c.Messages(jetstream.PullMaxMessages(scanBatch), jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second))
+	if err != nil {
+		return false, err
+	}
+	defer it.Stop()
+	for {
+		m, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
-			yield(nil, fmt.Errorf("scan %s: consumer: %w", name, err))
-			return
+			return false, err
 		}
-		defer func() {
-			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			_ = st.DeleteConsumer(dctx, c.CachedInfo().Name)
-		}()
-		if c.CachedInfo().NumPending == 0 {
-			return
-		}
-		it, err := c.Messages(jetstream.PullMaxMessages(scanBatch))
+		md, err := m.Metadata()
 		if err != nil {
-			yield(nil, fmt.Errorf("scan %s: %w", name, err))
-			return
+			return false, err
 		}
-		defer it.Stop()
-		for {
-			m, err := it.Next(jetstream.NextContext(ctx))
-			if err != nil {
-				yield(nil, fmt.Errorf("scan %s: %w", name, err))
-				return
-			}
-			md, err := m.Metadata()
-			if err != nil {
-				yield(nil, fmt.Errorf("scan %s: %w", name, err))
-				return
-			}
-			if md.Sequence.Stream > last {
-				return
-			}
+		seq := md.Sequence.Stream
+		if seq > s.last {
+			return true, nil
+		}
+		if seq > s.after {
+			s.after = seq
 			if !yield(m, nil) {
-				return
+				return true, nil
 			}
-			if md.NumPending == 0 || md.Sequence.Stream == last {
-				return
-			}
+		}
+		if md.NumPending == 0 || seq == s.last {
+			return true, nil
 		}
 	}
 }

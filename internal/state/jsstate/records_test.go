@@ -723,3 +723,90 @@ func TestRunApproval(t *testing.T) {
 		t.Fatalf("List = %v; want %v", byID, want)
 	}
 }
+
+// deleteConsumers removes every consumer of a stream, as losing the node that
+// held a scan's in-memory consumer does.
+func deleteConsumers(t *testing.T, js jetstream.JetStream, stream string) int {
+	t.Helper()
+	st, err := js.Stream(t.Context(), stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for name := range st.ListConsumers(t.Context()).Info() {
+		names = append(names, name.Name)
+	}
+	for _, name := range names {
+		if err := st.DeleteConsumer(t.Context(), name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return len(names)
+}
+
+// A scan whose consumer disappears mid-way resumes on a new one: every record
+// is listed exactly once, in both delivery modes (last per subject for the
+// directory, by sequence for the evidence log).
+func TestScanSurvivesLosingItsConsumer(t *testing.T) {
+	ctx := t.Context()
+	r, js, _ := openRecords(t, jsstate.Options{})
+	const n = 700 // several scan batches
+	for i := range n {
+		key := "id:E-" + strconv.Itoa(i)
+		if _, _, err := r.Directory.Apply(ctx, key, events.Person{ID: "E-" + strconv.Itoa(i), Email: fmt.Sprintf("p%d@acme.com", i), Status: events.Active},
+			state.Version{OccurredAt: t0, Source: "roster", Seq: uint64(i)}, "e"); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Evidence.Append(ctx, state.Evidence{PersonKey: key, Kind: state.EvidenceConvergence}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Run("directory", func(t *testing.T) {
+		seen := map[string]int{}
+		deleted := 0
+		for rec, err := range r.Directory.List(ctx) {
+			if err != nil {
+				t.Fatalf("after %d records: %v", len(seen), err)
+			}
+			seen[rec.Key]++
+			if len(seen) == 300 {
+				deleted = deleteConsumers(t, js, "KV_"+jsstate.BucketDirectory)
+			}
+		}
+		if deleted == 0 {
+			t.Fatal("the scan's consumer was not found to delete")
+		}
+		if len(seen) != n {
+			t.Fatalf("listed %d records, want %d", len(seen), n)
+		}
+		for k, c := range seen {
+			if c != 1 {
+				t.Fatalf("%s listed %d times", k, c)
+			}
+		}
+	})
+	t.Run("evidence", func(t *testing.T) {
+		got := 0
+		deleted := 0
+		var prev uint64
+		for ev, err := range r.Evidence.Range(ctx, time.Time{}, time.Time{}) {
+			if err != nil {
+				t.Fatalf("after %d records: %v", got, err)
+			}
+			if ev.Seq <= prev {
+				t.Fatalf("sequence %d after %d: a record was listed twice or out of order", ev.Seq, prev)
+			}
+			prev = ev.Seq
+			got++
+			if got == 300 {
+				deleted = deleteConsumers(t, js, jsstate.StreamEvidence)
+			}
+		}
+		if deleted == 0 {
+			t.Fatal("the scan's consumer was not found to delete")
+		}
+		if got != n {
+			t.Fatalf("listed %d evidence records, want %d", got, n)
+		}
+	})
+}
