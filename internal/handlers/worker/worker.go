@@ -434,6 +434,7 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 		_, _ = w.o.Dedupe.MarkSeen(ctx, dedupeKey, w.o.DedupeTTL)
 		return "scheduled", nil
 	}
+	acquiredAt := time.Now()
 	lease, err := w.o.Leases.Acquire(ctx, "person:"+key, w.o.Owner, w.o.LeaseTTL)
 	if errors.Is(err, state.ErrLeaseHeld) {
 		_ = m.NakWithDelay(250 * time.Millisecond)
@@ -442,10 +443,11 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 	if err != nil {
 		return "error", fmt.Errorf("acquire lease: %w", err)
 	}
-	stop := w.keepAlive(ctx, m, &lease, log)
+	held := &heldLease{lease: lease, verified: acquiredAt, trust: min(trustVerified, w.o.LeaseTTL/10)}
+	stop := w.keepAlive(ctx, m, held, log)
 	defer func() {
 		stop()
-		if err := w.o.Leases.Release(context.WithoutCancel(ctx), lease); err != nil {
+		if err := w.o.Leases.Release(context.WithoutCancel(ctx), held.get()); err != nil {
 			log.WarnContext(ctx, "lease release", "err", err)
 		}
 	}()
@@ -497,7 +499,7 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 		// operator (jml unresolved) and acknowledge.
 		return w.unresolvedEvent(ctx, ev, dedupeKey, "no email for "+key+" (thin payload; set JML_SOURCE_"+strings.ToUpper(ev.Source)+"_API_URL/_API_TOKEN to re-read people)", log)
 	}
-	check := func(ctx context.Context) error { return w.o.Leases.Check(ctx, lease) }
+	check := func(ctx context.Context) error { return held.check(ctx, w.o.Leases) }
 	res, err := w.o.Converger.Converge(ctx, rec, check)
 	if err != nil {
 		return "error", err
@@ -591,7 +593,7 @@ func changedField(p events.Person) string {
 
 // keepAlive renews the lease and tells JetStream the message is in progress
 // while a long convergence runs. The returned func stops it.
-func (w *Worker) keepAlive(ctx context.Context, m jetstream.Msg, lease *state.Lease, log *slog.Logger) func() {
+func (w *Worker) keepAlive(ctx context.Context, m jetstream.Msg, lease *heldLease, log *slog.Logger) func() {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
@@ -604,12 +606,13 @@ func (w *Worker) keepAlive(ctx context.Context, m jetstream.Msg, lease *state.Le
 				return
 			case <-t.C:
 				_ = m.InProgress()
-				if l, err := w.o.Leases.Renew(ctx, *lease, w.o.LeaseTTL); err != nil {
+				at := time.Now()
+				l, err := w.o.Leases.Renew(ctx, lease.get(), w.o.LeaseTTL)
+				if err != nil {
 					log.WarnContext(ctx, "lease renewal failed; mutations will stop at the next check", "err", err)
 					return
-				} else {
-					*lease = l
 				}
+				lease.renewed(l, at)
 			}
 		}
 	}()
@@ -649,4 +652,56 @@ func backoff(delivered uint64) time.Duration {
 		d *= 2
 	}
 	return min(d, 2*time.Minute)
+}
+
+// trustVerified is how long a lease confirmed by the coordination store
+// (acquired, renewed or checked) is trusted without another round trip (at
+// most a tenth of LeaseTTL). Within this window the lease cannot have
+// expired; only a store that lost its data in those milliseconds could go
+// unnoticed, and then at most one idempotent Sentry call is repeated by the
+// replica that took over. A worker paused longer (SIGSTOP, GC, VM migration)
+// checks again, which is what the lease test proves.
+const trustVerified = 250 * time.Millisecond
+
+// heldLease is the lease one convergence holds, shared by the renewal loop
+// and the checks before each Sentry mutation.
+type heldLease struct {
+	mu       sync.Mutex
+	lease    state.Lease
+	verified time.Time // when the store last confirmed it (taken before asking)
+	trust    time.Duration
+}
+
+func (h *heldLease) get() state.Lease {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lease
+}
+
+func (h *heldLease) renewed(l state.Lease, at time.Time) {
+	h.mu.Lock()
+	h.lease, h.verified = l, at
+	h.mu.Unlock()
+}
+
+// check is the pre-mutation lease check: a confirmation younger than
+// h.trust by both the monotonic and the wall clock (a suspended VM
+// stops the first, not the second) stands; otherwise the store is asked.
+func (h *heldLease) check(ctx context.Context, leases state.Leaser) error {
+	h.mu.Lock()
+	l, v := h.lease, h.verified
+	h.mu.Unlock()
+	now := time.Now()
+	if wall := now.Round(0).Sub(v.Round(0)); !v.IsZero() && now.Sub(v) < h.trust && wall >= 0 && wall < h.trust {
+		return nil
+	}
+	if err := leases.Check(ctx, l); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	if h.lease.Token == l.Token && now.After(h.verified) {
+		h.verified = now
+	}
+	h.mu.Unlock()
+	return nil
 }
