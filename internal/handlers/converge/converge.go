@@ -433,9 +433,33 @@ func accessOf(m *sentry.Member) *Access {
 	return a
 }
 
+// Admitter is a Gate that answers the pause and counts a plan's removals in
+// one read (jsstate.Control batches concurrent callers).
+type Admitter interface {
+	Admit(ctx context.Context, removals int) (paused, allowed bool, err error)
+}
+
 // gate applies the operator pause to every mutation and the brakes to removals.
 func (c *Converger) gate(ctx context.Context, steps []Step) error {
 	if c.o.Gate == nil {
+		return nil
+	}
+	if a, ok := c.o.Gate.(Admitter); ok {
+		removals := 0
+		for _, s := range steps {
+			if s.Removal() {
+				removals++
+			}
+		}
+		paused, allowed, err := a.Admit(ctx, removals)
+		switch {
+		case err != nil:
+			return fmt.Errorf("read pause state and brakes: %w", err)
+		case paused:
+			return &RetryLater{Delay: 5 * time.Second, Reason: "mutations are paused (jml resume)"}
+		case !allowed:
+			return &RetryLater{Delay: 10 * time.Second, Reason: "brakes halted event-driven removals (jml approve brakes)"}
+		}
 		return nil
 	}
 	paused, err := c.o.Gate.Paused(ctx)

@@ -38,6 +38,20 @@ type Control struct {
 	max func() int
 	// updateMu serialises this process's compare-and-set updates (update).
 	updateMu sync.Mutex
+	// pending are Admit requests waiting for the next group commit.
+	pendMu  sync.Mutex
+	pending []*admitReq
+}
+
+// admitReq is one caller's part of a group commit.
+type admitReq struct {
+	removals int
+	res      chan admitRes
+}
+
+type admitRes struct {
+	paused, allowed bool
+	err             error
 }
 
 const controlKey = "state"
@@ -88,6 +102,11 @@ func (c *Control) update(ctx context.Context, fn func(*ControlState) bool) (Cont
 	// Other replicas still contend through compare-and-set.
 	c.updateMu.Lock()
 	defer c.updateMu.Unlock()
+	return c.updateLocked(ctx, fn)
+}
+
+// updateLocked is update with updateMu held.
+func (c *Control) updateLocked(ctx context.Context, fn func(*ControlState) bool) (ControlState, error) {
 	for attempt := 0; attempt < 100; attempt++ {
 		s, rev, err := c.read(ctx)
 		if err != nil {
@@ -157,6 +176,77 @@ func (c *Control) AllowRemoval(ctx context.Context) (bool, error) {
 		return true
 	})
 	return allowed, err
+}
+
+// Admit implements converge's one-read gate: it reports the operator pause
+// and, unless paused, counts removals event-driven removals against the
+// brakes (allowed is false once they halt). Concurrent callers in this
+// process share one read and one compare-and-set (a group commit): a burst
+// of leavers costs two JetStream round trips per batch, not three per
+// leaver. Each request is counted exactly as AllowRemoval would, in arrival
+// order.
+func (c *Control) Admit(ctx context.Context, removals int) (paused, allowed bool, err error) {
+	if removals <= 0 {
+		s, _, err := c.read(ctx)
+		return s.Paused, err == nil && !s.Paused, err
+	}
+	req := &admitReq{removals: removals, res: make(chan admitRes, 1)}
+	c.pendMu.Lock()
+	c.pending = append(c.pending, req)
+	c.pendMu.Unlock()
+	c.updateMu.Lock()
+	select {
+	case r := <-req.res: // a previous holder committed this request
+		c.updateMu.Unlock()
+		return r.paused, r.allowed, r.err
+	default:
+	}
+	c.pendMu.Lock()
+	batch := c.pending
+	c.pending = nil
+	c.pendMu.Unlock()
+	results := make([]admitRes, len(batch))
+	_, err = c.updateLocked(ctx, func(s *ControlState) bool {
+		clear(results) // a compare-and-set retry starts over
+		if s.Paused {
+			for i := range results {
+				results[i].paused = true
+			}
+			return false
+		}
+		changed := false
+		for i, r := range batch {
+			results[i].allowed = true
+			for range r.removals {
+				if s.BrakesHalted {
+					results[i].allowed = false
+					break
+				}
+				minute := c.now().UTC().Truncate(time.Minute)
+				if !s.Window.Equal(minute) {
+					s.Window, s.Removals = minute, 0
+				}
+				changed = true
+				if limit := c.max(); limit > 0 && s.Removals >= limit {
+					s.BrakesHalted, s.HaltedAt = true, c.now().UTC()
+					results[i].allowed = false
+					break
+				}
+				s.Removals++
+			}
+		}
+		return changed
+	})
+	for i, r := range batch {
+		if err != nil {
+			r.res <- admitRes{err: err}
+			continue
+		}
+		r.res <- results[i]
+	}
+	c.updateMu.Unlock()
+	r := <-req.res
+	return r.paused, r.allowed, r.err
 }
 
 // ApproveBrakes releases halted brakes and starts a fresh count.
