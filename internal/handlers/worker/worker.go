@@ -25,6 +25,14 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/state"
 )
 
+// leaseDeduper is a coordination store that checks an event's dedupe
+// record when taking a person's lease and records it when releasing the
+// lease, one round trip each (redisstate).
+type leaseDeduper interface {
+	AcquireUnseen(ctx context.Context, key, owner string, ttl time.Duration, dedupeKey string) (l state.Lease, seen bool, err error)
+	ReleaseSeen(ctx context.Context, l state.Lease, dedupeKey string, ttl time.Duration) error
+}
+
 // Converger converges one person.
 type Converger interface {
 	Converge(ctx context.Context, rec state.PersonRecord, check converge.LeaseCheck) (converge.Result, error)
@@ -434,8 +442,22 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 		_, _ = w.o.Dedupe.MarkSeen(ctx, dedupeKey, w.o.DedupeTTL)
 		return "scheduled", nil
 	}
+	// A store that checks the dedupe record with the lease (Redis) answers
+	// both in one round trip, and records the event when releasing it.
+	fused, isFused := w.o.Leases.(leaseDeduper)
+	leaseKey := "person:" + key
 	acquiredAt := time.Now()
-	lease, err := w.o.Leases.Acquire(ctx, "person:"+key, w.o.Owner, w.o.LeaseTTL)
+	var lease state.Lease
+	if isFused {
+		var seen bool
+		lease, seen, err = fused.AcquireUnseen(ctx, leaseKey, w.o.Owner, w.o.LeaseTTL, dedupeKey)
+		if err == nil && seen {
+			log.InfoContext(ctx, "duplicate event, already processed")
+			return "duplicate", nil
+		}
+	} else {
+		lease, err = w.o.Leases.Acquire(ctx, leaseKey, w.o.Owner, w.o.LeaseTTL)
+	}
 	if errors.Is(err, state.ErrLeaseHeld) {
 		_ = m.NakWithDelay(250 * time.Millisecond)
 		return "busy", fmt.Errorf("%w: person busy on another replica", errDeferred)
@@ -445,13 +467,31 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 	}
 	held := &heldLease{lease: lease, verified: acquiredAt, trust: min(trustVerified, w.o.LeaseTTL/10)}
 	stop := w.keepAlive(ctx, m, held, log)
+	// done marks the event processed: now, or (fused) when the lease goes.
+	markOnRelease := false
+	done := func() {
+		if isFused {
+			markOnRelease = true
+			return
+		}
+		if _, err := w.o.Dedupe.MarkSeen(ctx, dedupeKey, w.o.DedupeTTL); err != nil {
+			log.WarnContext(ctx, "dedupe mark failed; a redelivery would converge again (harmless)", "err", err)
+		}
+	}
 	defer func() {
 		stop()
-		if err := w.o.Leases.Release(context.WithoutCancel(ctx), held.get()); err != nil {
-			log.WarnContext(ctx, "lease release", "err", err)
+		rctx := context.WithoutCancel(ctx)
+		var err error
+		if markOnRelease {
+			err = fused.ReleaseSeen(rctx, held.get(), dedupeKey, w.o.DedupeTTL)
+		} else {
+			err = w.o.Leases.Release(rctx, held.get())
+		}
+		if err != nil {
+			log.WarnContext(ctx, "lease release", "err", err, "dedupe_mark", markOnRelease)
 		}
 	}()
-	if dup() {
+	if !isFused && dup() {
 		return "duplicate", nil
 	}
 	if w.o.Due != nil {
@@ -497,6 +537,7 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 	if rec.Person.Email == "" {
 		// Nobody can be matched in Sentry without an email: list it for an
 		// operator (jml unresolved) and acknowledge.
+		done()
 		return w.unresolvedEvent(ctx, ev, dedupeKey, "no email for "+key+" (thin payload; set JML_SOURCE_"+strings.ToUpper(ev.Source)+"_API_URL/_API_TOKEN to re-read people)", log)
 	}
 	check := func(ctx context.Context) error { return held.check(ctx, w.o.Leases) }
@@ -508,9 +549,7 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 		w.revoke.Record(ctx, w.o.Now().Sub(ev.ReceivedAt).Seconds(), metric.WithAttributes(attribute.String("source", ev.Source)))
 	}
 	log.InfoContext(ctx, "converged", "outcome", res.Outcome, "reason", res.Reason, "steps", len(res.Steps), "applied", applied)
-	if _, err := w.o.Dedupe.MarkSeen(ctx, dedupeKey, w.o.DedupeTTL); err != nil {
-		log.WarnContext(ctx, "dedupe mark failed; a redelivery would converge again (harmless)", "err", err)
-	}
+	done()
 	return string(res.Outcome), nil
 }
 

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
@@ -22,13 +23,13 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
 	"github.com/sentry-jml/sentry-jml/internal/state"
 	"github.com/sentry-jml/sentry-jml/internal/state/jsstate"
-	"github.com/sentry-jml/sentry-jml/internal/state/memstate"
+	"github.com/sentry-jml/sentry-jml/internal/state/redisstate"
 )
 
 type harness struct {
 	js      jetstream.JetStream
 	sb      *sentrytest.Server
-	coord   *memstate.Store
+	coord   state.Coordinator
 	dir     *jsstate.Directory
 	conv    *converge.Converger
 	records *jsstate.Records
@@ -122,7 +123,12 @@ func startFull(t *testing.T, pol policy.Policy, res worker.Resolver, unres worke
 	if err != nil {
 		t.Fatal(err)
 	}
-	coord := memstate.New(nil)
+	// Redis, as deployed: the worker checks and records dedupe with the lease.
+	coord, err := redisstate.Open(context.Background(), redisstate.Options{URL: redisURL(), Prefix: fmt.Sprintf("jmltest:worker:%d:", time.Now().UnixNano())})
+	if err != nil {
+		t.Fatalf("redis at %s: %v", redisURL(), err)
+	}
+	t.Cleanup(func() { _ = coord.Close() })
 	var cv worker.Converger = conv
 	if wrap != nil {
 		cv = wrap(conv)
@@ -256,4 +262,11 @@ func TestPersonLeaseHeldElsewhereDefersWork(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, who+" is removed once the lease is free", func() bool { _, ok := h.sb.Member(who); return !ok })
+}
+
+func redisURL() string {
+	if u := os.Getenv("JML_TEST_REDIS_URL"); u != "" {
+		return u
+	}
+	return "redis://127.0.0.1:6379"
 }

@@ -43,8 +43,10 @@ type Options struct {
 // Store is a state.Coordinator on Redis. It is safe for concurrent use.
 //
 // Key layout (all under Prefix): "dedupe:<key>" for dedupe records;
-// "{lease:<key>}:holder" holding "owner:token" with the lease's expiry, and
-// "{lease:<key>}:fence", the last token issued for key. A new token is the
+// "{lease:<key>}:holder" holding "owner:token" with the lease's expiry,
+// "{lease:<key>}:fence", the last token issued for key, and
+// "{lease:<key>}:seen:<dedupe key>", dedupe records checked and written with
+// the lease (AcquireUnseen, ReleaseSeen) in the lease's Cluster slot. A new token is the
 // fence plus one but never less than the Redis server time in microseconds,
 // so tokens keep increasing when the fence expires (after a week idle) or
 // Redis loses its data, as long as the server clock does not step back.
@@ -289,6 +291,75 @@ func (s *Store) Check(ctx context.Context, l state.Lease) error {
 		return fmt.Errorf("redisstate: check %q: %w", l.Key, err)
 	case v != holderValue(l.Owner, l.Token):
 		return fmt.Errorf("redisstate: check %q: %w", l.Key, state.ErrLeaseLost)
+	}
+	return nil
+}
+
+// acquireUnseenScript is acquireScript preceded by a dedupe check: an event
+// already processed is answered without taking the lease.
+// KEYS: holder, fence, seen. ARGV: owner, ttl ms, fence ttl ms.
+// Returns -1 when seen, false when the lease is held, else the token.
+var acquireUnseenScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local tm = redis.call('TIME')
+local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
+local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+local step = now - cur
+if step < 1 then step = 1 end
+local t = redis.call('INCRBY', KEYS[2], string.format('%d', step))
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. string.format('%d', t), 'PX', ARGV[2])
+return t
+`)
+
+// releaseSeenScript records the dedupe key, then releases the lease if
+// owner:token still holds it. KEYS: holder, seen. ARGV: owner:token, seen
+// ttl ms. Returns 1 if the lease was released, else 0.
+var releaseSeenScript = redis.NewScript(`
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+`)
+
+func (s *Store) seenKey(leaseKey, dedupeKey string) string {
+	return s.prefix + "{lease:" + leaseKey + "}:seen:" + dedupeKey
+}
+
+// AcquireUnseen takes the lease on key, like Acquire, unless dedupeKey was
+// recorded by ReleaseSeen under the same lease key (seen is then true and no
+// lease is taken): the worker's dedupe check and lease in one round trip.
+func (s *Store) AcquireUnseen(ctx context.Context, key, owner string, ttl time.Duration, dedupeKey string) (l state.Lease, seen bool, err error) {
+	ms, err := ttlMillis("acquire", key, ttl)
+	if err != nil {
+		return state.Lease{}, false, err
+	}
+	start := time.Now()
+	keys := append(s.leaseKeys(key), s.seenKey(key, dedupeKey))
+	tok, err := acquireUnseenScript.Run(ctx, s.rdb, keys, owner, ms, fenceTTL.Milliseconds()).Int64()
+	switch {
+	case err == nil && tok < 0:
+		return state.Lease{}, true, nil
+	case err == nil:
+		return state.Lease{Key: key, Owner: owner, Token: tok, Expires: start.Add(ttl)}, false, nil
+	case errors.Is(err, redis.Nil):
+		return state.Lease{}, false, fmt.Errorf("redisstate: acquire %q: %w", key, state.ErrLeaseHeld)
+	default:
+		return state.Lease{}, false, fmt.Errorf("redisstate: acquire %q: %w", key, err)
+	}
+}
+
+// ReleaseSeen records dedupeKey for ttl under the lease's key, then releases
+// the lease (if l still holds it): the end of a processed event in one round
+// trip.
+func (s *Store) ReleaseSeen(ctx context.Context, l state.Lease, dedupeKey string, ttl time.Duration) error {
+	ms, err := ttlMillis("mark seen", dedupeKey, ttl)
+	if err != nil {
+		return err
+	}
+	keys := []string{s.leaseKeys(l.Key)[0], s.seenKey(l.Key, dedupeKey)}
+	if err := releaseSeenScript.Run(ctx, s.rdb, keys, holderValue(l.Owner, l.Token), ms).Err(); err != nil {
+		return fmt.Errorf("redisstate: release %q: %w", l.Key, err)
 	}
 	return nil
 }

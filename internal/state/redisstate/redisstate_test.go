@@ -501,3 +501,55 @@ func startCluster(t *testing.T, n int) []string {
 	}
 	return addrs
 }
+
+// AcquireUnseen and ReleaseSeen: the dedupe record checked with the lease
+// and written when releasing it, in the lease's hash slot (no CROSSSLOT on a
+// cluster).
+func TestLeaseDedupe(t *testing.T) {
+	t.Parallel()
+	run := func(t *testing.T, o redisstate.Options) {
+		o.Prefix = randomPrefix(t)
+		s := open(t, o)
+		t.Cleanup(func() { deletePrefix(t, s.Client(), o.Prefix) })
+		ctx := t.Context()
+		l, seen, err := s.AcquireUnseen(ctx, "person:7", "w1", time.Minute, "evt:generic:msg_1")
+		if err != nil || seen || l.Token <= 0 {
+			t.Fatalf("first AcquireUnseen = %+v, seen %v, %v", l, seen, err)
+		}
+		// Held: a second worker waits, whatever the event.
+		if _, _, err := s.AcquireUnseen(ctx, "person:7", "w2", time.Minute, "evt:generic:msg_2"); !errors.Is(err, state.ErrLeaseHeld) {
+			t.Fatalf("AcquireUnseen of a held lease: %v", err)
+		}
+		if err := s.ReleaseSeen(ctx, l, "evt:generic:msg_1", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		// The processed event is answered as seen without taking the lease…
+		if _, seen, err := s.AcquireUnseen(ctx, "person:7", "w2", time.Minute, "evt:generic:msg_1"); err != nil || !seen {
+			t.Fatalf("AcquireUnseen of a processed event: seen %v, %v", seen, err)
+		}
+		// …so another event of the person gets it at once.
+		l2, seen, err := s.AcquireUnseen(ctx, "person:7", "w2", time.Minute, "evt:generic:msg_2")
+		if err != nil || seen || l2.Token <= l.Token {
+			t.Fatalf("next event: %+v seen %v %v (token must exceed %d)", l2, seen, err, l.Token)
+		}
+		// A stale holder's ReleaseSeen records its event but leaves the
+		// current holder's lease alone.
+		if err := s.ReleaseSeen(ctx, l, "evt:generic:msg_3", time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Check(ctx, l2); err != nil {
+			t.Fatalf("stale ReleaseSeen released the current lease: %v", err)
+		}
+		if _, seen, err := s.AcquireUnseen(ctx, "person:7", "w3", time.Minute, "evt:generic:msg_3"); err != nil || !seen {
+			t.Fatalf("event recorded by a stale holder: seen %v, %v", seen, err)
+		}
+		if o.Addrs == nil {
+			key := o.Prefix + "{lease:person:7}:seen:evt:generic:msg_1"
+			if ttl, err := s.Client().PTTL(ctx, key).Result(); err != nil || ttl <= 0 || ttl > time.Minute {
+				t.Fatalf("PTTL %s = %v, %v; want the dedupe TTL", key, ttl, err)
+			}
+		}
+	}
+	t.Run("redis", func(t *testing.T) { run(t, requireShared(t)) })
+	t.Run("redis-cluster", func(t *testing.T) { run(t, redisstate.Options{Addrs: startCluster(t, 3)}) })
+}
