@@ -25,6 +25,8 @@ require (
 	go.yaml.in/yaml/v3 v3.0.6
 )
 
+require github.com/go-json-experiment/json v1.27.2
+
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.8.0-default-no-op // indirect
 	github.com/beorn7/perks v1.0.1 // indirect

@@ -312,7 +312,7 @@ type response struct {
 }
 
 func (r *response) decode(v any) error {
-	if err := json.Unmarshal(r.body, v); err != nil {
+	if err := unmarshal(r.body, v); err != nil {
 		return fmt.Errorf("sentry: decode response: %w", err)
 	}
 	return nil

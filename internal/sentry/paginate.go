@@ -2,7 +2,6 @@ package sentry
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"iter"
 	"net/url"
@@ -17,7 +16,7 @@ import (
 func paginate[T any](ctx context.Context, c *Client, name string, cl call) iter.Seq2[T, error] {
 	return paginateWith(ctx, c, name, cl, func(b []byte) ([]T, error) {
 		var items []T
-		err := json.Unmarshal(b, &items)
+		err := unmarshal(b, &items)
 		return items, err
 	})
 }

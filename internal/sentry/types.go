@@ -37,7 +37,7 @@ type userEmailJSON struct {
 // UnmarshalJSON reads Sentry's user serializer.
 func (u *User) UnmarshalJSON(b []byte) error {
 	var w userJSON
-	if err := json.Unmarshal(b, &w); err != nil {
+	if err := unmarshal(b, &w); err != nil {
 		return err
 	}
 	*u = User{ID: w.ID, Email: w.Email, Name: w.Name}
@@ -120,7 +120,7 @@ type memberJSON struct {
 // UnmarshalJSON reads Sentry's member serializers (index, detail, team members).
 func (m *Member) UnmarshalJSON(b []byte) error {
 	var w memberJSON
-	if err := json.Unmarshal(b, &w); err != nil {
+	if err := unmarshal(b, &w); err != nil {
 		return err
 	}
 	*m = w.member()
