@@ -56,8 +56,17 @@ func Import(ctx context.Context, dir state.Directory, rows []Row, opts ImportOpt
 		if err := ctx.Err(); err != nil {
 			return res, err
 		}
-		key := r.Person.Key()
+		// The person this row is about, as the worker would find them: a
+		// row for someone first seen by an identity provider (keyed by
+		// email) or by an HR webhook updates that record instead of
+		// starting a second one with the same email.
+		who, err := state.ResolvePerson(ctx, dir, Source, r.Person.ID, r.Person)
+		if err != nil {
+			return res, fmt.Errorf("roster line %d: %w", r.Line, err)
+		}
+		key := who.Key
 		seen[key] = true
+		seen[r.Person.Key()] = true
 		if r.Person.Email != "" {
 			seen["email:"+strings.ToLower(r.Person.Email)] = true
 		}
@@ -83,9 +92,14 @@ func Import(ctx context.Context, dir state.Directory, rows []Row, opts ImportOpt
 			continue
 		}
 		res.Applied++
-		if r.Person.Email != "" {
+		if r.Person.Email != "" && !who.EmailLinked {
 			if err := dir.Link(ctx, "email", strings.ToLower(r.Person.Email), key); err != nil {
 				return res, fmt.Errorf("roster line %d: email link: %w", r.Line, err)
+			}
+		}
+		if who.LinkID != "" {
+			if err := dir.Link(ctx, who.LinkSource, who.LinkID, key); err != nil {
+				return res, fmt.Errorf("roster line %d: %s link: %w", r.Line, Source, err)
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package roster_test
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/embednats/natstest"
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/roster"
+	"github.com/sentry-jml/sentry-jml/internal/state"
 	"github.com/sentry-jml/sentry-jml/internal/state/jsstate"
 )
 
@@ -145,5 +147,73 @@ func TestImportOlderRowsIgnoredAndFullTerminates(t *testing.T) {
 	rec, err = dir.Get(ctx, "id:E-2")
 	if err != nil || rec.Person.Status != events.Terminated {
 		t.Fatalf("E-2 = %+v, %v", rec, err)
+	}
+}
+
+// A roster row is about the person the directory already knows by the link
+// table: someone first seen by an identity provider (keyed by email) and an
+// HR-keyed person listed without an id are updated, not duplicated; a
+// recycled address (same email, another HR id) is a new person.
+func TestImportFindsPeopleThroughTheLinkTable(t *testing.T) {
+	ctx := context.Background()
+	_, _, js := natstest.Run(t)
+	recs, err := jsstate.Open(ctx, js, jsstate.Options{Memory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := recs.Directory
+	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	seed := func(key string, p events.Person) {
+		t.Helper()
+		if _, _, err := dir.Apply(ctx, key, p, state.Version{OccurredAt: t0, Source: "okta", Seq: 1}, "seed"); err != nil {
+			t.Fatal(err)
+		}
+		if err := dir.Link(ctx, "email", strings.ToLower(p.Email), key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seed("email:ann@acme.test", events.Person{Email: "ann@acme.test", Status: events.Active, Groups: []string{"eng"}})
+	seed("id:E-7", events.Person{ID: "E-7", Email: "bob@acme.test", Status: events.Active})
+	seed("id:E-9", events.Person{ID: "E-9", Email: "old@acme.test", Status: events.Terminated})
+
+	rows, err := roster.Parse("r", strings.NewReader(header+
+		"E-1,Ann@acme.test,Ann,active,Payments,,,\n"+ // IdP-first Ann, now with her HR id
+		",bob@acme.test,Bob,active,Platform,,,\n"+ // HR-keyed Bob, listed without an id
+		"E-10,old@acme.test,New Hire,active,Data,,,\n")) // recycled address
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := roster.Import(ctx, dir, rows, roster.ImportOptions{AsOf: t0.Add(time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for rec, err := range dir.List(ctx) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, rec.Key)
+	}
+	slices.Sort(keys)
+	if want := []string{"email:ann@acme.test", "id:E-10", "id:E-7", "id:E-9"}; !slices.Equal(keys, want) {
+		t.Fatalf("directory keys = %v, want %v", keys, want)
+	}
+	ann, err := dir.Get(ctx, "email:ann@acme.test")
+	if err != nil || ann.Person.ID != "E-1" || ann.Person.Department != "Payments" {
+		t.Fatalf("Ann = %+v, %v; want her HR id and department on the existing record", ann.Person, err)
+	}
+	if k, err := dir.Resolve(ctx, roster.Source, "E-1"); err != nil || k != "email:ann@acme.test" {
+		t.Fatalf("roster link of E-1 = %q, %v", k, err)
+	}
+	if bob, err := dir.Get(ctx, "id:E-7"); err != nil || bob.Person.Department != "Platform" {
+		t.Fatalf("Bob = %+v, %v", bob.Person, err)
+	}
+	if k, err := dir.Resolve(ctx, "email", "bob@acme.test"); err != nil || k != "id:E-7" {
+		t.Fatalf("Bob's email link = %q, %v; want it left on id:E-7", k, err)
+	}
+	if k, err := dir.Resolve(ctx, "email", "old@acme.test"); err != nil || k != "id:E-10" {
+		t.Fatalf("the recycled address links to %q, %v; want the new hire", k, err)
+	}
+	if old, err := dir.Get(ctx, "id:E-9"); err != nil || old.Person.Status != events.Terminated || old.Person.Name != "" {
+		t.Fatalf("the leaver's record changed: %+v, %v", old.Person, err)
 	}
 }

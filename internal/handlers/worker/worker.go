@@ -336,52 +336,11 @@ func (w *Worker) unresolvedEvent(ctx context.Context, ev events.Event, dedupeKey
 	return "unresolved", nil
 }
 
-// personKey finds the directory person an event is about, so one human seen
-// by an HR system (keyed by its id) and an identity provider (keyed by email)
-// is one person: the link of the event's (source, source id) first, else the
-// person its email is linked to, else a new person keyed by the event (HR id,
-// or email); an email linked to a person with another HR id is not followed.
-// linkID is set when the (source, id) link is still to be written, and
-// emailLinked when the email link already points at key.
-// key is "" for an event that carries only a source id no person is linked to.
-// A link table that cannot be read fails the event (it is retried): guessing
-// would split a person in two.
+// personKey finds the directory person an event is about (state.ResolvePerson).
 func (w *Worker) personKey(ctx context.Context, ev events.Event) (key, linkSource, linkID string, emailLinked bool, err error) {
 	src, id := ev.SourceRef()
-	if id != "" {
-		k, err := w.o.Directory.Resolve(ctx, src, id)
-		if err == nil {
-			return k, "", "", false, nil
-		}
-		if !errors.Is(err, state.ErrNotFound) {
-			return "", "", "", false, fmt.Errorf("link table (%s): %w", src, err)
-		}
-	}
-	if ev.Person.Email != "" {
-		k, err := w.o.Directory.Resolve(ctx, "email", strings.ToLower(ev.Person.Email))
-		if err == nil && ev.Person.ID != "" {
-			// An HR id that differs from the linked person's is another
-			// human (a recycled address): never merge them, or the new hire
-			// would inherit the leaver's record and access snapshot.
-			rec, gerr := w.o.Directory.Get(ctx, k)
-			switch {
-			case gerr != nil && !errors.Is(gerr, state.ErrNotFound):
-				return "", "", "", false, fmt.Errorf("directory: %w", gerr)
-			case gerr == nil && rec.Person.ID != "" && rec.Person.ID != ev.Person.ID:
-				return ev.Person.Key(), src, id, false, nil
-			}
-		}
-		if err == nil {
-			return k, src, id, true, nil
-		}
-		if !errors.Is(err, state.ErrNotFound) {
-			return "", "", "", false, fmt.Errorf("link table (email): %w", err)
-		}
-	}
-	if ev.Person.ID == "" && ev.Person.Email == "" {
-		return "", src, id, false, nil // only a source id nobody is linked to yet
-	}
-	return ev.Person.Key(), src, id, false, nil
+	r, err := state.ResolvePerson(ctx, w.o.Directory, src, id, ev.Person)
+	return r.Key, r.LinkSource, r.LinkID, r.EmailLinked, err
 }
 
 func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMetadata, ev events.Event, log *slog.Logger) (string, error) {
