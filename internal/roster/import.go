@@ -60,7 +60,11 @@ func Import(ctx context.Context, dir state.Directory, rows []Row, opts ImportOpt
 		// row for someone first seen by an identity provider (keyed by
 		// email) or by an HR webhook updates that record instead of
 		// starting a second one with the same email.
-		who, err := state.ResolvePerson(ctx, dir, Source, r.Person.ID, r.Person)
+		resolve := state.ResolveNewPerson
+		if opts.DryRun {
+			resolve = state.ResolvePerson // writes nothing, not even a link claim
+		}
+		who, err := resolve(ctx, dir, Source, r.Person.ID, r.Person)
 		if err != nil {
 			return res, fmt.Errorf("roster line %d: %w", r.Line, err)
 		}

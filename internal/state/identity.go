@@ -19,6 +19,9 @@ type Resolution struct {
 	LinkSource, LinkID string
 	// EmailLinked is true when the email link already points at Key.
 	EmailLinked bool
+	// New is true when no link matched: Key is a person nobody has
+	// linked yet (ClaimEmail closes the race of two first contacts).
+	New bool
 }
 
 // ResolvePerson finds the directory person a change from source is about,
@@ -61,5 +64,39 @@ func ResolvePerson(ctx context.Context, dir Directory, source, sourceID string, 
 	if p.ID == "" && p.Email == "" {
 		return Resolution{LinkSource: source, LinkID: sourceID}, nil
 	}
-	return Resolution{Key: p.Key(), LinkSource: source, LinkID: sourceID}, nil
+	return Resolution{Key: p.Key(), LinkSource: source, LinkID: sourceID, New: true}, nil
+}
+
+// LinkClaimer is a Directory that can link an email (or any source id) to a
+// person only if nobody has it yet (jsstate.Directory).
+type LinkClaimer interface {
+	ClaimLink(ctx context.Context, source, sourceID, personKey string) (owner string, err error)
+}
+
+// ResolveNewPerson is ResolvePerson for a writer about to create a person:
+// when no link matched and the change carries an email, it claims the email
+// link for the new person first. If another replica claimed it a moment
+// before (the first events of an HR system and an identity provider about a
+// new hire, processed at once), the change is resolved again and joins that
+// person instead of starting a second one.
+func ResolveNewPerson(ctx context.Context, dir Directory, source, sourceID string, p events.Person) (Resolution, error) {
+	r, err := ResolvePerson(ctx, dir, source, sourceID, p)
+	if err != nil || !r.New || p.Email == "" {
+		return r, err
+	}
+	c, ok := dir.(LinkClaimer)
+	if !ok {
+		return r, nil
+	}
+	owner, err := c.ClaimLink(ctx, "email", strings.ToLower(p.Email), r.Key)
+	if err != nil {
+		return Resolution{}, fmt.Errorf("link table (email): %w", err)
+	}
+	if owner == r.Key {
+		r.EmailLinked = true
+		return r, nil
+	}
+	r, err = ResolvePerson(ctx, dir, source, sourceID, p)
+	r.New = false
+	return r, err
 }

@@ -4,11 +4,14 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/worker"
 	"github.com/sentry-jml/sentry-jml/internal/state"
+	"github.com/sentry-jml/sentry-jml/internal/state/jsstate"
 )
 
 // One human seen by an HR system (keyed by its id) and by an identity
@@ -118,5 +121,69 @@ func TestRecycledEmailIsANewPerson(t *testing.T) {
 	}
 	if hire.Person.Status != events.Active || hire.Person.Department != "Data" || !slices.Equal(hire.Person.Groups, []string{"data"}) {
 		t.Fatalf("new hire = %+v", hire.Person)
+	}
+}
+
+// staleEmailLink answers the first email lookup as if the link did not exist
+// yet: what a replica sees when another one links the same new hire at the
+// same moment.
+type staleEmailLink struct {
+	*jsstate.Directory
+	mu    sync.Mutex
+	stale bool
+}
+
+func (d *staleEmailLink) Resolve(ctx context.Context, source, id string) (string, error) {
+	d.mu.Lock()
+	stale := source == "email" && !d.stale
+	if stale {
+		d.stale = true
+	}
+	d.mu.Unlock()
+	if stale {
+		return "", state.ErrNotFound
+	}
+	return d.Directory.Resolve(ctx, source, id)
+}
+
+// Two first contacts about one new hire, from an identity provider and an
+// HR system, processed at the same moment by two replicas: the second one
+// loses the email link claim and joins the first one's person instead of
+// starting a second record with the same email.
+func TestFirstContactRaceMakesOnePerson(t *testing.T) {
+	h := start(t)
+	t0 := time.Now().UTC().Add(-time.Hour)
+	// The identity provider's event made ann a person keyed by email.
+	h.publishEvent(t, events.Event{ID: "okta-1", Source: "okta", Type: events.Update, OccurredAt: t0, ReceivedAt: t0,
+		Person: events.Person{Email: "ann.lee@acme.test", Groups: []string{"eng"}, Attributes: map[string]string{"okta_id": "00u1"}}})
+	h.quiet(t)
+	h.stop(t)
+	// The HR event is handled by a replica whose email lookup came too early.
+	dir := &staleEmailLink{Directory: h.dir}
+	w, err := worker.New(worker.Options{JS: h.js, Dedupe: h.coord, Leases: h.coord, Directory: dir, Converger: h.conv, Due: h.records.Due, Owner: "B"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	h.publishEvent(t, events.Event{ID: "bhr-1", Source: "bamboohr", Type: events.Joiner, OccurredAt: t0.Add(time.Minute), ReceivedAt: t0.Add(time.Minute),
+		Person: events.Person{ID: "E100", Email: "ann.lee@acme.test", Status: events.Active, Department: "Payments"}})
+	eventually(t, "the HR event is applied", func() bool {
+		rec, err := h.dir.Get(context.Background(), "email:ann.lee@acme.test")
+		return err == nil && rec.Person.ID == "E100"
+	})
+	dir.mu.Lock()
+	looked := dir.stale
+	dir.mu.Unlock()
+	if !looked {
+		t.Fatal("the replica never looked the email up")
+	}
+	if _, err := h.dir.Get(context.Background(), "id:E100"); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("a second person id:E100 was made for ann (err %v)", err)
+	}
+	if k, err := h.dir.Resolve(context.Background(), "bamboohr", "E100"); err != nil || k != "email:ann.lee@acme.test" {
+		t.Fatalf("bamboohr link of E100 = %q, %v", k, err)
 	}
 }

@@ -339,7 +339,7 @@ func (w *Worker) unresolvedEvent(ctx context.Context, ev events.Event, dedupeKey
 // personKey finds the directory person an event is about (state.ResolvePerson).
 func (w *Worker) personKey(ctx context.Context, ev events.Event) (key, linkSource, linkID string, emailLinked bool, err error) {
 	src, id := ev.SourceRef()
-	r, err := state.ResolvePerson(ctx, w.o.Directory, src, id, ev.Person)
+	r, err := state.ResolveNewPerson(ctx, w.o.Directory, src, id, ev.Person)
 	return r.Key, r.LinkSource, r.LinkID, r.EmailLinked, err
 }
 

@@ -194,6 +194,37 @@ func (d *Directory) Link(ctx context.Context, source, sourceID, personKey string
 	return nil
 }
 
+// ClaimLink links (source, sourceID) to personKey unless it is linked
+// already, atomically across replicas (KV create), and returns the person
+// the link points at afterwards: personKey when the claim won.
+func (d *Directory) ClaimLink(ctx context.Context, source, sourceID, personKey string) (string, error) {
+	if source == "" || sourceID == "" || personKey == "" {
+		return "", fmt.Errorf("claim link (%q, %q) -> %q: source, source id and person key are required", source, sourceID, personKey)
+	}
+	b, err := json.Marshal(link{PersonKey: personKey, LinkedAt: d.now().UTC()})
+	if err != nil {
+		return "", fmt.Errorf("claim link %s/%s: encode: %w", source, sourceID, err)
+	}
+	for range 3 {
+		_, err = d.links.Create(ctx, linkKey(source, sourceID), b)
+		if err == nil {
+			return personKey, nil
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) {
+			return "", fmt.Errorf("claim link %s/%s: %w", source, sourceID, err)
+		}
+		owner, rerr := d.Resolve(ctx, source, sourceID)
+		if rerr == nil {
+			return owner, nil
+		}
+		if !errors.Is(rerr, state.ErrNotFound) {
+			return "", fmt.Errorf("claim link %s/%s: %w", source, sourceID, rerr)
+		}
+		// Deleted between the create and the read: try again.
+	}
+	return "", fmt.Errorf("claim link %s/%s: %w", source, sourceID, err)
+}
+
 // Resolve implements state.Directory.
 func (d *Directory) Resolve(ctx context.Context, source, sourceID string) (string, error) {
 	if source == "" || sourceID == "" {

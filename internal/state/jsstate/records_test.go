@@ -810,3 +810,40 @@ func TestScanSurvivesLosingItsConsumer(t *testing.T) {
 		}
 	})
 }
+
+// ClaimLink: of many replicas claiming one link at once, exactly one wins and
+// every claimant learns the winner.
+func TestClaimLinkOneWinner(t *testing.T) {
+	ctx := t.Context()
+	r, _, replica := openRecords(t, jsstate.Options{})
+	dirs := []*jsstate.Directory{r.Directory, replica(t).Directory}
+	var wg sync.WaitGroup
+	owners := make([]string, 12)
+	for i := range owners {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o, err := dirs[i%2].ClaimLink(ctx, "email", "new.hire@acme.com", fmt.Sprintf("id:E-%d", i))
+			if err != nil {
+				t.Error(err)
+			}
+			owners[i] = o
+		}()
+	}
+	wg.Wait()
+	won := 0
+	for i, o := range owners {
+		if o != owners[0] {
+			t.Fatalf("claimants disagree on the owner: %v", owners)
+		}
+		if o == fmt.Sprintf("id:E-%d", i) {
+			won++
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d claims won, want 1 (%v)", won, owners)
+	}
+	if k, err := r.Directory.Resolve(ctx, "email", "new.hire@acme.com"); err != nil || k != owners[0] {
+		t.Fatalf("Resolve = %q, %v; want %q", k, err, owners[0])
+	}
+}
