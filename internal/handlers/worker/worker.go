@@ -405,7 +405,6 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 	// both in one round trip, and records the event when releasing it.
 	fused, isFused := w.o.Leases.(leaseDeduper)
 	leaseKey := "person:" + key
-	acquiredAt := time.Now()
 	var lease state.Lease
 	if isFused {
 		var seen bool
@@ -424,7 +423,7 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 	if err != nil {
 		return "error", fmt.Errorf("acquire lease: %w", err)
 	}
-	held := &heldLease{lease: lease, verified: acquiredAt, trust: min(trustVerified, w.o.LeaseTTL/10)}
+	held := &heldLease{lease: lease}
 	stop := w.keepAlive(ctx, m, held, log)
 	// done marks the event processed: now, or (fused) when the lease goes.
 	markOnRelease := false
@@ -604,13 +603,12 @@ func (w *Worker) keepAlive(ctx context.Context, m jetstream.Msg, lease *heldLeas
 				return
 			case <-t.C:
 				_ = m.InProgress()
-				at := time.Now()
 				l, err := w.o.Leases.Renew(ctx, lease.get(), w.o.LeaseTTL)
 				if err != nil {
 					log.WarnContext(ctx, "lease renewal failed; mutations will stop at the next check", "err", err)
 					return
 				}
-				lease.renewed(l, at)
+				lease.renewed(l)
 			}
 		}
 	}()
@@ -652,22 +650,11 @@ func backoff(delivered uint64) time.Duration {
 	return min(d, 2*time.Minute)
 }
 
-// trustVerified is how long a lease confirmed by the coordination store
-// (acquired, renewed or checked) is trusted without another round trip (at
-// most a tenth of LeaseTTL). Within this window the lease cannot have
-// expired; only a store that lost its data in those milliseconds could go
-// unnoticed, and then at most one idempotent Sentry call is repeated by the
-// replica that took over. A worker paused longer (SIGSTOP, GC, VM migration)
-// checks again, which is what the lease test proves.
-const trustVerified = 250 * time.Millisecond
-
 // heldLease is the lease one convergence holds, shared by the renewal loop
 // and the checks before each Sentry mutation.
 type heldLease struct {
-	mu       sync.Mutex
-	lease    state.Lease
-	verified time.Time // when the store last confirmed it (taken before asking)
-	trust    time.Duration
+	mu    sync.Mutex
+	lease state.Lease
 }
 
 func (h *heldLease) get() state.Lease {
@@ -676,30 +663,16 @@ func (h *heldLease) get() state.Lease {
 	return h.lease
 }
 
-func (h *heldLease) renewed(l state.Lease, at time.Time) {
+func (h *heldLease) renewed(l state.Lease) {
 	h.mu.Lock()
-	h.lease, h.verified = l, at
+	h.lease = l
 	h.mu.Unlock()
 }
 
-// check is the pre-mutation lease check: a confirmation younger than
-// h.trust by both the monotonic and the wall clock (a suspended VM
-// stops the first, not the second) stands; otherwise the store is asked.
+// check is the pre-mutation lease check: always a store round trip. Trusting
+// a confirmation that is a few hundred milliseconds old would save one, but
+// after Redis loses its data (restart, failover) another replica may take
+// the person within that window; the chaos suite does exactly that.
 func (h *heldLease) check(ctx context.Context, leases state.Leaser) error {
-	h.mu.Lock()
-	l, v := h.lease, h.verified
-	h.mu.Unlock()
-	now := time.Now()
-	if wall := now.Round(0).Sub(v.Round(0)); !v.IsZero() && now.Sub(v) < h.trust && wall >= 0 && wall < h.trust {
-		return nil
-	}
-	if err := leases.Check(ctx, l); err != nil {
-		return err
-	}
-	h.mu.Lock()
-	if h.lease.Token == l.Token && now.After(h.verified) {
-		h.verified = now
-	}
-	h.mu.Unlock()
-	return nil
+	return leases.Check(ctx, h.get())
 }
