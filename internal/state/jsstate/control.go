@@ -161,21 +161,25 @@ func (c *Control) AllowRemoval(ctx context.Context) (bool, error) {
 			allowed = false
 			return false
 		}
-		minute := c.now().UTC().Truncate(time.Minute)
-		if !s.Window.Equal(minute) {
-			s.Window, s.Removals = minute, 0
-		}
-		limit := c.max()
-		if limit > 0 && s.Removals >= limit {
-			s.BrakesHalted, s.HaltedAt = true, c.now().UTC()
-			allowed = false
-			return true
-		}
-		s.Removals++
-		allowed = true
+		allowed = c.countRemoval(s)
 		return true
 	})
 	return allowed, err
+}
+
+// countRemoval counts one removal in s (brakes not halted): false when it
+// exceeds the minute's limit, which halts the brakes.
+func (c *Control) countRemoval(s *ControlState) bool {
+	minute := c.now().UTC().Truncate(time.Minute)
+	if !s.Window.Equal(minute) {
+		s.Window, s.Removals = minute, 0
+	}
+	if limit := c.max(); limit > 0 && s.Removals >= limit {
+		s.BrakesHalted, s.HaltedAt = true, c.now().UTC()
+		return false
+	}
+	s.Removals++
+	return true
 }
 
 // Admit implements converge's one-read gate: it reports the operator pause
@@ -222,17 +226,11 @@ func (c *Control) Admit(ctx context.Context, removals int) (paused, allowed bool
 					results[i].allowed = false
 					break
 				}
-				minute := c.now().UTC().Truncate(time.Minute)
-				if !s.Window.Equal(minute) {
-					s.Window, s.Removals = minute, 0
-				}
 				changed = true
-				if limit := c.max(); limit > 0 && s.Removals >= limit {
-					s.BrakesHalted, s.HaltedAt = true, c.now().UTC()
+				if !c.countRemoval(s) {
 					results[i].allowed = false
 					break
 				}
-				s.Removals++
 			}
 		}
 		return changed
