@@ -205,7 +205,9 @@ func (s *Store) Forget(ctx context.Context, key string) error {
 // microseconds, so tokens keep increasing even if the counter is lost.
 // KEYS: holder, fence. ARGV: owner, ttl ms, fence ttl ms.
 // Returns the token, or false when the lease is held.
-var acquireScript = redis.NewScript(`
+var acquireScript = redis.NewScript(acquireLua)
+
+const acquireLua = `
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 local tm = redis.call('TIME')
 local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
@@ -217,7 +219,7 @@ redis.call('PEXPIRE', KEYS[2], ARGV[3])
 -- %d, not tostring: Lua prints large numbers as 1.79e+15.
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. string.format('%d', t), 'PX', ARGV[2])
 return t
-`)
+`
 
 // renewScript extends the lease if owner:token still holds it.
 // KEYS: holder. ARGV: owner:token, ttl ms. Returns 1 if renewed, else 0.
@@ -301,17 +303,7 @@ func (s *Store) Check(ctx context.Context, l state.Lease) error {
 // Returns -1 when seen, false when the lease is held, else the token.
 var acquireUnseenScript = redis.NewScript(`
 if redis.call('EXISTS', KEYS[3]) == 1 then return -1 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local tm = redis.call('TIME')
-local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])
-local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
-local step = now - cur
-if step < 1 then step = 1 end
-local t = redis.call('INCRBY', KEYS[2], string.format('%d', step))
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
-redis.call('SET', KEYS[1], ARGV[1] .. ':' .. string.format('%d', t), 'PX', ARGV[2])
-return t
-`)
+` + acquireLua)
 
 // releaseSeenScript records the dedupe key, then releases the lease if
 // owner:token still holds it. KEYS: holder, seen. ARGV: owner:token, seen
