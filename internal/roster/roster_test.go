@@ -113,12 +113,7 @@ func FuzzParse(f *testing.F) {
 
 func TestImportOlderRowsIgnoredAndFullTerminates(t *testing.T) {
 	ctx := context.Background()
-	_, _, js := natstest.Run(t)
-	recs, err := jsstate.Open(ctx, js, jsstate.Options{Memory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := recs.Directory
+	dir := openDirectory(t)
 	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	rows, err := roster.Parse("r", strings.NewReader(header+"E-1,jane@acme.test,Jane,active,Payments,,,\nE-2,bob@acme.test,Bob,active,,,,\n"))
 	if err != nil {
@@ -156,12 +151,7 @@ func TestImportOlderRowsIgnoredAndFullTerminates(t *testing.T) {
 // recycled address (same email, another HR id) is a new person.
 func TestImportFindsPeopleThroughTheLinkTable(t *testing.T) {
 	ctx := context.Background()
-	_, _, js := natstest.Run(t)
-	recs, err := jsstate.Open(ctx, js, jsstate.Options{Memory: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := recs.Directory
+	dir := openDirectory(t)
 	t0 := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 	seed := func(key string, p events.Person) {
 		t.Helper()
@@ -216,4 +206,15 @@ func TestImportFindsPeopleThroughTheLinkTable(t *testing.T) {
 	if old, err := dir.Get(ctx, "id:E-9"); err != nil || old.Person.Status != events.Terminated || old.Person.Name != "" {
 		t.Fatalf("the leaver's record changed: %+v, %v", old.Person, err)
 	}
+}
+
+// openDirectory opens a directory on a fresh embedded NATS server.
+func openDirectory(t *testing.T) *jsstate.Directory {
+	t.Helper()
+	_, _, js := natstest.Run(t)
+	recs, err := jsstate.Open(context.Background(), js, jsstate.Options{Memory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return recs.Directory
 }
