@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -13,13 +14,18 @@ import (
 )
 
 type unresolvedList struct {
-	mu  sync.Mutex
-	evs []events.Event
+	mu    sync.Mutex
+	evs   []events.Event
+	fails int // the first calls that fail (the store is down)
 }
 
 func (u *unresolvedList) RecordUnresolved(_ context.Context, ev events.Event, _ string) error {
 	u.mu.Lock()
 	defer u.mu.Unlock()
+	if u.fails > 0 {
+		u.fails--
+		return errors.New("unresolved list unavailable")
+	}
 	u.evs = append(u.evs, ev)
 	return nil
 }
@@ -73,6 +79,19 @@ func TestThinPayloadWithoutAPIIsListed(t *testing.T) {
 	h.publishEvent(t, thin("E-999", "bamboohr", events.Leaver, events.Terminated))
 	h.quiet(t)
 	if unres.len() != 1 || unres.evs[0].Person.ID != "E-999" {
+		t.Fatalf("unresolved %+v", unres.evs)
+	}
+}
+
+// An event whose listing as unresolved failed is retried until it is listed:
+// it is not recorded as processed before that.
+func TestUnresolvedListingFailureIsRetried(t *testing.T) {
+	unres := &unresolvedList{fails: 1}
+	h := startWith(t, policy.Default(), resolve.BySource{}, unres)
+	h.publishEvent(t, thin("E-998", "bamboohr", events.Leaver, events.Terminated))
+	eventually(t, "the event is listed after the failure", func() bool { return unres.len() == 1 })
+	h.quiet(t)
+	if unres.len() != 1 || unres.evs[0].Person.ID != "E-998" {
 		t.Fatalf("unresolved %+v", unres.evs)
 	}
 }

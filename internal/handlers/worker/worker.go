@@ -495,8 +495,11 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 	if rec.Person.Email == "" {
 		// Nobody can be matched in Sentry without an email: list it for an
 		// operator (jml unresolved) and acknowledge.
-		done()
-		return w.unresolvedEvent(ctx, ev, dedupeKey, "no email for "+key+" (thin payload; set JML_SOURCE_"+strings.ToUpper(ev.Source)+"_API_URL/_API_TOKEN to re-read people)", log)
+		outcome, err := w.unresolvedEvent(ctx, ev, dedupeKey, "no email for "+key+" (thin payload; set JML_SOURCE_"+strings.ToUpper(ev.Source)+"_API_URL/_API_TOKEN to re-read people)", log)
+		if err == nil {
+			done() // only once it is listed: a failed listing is retried
+		}
+		return outcome, err
 	}
 	check := func(ctx context.Context) error { return held.check(ctx, w.o.Leases) }
 	res, err := w.o.Converger.Converge(ctx, rec, check)
