@@ -129,12 +129,13 @@ type EvidenceSink interface {
 }
 
 // Gate decides whether mutations may run now: the operator's pause and the
-// brakes on event-driven removals.
+// brakes on event-driven removals, in one read (jsstate.Control batches
+// concurrent callers).
 type Gate interface {
-	// Paused reports whether all mutations are paused (jml pause).
-	Paused(ctx context.Context) (bool, error)
-	// AllowRemoval counts one removal; false means the brakes are (now) halted.
-	AllowRemoval(ctx context.Context) (bool, error)
+	// Admit reports whether all mutations are paused (jml pause) and, unless
+	// paused, counts removals against the brakes: allowed is false once they
+	// halt.
+	Admit(ctx context.Context, removals int) (paused, allowed bool, err error)
 }
 
 // Options wire a Converger.
@@ -433,53 +434,25 @@ func accessOf(m *sentry.Member) *Access {
 	return a
 }
 
-// Admitter is a Gate that answers the pause and counts a plan's removals in
-// one read (jsstate.Control batches concurrent callers).
-type Admitter interface {
-	Admit(ctx context.Context, removals int) (paused, allowed bool, err error)
-}
-
 // gate applies the operator pause to every mutation and the brakes to removals.
 func (c *Converger) gate(ctx context.Context, steps []Step) error {
 	if c.o.Gate == nil {
 		return nil
 	}
-	if a, ok := c.o.Gate.(Admitter); ok {
-		removals := 0
-		for _, s := range steps {
-			if s.Removal() {
-				removals++
-			}
-		}
-		paused, allowed, err := a.Admit(ctx, removals)
-		switch {
-		case err != nil:
-			return fmt.Errorf("read pause state and brakes: %w", err)
-		case paused:
-			return &RetryLater{Delay: 5 * time.Second, Reason: "mutations are paused (jml resume)"}
-		case !allowed:
-			return &RetryLater{Delay: 10 * time.Second, Reason: "brakes halted event-driven removals (jml approve brakes)"}
-		}
-		return nil
-	}
-	paused, err := c.o.Gate.Paused(ctx)
-	if err != nil {
-		return fmt.Errorf("read pause state: %w", err)
-	}
-	if paused {
-		return &RetryLater{Delay: 5 * time.Second, Reason: "mutations are paused (jml resume)"}
-	}
+	removals := 0
 	for _, s := range steps {
-		if !s.Removal() {
-			continue
+		if s.Removal() {
+			removals++
 		}
-		ok, err := c.o.Gate.AllowRemoval(ctx)
-		if err != nil {
-			return fmt.Errorf("brakes: %w", err)
-		}
-		if !ok {
-			return &RetryLater{Delay: 10 * time.Second, Reason: "brakes halted event-driven removals (jml approve brakes)"}
-		}
+	}
+	paused, allowed, err := c.o.Gate.Admit(ctx, removals)
+	switch {
+	case err != nil:
+		return fmt.Errorf("read pause state and brakes: %w", err)
+	case paused:
+		return &RetryLater{Delay: 5 * time.Second, Reason: "mutations are paused (jml resume)"}
+	case !allowed:
+		return &RetryLater{Delay: 10 * time.Second, Reason: "brakes halted event-driven removals (jml approve brakes)"}
 	}
 	return nil
 }

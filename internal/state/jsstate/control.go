@@ -131,12 +131,6 @@ func (c *Control) updateLocked(ctx context.Context, fn func(*ControlState) bool)
 	return ControlState{}, errors.New("control: too much contention")
 }
 
-// Paused implements converge.Gate.
-func (c *Control) Paused(ctx context.Context) (bool, error) {
-	s, _, err := c.read(ctx)
-	return s.Paused, err
-}
-
 // SetPaused pauses or resumes all mutations (ingestion goes on).
 func (c *Control) SetPaused(ctx context.Context, paused bool, by string) (ControlState, error) {
 	return c.update(ctx, func(s *ControlState) bool {
@@ -149,22 +143,6 @@ func (c *Control) SetPaused(ctx context.Context, paused bool, by string) (Contro
 		}
 		return true
 	})
-}
-
-// AllowRemoval implements converge.Gate: it counts one event-driven removal in
-// the current minute and halts the brakes once the policy's limit is exceeded.
-// A halted brake stays halted until ApproveBrakes.
-func (c *Control) AllowRemoval(ctx context.Context) (bool, error) {
-	allowed := false
-	_, err := c.update(ctx, func(s *ControlState) bool {
-		if s.BrakesHalted {
-			allowed = false
-			return false
-		}
-		allowed = c.countRemoval(s)
-		return true
-	})
-	return allowed, err
 }
 
 // countRemoval counts one removal in s (brakes not halted): false when it
@@ -182,13 +160,14 @@ func (c *Control) countRemoval(s *ControlState) bool {
 	return true
 }
 
-// Admit implements converge's one-read gate: it reports the operator pause
+// Admit implements converge.Gate: it reports the operator pause
 // and, unless paused, counts removals event-driven removals against the
 // brakes (allowed is false once they halt). Concurrent callers in this
 // process share one read and one compare-and-set (a group commit): a burst
 // of leavers costs two JetStream round trips per batch, not three per
-// leaver. Each request is counted exactly as AllowRemoval would, in arrival
-// order.
+// leaver. A request's removals are counted one by one, in arrival order;
+// once the brakes halt, the rest are refused (and stay halted until
+// ApproveBrakes).
 func (c *Control) Admit(ctx context.Context, removals int) (paused, allowed bool, err error) {
 	if removals <= 0 {
 		s, _, err := c.read(ctx)

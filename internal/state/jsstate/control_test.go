@@ -30,9 +30,9 @@ func TestControlBrakesAndPause(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			ok, err := c.AllowRemoval(ctx)
-			if err != nil {
-				t.Error(err)
+			paused, ok, err := c.Admit(ctx, 1)
+			if err != nil || paused {
+				t.Error(paused, err)
 			}
 			cmu.Lock()
 			if ok {
@@ -55,13 +55,13 @@ func TestControlBrakesAndPause(t *testing.T) {
 	mu.Lock()
 	now = now.Add(2 * time.Minute)
 	mu.Unlock()
-	if ok, _ := c.AllowRemoval(ctx); ok {
+	if _, ok, _ := c.Admit(ctx, 1); ok {
 		t.Fatal("halted brakes released by time alone")
 	}
 	if st, err := c.ApproveBrakes(ctx, "alice"); err != nil || st.BrakesHalted || st.ApprovedBy != "alice" {
 		t.Fatalf("approve: %+v %v", st, err)
 	}
-	if ok, _ := c.AllowRemoval(ctx); !ok {
+	if _, ok, _ := c.Admit(ctx, 1); !ok {
 		t.Fatal("removal refused after approval")
 	}
 	// Pause is fleet-wide state: a second handle on the same bucket sees it.
@@ -72,18 +72,18 @@ func TestControlBrakesAndPause(t *testing.T) {
 	if _, err := c.SetPaused(ctx, true, "bob"); err != nil {
 		t.Fatal(err)
 	}
-	if p, err := c2.Paused(ctx); err != nil || !p {
+	if p, _, err := c2.Admit(ctx, 0); err != nil || !p {
 		t.Fatalf("pause not visible to another replica: %v %v", p, err)
 	}
 	if _, err := c2.SetPaused(ctx, false, "bob"); err != nil {
 		t.Fatal(err)
 	}
-	if p, _ := c.Paused(ctx); p {
+	if p, _, _ := c.Admit(ctx, 0); p {
 		t.Fatal("resume not visible")
 	}
 }
 
-// Admit counts removals exactly like AllowRemoval, also when many callers of
+// Admit counts removals exactly, also when many callers of
 // two replicas (two handles on the bucket) race, and answers the pause in
 // the same read. Its group commit needs fewer compare-and-set writes than
 // callers.
@@ -146,7 +146,7 @@ func TestControlAdmitGroupCommit(t *testing.T) {
 		t.Fatalf("state after 66 requested removals with limit %d: %+v", limit, st)
 	}
 	// Every granted removal was counted; a refused request may have counted
-	// part of its two removals before the brakes halted, as AllowRemoval does.
+	// part of its two removals before the brakes halted.
 	if granted > limit || granted < limit-6 || refused == 0 {
 		t.Fatalf("granted %d removals, %d refused requests (limit %d)", granted, refused, limit)
 	}
