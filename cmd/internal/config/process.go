@@ -35,6 +35,14 @@ func Telemetry(ctx context.Context, defaultName string) (*telemetry.Telemetry, e
 		MetricsExporter: os.Getenv("OTEL_METRICS_EXPORTER"), Console: os.Stdout})
 }
 
+// FlushTelemetry flushes and stops tel within 5 s on a context of its own
+// (the process's is done by the time it runs): defer it after Telemetry.
+func FlushTelemetry(tel *telemetry.Telemetry) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = tel.Shutdown(ctx)
+}
+
 // ConnectNATS connects to JML_NATS_URL with reconnects forever.
 func (c Common) ConnectNATS(name string, log *slog.Logger) (*nats.Conn, error) {
 	if c.NatsURL == "" {

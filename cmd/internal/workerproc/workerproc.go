@@ -54,11 +54,7 @@ func Run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = tel.Shutdown(sctx)
-	}()
+	defer config.FlushTelemetry(tel)
 	coord, err := redisstate.Open(ctx, cfg.RedisOptions())
 	if err != nil {
 		return fmt.Errorf("JML_REDIS_URL: %w", err)
