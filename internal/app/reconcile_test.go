@@ -54,21 +54,7 @@ func TestScheduledJobsRunOncePerTickAcrossReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := func(i int) *replica {
-		nc, err := nats.Connect(srv.ClientURL())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		coord, err := redisstate.Open(ctx, redisstate.Options{URL: redisURL(), Prefix: prefix})
-		if err != nil {
-			t.Fatalf("redis at %s: %v", redisURL(), err)
-		}
-		t.Cleanup(func() { _ = coord.Close() })
-		client, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true,
-			Budget: sentry.NewLocalBudget(sentry.LocalBudgetOptions{DefaultLimit: -1, DefaultConcurrency: -1})})
-		if err != nil {
-			t.Fatal(err)
-		}
+		nc, coord, client := replicaDeps(t, srv.ClientURL(), sb.URL, prefix)
 		owner := fmt.Sprintf("replica-%d", i)
 		w, err := app.NewWorker(ctx, app.WorkerOptions{NC: nc, Coord: coord, Sentry: client, Telemetry: tel,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Owner: owner, Policy: func() policy.Policy { return pol },
@@ -188,21 +174,7 @@ func TestReconcileScheduleFollowsPolicyReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	coord, err := redisstate.Open(ctx, redisstate.Options{URL: redisURL(), Prefix: fmt.Sprintf("jmltest:%d:", time.Now().UnixNano())})
-	if err != nil {
-		t.Fatalf("redis at %s: %v", redisURL(), err)
-	}
-	t.Cleanup(func() { _ = coord.Close() })
-	client, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true,
-		Budget: sentry.NewLocalBudget(sentry.LocalBudgetOptions{DefaultLimit: -1, DefaultConcurrency: -1})})
-	if err != nil {
-		t.Fatal(err)
-	}
+	nc, coord, client := replicaDeps(t, srv.ClientURL(), sb.URL, fmt.Sprintf("jmltest:%d:", time.Now().UnixNano()))
 	w, err := app.NewWorker(ctx, app.WorkerOptions{NC: nc, Coord: coord, Sentry: client, Telemetry: tel,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Owner: "replica-1", Policy: func() policy.Policy { return *current.Load() },
 		Target: "sandbox", IndexInterval: time.Hour})
@@ -248,4 +220,27 @@ func TestReconcileScheduleFollowsPolicyReload(t *testing.T) {
 	if n := scheduled(); n != settled {
 		t.Fatalf("back on a yearly schedule, runs went on: %d → %d", settled, n)
 	}
+}
+
+// replicaDeps opens what one worker replica connects to: its own NATS
+// connection, the shared Redis under prefix, and a Sentry client of the
+// sandbox without rate limits.
+func replicaDeps(t *testing.T, natsURL, sentryURL, prefix string) (*nats.Conn, *redisstate.Store, *sentry.Client) {
+	t.Helper()
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	coord, err := redisstate.Open(context.Background(), redisstate.Options{URL: redisURL(), Prefix: prefix})
+	if err != nil {
+		t.Fatalf("redis at %s: %v", redisURL(), err)
+	}
+	t.Cleanup(func() { _ = coord.Close() })
+	client, err := sentry.New(sentry.Config{BaseURL: sentryURL, Org: "acme", Token: "sandbox", AllowAnyToken: true,
+		Budget: sentry.NewLocalBudget(sentry.LocalBudgetOptions{DefaultLimit: -1, DefaultConcurrency: -1})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, coord, client
 }
