@@ -178,7 +178,7 @@ func (r *Reconciler) applyItem(ctx context.Context, it *Item, teams func(string)
 	member := it.Member
 	// An orphan removal is always re-checked against the directory, stored
 	// plan or not: a person may have been created since the plan was made.
-	if it.Class == ClassOrphan && !recheck {
+	if it.Class == ClassOrphan {
 		if key := r.linkedPerson(ctx, it.Email); key != "" {
 			res.skip(len(it.Steps), it.Email+": no longer an orphan (now in the directory as "+key+")")
 			return
@@ -228,11 +228,6 @@ func (r *Reconciler) record(ctx context.Context, it *Item) (state.PersonRecord, 
 // recheckItem keeps the stored steps a fresh plan still contains.
 func (r *Reconciler) recheckItem(ctx context.Context, it *Item, rec state.PersonRecord, steps []converge.Step, teams func(string) converge.TeamInfo) ([]converge.Step, *sentry.Member, string) {
 	var member *sentry.Member
-	if it.Class == ClassOrphan {
-		if key, err := r.o.Directory.Resolve(ctx, "email", lowerEmail(it.Email)); err == nil && key != "" {
-			return nil, nil, "no longer an orphan (now in the directory as " + key + ")"
-		}
-	}
 	if it.MemberID != "" {
 		m, err := r.o.Sentry.GetMember(ctx, it.MemberID)
 		switch {
