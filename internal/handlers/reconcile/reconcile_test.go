@@ -404,3 +404,31 @@ func TestPersonMissedByTheListingIsNotAnOrphan(t *testing.T) {
 		t.Errorf("no report names jane.doe's deferred planning: %+v", sum.Reports)
 	}
 }
+
+// An orphan in a stored plan who joins the directory before the approval is
+// not removed: the removal is re-checked against the email link.
+func TestApprovalSkipsAnOrphanNowInTheDirectory(t *testing.T) {
+	h := setupDrift(t)
+	ctx := context.Background()
+	sum, err := h.rec.Run(ctx, reconcile.RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Status != state.RunHalted {
+		t.Fatalf("status = %s, want halted", sum.Status)
+	}
+	h.person(t, "hand.added@acme.test", events.Active, "")
+	app, err := h.rec.Approve(ctx, sum.RunID, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.member("hand.added@acme.test") == nil {
+		t.Fatal("hand.added, in the directory since the plan was stored, was removed as an orphan")
+	}
+	if h.member("missed.leaver@acme.test") != nil {
+		t.Error("the stored leaver removal was not applied")
+	}
+	if !strings.Contains(strings.Join(app.Errors, "\n"), "no longer an orphan") {
+		t.Errorf("the skipped orphan removal was not reported: %+v", app)
+	}
+}
