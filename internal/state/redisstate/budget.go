@@ -393,7 +393,17 @@ func (b *Budget) Acquire(ctx context.Context, key string, p sentry.Priority) (fu
 			}
 			b.markUp()
 			if release != nil {
-				return release, nil
+				b.mu.Lock()
+				still := q.head() == w
+				b.mu.Unlock()
+				if still {
+					return release, nil
+				}
+				// A higher priority arrived while this attempt was in flight
+				// (a slow Redis reply): it goes first. The slot is handed
+				// back; the window unit stays spent (conservative by one).
+				release()
+				continue
 			}
 			if wait < 0 {
 				wait = slotPoll

@@ -345,8 +345,9 @@ func TestBudgetLocalPriorityOrder(t *testing.T) {
 		}
 	}
 	// A waiter that was the head until a higher priority arrived may have an
-	// attempt in flight (sent before it lost the head): let those return
-	// (the slot is still held) before the slot frees.
+	// attempt in flight (sent before it lost the head). If its reply comes
+	// after the slot frees (a slow Redis on a loaded machine: CI saw it), the
+	// grant is handed back to the new head; the pause only makes that rare.
 	time.Sleep(50 * time.Millisecond)
 	hold()
 	wg.Wait()
@@ -563,5 +564,84 @@ func TestBudgetDiscardsLateGrants(t *testing.T) {
 	}
 	if counts[start.Unix()] != 1 || counts[start.Unix()+1] != 1 {
 		t.Fatalf("window counts %v; want the late grant counted (and wasted) in the first window and the used one in the second", counts)
+	}
+}
+
+// holdOneScript delays the first script call made after it is armed until
+// proceed is closed: an attempt whose reply is slow (a loaded Redis).
+type holdOneScript struct {
+	armed   atomic.Bool
+	held    chan struct{} // closed when the attempt is held
+	proceed chan struct{}
+}
+
+func (h *holdOneScript) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *holdOneScript) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+func (h *holdOneScript) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if strings.HasPrefix(strings.ToLower(cmd.Name()), "eval") && h.armed.CompareAndSwap(true, false) {
+			close(h.held)
+			<-h.proceed
+		}
+		return next(ctx, cmd)
+	}
+}
+
+// A waiter's attempt that reaches Redis only after a higher priority queued
+// behind it, and after the slot freed, does not jump the queue: the grant
+// goes back and the leaver is served first.
+func TestBudgetLateAttemptYieldsToHigherPriority(t *testing.T) {
+	t.Parallel()
+	a, _, store := budgetPair(t, redisstate.BudgetOptions{DefaultLimit: -1, DefaultConcurrency: 1, Timeout: 10 * time.Second})
+	hook := &holdOneScript{held: make(chan struct{}), proceed: make(chan struct{})}
+	store.Client().AddHook(hook)
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	hold, err := a.Acquire(ctx, "k", sentry.PriorityLeaver)
+	if err != nil {
+		t.Fatal(err)
+	}
+	order := make(chan sentry.Priority, 2)
+	var wg sync.WaitGroup
+	acquire := func(p sentry.Priority) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rel, err := a.Acquire(ctx, "k", p)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			order <- p
+			time.Sleep(10 * time.Millisecond)
+			rel()
+		}()
+	}
+	acquire(sentry.PriorityJoiner)
+	for a.Waiting("k") < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	hook.armed.Store(true) // the joiner's next attempt is held before Redis sees it
+	select {
+	case <-hook.held:
+	case <-ctx.Done():
+		t.Fatal("the joiner made no attempt")
+	}
+	acquire(sentry.PriorityLeaver)
+	for a.Waiting("k") < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	hold()               // the slot frees…
+	close(hook.proceed) // …and the joiner's late attempt reaches Redis first
+	wg.Wait()
+	close(order)
+	var got []sentry.Priority
+	for p := range order {
+		got = append(got, p)
+	}
+	if len(got) != 2 || got[0] != sentry.PriorityLeaver || got[1] != sentry.PriorityJoiner {
+		t.Fatalf("grant order %v; want [leaver joiner]", got)
 	}
 }
