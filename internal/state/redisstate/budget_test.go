@@ -633,7 +633,7 @@ func TestBudgetLateAttemptYieldsToHigherPriority(t *testing.T) {
 	for a.Waiting("k") < 2 {
 		time.Sleep(time.Millisecond)
 	}
-	hold()               // the slot frees…
+	hold()              // the slot frees…
 	close(hook.proceed) // …and the joiner's late attempt reaches Redis first
 	wg.Wait()
 	close(order)
