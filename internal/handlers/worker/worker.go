@@ -306,6 +306,13 @@ func (w *Worker) Handle(ctx context.Context, m jetstream.Msg) {
 	case errors.As(err, &later):
 		log.WarnContext(ctx, "convergence waits", "reason", later.Reason, "retry_in", later.Delay.String())
 		_ = m.NakWithDelay(later.Delay)
+	case errors.Is(err, converge.ErrEvidence):
+		// The change was made but its audit record could not be written (the
+		// write was retried): never acknowledge that silently. The dead letter
+		// carries the record and raises an alert.
+		log.ErrorContext(ctx, "evidence record not written, dead-lettering the event with it", "err", err)
+		w.settled(md.Sequence.Stream)
+		w.deadLetter(ctx, m, md, err)
 	default:
 		n := w.failed(md.Sequence.Stream)
 		if errors.Is(err, converge.ErrPermanent) && n >= w.o.MaxPermanentDeliveries {
