@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-		"time"
+	"time"
 )
 
 // Gate admits Sentry mutations. Every request whose method is not GET passes

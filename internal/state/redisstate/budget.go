@@ -120,14 +120,14 @@ const stateTTL = time.Hour
 // 1/Replicas of the limits for RetryAfter; a call never fails or hangs
 // because of Redis.
 type Budget struct {
-	s     *Store
-	o     BudgetOptions
+	s *Store
+	o BudgetOptions
 	// local is the fallback while Redis is down, for localN replicas.
 	localMu sync.Mutex
 	local   *sentry.LocalBudget
 	localN  int
-	owner string
-	slot  atomic.Uint64
+	owner   string
+	slot    atomic.Uint64
 
 	mu        sync.Mutex
 	queues    map[string]*budgetQueue
@@ -181,8 +181,8 @@ func (s *Store) Budget(opts BudgetOptions) *Budget {
 	var id [6]byte
 	_, _ = rand.Read(id[:])
 	return &Budget{
-		s: s,
-		o: o,
+		s:      s,
+		o:      o,
 		owner:  hex.EncodeToString(id[:]),
 		queues: make(map[string]*budgetQueue),
 	}
