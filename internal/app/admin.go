@@ -127,8 +127,11 @@ func AdminHandler(o AdminOptions) http.Handler {
 				if err != nil {
 					return nil, err
 				}
-				need := max(1, wk.o.Policy().Brakes.Approvals)
-				return map[string]any{"released": released, "approvals": st.Approvals, "approvals_needed": need, "control": st}, nil
+				return struct {
+					jsstate.ControlState
+					Released        bool `json:"released"`
+					ApprovalsNeeded int  `json:"approvals_needed"`
+				}{st, released, max(1, wk.o.Policy().Brakes.Approvals)}, nil
 			}
 			// A halted reconcile run: approve it and apply exactly its stored
 			// plan, each step re-checked.
