@@ -342,10 +342,10 @@ func (r *Reconciler) ApplyApproved(ctx context.Context, id string) (Summary, err
 	}
 	if r.o.Evidence != nil {
 		plan, _ := encodeJSON(map[string]any{"run_id": id, "approved_by": run.ApprovedBy, "approved_at": run.ApprovedAt,
-			"applied": res.applied, "skipped": res.skipped, "failed": res.failed})
-		if _, err := r.o.Evidence.Append(ctx, state.Evidence{Kind: state.EvidenceApproval, Target: r.o.Target, Plan: plan,
+			"applied": res.applied, "held": res.held, "skipped": res.skipped, "failed": res.failed})
+		if err := r.recordEvidence(ctx, state.Evidence{Kind: state.EvidenceApproval, Target: r.o.Target, Plan: plan,
 			Outcome: state.RunApplied}); err != nil {
-			r.o.Logger.ErrorContext(ctx, "evidence record failed", "run_id", id, "err", err)
+			return sum, err
 		}
 	}
 	r.m.runs.Add(ctx, 1, metric.WithAttributes(statusAttr("approved_applied")))

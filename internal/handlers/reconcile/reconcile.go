@@ -307,9 +307,9 @@ func (r *Reconciler) Run(ctx context.Context, ro RunOptions) (Summary, error) {
 		if err := r.o.Runs.Put(ctx, run); err != nil {
 			return sum, fmt.Errorf("store halted run: %w", err)
 		}
-		r.halted(ctx, sum, pl)
+		err := r.halted(ctx, sum, pl)
 		sum.Seconds = r.o.Now().Sub(start).Seconds()
-		return sum, nil
+		return sum, err
 	}
 	if ro.DryRun {
 		if why := brakeReason(removals, pl.Members, pol.Reconcile); why != "" {
@@ -361,7 +361,7 @@ func brakeReason(removals, members int, rc policy.Reconcile) string {
 	return ""
 }
 
-func (r *Reconciler) halted(ctx context.Context, sum Summary, pl *Plan) {
+func (r *Reconciler) halted(ctx context.Context, sum Summary, pl *Plan) error {
 	r.m.runs.Add(ctx, 1, metric.WithAttributes(statusAttr(state.RunHalted)))
 	r.m.halts.Add(ctx, 1)
 	msg := fmt.Sprintf("reconcile run %s halted: %s; review it and run `jml approve %s` before %s",
@@ -371,12 +371,31 @@ func (r *Reconciler) halted(ctx context.Context, sum Summary, pl *Plan) {
 	if r.o.Alert != nil {
 		r.o.Alert(ctx, "reconcile_halted", msg)
 	}
-	if r.o.Evidence != nil {
-		plan, _ := encodeJSON(map[string]any{"run_id": sum.RunID, "reason": sum.Halted, "counts": sum.Counts, "members": sum.Members})
-		if _, err := r.o.Evidence.Append(ctx, state.Evidence{Kind: state.EvidenceBrake, Target: r.o.Target, Plan: plan,
-			Outcome: state.RunHalted}); err != nil {
-			r.o.Logger.ErrorContext(ctx, "evidence record failed", "run_id", sum.RunID, "err", err)
+	if r.o.Evidence == nil {
+		return nil
+	}
+	plan, _ := encodeJSON(map[string]any{"run_id": sum.RunID, "reason": sum.Halted, "counts": sum.Counts, "members": sum.Members})
+	return r.recordEvidence(ctx, state.Evidence{Kind: state.EvidenceBrake, Target: r.o.Target, Plan: plan, Outcome: state.RunHalted})
+}
+
+// recordEvidence appends an evidence record, retrying a failed write for up to
+// half a minute; a record that cannot be written fails the caller (and is
+// logged in full): never dropped silently.
+func (r *Reconciler) recordEvidence(ctx context.Context, e state.Evidence) error {
+	wctx := context.WithoutCancel(ctx)
+	delay := 100 * time.Millisecond
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := r.o.Evidence.Append(wctx, e)
+		if err == nil {
+			return nil
 		}
+		if time.Now().Add(delay).After(deadline) {
+			r.o.Logger.ErrorContext(ctx, "evidence record not written after retries", "kind", e.Kind, "err", err, "plan", string(e.Plan))
+			return fmt.Errorf("evidence record (%s) not written: %w", e.Kind, err)
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, 2*time.Second)
 	}
 }
 
