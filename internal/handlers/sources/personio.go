@@ -27,7 +27,10 @@ type Personio struct {
 	log  *slog.Logger
 }
 
-var _ Source = (*Personio)(nil)
+var (
+	_ Source        = (*Personio)(nil)
+	_ Authenticator = (*Personio)(nil)
+)
 
 // NewPersonio returns the Personio source. cfg.Secrets are the tokens configured
 // on the webhook (the whole Authorization value; "Bearer x" or just "x").
@@ -50,10 +53,18 @@ type personioWire struct {
 	Meta       json.RawMessage            `json:"meta"`
 }
 
+// Authenticate implements Authenticator: the static token, before the body is read.
+func (p *Personio) Authenticate(r *http.Request) error {
+	if err := p.auth.Verify(r.Header.Get("Authorization")); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnauthorized, err)
+	}
+	return nil
+}
+
 // Parse implements Source.
 func (p *Personio) Parse(r *http.Request, body []byte, now time.Time) (Parsed, error) {
-	if err := p.auth.Verify(r.Header.Get("Authorization")); err != nil {
-		return Parsed{}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
+	if err := p.Authenticate(r); err != nil {
+		return Parsed{}, err
 	}
 	var w personioWire
 	if err := decodeObject(body, &w); err != nil {

@@ -26,7 +26,10 @@ type Rippling struct {
 	log  *slog.Logger
 }
 
-var _ Source = (*Rippling)(nil)
+var (
+	_ Source        = (*Rippling)(nil)
+	_ Authenticator = (*Rippling)(nil)
+)
 
 // NewRippling returns the Rippling source. cfg.Secrets are the bearer tokens
 // configured for the webhook ("Bearer x" or just "x").
@@ -47,10 +50,18 @@ type ripplingWire struct {
 	ID        flexID  `json:"id"`
 }
 
+// Authenticate implements Authenticator: the static token, before the body is read.
+func (rp *Rippling) Authenticate(r *http.Request) error {
+	if err := rp.auth.Verify(r.Header.Get("Authorization")); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnauthorized, err)
+	}
+	return nil
+}
+
 // Parse implements Source.
 func (rp *Rippling) Parse(r *http.Request, body []byte, now time.Time) (Parsed, error) {
-	if err := rp.auth.Verify(r.Header.Get("Authorization")); err != nil {
-		return Parsed{}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
+	if err := rp.Authenticate(r); err != nil {
+		return Parsed{}, err
 	}
 	var w ripplingWire
 	trimmed := bytes.TrimSpace(body)
