@@ -233,7 +233,7 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	g.Secrets = config.Secrets(secret)
 	specs["generic"] = g
 	ready := app.NewReadiness(s.nc, true)
-	recv, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: s.nc, Specs: specs, MaxBody: cfg.MaxBodyBytes,
+	recv, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: s.nc, Specs: specs, MaxBody: cfg.MaxBodyBytes, MaxClockSkew: cfg.MaxClockSkew, PublicURL: cfg.PublicURL,
 		Streams: cfg.Streams(), Telemetry: s.tel, Logger: s.log, Ready: ready.Check})
 	if err != nil {
 		return nil, err
@@ -248,7 +248,7 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	// fails start-up with one line.
 	host, _ := os.Hostname()
 	s.policy.Store(&pol)
-	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: s.nc, Coord: s.coord, Sentry: client, Telemetry: s.tel, Logger: s.log,
+	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: s.nc, Coord: s.coord, Sentry: client, Telemetry: s.tel, Logger: s.log, MaxClockSkew: cfg.MaxClockSkew,
 		Owner: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), randomID()), Policy: s.currentPolicy,
 		Streams: cfg.Streams(), Ready: ready, Target: s.target(), SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts, OktaCatchUp: okta})
 	if err != nil {
