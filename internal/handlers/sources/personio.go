@@ -20,6 +20,10 @@ import (
 // no documented event id: the id is the body's sha256 (retries resend the same
 // body).
 //
+// Terminations are confirmed through Personio's API
+// (JML_SOURCE_PERSONIO_API_TOKEN) before they are applied; without API access
+// they are applied unconfirmed, and the constructor logs a warning saying so.
+//
 // Personio's CUSTOM auth type (up to three custom headers) is not supported:
 // configure auth_type TOKEN.
 type Personio struct {
@@ -39,7 +43,20 @@ func NewPersonio(cfg Config) (*Personio, error) {
 	if err != nil {
 		return nil, fmt.Errorf("personio source: %w", err)
 	}
-	return &Personio{auth: st, log: loggerOf(cfg)}, nil
+	p := &Personio{auth: st, log: loggerOf(cfg)}
+	warnUnconfirmed(p.log, "personio", cfg)
+	return p, nil
+}
+
+// warnUnconfirmed says, once at start, that an unsigned source's terminations
+// will be applied without the provider's confirmation.
+func warnUnconfirmed(log *slog.Logger, name string, cfg Config) {
+	if cfg.APIURL != "" || cfg.APIToken != "" {
+		return
+	}
+	up := strings.ToUpper(name)
+	log.Warn(name+" terminations will be applied UNCONFIRMED: the webhook is not signed and no provider API is configured to re-read the person; set JML_SOURCE_"+up+"_API_TOKEN (on the worker) to confirm them",
+		"source", name)
 }
 
 // Name implements Source.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,12 +20,26 @@ import (
 // event_name, company_id, company_primary_email, id (a JSON object with the same
 // keys is accepted too). The id field is the resource id: the employee for
 // employee.* events. company_primary_email is the company's address, never the
-// person's. There is no event id: the id is the body's sha256, which also
-// collapses Rippling's repeated deliveries.
+// person's.
+//
+// Rippling documents neither an event id nor a delivery id, and the body has
+// no time: the same body means "this happened again" as well as "this is a
+// retry". The event id is the body's sha256 and the RipplingDedupeWindow the
+// request arrives in: retries within the window collapse, and a termination
+// repeated after a rehire (a later window) is processed. Convergence is
+// idempotent, so a retry split across two windows costs nothing.
+//
+// The body is not signed: a termination is confirmed through Rippling's API
+// (JML_SOURCE_RIPPLING_API_TOKEN) before it is applied; without API access it
+// is applied unconfirmed, and the constructor logs a warning saying so.
 type Rippling struct {
 	auth *signature.StaticToken
 	log  *slog.Logger
 }
+
+// RipplingDedupeWindow is the span within which a repeated Rippling body is a
+// retry of the same delivery.
+const RipplingDedupeWindow = 10 * time.Minute
 
 var (
 	_ Source        = (*Rippling)(nil)
@@ -38,7 +53,9 @@ func NewRippling(cfg Config) (*Rippling, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rippling source: %w", err)
 	}
-	return &Rippling{auth: st, log: loggerOf(cfg)}, nil
+	rp := &Rippling{auth: st, log: loggerOf(cfg)}
+	warnUnconfirmed(rp.log, "rippling", cfg)
+	return rp, nil
 }
 
 // Name implements Source.
@@ -92,7 +109,8 @@ func (rp *Rippling) Parse(r *http.Request, body []byte, now time.Time) (Parsed, 
 	if w.CompanyID != "" {
 		p.Attributes = map[string]string{"company_id": string(w.CompanyID)}
 	}
-	ev, err := newEvent(rp.Name(), bodyID(body), typ, status, time.Time{}, now, p)
+	id := bodyID(body) + "@" + strconv.FormatInt(now.Truncate(RipplingDedupeWindow).Unix(), 10)
+	ev, err := newEvent(rp.Name(), id, typ, status, time.Time{}, now, p)
 	if err != nil {
 		return Parsed{}, err
 	}
