@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/sentry-jml/sentry-jml/cmd/internal/workerproc"
 )
@@ -34,6 +37,7 @@ Usage:
   jml dlq list | replay SEQ|all   dead letters, and replaying them
   jml status                      what the running instance is connected to
   jml unresolved                  events whose person could not be identified (acknowledged, never dropped)
+  jml sources arm gusto [--for 10m]  open /hooks/gusto for exactly one verification request (fleet-wide)
   jml sources show gusto          show Gusto's signing key once (received in its verification request)
   jml bench ingest|revoke [--json] measure ingest speed and time to revoke (see docs/benchmarks.md)
   jml version
@@ -98,10 +102,13 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "unresolved":
 		return cmdSimple(http.MethodGet, "/v1/unresolved", nil)(ctx, args[1:], stdout, stderr)
 	case "sources":
-		if len(args) < 3 || args[1] != "show" || args[2] != "gusto" {
-			return errors.New("sources: usage: jml sources show gusto")
+		switch {
+		case len(args) >= 3 && args[1] == "show" && args[2] == "gusto":
+			return cmdSimple(http.MethodGet, "/v1/sources/gusto/key", nil)(ctx, args[3:], stdout, stderr)
+		case len(args) >= 3 && args[1] == "arm" && args[2] == "gusto":
+			return cmdSimple(http.MethodPost, "/v1/sources/gusto/arm", armFlags)(ctx, args[3:], stdout, stderr)
 		}
-		return cmdSimple(http.MethodGet, "/v1/sources/gusto/key", nil)(ctx, args[3:], stdout, stderr)
+		return errors.New("sources: usage: jml sources arm gusto [--for 10m] | jml sources show gusto")
 	case "version":
 		fmt.Fprintln(stdout, "jml", version())
 		return nil
@@ -111,4 +118,15 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("%q: %w", args[0], errUsage)
+}
+
+// armFlags reads `jml sources arm gusto --for D`.
+func armFlags(fs *flag.FlagSet) func() (url.Values, error) {
+	d := fs.Duration("for", 10*time.Minute, "how long the route stays open for the one verification request (at most 1h)")
+	return func() (url.Values, error) {
+		if *d <= 0 || *d > time.Hour {
+			return nil, errors.New("sources arm: --for must be between 1s and 1h")
+		}
+		return url.Values{"for": {d.String()}}, nil
+	}
 }

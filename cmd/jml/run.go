@@ -227,7 +227,7 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	g.Secrets = config.Secrets(secret)
 	specs["generic"] = g
 	ready := app.NewReadiness(s.nc, true)
-	recv, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: s.nc, Specs: specs, MaxBody: cfg.MaxBodyBytes,
+	recv, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: s.nc, Specs: specs, MaxBody: cfg.MaxBodyBytes, MaxClockSkew: cfg.MaxClockSkew, PublicURL: cfg.PublicURL,
 		Streams: cfg.Streams(), Telemetry: s.tel, Logger: s.log, Ready: ready.Check})
 	if err != nil {
 		return nil, err
@@ -259,7 +259,7 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	if err != nil {
 		return nil, fmt.Errorf("sentry client: %w", err)
 	}
-	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: s.nc, Coord: s.coord, Sentry: client, Telemetry: s.tel, Logger: s.log,
+	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: s.nc, Coord: s.coord, Sentry: client, Telemetry: s.tel, Logger: s.log, MaxClockSkew: cfg.MaxClockSkew,
 		Owner: owner, Policy: s.currentPolicy, Gate: gate,
 		Streams: cfg.Streams(), Ready: ready, Target: s.target(), SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts, OktaCatchUp: okta})
 	if err != nil {

@@ -196,6 +196,27 @@ func AdminHandler(o AdminOptions) http.Handler {
 			}
 			return map[string]any{"source": "gusto", "verification_token": tok, "received_at": saved}, nil
 		})
+		handle("POST /v1/sources/gusto/arm", func(r *http.Request) (any, error) {
+			// Opens /hooks/gusto, fleet-wide, for exactly one verification POST
+			// within the window (?for=10m by default, at most 1h).
+			var d time.Duration
+			if v := r.URL.Query().Get("for"); v != "" {
+				var err error
+				if d, err = time.ParseDuration(v); err != nil || d <= 0 || d > jsstate.MaxArmWindow {
+					return nil, errBad("for: want a duration up to " + jsstate.MaxArmWindow.String() + ", e.g. 10m")
+				}
+			}
+			keys, err := jsstate.OpenSourceKeys(r.Context(), wk.js, jsstate.Options{Replicas: wk.o.Streams.Replicas}, "gusto")
+			if err != nil {
+				return nil, err
+			}
+			until, err := keys.Arm(r.Context(), d, actor(r))
+			if err != nil {
+				return nil, err
+			}
+			return map[string]any{"source": "gusto", "armed_until": until, "armed_by": actor(r),
+				"next": "create the Gusto webhook subscription now; its verification POST is accepted once, then run `jml sources show gusto`"}, nil
+		})
 	}
 	for _, reg := range o.Routes {
 		reg(handle)

@@ -45,6 +45,9 @@ type WorkerOptions struct {
 	Target  string
 	Streams events.StreamOptions
 	Ready   *Readiness
+	// MaxClockSkew bounds a roster's as-of time ahead of the clock
+	// (JML_MAX_CLOCK_SKEW; 0 means 5 minutes).
+	MaxClockSkew time.Duration
 	// TokenCheckInterval is how often the scheduler re-checks the Sentry token (default 30s).
 	TokenCheckInterval time.Duration
 	// IndexInterval is how often the member and token indexes are rebuilt (default 10m).
