@@ -25,8 +25,10 @@ Usage:
   jml send-sample TYPE --email E  sign and send a sample generic event (TYPE: leaver, joiner, mover, suspend, rehire, update)
   jml doctor                      check the configuration, NATS, the coordination store and the Sentry token
   jml plan --email E [--json]     desired vs actual access and the steps convergence would take (changes nothing)
-  jml pause | jml resume          stop / restart all Sentry mutations fleet-wide (ingestion continues)
-  jml approve brakes|RUN_ID       release halted brakes, or apply a halted reconcile run
+  jml pause [--wait 15s] | jml resume  stop / restart all Sentry mutations fleet-wide (ingestion continues);
+                                  pause answers once every live replica confirmed it, else names them and fails
+  jml replicas                    the live replicas that can change Sentry, and the pause/brake revision each enforces
+  jml approve brakes|RUN_ID       approve halted brakes (brakes.approvals: 2 needs two operators), or apply a halted reconcile run
   jml reconcile [--dry-run] [--json]  bring the whole org back to policy (halts above the removal brakes)
   jml reconcile approve|plan RUN_ID   apply (now) or show a halted run's stored plan
   jml roster import FILE [--as-of T] [--full]  import an HR roster (CSV or JSON) as desired state
@@ -76,6 +78,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdPlan(ctx, args[1:], stdout, stderr)
 	case "pause":
 		return cmdPause(ctx, args[1:], stdout, stderr)
+	case "replicas":
+		return cmdReplicas(ctx, args[1:], stdout, stderr)
 	case "resume":
 		return cmdResume(ctx, args[1:], stdout, stderr)
 	case "approve":

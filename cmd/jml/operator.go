@@ -211,8 +211,9 @@ func cmdSimple(method, path string, q func(fs *flag.FlagSet) func() (url.Values,
 }
 
 var (
-	cmdResume = cmdSimple(http.MethodPost, "/v1/resume", nil)
-	cmdStatus = cmdSimple(http.MethodGet, "/v1/status", nil)
+	cmdReplicas = cmdSimple(http.MethodGet, "/v1/replicas", nil)
+	cmdResume   = cmdSimple(http.MethodPost, "/v1/resume", nil)
+	cmdStatus   = cmdSimple(http.MethodGet, "/v1/status", nil)
 )
 
 // cmdPause pauses every mutation and returns once every live replica has

@@ -182,6 +182,12 @@ func AdminHandler(o AdminOptions) http.Handler {
 			return map[string]any{"events": out}, nil
 		})
 		handle("GET /v1/control", func(r *http.Request) (any, error) { return wk.Gate().State(r.Context()) })
+		handle("GET /v1/replicas", func(r *http.Request) (any, error) {
+			// The live replicas that can change Sentry, and the control
+			// revision each enforces (what jml pause waits for).
+			bs, err := wk.Gate().Replicas(r.Context())
+			return map[string]any{"replicas": bs}, err
+		})
 		handle("GET /v1/sources/gusto/key", func(r *http.Request) (any, error) {
 			keys, err := jsstate.OpenSourceKeys(r.Context(), wk.js, jsstate.Options{Replicas: wk.o.Streams.Replicas}, "gusto")
 			if err != nil {

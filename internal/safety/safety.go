@@ -455,3 +455,12 @@ func (g *Gate) State(ctx context.Context) (jsstate.ControlState, error) {
 
 // Control is the switch board the gate reads (checkpoints share its bucket).
 func (g *Gate) Control() *jsstate.Control { return g.o.Control }
+
+// Replicas lists the live replicas and what they enforce (jml status).
+func (g *Gate) Replicas(ctx context.Context) ([]jsstate.Beat, error) {
+	bs, err := g.o.Presence.Live(ctx, g.o.Now(), g.liveWithin())
+	if bs == nil {
+		bs = []jsstate.Beat{}
+	}
+	return bs, err
+}

@@ -226,7 +226,7 @@ func (c *Converger) run(ctx context.Context, rec state.PersonRecord, check Lease
 		ctx = sentry.WithPriority(ctx, sentry.PriorityLeaver)
 	}
 	ctx, span := c.tracer.Start(ctx, "converge", trace.WithAttributes(
-		attribute.String("jml.person", rec.Key), attribute.String("jml.desired.status", string(rec.Person.Status)),
+		attribute.String("jml.person", events.KeyForLog(rec.Key)), attribute.String("jml.desired.status", string(rec.Person.Status)),
 		attribute.Bool("jml.dry_run", dry)))
 	defer func() {
 		span.SetAttributes(attribute.String("jml.outcome", string(res.Outcome)), attribute.Int("jml.steps", len(res.Steps)))
