@@ -16,7 +16,7 @@ import (
 // that three replicas are live. All three read the whole organization at
 // once (an access review each); Sentry's limit of 6 requests per second per
 // (token, URL pattern, method) is never exceeded once an endpoint's first
-// answer told the workers the limit, and no 429 follows. Each alone at the
+// answers told the workers the limit, and no 429 follows. Each alone at the
 // full limit would send 18 per second.
 func TestChaosFleetBudgetRedisDown(t *testing.T) {
 	if testing.Short() {
@@ -77,8 +77,10 @@ func TestChaosFleetBudgetRedisDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The first second an endpoint is asked is the learning window: the
-	// limit is not known before Sentry's first answer.
+	// The first two seconds an endpoint is asked are the learning window: the
+	// limit is not known before Sentry's first answer, and requests granted
+	// under the default limit at the end of the first second arrive in the
+	// next. Each worker alone at the full limit would exceed it every second.
 	first := map[string]int64{}
 	perWindow := map[string]int{}
 	worst, worstKey, limited, total := 0, "", 0, 0
@@ -98,7 +100,7 @@ func TestChaosFleetBudgetRedisDown(t *testing.T) {
 		}
 		ep := q.Method + " " + shortPattern(q.Pattern)
 		sec := q.Time.Unix()
-		if sec == first[ep] {
+		if sec <= first[ep]+1 {
 			continue
 		}
 		if q.Status == http.StatusTooManyRequests {
@@ -114,7 +116,7 @@ func TestChaosFleetBudgetRedisDown(t *testing.T) {
 		t.Errorf("%d requests in one second (%s) with Redis down; Sentry's limit is %d: the workers did not pace at 1/3 each", worst, worstKey, limit)
 	}
 	if limited > 0 {
-		t.Errorf("the sandbox answered %d requests with 429 after each endpoint's first second", limited)
+		t.Errorf("the sandbox answered %d requests with 429 after each endpoint's first two seconds", limited)
 	}
 	t.Logf("chaos: fleet budget with Redis down: 3 workers reviewed %d members each in %s, %d requests, busiest second %d (%s), limit %d, 429s after learning %d",
 		rows[0], end.Sub(start).Round(time.Millisecond), total, worst, worstKey, limit, limited)
