@@ -21,13 +21,17 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sentry-jml/sentry-jml/internal/app"
+	"github.com/sentry-jml/sentry-jml/internal/embednats"
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/reconcile"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
+	"github.com/sentry-jml/sentry-jml/internal/safety"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
 	"github.com/sentry-jml/sentry-jml/internal/state"
+	"github.com/sentry-jml/sentry-jml/internal/state/memstate"
 )
 
 // benchResult is `jml bench reconcile --json`.
@@ -142,7 +146,37 @@ func benchReconcile(ctx context.Context, nMembers, nTeams int, drift float64, co
 	}
 	dirSrc := &benchDirectory{emails: emails, terminateEvery: step, self: "jml-bot@acme.test"}
 
-	client, err := sentry.New(sentry.Config{BaseURL: base, Org: "acme", Token: "sandbox", AllowAnyToken: true,
+	// The drift is applied through the real safety gate (on an in-process
+	// NATS) under real leases, as an approved plan: its removals are not
+	// counted in the event brakes' window.
+	ns, err := embednats.Start(embednats.Options{StoreDir: filepath.Join(os.TempDir(), fmt.Sprintf("jml-bench-%d", os.Getpid()))})
+	if err != nil {
+		return nil, err
+	}
+	defer func() { ns.Shutdown(); _ = os.RemoveAll(filepath.Join(os.TempDir(), fmt.Sprintf("jml-bench-%d", os.Getpid()))) }()
+	nc, err := ns.Connect("jml-bench")
+	if err != nil {
+		return nil, err
+	}
+	defer nc.Close()
+	gate, err := app.NewSafety(ctx, app.SafetyOptions{NC: nc, Owner: "bench-reconcile", Role: "bench"})
+	if err != nil {
+		return nil, err
+	}
+	gctx, stopGate := context.WithCancel(ctx)
+	gateDone := make(chan struct{})
+	go func() { defer close(gateDone); _ = gate.Run(gctx) }()
+	defer func() { stopGate(); <-gateDone }()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if _, _, ok := gate.View(); ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, errors.New("bench: the safety gate did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	client, err := sentry.New(sentry.Config{BaseURL: base, Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: gate,
 		HTTPClient: &http.Client{Timeout: time.Minute, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 		Budget:     sentry.NewLocalBudget(sentry.LocalBudgetOptions{DefaultLimit: -1, DefaultConcurrency: -1})})
 	if err != nil {
@@ -161,7 +195,7 @@ func benchReconcile(ctx context.Context, nMembers, nTeams int, drift float64, co
 		return nil, err
 	}
 	rec, err := reconcile.New(reconcile.Options{Sentry: client, Converger: conv, Directory: dirSrc, Runs: &memRuns{runs: map[string]state.ReconcileRun{}},
-		Tokens: tokens, Policy: func() policy.Policy { return pol }, SelfMemberID: me.ID, SelfEmail: me.Email,
+		Tokens: tokens, Policy: func() policy.Policy { return pol }, SelfMemberID: me.ID, SelfEmail: me.Email, Leases: memstate.New(nil), Owner: "bench",
 		Concurrency: concurrency, Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		return nil, err
@@ -197,7 +231,7 @@ func benchReconcile(ctx context.Context, nMembers, nTeams int, drift float64, co
 	}()
 	start := time.Now()
 	tty := newBar(logs)
-	sum, err := rec.Run(ctx, reconcile.RunOptions{Trigger: "bench", Progress: func(p reconcile.Progress) { tty.draw(p.Done, p.Total) }})
+	sum, err := rec.Run(safety.WithApproved(ctx, "bench"), reconcile.RunOptions{Trigger: "bench", Progress: func(p reconcile.Progress) { tty.draw(p.Done, p.Total) }})
 	secs := time.Since(start).Seconds()
 	close(done)
 	wg.Wait()
