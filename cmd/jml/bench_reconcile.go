@@ -153,7 +153,10 @@ func benchReconcile(ctx context.Context, nMembers, nTeams int, drift float64, co
 	if err != nil {
 		return nil, err
 	}
-	defer func() { ns.Shutdown(); _ = os.RemoveAll(filepath.Join(os.TempDir(), fmt.Sprintf("jml-bench-%d", os.Getpid()))) }()
+	defer func() {
+		ns.Shutdown()
+		_ = os.RemoveAll(filepath.Join(os.TempDir(), fmt.Sprintf("jml-bench-%d", os.Getpid())))
+	}()
 	nc, err := ns.Connect("jml-bench")
 	if err != nil {
 		return nil, err
