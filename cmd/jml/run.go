@@ -345,7 +345,7 @@ func (s *system) target() string {
 }
 
 func (s *system) status() map[string]any {
-	st := map[string]any{"version": version(), "coordination": s.coordName, "nats": s.ns.ClientURL(), "receiver": s.httpAddr}
+	st := map[string]any{"version": version(), "coordination": s.coordName, "nats": s.ns.RedactedURL(), "receiver": s.httpAddr}
 	if s.sandbox != nil {
 		st["sentry"] = map[string]any{"target": "sandbox", "url": s.sandboxURL}
 	} else {
@@ -358,7 +358,7 @@ func (s *system) banner(w io.Writer) {
 	fmt.Fprintf(w, "sentry-jml %s is running (all-in-one)\n", version())
 	fmt.Fprintf(w, "  webhook receiver  http://%s   POST /hooks/generic, GET /healthz /readyz /metrics\n", s.httpAddr)
 	fmt.Fprintf(w, "  admin API         http://%s   GET /healthz /readyz /metrics /v1/status\n", s.adminAddr)
-	fmt.Fprintf(w, "  NATS (embedded)   %s   JetStream on disk in %s\n", s.ns.ClientURL(), filepath.Join(s.cfg.DataDir, "nats"))
+	fmt.Fprintf(w, "  NATS (embedded)   %s   JetStream on disk in %s\n", s.ns.RedactedURL(), filepath.Join(s.cfg.DataDir, "nats"))
 	fmt.Fprintf(w, "  coordination      %s\n", s.coordName)
 	if s.sandbox != nil {
 		fmt.Fprintf(w, "  Sentry            SANDBOX at %s (org acme, token from JML_SANDBOX_TOKEN)\n", s.sandboxURL)
