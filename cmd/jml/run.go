@@ -266,7 +266,7 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 		return nil, err
 	}
 	s.worker = wk
-	admin := app.AdminHandler(app.AdminOptions{Ready: ready.Check, Metrics: s.tel.MetricsHandler(), Token: cfg.AdminToken,
+	admin := app.AdminHandler(app.AdminOptions{Ready: ready.Check, Metrics: s.tel.MetricsHandler(), Operators: []app.Operator{{Name: "admin", Token: cfg.AdminToken}},
 		Status: func(context.Context) any { return s.status() }, Worker: wk,
 		Routes: app.ReconcileRoutes(wk, cfg.Reconcile())})
 	if s.adminAddr, err = s.serve(cfg.AdminAddr, admin, "JML_ADMIN_ADDR"); err != nil {

@@ -124,7 +124,7 @@ func Run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	admin := app.AdminHandler(app.AdminOptions{Ready: ready.Check, Metrics: tel.MetricsHandler(), Token: cfg.AdminToken, Worker: wk,
+	admin := app.AdminHandler(app.AdminOptions{Ready: ready.Check, Metrics: tel.MetricsHandler(), Operators: []app.Operator{{Name: "admin", Token: cfg.AdminToken}}, Worker: wk,
 		Routes: app.ReconcileRoutes(wk, cfg.Reconcile())})
 	addr, _, err := config.Serve(ctx, cfg.AdminAddr, "JML_ADMIN_ADDR", admin)
 	if err != nil {
