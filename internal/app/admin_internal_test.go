@@ -42,13 +42,17 @@ func adminForTest(t *testing.T, o AdminOptions) (http.Handler, []string) {
 	}
 	t.Cleanup(nc.Close)
 	sb := sentrytest.NewServer(t, sentrytest.Options{RateLimit: -1})
-	client, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true})
+	gate, err := NewSafety(ctx, SafetyOptions{NC: nc, Owner: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: gate})
 	if err != nil {
 		t.Fatal(err)
 	}
 	tel, _ := telemetry.New(ctx, telemetry.Options{})
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w, err := NewWorker(ctx, WorkerOptions{NC: nc, Coord: memstate.New(nil), Sentry: client, Telemetry: tel, Logger: log, Owner: "t",
+	w, err := NewWorker(ctx, WorkerOptions{NC: nc, Coord: memstate.New(nil), Sentry: client, Telemetry: tel, Logger: log, Owner: "t", Gate: gate,
 		Target: "sandbox"})
 	if err != nil {
 		t.Fatal(err)
@@ -235,8 +239,8 @@ func TestAdminHostOnLoopback(t *testing.T) {
 	}
 }
 
-// TestAdminActorIsTheTokensOperator: pause, approvals and reconcile runs
-// record the operator whose token was used, never X-JML-Actor.
+// TestAdminActorIsTheTokensOperator: pauses and reconcile runs record the
+// operator whose token was used, never X-JML-Actor.
 func TestAdminActorIsTheTokensOperator(t *testing.T) {
 	h, _ := adminForTest(t, AdminOptions{})
 	call := func(pattern, token string) map[string]any {
@@ -254,11 +258,11 @@ func TestAdminActorIsTheTokensOperator(t *testing.T) {
 		}
 		return v
 	}
-	if v := call("POST /v1/pause", aliceToken); v["paused_by"] != "alice" {
+	if v := call("POST /v1/pause?wait=0s", aliceToken); v["paused_by"] != "alice" {
 		t.Errorf("pause recorded %v, want alice", v["paused_by"])
 	}
-	if v := call("POST /v1/approve?run_id=brakes", bobToken); v["approved_by"] != "bob" {
-		t.Errorf("approve brakes recorded %v, want bob", v["approved_by"])
+	if v := call("GET /v1/control", bobToken); v["paused_by"] != "alice" {
+		t.Errorf("control says paused by %v, want alice", v["paused_by"])
 	}
 	if v := call("POST /v1/reconcile?dry_run=true", bobToken); v["trigger"] != "operator:bob" {
 		t.Errorf("reconcile trigger %v, want operator:bob", v["trigger"])
