@@ -52,6 +52,7 @@ func TestBrakesHaltEventRemovals(t *testing.T) {
 func runCLIControl(t *testing.T, sys *system) (map[string]any, error) {
 	t.Helper()
 	t.Setenv("JML_ADMIN_ADDR", sys.adminAddr)
+	t.Setenv("JML_DATA_DIR", sys.cfg.DataDir) // the CLI reads the generated admin.token there
 	c, err := newAdminClient()
 	if err != nil {
 		return nil, err

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -49,7 +50,7 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if natsURL == "" {
 		report("nats", fmt.Errorf("set JML_NATS_URL, or start `jml run` with the same JML_DATA_DIR"), "")
 	} else if nc, err := nats.Connect(natsURL, nats.Timeout(5*time.Second)); err != nil {
-		report("nats", fmt.Errorf("%s: %w", natsURL, err), "")
+		report("nats", fmt.Errorf("%s: %w", redactURL(natsURL), err), "")
 	} else {
 		report("nats", nil, "connected to "+nc.ConnectedUrlRedacted())
 		nc.Close()
@@ -103,4 +104,16 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return fmt.Errorf("doctor: %d check(s) failed", failed)
 	}
 	return nil
+}
+
+// redactURL drops the credentials of each URL in a comma separated list.
+func redactURL(list string) string {
+	parts := strings.Split(list, ",")
+	for i, p := range parts {
+		if u, err := url.Parse(strings.TrimSpace(p)); err == nil && u.User != nil {
+			u.User = nil
+			parts[i] = u.String()
+		}
+	}
+	return strings.Join(parts, ",")
 }

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/user"
 	"path/filepath"
 	"strings"
 	"time"
@@ -29,7 +28,9 @@ type adminClient struct {
 }
 
 // newAdminClient finds the admin API: JML_ADMIN_ADDR when set, else the address
-// `jml run` wrote into the data dir, else the default.
+// `jml run` wrote into the data dir, else the default. Its token is
+// JML_ADMIN_TOKEN (or JML_ADMIN_TOKEN_FILE), else the one generated into
+// $JML_DATA_DIR/admin.token by a loopback `jml run` or worker.
 func newAdminClient() (*adminClient, error) {
 	cfg, err := config.Load()
 	if err != nil {
@@ -41,7 +42,24 @@ func newAdminClient() (*adminClient, error) {
 			addr = strings.TrimSpace(string(b))
 		}
 	}
-	return &adminClient{base: "http://" + addr, token: cfg.AdminToken, http: &http.Client{Timeout: 60 * time.Second}}, nil
+	token, err := cliAdminToken(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &adminClient{base: "http://" + addr, token: token, http: &http.Client{Timeout: 60 * time.Second}}, nil
+}
+
+// cliAdminToken is JML_ADMIN_TOKEN, else the data dir's generated token, else
+// "" (the admin API then answers 401 and the error says what to set).
+func cliAdminToken(cfg config.Common) (string, error) {
+	if tok := strings.TrimSpace(cfg.AdminToken); tok != "" {
+		return tok, nil
+	}
+	tok, err := config.ReadLocalAdminToken(cfg.DataDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	return tok, err
 }
 
 func (c *adminClient) do(ctx context.Context, method, path string, q url.Values, out any) error {
@@ -67,9 +85,6 @@ func (c *adminClient) doBody(ctx context.Context, method, path string, q url.Val
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
-	if u, err := user.Current(); err == nil {
-		req.Header.Set("X-JML-Actor", u.Username)
-	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("admin API at %s: %w (is `jml run` or the worker running with the same JML_ADMIN_ADDR?)", c.base, err)
@@ -81,6 +96,9 @@ func (c *adminClient) doBody(ctx context.Context, method, path string, q url.Val
 		_ = json.Unmarshal(answer, &e)
 		if e.Error == "" {
 			e.Error = strings.TrimSpace(string(answer))
+		}
+		if resp.StatusCode == http.StatusUnauthorized {
+			e.Error += " (set JML_ADMIN_TOKEN or JML_ADMIN_TOKEN_FILE to your operator token; on the machine of `jml run` the CLI reads $JML_DATA_DIR/admin.token)"
 		}
 		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, e.Error)
 	}

@@ -117,6 +117,7 @@ type system struct {
 	workerDone chan error
 	failed     chan error
 	policy     atomic.Pointer[policy.Policy]
+	adminAuth  config.AdminAuth
 	alerts     *alert.Notifier
 	worker     *app.Worker
 }
@@ -128,6 +129,9 @@ func (s *system) currentPolicy() policy.Policy { return *s.policy.Load() }
 func (s *system) reloadPolicy() error {
 	pol, err := s.cfg.Policy()
 	if err != nil {
+		return err
+	}
+	if err := s.adminAuth.CheckApprovals(pol); err != nil {
 		return err
 	}
 	s.policy.Store(&pol)
@@ -145,9 +149,19 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("JML_DATA_DIR: %w", err)
 	}
+	// The data dir holds secrets (generic.secret, admin.token, nats.url).
+	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("JML_DATA_DIR: %w", err)
+	}
 
 	pol, err := cfg.Policy()
 	if err != nil {
+		return nil, err
+	}
+	if s.adminAuth, err = cfg.AdminAuth(); err != nil {
+		return nil, err
+	}
+	if err := s.adminAuth.CheckApprovals(pol); err != nil {
 		return nil, err
 	}
 
@@ -203,12 +217,13 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	}
 	s.alerts = alerts
 
-	// Embedded NATS, reachable by `jml` subcommands through the URL in the data dir.
+	// Embedded NATS, reachable by `jml` subcommands through the URL in the data
+	// dir, which carries the server's generated credentials (mode 0600).
 	s.ns, err = embednats.Start(embednats.Options{StoreDir: filepath.Join(cfg.DataDir, "nats"), Listen: true})
 	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(cfg.DataDir, natsURLFile), []byte(s.ns.ClientURL()+"\n"), 0o600); err != nil {
+	if err := writePrivate(filepath.Join(cfg.DataDir, natsURLFile), []byte(s.ns.ClientURL()+"\n")); err != nil {
 		return nil, fmt.Errorf("JML_DATA_DIR: %w", err)
 	}
 	s.nc, err = s.ns.Connect("jml-run")
@@ -266,9 +281,9 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 		return nil, err
 	}
 	s.worker = wk
-	admin := app.AdminHandler(app.AdminOptions{Ready: ready.Check, Metrics: s.tel.MetricsHandler(), Token: cfg.AdminToken,
+	admin := app.AdminHandler(s.adminAuth.Options(app.AdminOptions{Ready: ready.Check, Metrics: s.tel.MetricsHandler(), Logger: s.log,
 		Status: func(context.Context) any { return s.status() }, Worker: wk,
-		Routes: app.ReconcileRoutes(wk, cfg.Reconcile())})
+		Routes: app.ReconcileRoutes(wk, cfg.Reconcile())}))
 	if s.adminAddr, err = s.serve(cfg.AdminAddr, admin, "JML_ADMIN_ADDR"); err != nil {
 		return nil, err
 	}
@@ -345,7 +360,7 @@ func (s *system) target() string {
 }
 
 func (s *system) status() map[string]any {
-	st := map[string]any{"version": version(), "coordination": s.coordName, "nats": s.ns.ClientURL(), "receiver": s.httpAddr}
+	st := map[string]any{"version": version(), "coordination": s.coordName, "nats": s.ns.RedactedURL(), "receiver": s.httpAddr}
 	if s.sandbox != nil {
 		st["sentry"] = map[string]any{"target": "sandbox", "url": s.sandboxURL}
 	} else {
@@ -357,8 +372,8 @@ func (s *system) status() map[string]any {
 func (s *system) banner(w io.Writer) {
 	fmt.Fprintf(w, "sentry-jml %s is running (all-in-one)\n", version())
 	fmt.Fprintf(w, "  webhook receiver  http://%s   POST /hooks/generic, GET /healthz /readyz /metrics\n", s.httpAddr)
-	fmt.Fprintf(w, "  admin API         http://%s   GET /healthz /readyz /metrics /v1/status\n", s.adminAddr)
-	fmt.Fprintf(w, "  NATS (embedded)   %s   JetStream on disk in %s\n", s.ns.ClientURL(), filepath.Join(s.cfg.DataDir, "nats"))
+	fmt.Fprintf(w, "  admin API         http://%s   GET /healthz /readyz /metrics; /v1/* with a bearer token\n", s.adminAddr)
+	fmt.Fprintf(w, "  NATS (embedded)   %s   JetStream on disk in %s\n", s.ns.RedactedURL(), filepath.Join(s.cfg.DataDir, "nats"))
 	fmt.Fprintf(w, "  coordination      %s\n", s.coordName)
 	if s.sandbox != nil {
 		fmt.Fprintf(w, "  Sentry            SANDBOX at %s (org acme, token from JML_SANDBOX_TOKEN)\n", s.sandboxURL)
@@ -367,6 +382,7 @@ func (s *system) banner(w io.Writer) {
 		fmt.Fprintf(w, "  Sentry            %s (org %s)\n", s.cfg.SentryBaseURL(), s.cfg.SentryOrg)
 	}
 	fmt.Fprintf(w, "  generic secret    %s (mode 0600; never printed)\n", genericSecretSource(s.cfg))
+	fmt.Fprintf(w, "  admin token       %s\n", adminTokenSource(s.adminAuth))
 	fmt.Fprintln(w)
 	if s.sandbox != nil {
 		fmt.Fprintln(w, "Send a signed sample leaver (in another terminal, same environment):")
@@ -376,6 +392,39 @@ func (s *system) banner(w io.Writer) {
 	} else {
 		fmt.Fprintln(w, "Send a signed sample event: go run ./cmd/jml send-sample leaver --email <someone>")
 	}
+}
+
+// adminTokenSource says where the admin API's tokens come from, never a token.
+func adminTokenSource(a config.AdminAuth) string {
+	if a.Generated != "" {
+		return a.Generated + " (mode 0600; never printed; the jml CLI on this machine reads it)"
+	}
+	src := []string{}
+	if a.Named < len(a.Operators) {
+		src = append(src, "JML_ADMIN_TOKEN")
+	}
+	if a.Named > 0 {
+		src = append(src, fmt.Sprintf("JML_ADMIN_TOKENS_FILE (%d named operators)", a.Named))
+	}
+	return "from " + strings.Join(src, " and ")
+}
+
+// writePrivate replaces path with data through a temporary file of mode 0600,
+// so the file is never readable by others, even if an older one was.
+func writePrivate(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), path)
 }
 
 func genericSecretSource(cfg config.Common) string {

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -99,6 +100,14 @@ func TestNoSecretAnywhere(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer sys.Close()
+	// The embedded NATS server's generated password is a secret too.
+	if u, err := url.Parse(sys.ns.ClientURL()); err == nil {
+		if pw, ok := u.User.Password(); ok && pw != "" {
+			secrets = append(secrets, pw)
+		} else {
+			t.Fatalf("the embedded NATS URL carries no password: %s", sys.ns.RedactedURL())
+		}
+	}
 
 	key, _ := signature.DecodeStandardSecret(genericSecret)
 	c := &signedClient{t: t, url: "http://" + sys.httpAddr + "/hooks/generic", key: key, client: &http.Client{Timeout: 10 * time.Second}}

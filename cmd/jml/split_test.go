@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sentry-jml/sentry-jml/cmd/internal/config"
 	"github.com/sentry-jml/sentry-jml/internal/embednats"
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
 	"github.com/sentry-jml/sentry-jml/internal/signature"
@@ -60,7 +61,8 @@ func TestSplitProcesses(t *testing.T) {
 		})
 	}
 	start("webhook", "JML_HTTP_ADDR="+httpAddr, "JML_SOURCE_GENERIC_SECRET="+secret)
-	start("worker", "JML_ADMIN_ADDR="+freeAddr(t), "JML_REDIS_URL="+testRedisURL(), "JML_REDIS_PREFIX=jmltest:"+randomID()+":",
+	workerAdmin, workerData := freeAddr(t), t.TempDir()
+	start("worker", "JML_ADMIN_ADDR="+workerAdmin, "JML_DATA_DIR="+workerData, "JML_REDIS_URL="+testRedisURL(), "JML_REDIS_PREFIX=jmltest:"+randomID()+":",
 		"JML_SENTRY_URL="+sb.URL, "JML_SENTRY_ORG=acme", "JML_SENTRY_TOKEN="+token)
 
 	eventually(t, "the receiver is ready", func() bool {
@@ -80,6 +82,35 @@ func TestSplitProcesses(t *testing.T) {
 	eventually(t, who+" is removed by the worker process", func() bool { _, ok := sb.Member(who); return !ok })
 	if got := sb.Stats().Mutations["member.remove"][who]; got != 1 {
 		t.Fatalf("member.remove = %d", got)
+	}
+
+	// The worker on loopback without a token generated one (0600) that the
+	// CLI of the machine reads; /v1 refuses requests without it.
+	fi, err := os.Stat(filepath.Join(workerData, config.AdminTokenFile))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("worker admin.token: %v %v", fi, err)
+	}
+	if code := adminGet(t, workerAdmin, "/v1/control", "", nil); code != http.StatusUnauthorized {
+		t.Fatalf("worker /v1/control without a token: %d", code)
+	}
+	t.Setenv("JML_ADMIN_ADDR", workerAdmin)
+	t.Setenv("JML_DATA_DIR", workerData)
+	c2, err := newAdminClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ctl map[string]any
+	if err := c2.do(t.Context(), http.MethodGet, "/v1/control", nil, &ctl); err != nil {
+		t.Fatalf("CLI against the worker: %v", err)
+	}
+
+	// Beyond loopback, a worker without a token does not start.
+	cmd := exec.Command(filepath.Join(bin, "worker"))
+	cmd.Env = append(append([]string{}, common...), "JML_ADMIN_ADDR=0.0.0.0:0", "JML_DATA_DIR="+t.TempDir(),
+		"JML_REDIS_URL="+testRedisURL(), "JML_SENTRY_URL="+sb.URL, "JML_SENTRY_ORG=acme", "JML_SENTRY_TOKEN="+token)
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "JML_ADMIN_TOKEN") || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
+		t.Fatalf("worker on 0.0.0.0 without a token: %v\n%s", err, out)
 	}
 }
 

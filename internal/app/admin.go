@@ -3,11 +3,11 @@ package app
 import (
 	"bytes"
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -22,8 +22,21 @@ import (
 type AdminOptions struct {
 	Ready   func(context.Context) error
 	Metrics http.Handler
-	// Token, when set, is required as "Authorization: Bearer <token>" on /v1/*.
-	Token string
+	// Operators are the credentials of /v1/*: every request there needs
+	// "Authorization: Bearer <token>" of one of them, and the operator's name
+	// is the actor of what it does. None configured: every /v1 request is
+	// refused (the API fails closed; cmd/* makes that a config error).
+	Operators []Operator
+	// Loopback says the listener is bound to a loopback address: a Host that
+	// is neither a loopback literal, localhost nor in AllowedHosts is refused
+	// (DNS rebinding).
+	Loopback bool
+	// AllowedHosts are extra Host names ("name" or "name:port") accepted on a
+	// loopback listener, e.g. for a port-forward.
+	AllowedHosts []string
+	// Logger receives the audit line of each authenticated request and the
+	// reason /readyz fails (nil: discarded).
+	Logger *slog.Logger
 	// Status returns the JSON served at GET /v1/status.
 	Status func(context.Context) any
 	// Worker serves the operator actions (nil in processes without a worker).
@@ -33,28 +46,37 @@ type AdminOptions struct {
 	Routes []func(handle func(pattern string, f func(*http.Request) (any, error)))
 }
 
-// AdminHandler serves /healthz, /readyz, /metrics and the operator API under /v1.
+// AdminHandler serves /healthz, /readyz, /metrics and the operator API under
+// /v1, where every route is behind the guard (see AdminOptions.Operators).
 func AdminHandler(o AdminOptions) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if o.Ready != nil {
-			ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
-			defer cancel()
-			if err := o.Ready(ctx); err != nil {
-				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "reason": err.Error()})
-				return
-			}
-		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
-	})
-	if o.Metrics != nil {
-		mux.Handle("GET /metrics", o.Metrics)
+	h, _ := adminMux(o)
+	return h
+}
+
+// adminMux builds the admin API and lists the patterns it registered. Only
+// the open routes are on the outer mux; every /v1 route is on a mux that is
+// reachable through the guard alone.
+func adminMux(o AdminOptions) (http.Handler, []string) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
+	mux, v1 := http.NewServeMux(), http.NewServeMux()
+	var patterns []string
+	open := func(pattern string, h http.Handler) {
+		patterns = append(patterns, pattern)
+		mux.Handle(pattern, h)
+	}
+	open("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	}))
+	open("GET /readyz", o.readyz())
+	if o.Metrics != nil {
+		open("GET /metrics", o.Metrics)
+	}
+	open("/v1/", newGuard(o).wrap(v1))
 	handle := func(pattern string, f func(r *http.Request) (any, error)) {
-		mux.Handle(pattern, o.auth(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		patterns = append(patterns, pattern)
+		v1.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			v, err := f(r)
 			switch {
 			case errors.Is(err, state.ErrNotFound):
@@ -68,7 +90,7 @@ func AdminHandler(o AdminOptions) http.Handler {
 			default:
 				writeJSON(w, http.StatusOK, v)
 			}
-		})))
+		}))
 	}
 	if o.Status != nil {
 		handle("GET /v1/status", func(r *http.Request) (any, error) { return o.Status(r.Context()), nil })
@@ -109,10 +131,10 @@ func AdminHandler(o AdminOptions) http.Handler {
 			if v, err := time.ParseDuration(r.URL.Query().Get("wait")); err == nil && v >= 0 && v <= 25*time.Second {
 				wait = v
 			}
-			return wk.Gate().Pause(r.Context(), actor(r), wait)
+			return wk.Gate().Pause(r.Context(), OperatorFrom(r.Context()), wait)
 		})
 		handle("POST /v1/resume", func(r *http.Request) (any, error) {
-			return wk.Gate().Resume(r.Context(), actor(r))
+			return wk.Gate().Resume(r.Context(), OperatorFrom(r.Context()))
 		})
 		handle("POST /v1/approve", func(r *http.Request) (any, error) {
 			id := r.URL.Query().Get("run_id")
@@ -120,7 +142,7 @@ func AdminHandler(o AdminOptions) http.Handler {
 			case "":
 				return nil, errBad("run_id is required (a reconcile run id, or \"brakes\")")
 			case "brakes":
-				st, released, err := wk.Gate().ApproveBrakes(r.Context(), actor(r))
+				st, released, err := wk.Gate().ApproveBrakes(r.Context(), OperatorFrom(r.Context()))
 				if errors.Is(err, jsstate.ErrNotHalted) || errors.Is(err, jsstate.ErrSameApprover) {
 					return nil, &conflict{err.Error()}
 				}
@@ -139,7 +161,7 @@ func AdminHandler(o AdminOptions) http.Handler {
 			if err != nil {
 				return nil, err
 			}
-			return rec.Approve(r.Context(), id, actor(r))
+			return rec.Approve(r.Context(), id, OperatorFrom(r.Context()))
 		})
 		handle("GET /v1/evidence", func(r *http.Request) (any, error) {
 			email := r.URL.Query().Get("email")
@@ -216,18 +238,34 @@ func AdminHandler(o AdminOptions) http.Handler {
 			if err != nil {
 				return nil, err
 			}
-			until, err := keys.Arm(r.Context(), d, actor(r))
+			until, err := keys.Arm(r.Context(), d, OperatorFrom(r.Context()))
 			if err != nil {
 				return nil, err
 			}
-			return map[string]any{"source": "gusto", "armed_until": until, "armed_by": actor(r),
+			return map[string]any{"source": "gusto", "armed_until": until, "armed_by": OperatorFrom(r.Context()),
 				"next": "create the Gusto webhook subscription now; its verification POST is accepted once, then run `jml sources show gusto`"}, nil
 		})
 	}
 	for _, reg := range o.Routes {
 		reg(handle)
 	}
-	return mux
+	return mux, patterns
+}
+
+// readyz answers ready or not, nothing more; the reason goes to the log.
+func (o AdminOptions) readyz() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if o.Ready != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+			defer cancel()
+			if err := o.Ready(ctx); err != nil {
+				o.Logger.WarnContext(r.Context(), "not ready", "err", err)
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable"})
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
 }
 
 var errBadRequest = errors.New("bad request")
@@ -246,29 +284,6 @@ type badRequest struct{ msg string }
 
 func (b *badRequest) Error() string   { return b.msg }
 func (b *badRequest) Is(t error) bool { return t == errBadRequest }
-
-// actor names who asked, for the audit trail: the X-JML-Actor header the CLI
-// sends (the operator's user name), else "admin-api".
-func actor(r *http.Request) string {
-	if a := r.Header.Get("X-JML-Actor"); a != "" && len(a) < 200 {
-		return a
-	}
-	return "admin-api"
-}
-
-func (o AdminOptions) auth(h http.Handler) http.Handler {
-	if o.Token == "" {
-		return h
-	}
-	want := []byte("Bearer " + o.Token)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
-}
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")

@@ -2,5 +2,7 @@
 // API, readiness — from dependencies that cmd/* has already built from
 // configuration. It holds the wiring shared by `jml run`, cmd/webhook and
 // cmd/worker so the all-in-one and the split processes run the same code. It
-// reads no environment.
+// reads no environment. The admin API fails closed: every /v1 route sits behind
+// one guard (bearer token of a configured operator, no browser, a loopback Host
+// on a loopback listener), and the operator it names is the recorded actor.
 package app

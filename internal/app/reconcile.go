@@ -276,7 +276,7 @@ func ReconcileRoutes(w *Worker, o ReconcileOptions) []func(handle func(pattern s
 			var err error
 			go func() {
 				defer close(done)
-				sum, err = s.rec.Run(context.WithoutCancel(r.Context()), reconcile.RunOptions{DryRun: dry, Trigger: "operator:" + actor(r), RunID: id})
+				sum, err = s.rec.Run(context.WithoutCancel(r.Context()), reconcile.RunOptions{DryRun: dry, Trigger: "operator:" + OperatorFrom(r.Context()), RunID: id})
 			}()
 			select {
 			case <-done:
@@ -314,7 +314,7 @@ func ReconcileRoutes(w *Worker, o ReconcileOptions) []func(handle func(pattern s
 			if id == "" {
 				return nil, errBad("run_id is required")
 			}
-			return s.rec.Approve(context.WithoutCancel(r.Context()), id, actor(r))
+			return s.rec.Approve(context.WithoutCancel(r.Context()), id, OperatorFrom(r.Context()))
 		})
 		handle("POST /v1/roster/import", func(r *http.Request) (any, error) {
 			q := r.URL.Query()
@@ -337,6 +337,10 @@ func ReconcileRoutes(w *Worker, o ReconcileOptions) []func(handle func(pattern s
 				DryRun: truthy(q.Get("dry_run")), MaxClockSkew: w.o.MaxClockSkew})
 			if errors.Is(err, roster.ErrInvalid) {
 				return nil, errBad(err.Error())
+			}
+			if err == nil {
+				w.o.Logger.InfoContext(r.Context(), "roster imported through the admin API", "operator", OperatorFrom(r.Context()),
+					"rows", res.Rows, "applied", res.Applied, "terminated", res.Terminated, "full", truthy(q.Get("full")), "dry_run", truthy(q.Get("dry_run")))
 			}
 			return res, err
 		})

@@ -1,8 +1,11 @@
 package embednats
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -17,7 +20,8 @@ type Options struct {
 	StoreDir string
 	// Listen makes the server accept TCP clients on a random 127.0.0.1 port (so other
 	// processes, e.g. `jml` subcommands, can connect). Without it the server is
-	// reachable in-process only.
+	// reachable in-process only. A listening server requires a user and password
+	// generated at start; ClientURL carries them.
 	Listen bool
 	// Port fixes the loopback port when Listen is set (0 = random).
 	Port int
@@ -28,7 +32,13 @@ type Options struct {
 // Server is a running embedded nats-server.
 type Server struct {
 	ns *server.Server
+	// user and password are required from every client when the server
+	// listens ("" otherwise).
+	user, password string
 }
+
+// clientUser is the user name of the generated credentials.
+const clientUser = "jml"
 
 // Start starts the server and waits until it accepts connections with JetStream on.
 func Start(o Options) (*Server, error) {
@@ -55,7 +65,15 @@ func Start(o Options) (*Server, error) {
 	if o.Port > 0 {
 		opts.Port = o.Port
 	}
-	if !o.Listen {
+	s := &Server{}
+	if o.Listen {
+		pw, err := randomSecret()
+		if err != nil {
+			return nil, fmt.Errorf("embednats: credentials: %w", err)
+		}
+		s.user, s.password = clientUser, pw
+		opts.Username, opts.Password = s.user, s.password
+	} else {
 		opts.DontListen = true
 	}
 	ns, err := server.NewServer(opts)
@@ -67,20 +85,52 @@ func Start(o Options) (*Server, error) {
 		ns.Shutdown()
 		return nil, errors.New("embednats: server did not become ready with JetStream (is the store dir writable and not used by another process?)")
 	}
-	return &Server{ns: ns}, nil
+	s.ns = ns
+	return s, nil
 }
 
-// ClientURL is the nats:// URL of the loopback listener ("" when not listening).
+// randomSecret is 32 random bytes, hex encoded (URL safe).
+func randomSecret() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// ClientURL is the nats:// URL of the loopback listener with its credentials
+// (nats://jml:<password>@127.0.0.1:<port>), "" when not listening. It is a
+// secret: store it with mode 0600 and never log it (see RedactedURL).
 func (s *Server) ClientURL() string {
+	if s.ns.Addr() == nil {
+		return ""
+	}
+	u, err := url.Parse(s.ns.ClientURL())
+	if err != nil {
+		return ""
+	}
+	if s.user != "" {
+		u.User = url.UserPassword(s.user, s.password)
+	}
+	return u.String()
+}
+
+// RedactedURL is ClientURL without the credentials, for banners and status.
+func (s *Server) RedactedURL() string {
 	if s.ns.Addr() == nil {
 		return ""
 	}
 	return s.ns.ClientURL()
 }
 
-// Connect opens an in-process client connection. Extra options are appended.
+// Connect opens an in-process client connection (with the server's
+// credentials when it requires them). Extra options are appended.
 func (s *Server) Connect(name string, extra ...nats.Option) (*nats.Conn, error) {
-	opts := append([]nats.Option{nats.InProcessServer(s.ns), nats.Name(name), nats.MaxReconnects(-1)}, extra...)
+	opts := []nats.Option{nats.InProcessServer(s.ns), nats.Name(name), nats.MaxReconnects(-1)}
+	if s.user != "" {
+		opts = append(opts, nats.UserInfo(s.user, s.password))
+	}
+	opts = append(opts, extra...)
 	nc, err := nats.Connect("nats://in-process", opts...)
 	if err != nil {
 		return nil, fmt.Errorf("embednats: connect: %w", err)

@@ -62,7 +62,10 @@ type Leaver struct {
 // Brakes on event-driven removals.
 type Brakes struct {
 	MaxEventRemovalsPerMinute int `yaml:"max_event_removals_per_minute"`
-	Approvals                 int `yaml:"approvals"`
+	// Approvals is how many distinct named operators must approve before held
+	// removals are released: 1 (default) or 2. With 2, the process refuses to
+	// start unless at least two named operator tokens are configured.
+	Approvals int `yaml:"approvals"`
 }
 
 // Reconcile options.
@@ -92,6 +95,9 @@ func (p *Policy) setDefaults() {
 	}
 	if p.Brakes.MaxEventRemovalsPerMinute == 0 {
 		p.Brakes.MaxEventRemovalsPerMinute = 30
+	}
+	if p.Brakes.Approvals == 0 {
+		p.Brakes.Approvals = 1
 	}
 	if p.Reconcile.Orphans == "" {
 		p.Reconcile.Orphans = "report"
@@ -209,6 +215,9 @@ func Parse(name string, b []byte) (Policy, error) {
 	}
 	if p.Brakes.MaxEventRemovalsPerMinute < 0 || p.Reconcile.MaxRemovals < 0 {
 		return Policy{}, fail("brakes", []string{"brakes"}, "limits must not be negative")
+	}
+	if p.Brakes.Approvals != 1 && p.Brakes.Approvals != 2 {
+		return Policy{}, fail("brakes.approvals", []string{"brakes", "approvals"}, "%d: want 1 or 2", p.Brakes.Approvals)
 	}
 	if err := p.validateExtensions(name, &root); err != nil {
 		return Policy{}, err

@@ -22,7 +22,7 @@ func TestLoadExample(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	p := policy.Default()
 	if p.DefaultOrgRole != "member" || p.Leaver.OrgTokens != "report" || p.Suspend != "remove" ||
-		p.Brakes.MaxEventRemovalsPerMinute != 30 || p.Reconcile.Orphans != "report" || p.Reconcile.MaxRemovals != 25 || p.Reconcile.MaxRemovalRatio != 0.10 {
+		p.Brakes.MaxEventRemovalsPerMinute != 30 || p.Brakes.Approvals != 1 || p.Reconcile.Orphans != "report" || p.Reconcile.MaxRemovals != 25 || p.Reconcile.MaxRemovalRatio != 0.10 {
 		t.Fatalf("defaults %+v", p)
 	}
 	p, err := policy.Parse("empty.yaml", nil)
@@ -42,6 +42,8 @@ func TestValidationNamesFileLineField(t *testing.T) {
 		{"ratio", "reconcile:\n  max_removal_ratio: 2\n", "bad.yaml:2: reconcile.max_removal_ratio"},
 		{"schedule", "reconcile:\n  max_removals: 5\n  schedule: \"every hour\"\n", "bad.yaml:3: reconcile.schedule"},
 		{"schedule fields", "reconcile: {schedule: \"61 * * * *\"}\n", "bad.yaml:1: reconcile.schedule"},
+		{"approvals", "brakes:\n  approvals: 3\n", "bad.yaml:2: brakes.approvals"},
+		{"approvals negative", "brakes: {approvals: -1}\n", "bad.yaml:1: brakes.approvals"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,5 +64,12 @@ func TestValidationNamesFileLineField(t *testing.T) {
 	}
 	if _, err := policy.Parse("bad.yaml", []byte("orgnization: acme\n")); err == nil || !strings.Contains(err.Error(), "line 1") {
 		t.Fatalf("unknown key: %v", err)
+	}
+}
+
+func TestBrakesApprovals(t *testing.T) {
+	p, err := policy.Parse("two.yaml", []byte("brakes: {approvals: 2}\n"))
+	if err != nil || p.Brakes.Approvals != 2 {
+		t.Fatalf("approvals 2: %+v %v", p.Brakes, err)
 	}
 }

@@ -234,7 +234,7 @@ func newSchedRig(ctx context.Context, t *testing.T, workers int) *schedRig {
 		admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		w := newProc(t, dir, fmt.Sprintf("worker%d", i), filepath.Join(bin, "worker"), nil, []string{
 			"JML_NATS_URL=nats://" + natsAddr, "JML_LOG_LEVEL=info", "OTEL_TRACES_EXPORTER=none", "OTEL_METRICS_EXPORTER=none",
-			"JML_ADMIN_ADDR=" + admin, "JML_REDIS_URL=redis://" + redisAddr, "JML_REDIS_PREFIX=" + schedPrefix,
+			"JML_ADMIN_ADDR=" + admin, "JML_ADMIN_TOKEN=" + adminToken, "JML_REDIS_URL=redis://" + redisAddr, "JML_REDIS_PREFIX=" + schedPrefix,
 			"JML_SENTRY_URL=http://" + sbAddr, "JML_SENTRY_ORG=acme", "JML_SENTRY_TOKEN=" + sentryToken, "JML_POLICY_FILE=" + policyFile})
 		w.start()
 		r.workers = append(r.workers, w)

@@ -182,9 +182,13 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	if err := waitHTTP(ctx, r.hookURL+"/readyz", 60*time.Second); err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range r.admin[:started] {
+	for i, a := range r.admin[:started] {
 		if err := waitHTTP(ctx, "http://"+a+"/readyz", 60*time.Second); err != nil {
 			t.Fatal(err)
+		}
+		var ctl map[string]any
+		if err := r.adminDo(i, http.MethodGet, "/v1/control", &ctl); err != nil {
+			t.Fatalf("admin API of %s with the rig's token: %v", a, err)
 		}
 	}
 	return r

@@ -29,22 +29,26 @@ type Common struct {
 	NatsURL  string `envconfig:"NATS_URL" desc:"NATS server URL(s), comma separated"`
 	RedisURL string `envconfig:"REDIS_URL" desc:"redis:// or rediss:// URL of the coordination store"`
 	// RedisAddrs/RedisMasterName select Cluster (2+ addrs) or Sentinel (master name).
-	RedisAddrs      []string      `envconfig:"REDIS_ADDRS"`
-	RedisMasterName string        `envconfig:"REDIS_MASTER_NAME"`
-	RedisPassword   string        `envconfig:"REDIS_PASSWORD"`
-	RedisPrefix     string        `envconfig:"REDIS_PREFIX" default:"jml:"`
-	HTTPAddr        string        `envconfig:"HTTP_ADDR" default:"127.0.0.1:8080"`
-	AdminAddr       string        `envconfig:"ADMIN_ADDR" default:"127.0.0.1:8081"`
-	AdminToken      string        `envconfig:"ADMIN_TOKEN"`
-	DataDir         string        `envconfig:"DATA_DIR" default:"./.jml-data"`
-	LogLevel        string        `envconfig:"LOG_LEVEL" default:"info"`
-	MaxBodyBytes    int64         `envconfig:"MAX_BODY_BYTES" default:"1048576"`
-	MaxClockSkew    time.Duration `envconfig:"MAX_CLOCK_SKEW" default:"5m"`
-	PublicURL       string        `envconfig:"PUBLIC_URL"`
-	StreamReplicas  int           `envconfig:"STREAM_REPLICAS" default:"1"`
-	EventsMaxAge    time.Duration `envconfig:"EVENTS_MAX_AGE" default:"2160h"`
-	PolicyFile      string        `envconfig:"POLICY_FILE"`
-	Protected       []string      `envconfig:"PROTECTED"`
+	RedisAddrs      []string `envconfig:"REDIS_ADDRS"`
+	RedisMasterName string   `envconfig:"REDIS_MASTER_NAME"`
+	RedisPassword   string   `envconfig:"REDIS_PASSWORD"`
+	RedisPrefix     string   `envconfig:"REDIS_PREFIX" default:"jml:"`
+	HTTPAddr        string   `envconfig:"HTTP_ADDR" default:"127.0.0.1:8080"`
+	AdminAddr       string   `envconfig:"ADMIN_ADDR" default:"127.0.0.1:8081"`
+	AdminToken      string   `envconfig:"ADMIN_TOKEN"`
+	// AdminTokensFile holds named operator tokens, one "name token" per line.
+	AdminTokensFile string `envconfig:"ADMIN_TOKENS_FILE"`
+	// AdminAllowedHosts are extra Host names for a loopback admin API (port-forwards).
+	AdminAllowedHosts []string      `envconfig:"ADMIN_ALLOWED_HOSTS"`
+	DataDir           string        `envconfig:"DATA_DIR" default:"./.jml-data"`
+	LogLevel          string        `envconfig:"LOG_LEVEL" default:"info"`
+	MaxBodyBytes      int64         `envconfig:"MAX_BODY_BYTES" default:"1048576"`
+	MaxClockSkew      time.Duration `envconfig:"MAX_CLOCK_SKEW" default:"5m"`
+	PublicURL         string        `envconfig:"PUBLIC_URL"`
+	StreamReplicas    int           `envconfig:"STREAM_REPLICAS" default:"1"`
+	EventsMaxAge      time.Duration `envconfig:"EVENTS_MAX_AGE" default:"2160h"`
+	PolicyFile        string        `envconfig:"POLICY_FILE"`
+	Protected         []string      `envconfig:"PROTECTED"`
 
 	SentryURL       string `envconfig:"SENTRY_URL"`
 	SentryOrg       string `envconfig:"SENTRY_ORG"`
@@ -74,10 +78,16 @@ var secretVars = []string{"SENTRY_TOKEN", "SENTRY_SCIM_TOKEN", "REDIS_URL", "RED
 // Load reads the environment into c. Every secret may come from a file named by
 // JML_<NAME>_FILE. Errors name the variable.
 func Load() (Common, error) {
+	if err := checkAdminVars(); err != nil {
+		return Common{}, err
+	}
 	for _, name := range secretVars {
 		if err := fromFile(Prefix + "_" + name); err != nil {
 			return Common{}, err
 		}
+	}
+	if v, set := os.LookupEnv(Prefix + "_ADMIN_TOKEN"); set && strings.TrimSpace(v) == "" {
+		return Common{}, errors.New("config: JML_ADMIN_TOKEN (or the file JML_ADMIN_TOKEN_FILE names) is empty: an empty admin token is never accepted; unset it")
 	}
 	var c Common
 	if err := envconfig.Process(Prefix, &c); err != nil {
@@ -96,6 +106,17 @@ func Load() (Common, error) {
 		c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	}
 	return c, nil
+}
+
+// checkAdminVars refuses admin credential variables that are set but empty:
+// they never mean "no authentication".
+func checkAdminVars() error {
+	for _, name := range []string{"_ADMIN_TOKEN_FILE", "_ADMIN_TOKENS_FILE"} {
+		if v, set := os.LookupEnv(Prefix + name); set && strings.TrimSpace(v) == "" {
+			return fmt.Errorf("config: %s%s is set but empty; unset it or name a file", Prefix, name)
+		}
+	}
+	return nil
 }
 
 // fromFile sets NAME from the file NAME_FILE points to, when NAME is unset.

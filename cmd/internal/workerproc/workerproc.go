@@ -49,6 +49,13 @@ func Run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	auth, err := cfg.AdminAuth()
+	if err != nil {
+		return err
+	}
+	if err := auth.CheckApprovals(pol); err != nil {
+		return err
+	}
 	log := config.Logger(stderr, cfg.LogLevel)
 	tel, err := config.Telemetry(ctx, "sentry-jml-worker")
 	if err != nil {
@@ -93,6 +100,9 @@ func Run(ctx context.Context, stderr io.Writer) error {
 	go func() {
 		for range hup {
 			p, err := cfg.Policy()
+			if err == nil {
+				err = auth.CheckApprovals(p)
+			}
 			if err != nil {
 				log.Error("policy reload refused; the previous policy stays in force", "err", err)
 				continue
@@ -124,12 +134,20 @@ func Run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	admin := app.AdminHandler(app.AdminOptions{Ready: ready.Check, Metrics: tel.MetricsHandler(), Token: cfg.AdminToken, Worker: wk,
-		Routes: app.ReconcileRoutes(wk, cfg.Reconcile())})
+	admin := app.AdminHandler(auth.Options(app.AdminOptions{Ready: ready.Check, Metrics: tel.MetricsHandler(), Logger: log, Worker: wk,
+		Routes: app.ReconcileRoutes(wk, cfg.Reconcile())}))
 	addr, _, err := config.Serve(ctx, cfg.AdminAddr, "JML_ADMIN_ADDR", admin)
 	if err != nil {
 		return err
 	}
-	log.Info("worker started", "admin", addr)
+	log.Info("worker started", "admin", addr, "admin_token", adminTokenSource(auth))
 	return wk.Run(ctx)
+}
+
+// adminTokenSource names where the admin tokens come from, never a token.
+func adminTokenSource(a config.AdminAuth) string {
+	if a.Generated != "" {
+		return a.Generated
+	}
+	return fmt.Sprintf("configured (%d named operators)", a.Named)
 }
