@@ -81,6 +81,7 @@ type Client struct {
 	mRequests metric.Int64Counter
 	mRetries  metric.Int64Counter
 	mWait     metric.Float64Histogram
+	remaining *remainingGauge
 }
 
 // TokenKind classifies a Sentry token by its prefix.
@@ -199,6 +200,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if c.mWait, err = meter.Float64Histogram("sentry.client.rate_limit.wait",
 		metric.WithUnit("s"), metric.WithDescription("Time spent waiting for the rate budget.")); err != nil {
+		return nil, fmt.Errorf("sentry: metrics: %w", err)
+	}
+	if c.remaining, err = newRemainingGauge(meter); err != nil {
 		return nil, fmt.Errorf("sentry: metrics: %w", err)
 	}
 
@@ -399,6 +403,7 @@ func (c *Client) do(ctx context.Context, cl call) (*response, error) {
 		}
 		rateLimited := apiErr != nil && errors.Is(apiErr, ErrRateLimited)
 		lim.Exceeded = rateLimited
+		c.remaining.record(cl.method, cl.pattern, lim)
 		if lim.Present || rateLimited || resp.status < 300 {
 			c.budget.Observe(bkey, lim)
 		}
