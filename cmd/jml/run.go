@@ -250,7 +250,8 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	s.policy.Store(&pol)
 	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: s.nc, Coord: s.coord, Sentry: client, Telemetry: s.tel, Logger: s.log,
 		Owner: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), randomID()), Policy: s.currentPolicy,
-		Streams: cfg.Streams(), Ready: ready, Target: s.target(), SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts, OktaCatchUp: okta})
+		Streams: cfg.Streams(), Ready: ready, Target: s.target(), SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts, OktaCatchUp: okta,
+		Sources: config.SourceNames()})
 	if err != nil {
 		return nil, err
 	}

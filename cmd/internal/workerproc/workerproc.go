@@ -110,7 +110,8 @@ func Run(ctx context.Context, stderr io.Writer) error {
 	host, _ := os.Hostname()
 	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: nc, Coord: coord, Sentry: client, Telemetry: tel, Logger: log,
 		Owner: fmt.Sprintf("%s:%d", host, os.Getpid()), Policy: func() policy.Policy { return *current.Load() },
-		Streams: cfg.Streams(), Ready: ready, Target: "sentry", SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts, OktaCatchUp: okta})
+		Streams: cfg.Streams(), Ready: ready, Target: "sentry", SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts, OktaCatchUp: okta,
+		Sources: config.SourceNames()})
 	if err != nil {
 		return err
 	}
