@@ -346,7 +346,7 @@ func (s *system) status() map[string]any {
 
 func (s *system) banner(w io.Writer) {
 	fmt.Fprintf(w, "sentry-jml %s is running (all-in-one)\n", version())
-	fmt.Fprintf(w, "  webhook receiver  http://%s   POST /hooks/generic, GET /healthz /readyz /metrics\n", s.httpAddr)
+	fmt.Fprintf(w, "  webhook receiver  http://%s   POST /hooks/generic, GET /healthz /readyz\n", s.httpAddr)
 	fmt.Fprintf(w, "  admin API         http://%s   GET /healthz /readyz /metrics /v1/status\n", s.adminAddr)
 	fmt.Fprintf(w, "  NATS (embedded)   %s   JetStream on disk in %s\n", s.ns.ClientURL(), filepath.Join(s.cfg.DataDir, "nats"))
 	fmt.Fprintf(w, "  coordination      %s\n", s.coordName)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -59,7 +60,8 @@ func TestSplitProcesses(t *testing.T) {
 			}
 		})
 	}
-	start("webhook", "JML_HTTP_ADDR="+httpAddr, "JML_SOURCE_GENERIC_SECRET="+secret)
+	webhookAdmin := freeAddr(t)
+	start("webhook", "JML_HTTP_ADDR="+httpAddr, "JML_ADMIN_ADDR="+webhookAdmin, "JML_SOURCE_GENERIC_SECRET="+secret)
 	start("worker", "JML_ADMIN_ADDR="+freeAddr(t), "JML_REDIS_URL="+testRedisURL(), "JML_REDIS_PREFIX=jmltest:"+randomID()+":",
 		"JML_SENTRY_URL="+sb.URL, "JML_SENTRY_ORG=acme", "JML_SENTRY_TOKEN="+token)
 
@@ -80,6 +82,21 @@ func TestSplitProcesses(t *testing.T) {
 	eventually(t, who+" is removed by the worker process", func() bool { _, ok := sb.Member(who); return !ok })
 	if got := sb.Stats().Mutations["member.remove"][who]; got != 1 {
 		t.Fatalf("member.remove = %d", got)
+	}
+	// The webhook's metrics are on its admin listener, not the public port.
+	if r, err := http.Get("http://" + httpAddr + "/metrics"); err != nil || r.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /metrics on the webhook port: %v %v, want 404", r, err)
+	} else {
+		r.Body.Close()
+	}
+	r, err := http.Get("http://" + webhookAdmin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	if r.StatusCode != http.StatusOK || !strings.Contains(string(b), `jml_events_received_total{outcome="accepted",source="generic",type="leaver"} 1`) {
+		t.Errorf("webhook admin /metrics: %d, want the accepted leaver counted\n%s", r.StatusCode, b)
 	}
 }
 
