@@ -424,17 +424,30 @@ func TestPrometheusConfig(t *testing.T) {
 			scraped[tg] = true
 		}
 	}
+	// Every app process is scraped on its admin listener (JML_ADMIN_ADDR), where
+	// /metrics is served; never on the public webhook port (JML_HTTP_ADDR).
 	for name, s := range c.Services {
 		if !isJML(s) {
 			continue
 		}
 		addr := s.Environment["JML_ADMIN_ADDR"]
-		if s.Entrypoint[0] == "/usr/local/bin/webhook" {
-			addr = s.Environment["JML_HTTP_ADDR"]
+		if addr == "" {
+			t.Errorf("%s: JML_ADMIN_ADDR is not set: its /metrics would listen on loopback only", name)
+			continue
 		}
 		_, p := hostPort(t, name, addr)
 		if !scraped[name+":"+p] {
-			t.Errorf("%s:%s (its /metrics) is not scraped", name, p)
+			t.Errorf("%s:%s (its /metrics, on the admin listener) is not scraped", name, p)
+		}
+		if h := s.Environment["JML_HTTP_ADDR"]; h != "" {
+			if _, hp := hostPort(t, name, h); scraped[name+":"+hp] {
+				t.Errorf("%s:%s is the public webhook port: /metrics is not served there", name, hp)
+			}
+			for _, pub := range s.Ports {
+				if strings.HasSuffix(interpolated(pub), ":"+p) && !strings.HasPrefix(interpolated(pub), "127.0.0.1:") {
+					t.Errorf("%s: the admin port %s is published beyond loopback (%s)", name, p, pub)
+				}
+			}
 		}
 	}
 	if !slices.Contains(jobs["sentry-jml-worker"], "worker-1:8081") || len(jobs["sentry-jml-webhook"]) == 0 {
@@ -1079,6 +1092,7 @@ func TestKubernetesManifests(t *testing.T) {
 	for k := range cm.Data {
 		checkEnvName(t, vars, "ConfigMap/sentry-jml", k)
 	}
+	adminPorts := map[string]string{} // container → admin port
 	for _, kind := range []string{"Deployment", "StatefulSet"} {
 		for name, o := range byKind[kind] {
 			where := kind + "/" + name
@@ -1150,24 +1164,108 @@ func TestKubernetesManifests(t *testing.T) {
 						}
 					}
 				}
+				// Probes and /metrics are on the admin listener (JML_ADMIN_ADDR), in
+				// the container port named "admin" that the PodMonitor scrapes.
 				addr := ""
 				for _, e := range c.Env {
-					if e.Name == "JML_HTTP_ADDR" || e.Name == "JML_ADMIN_ADDR" {
+					if e.Name == "JML_ADMIN_ADDR" {
 						addr = e.Value
 					}
 				}
-				_, port := hostPort(t, cw, addr)
-				if !slices.ContainsFunc(c.Ports, func(p struct {
-					Name          string `yaml:"name"`
-					ContainerPort int    `yaml:"containerPort"`
-				}) bool {
-					return strconv.Itoa(p.ContainerPort) == port && p.Name == c.LivenessProbe.HTTPGet.Port
-				}) {
-					t.Errorf("%s: the probe port %v is not the container port of %s", cw, c.LivenessProbe.HTTPGet.Port, addr)
+				if addr == "" {
+					t.Errorf("%s: JML_ADMIN_ADDR is not set (probes and /metrics listen there)", cw)
+					continue
 				}
+				_, port := hostPort(t, cw, addr)
+				for _, probe := range []*k8sProbe{c.LivenessProbe, c.ReadinessProbe} {
+					if !slices.ContainsFunc(c.Ports, func(p struct {
+						Name          string `yaml:"name"`
+						ContainerPort int    `yaml:"containerPort"`
+					}) bool {
+						return strconv.Itoa(p.ContainerPort) == port && p.Name == probe.HTTPGet.Port && p.Name == "admin"
+					}) {
+						t.Errorf("%s: the probe port %v is not the container port \"admin\" of JML_ADMIN_ADDR=%s", cw, probe.HTTPGet.Port, addr)
+					}
+				}
+				adminPorts[cw] = port
 			}
 		}
 	}
+	for _, want := range []string{"Deployment/webhook/webhook", "Deployment/worker/worker"} {
+		if _, ok := adminPorts[want]; !ok {
+			t.Errorf("%s: no admin listener (JML_ADMIN_ADDR, port \"admin\") for probes and /metrics", want)
+		}
+	}
+	checkScrapeAndIngress(t, adminPorts["Deployment/webhook/webhook"])
+}
+
+// checkScrapeAndIngress: the PodMonitor scrapes /metrics on the "admin" port
+// only (never the webhook's public "http" port), and the webhook's
+// NetworkPolicy lets the monitoring namespace reach the admin port, not the
+// public one.
+func checkScrapeAndIngress(t *testing.T, webhookAdmin string) {
+	t.Helper()
+	var pm struct {
+		Kind string `yaml:"kind"`
+		Spec struct {
+			PodMetricsEndpoints []struct {
+				Port string `yaml:"port"`
+				Path string `yaml:"path"`
+			} `yaml:"podMetricsEndpoints"`
+		} `yaml:"spec"`
+	}
+	mustYAML(t, path("deploy", "k8s", "monitoring", "podmonitor.yaml"), &pm)
+	if pm.Kind != "PodMonitor" || len(pm.Spec.PodMetricsEndpoints) == 0 {
+		t.Fatalf("podmonitor.yaml: kind %q with %d endpoints", pm.Kind, len(pm.Spec.PodMetricsEndpoints))
+	}
+	for _, e := range pm.Spec.PodMetricsEndpoints {
+		if e.Port != "admin" || e.Path != "/metrics" {
+			t.Errorf("PodMonitor endpoint %s%s: want /metrics on the admin port only", e.Port, e.Path)
+		}
+	}
+	type rule struct {
+		From []struct {
+			NamespaceSelector *struct {
+				MatchLabels map[string]string `yaml:"matchLabels"`
+			} `yaml:"namespaceSelector"`
+		} `yaml:"from"`
+		Ports []struct {
+			Port int `yaml:"port"`
+		} `yaml:"ports"`
+	}
+	for _, doc := range yamlDocs(t, path("deploy", "k8s", "networkpolicy.yaml")) {
+		b, err := yaml.Marshal(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var np struct {
+			Metadata struct{ Name string } `yaml:"metadata"`
+			Spec     struct {
+				Ingress []rule `yaml:"ingress"`
+			} `yaml:"spec"`
+		}
+		if err := yaml.Unmarshal(b, &np); err != nil {
+			t.Fatal(err)
+		}
+		if np.Metadata.Name != "webhook" {
+			continue
+		}
+		monitoringPorts := map[string]bool{}
+		for _, r := range np.Spec.Ingress {
+			for _, f := range r.From {
+				if f.NamespaceSelector != nil && f.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] == "monitoring" {
+					for _, p := range r.Ports {
+						monitoringPorts[strconv.Itoa(p.Port)] = true
+					}
+				}
+			}
+		}
+		if !monitoringPorts[webhookAdmin] || len(monitoringPorts) != 1 {
+			t.Errorf("NetworkPolicy webhook: monitoring may reach ports %v, want only the admin port %s", monitoringPorts, webhookAdmin)
+		}
+		return
+	}
+	t.Error("NetworkPolicy webhook not found")
 }
 
 // TestPolicies validates the policies the deployments mount with the daemon's own parser.
