@@ -202,6 +202,7 @@ func New(cfg Config) (*Client, error) {
 		metric.WithUnit("s"), metric.WithDescription("Time spent waiting for the rate budget.")); err != nil {
 		return nil, fmt.Errorf("sentry: metrics: %w", err)
 	}
+	zeroRetries(c.mRetries)
 	if c.remaining, err = newRemainingGauge(meter); err != nil {
 		return nil, fmt.Errorf("sentry: metrics: %w", err)
 	}
@@ -360,13 +361,16 @@ func (c *Client) do(ctx context.Context, cl call) (*response, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sentry: %s %s: wait for rate budget: %w", cl.method, path, err)
 		}
-		if waited := time.Since(t0); waited >= time.Millisecond {
+		// Every acquisition is recorded, zero waits included: the histogram's
+		// quantiles are over all requests and it exists from the first call.
+		waited := time.Since(t0)
+		c.mWait.Record(ctx, waited.Seconds(), attrs)
+		if waited >= time.Millisecond {
 			span.AddEvent("sentry.rate_limit.wait", trace.WithAttributes(
 				attribute.Float64("sentry.wait_seconds", waited.Seconds()),
 				attribute.String("sentry.priority", prio.String()),
 				attribute.String("sentry.endpoint", cl.pattern),
 			))
-			c.mWait.Record(ctx, waited.Seconds(), attrs)
 		}
 		if check := preSendFrom(ctx); check != nil && cl.method != http.MethodGet {
 			// The caller's last word before a mutation leaves: e.g. "do I still

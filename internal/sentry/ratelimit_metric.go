@@ -63,3 +63,17 @@ func (g *remainingGauge) observe(o metric.Int64Observer) {
 		o.Observe(int64(v), metric.WithAttributes(attribute.String("http.request.method", k.method), attribute.String("sentry.endpoint", k.pattern)))
 	}
 }
+
+// retryReasons are the reason labels of sentry_client_retries_total known in
+// advance (a retried 5xx is "status_<code>"); each is exported at zero from
+// the start.
+func retryReasons() []string {
+	return []string{"rate_limited", "transport", "status_408", "status_500", "status_502", "status_503", "status_504"}
+}
+
+// zeroRetries exports the known retry reasons at zero.
+func zeroRetries(c metric.Int64Counter) {
+	for _, r := range retryReasons() {
+		c.Add(context.Background(), 0, metric.WithAttributes(attribute.String("reason", r)))
+	}
+}
