@@ -39,8 +39,7 @@ type knownMetric struct {
 	kind metricKind
 	// instrument is the OpenTelemetry instrument name and pkg the directory whose
 	// non-test sources create it; empty for families that come from libraries
-	// (otelhttp, the Go and process collectors, Prometheus) and for the three the
-	// pause/brakes gate exports (see gateMetrics).
+	// (otelhttp, the Go and process collectors, Prometheus).
 	instrument, pkg string
 	// required: a panel must show it.
 	required bool
@@ -68,10 +67,10 @@ func knownMetrics() map[string]knownMetric {
 		"jml_disputed_total":           {kind: counter, instrument: "jml_disputed", pkg: "internal/app", required: true},
 		"jml_invite_backlog":           {kind: gauge, instrument: "jml_invite_backlog", pkg: "internal/app", required: true},
 		"jml_org_token_expiry_seconds": {kind: gauge, instrument: "jml_org_token_expiry_seconds", pkg: "internal/app", required: true},
-		// pause and brakes (the gate)
-		"jml_brakes_halted_total": {kind: counter, required: true},
-		"jml_paused":              {kind: gauge, required: true},
-		"jml_brakes_held":         {kind: gauge, required: true},
+		// pause and brakes (the safety gate)
+		"jml_brakes_halted_total": {kind: counter, instrument: "jml_brakes_halted", pkg: "internal/safety", required: true},
+		"jml_paused":              {kind: gauge, instrument: "jml_paused", pkg: "internal/safety", required: true},
+		"jml_brakes_held":         {kind: gauge, instrument: "jml_brakes_held", pkg: "internal/safety", required: true},
 		// Sentry client
 		"sentry_client_requests_total":          {kind: counter, instrument: "sentry.client.requests", pkg: "internal/sentry", required: true},
 		"sentry_client_retries_total":           {kind: counter, instrument: "sentry.client.retries", pkg: "internal/sentry", required: true},
@@ -91,12 +90,6 @@ func knownMetrics() map[string]knownMetric {
 		// Prometheus itself (the scrape's own series, never exported by a process)
 		"up": {kind: gauge, required: true},
 	}
-}
-
-// gateMetrics are exported by the pause/brakes gate (the worker process), which
-// is built on another branch; until it is merged TestLiveMetrics fails on them.
-func gateMetrics() []string {
-	return []string{"jml_brakes_halted_total", "jml_paused", "jml_brakes_held"}
 }
 
 // prometheusOwn are series Prometheus writes itself for every target.

@@ -3,12 +3,15 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/sentry-jml/sentry-jml/cmd/internal/workerproc"
 )
@@ -22,8 +25,10 @@ Usage:
   jml send-sample TYPE --email E  sign and send a sample generic event (TYPE: leaver, joiner, mover, suspend, rehire, update)
   jml doctor                      check the configuration, NATS, the coordination store and the Sentry token
   jml plan --email E [--json]     desired vs actual access and the steps convergence would take (changes nothing)
-  jml pause | jml resume          stop / restart all Sentry mutations fleet-wide (ingestion continues)
-  jml approve brakes|RUN_ID       release halted brakes, or apply a halted reconcile run
+  jml pause [--wait 15s] | jml resume  stop / restart all Sentry mutations fleet-wide (ingestion continues);
+                                  pause answers once every live replica confirmed it, else names them and fails
+  jml replicas                    the live replicas that can change Sentry, and the pause/brake revision each enforces
+  jml approve brakes|RUN_ID       approve halted brakes (brakes.approvals: 2 needs two operators), or apply a halted reconcile run
   jml reconcile [--dry-run] [--json]  bring the whole org back to policy (halts above the removal brakes)
   jml reconcile approve|plan RUN_ID   apply (now) or show a halted run's stored plan
   jml roster import FILE [--as-of T] [--full]  import an HR roster (CSV or JSON) as desired state
@@ -34,6 +39,7 @@ Usage:
   jml dlq list | replay SEQ|all   dead letters, and replaying them
   jml status                      what the running instance is connected to
   jml unresolved                  events whose person could not be identified (acknowledged, never dropped)
+  jml sources arm gusto [--for 10m]  open /hooks/gusto for exactly one verification request (fleet-wide)
   jml sources show gusto          show Gusto's signing key once (received in its verification request)
   jml bench ingest|revoke [--json] measure ingest speed and time to revoke (see docs/benchmarks.md)
   jml version
@@ -72,6 +78,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdPlan(ctx, args[1:], stdout, stderr)
 	case "pause":
 		return cmdPause(ctx, args[1:], stdout, stderr)
+	case "replicas":
+		return cmdReplicas(ctx, args[1:], stdout, stderr)
 	case "resume":
 		return cmdResume(ctx, args[1:], stdout, stderr)
 	case "approve":
@@ -98,10 +106,13 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "unresolved":
 		return cmdSimple(http.MethodGet, "/v1/unresolved", nil)(ctx, args[1:], stdout, stderr)
 	case "sources":
-		if len(args) < 3 || args[1] != "show" || args[2] != "gusto" {
-			return errors.New("sources: usage: jml sources show gusto")
+		switch {
+		case len(args) >= 3 && args[1] == "show" && args[2] == "gusto":
+			return cmdSimple(http.MethodGet, "/v1/sources/gusto/key", nil)(ctx, args[3:], stdout, stderr)
+		case len(args) >= 3 && args[1] == "arm" && args[2] == "gusto":
+			return cmdSimple(http.MethodPost, "/v1/sources/gusto/arm", armFlags)(ctx, args[3:], stdout, stderr)
 		}
-		return cmdSimple(http.MethodGet, "/v1/sources/gusto/key", nil)(ctx, args[3:], stdout, stderr)
+		return errors.New("sources: usage: jml sources arm gusto [--for 10m] | jml sources show gusto")
 	case "version":
 		fmt.Fprintln(stdout, "jml", version())
 		return nil
@@ -111,4 +122,15 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("%q: %w", args[0], errUsage)
+}
+
+// armFlags reads `jml sources arm gusto --for D`.
+func armFlags(fs *flag.FlagSet) func() (url.Values, error) {
+	d := fs.Duration("for", 10*time.Minute, "how long the route stays open for the one verification request (at most 1h)")
+	return func() (url.Values, error) {
+		if *d <= 0 || *d > time.Hour {
+			return nil, errors.New("sources arm: --for must be between 1s and 1h")
+		}
+		return url.Values{"for": {d.String()}}, nil
+	}
 }

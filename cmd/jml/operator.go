@@ -211,10 +211,48 @@ func cmdSimple(method, path string, q func(fs *flag.FlagSet) func() (url.Values,
 }
 
 var (
-	cmdPause  = cmdSimple(http.MethodPost, "/v1/pause", nil)
-	cmdResume = cmdSimple(http.MethodPost, "/v1/resume", nil)
-	cmdStatus = cmdSimple(http.MethodGet, "/v1/status", nil)
+	cmdReplicas = cmdSimple(http.MethodGet, "/v1/replicas", nil)
+	cmdResume   = cmdSimple(http.MethodPost, "/v1/resume", nil)
+	cmdStatus   = cmdSimple(http.MethodGet, "/v1/status", nil)
 )
+
+// cmdPause pauses every mutation and returns once every live replica has
+// confirmed it (none sends a mutation any more, none has one in flight); it
+// names the replicas that did not confirm in time and fails.
+func cmdPause(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("pause", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Bool("json", true, "print one JSON object (the default)")
+	wait := fs.Duration("wait", 15*time.Second, "how long to wait for every live replica to confirm (at most 25s)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, err := newAdminClient()
+	if err != nil {
+		return err
+	}
+	var v struct {
+		Complete bool     `json:"complete"`
+		Missing  []string `json:"missing"`
+	}
+	var raw json.RawMessage
+	if err := c.do(ctx, http.MethodPost, "/v1/pause", url.Values{"wait": {wait.String()}}, &raw); err != nil {
+		return err
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return fmt.Errorf("pause: %w", err)
+	}
+	var pretty any
+	_ = json.Unmarshal(raw, &pretty)
+	if err := printJSON(stdout, pretty); err != nil {
+		return err
+	}
+	if !v.Complete {
+		return fmt.Errorf("pause is stored, but %d live replica(s) did not confirm it within %s: %s (they may still send mutations; check them, then run jml pause again)",
+			len(v.Missing), *wait, strings.Join(v.Missing, ", "))
+	}
+	return nil
+}
 
 func cmdApprove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {

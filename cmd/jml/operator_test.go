@@ -50,8 +50,19 @@ func TestOperatorCLI(t *testing.T) {
 	}
 
 	// Pause: a leaver is accepted and recorded, but Sentry is not changed.
-	if v, err = runCLI(t, sys, "pause"); err != nil || v["paused"] != true {
+	if v, err = runCLI(t, sys, "pause"); err != nil || v["paused"] != true || v["complete"] != true {
 		t.Fatalf("pause: %v %v", v, err)
+	}
+	// The one replica (this all-in-one process) confirmed it and says so.
+	if ack, _ := v["acknowledged"].([]any); len(ack) != 1 {
+		t.Fatalf("pause acknowledged by %v, want this process", v["acknowledged"])
+	}
+	reps, err := runCLI(t, sys, "replicas")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs, _ := reps["replicas"].([]any); len(rs) != 1 || rs[0].(map[string]any)["paused"] != true || rs[0].(map[string]any)["role"] != "all-in-one" {
+		t.Fatalf("replicas while paused: %v", reps)
 	}
 	if r := c.send("msg_cli_leaver", leaverBody("jane.doe@acme.test")); r.status != http.StatusAccepted {
 		t.Fatalf("leaver: %d", r.status)

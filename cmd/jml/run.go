@@ -178,22 +178,16 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 		scfg.BaseURL, scfg.Org, scfg.Token, scfg.AllowAnyToken = s.sandboxURL, "acme", cfg.SandboxToken, true
 	}
 	// Coordination: Redis when configured, else in-process.
+	var redis *redisstate.Store
 	if cfg.RedisURL != "" || len(cfg.RedisAddrs) > 0 {
 		rs, err := redisstate.Open(ctx, cfg.RedisOptions())
 		if err != nil {
 			return nil, fmt.Errorf("JML_REDIS_URL: %w", err)
 		}
-		s.coord, s.coordName = rs, "redis"
-		// The Sentry rate budget and concurrency cap are shared by the fleet.
-		scfg.Budget = rs.Budget(redisstate.BudgetOptions{})
+		s.coord, s.coordName, redis = rs, "redis", rs
 	} else {
 		s.coord = memstate.New(nil)
 		s.coordName = "embedded (in-process)"
-	}
-
-	client, err := sentry.New(scfg)
-	if err != nil {
-		return nil, fmt.Errorf("sentry client: %w", err)
 	}
 	srcEnv, err := config.Sources()
 	if err != nil {
@@ -233,7 +227,7 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	g.Secrets = config.Secrets(secret)
 	specs["generic"] = g
 	ready := app.NewReadiness(s.nc, true)
-	recv, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: s.nc, Specs: specs, MaxBody: cfg.MaxBodyBytes,
+	recv, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: s.nc, Specs: specs, MaxBody: cfg.MaxBodyBytes, MaxClockSkew: cfg.MaxClockSkew, PublicURL: cfg.PublicURL,
 		Streams: cfg.Streams(), Telemetry: s.tel, Logger: s.log, Ready: ready.Check})
 	if err != nil {
 		return nil, err
@@ -244,12 +238,29 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	if o.noWorker {
 		return s, nil
 	}
-	// Worker and scheduler. The first Sentry check happens here, so a bad token
-	// fails start-up with one line.
+	// Worker and scheduler. Every Sentry mutation passes the safety gate (pause,
+	// brakes, lease), so the gate comes before the client. The first Sentry
+	// check happens in NewWorker, so a bad token fails start-up with one line.
 	host, _ := os.Hostname()
 	s.policy.Store(&pol)
-	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: s.nc, Coord: s.coord, Sentry: client, Telemetry: s.tel, Logger: s.log,
-		Owner: fmt.Sprintf("%s:%d:%s", host, os.Getpid(), randomID()), Policy: s.currentPolicy,
+	owner := fmt.Sprintf("%s:%d:%s", host, os.Getpid(), randomID())
+	gate, err := app.NewSafety(ctx, app.SafetyOptions{NC: s.nc, Streams: cfg.Streams(), Policy: s.currentPolicy, Owner: owner,
+		Role: "all-in-one", Alerts: alerts, Logger: s.log, Meter: s.tel.MeterProvider})
+	if err != nil {
+		return nil, err
+	}
+	scfg.Gate = gate
+	if redis != nil {
+		// The Sentry rate budget and concurrency cap are shared by the fleet;
+		// while Redis is down each live replica paces at its 1/N share.
+		scfg.Budget = redis.Budget(redisstate.BudgetOptions{Logger: s.log, LiveReplicas: gate.LiveReplicas})
+	}
+	client, err := sentry.New(scfg)
+	if err != nil {
+		return nil, fmt.Errorf("sentry client: %w", err)
+	}
+	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: s.nc, Coord: s.coord, Sentry: client, Telemetry: s.tel, Logger: s.log, MaxClockSkew: cfg.MaxClockSkew,
+		Owner: owner, Policy: s.currentPolicy, Gate: gate,
 		Streams: cfg.Streams(), Ready: ready, Target: s.target(), SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts, OktaCatchUp: okta,
 		Sources: config.SourceNames()})
 	if err != nil {

@@ -56,7 +56,7 @@ func run(ctx context.Context) error {
 	}
 	defer nc.Close()
 	ready := app.NewReadiness(nc, false)
-	h, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: nc, Specs: config.Specs(srcEnv), MaxBody: cfg.MaxBodyBytes, Streams: cfg.Streams(),
+	h, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: nc, Specs: config.Specs(srcEnv), MaxBody: cfg.MaxBodyBytes, MaxClockSkew: cfg.MaxClockSkew, PublicURL: cfg.PublicURL, Streams: cfg.Streams(),
 		Telemetry: tel, Logger: log, Ready: ready.Check})
 	if err != nil {
 		return err

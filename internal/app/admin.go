@@ -61,7 +61,7 @@ func AdminHandler(o AdminOptions) http.Handler {
 				writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
 			case errors.Is(err, errBadRequest):
 				writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
-			case errors.Is(err, state.ErrRunNotHalted), errors.Is(err, state.ErrRunExpired):
+			case errors.Is(err, state.ErrRunNotHalted), errors.Is(err, state.ErrRunExpired), errors.Is(err, errConflict):
 				writeJSON(w, http.StatusConflict, map[string]string{"error": err.Error()})
 			case err != nil:
 				writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
@@ -103,10 +103,16 @@ func AdminHandler(o AdminOptions) http.Handler {
 			return rec.Run(r.Context(), ro)
 		})
 		handle("POST /v1/pause", func(r *http.Request) (any, error) {
-			return wk.Control().SetPaused(r.Context(), true, actor(r))
+			// Answers once every live replica enforces the pause (and has
+			// nothing in flight), or after wait with the ones that did not.
+			wait := 15 * time.Second
+			if v, err := time.ParseDuration(r.URL.Query().Get("wait")); err == nil && v >= 0 && v <= 25*time.Second {
+				wait = v
+			}
+			return wk.Gate().Pause(r.Context(), actor(r), wait)
 		})
 		handle("POST /v1/resume", func(r *http.Request) (any, error) {
-			return wk.Control().SetPaused(r.Context(), false, actor(r))
+			return wk.Gate().Resume(r.Context(), actor(r))
 		})
 		handle("POST /v1/approve", func(r *http.Request) (any, error) {
 			id := r.URL.Query().Get("run_id")
@@ -114,7 +120,18 @@ func AdminHandler(o AdminOptions) http.Handler {
 			case "":
 				return nil, errBad("run_id is required (a reconcile run id, or \"brakes\")")
 			case "brakes":
-				return wk.Control().ApproveBrakes(r.Context(), actor(r))
+				st, released, err := wk.Gate().ApproveBrakes(r.Context(), actor(r))
+				if errors.Is(err, jsstate.ErrNotHalted) || errors.Is(err, jsstate.ErrSameApprover) {
+					return nil, &conflict{err.Error()}
+				}
+				if err != nil {
+					return nil, err
+				}
+				return struct {
+					jsstate.ControlState
+					Released        bool `json:"released"`
+					ApprovalsNeeded int  `json:"approvals_needed"`
+				}{st, released, max(1, wk.o.Policy().Brakes.Approvals)}, nil
 			}
 			// A halted reconcile run: approve it and apply exactly its stored
 			// plan, each step re-checked.
@@ -164,7 +181,13 @@ func AdminHandler(o AdminOptions) http.Handler {
 			}
 			return map[string]any{"events": out}, nil
 		})
-		handle("GET /v1/control", func(r *http.Request) (any, error) { return wk.Control().State(r.Context()) })
+		handle("GET /v1/control", func(r *http.Request) (any, error) { return wk.Gate().State(r.Context()) })
+		handle("GET /v1/replicas", func(r *http.Request) (any, error) {
+			// The live replicas that can change Sentry, and the control
+			// revision each enforces (what jml pause waits for).
+			bs, err := wk.Gate().Replicas(r.Context())
+			return map[string]any{"replicas": bs}, err
+		})
 		handle("GET /v1/sources/gusto/key", func(r *http.Request) (any, error) {
 			keys, err := jsstate.OpenSourceKeys(r.Context(), wk.js, jsstate.Options{Replicas: wk.o.Streams.Replicas}, "gusto")
 			if err != nil {
@@ -179,6 +202,27 @@ func AdminHandler(o AdminOptions) http.Handler {
 			}
 			return map[string]any{"source": "gusto", "verification_token": tok, "received_at": saved}, nil
 		})
+		handle("POST /v1/sources/gusto/arm", func(r *http.Request) (any, error) {
+			// Opens /hooks/gusto, fleet-wide, for exactly one verification POST
+			// within the window (?for=10m by default, at most 1h).
+			var d time.Duration
+			if v := r.URL.Query().Get("for"); v != "" {
+				var err error
+				if d, err = time.ParseDuration(v); err != nil || d <= 0 || d > jsstate.MaxArmWindow {
+					return nil, errBad("for: want a duration up to " + jsstate.MaxArmWindow.String() + ", e.g. 10m")
+				}
+			}
+			keys, err := jsstate.OpenSourceKeys(r.Context(), wk.js, jsstate.Options{Replicas: wk.o.Streams.Replicas}, "gusto")
+			if err != nil {
+				return nil, err
+			}
+			until, err := keys.Arm(r.Context(), d, actor(r))
+			if err != nil {
+				return nil, err
+			}
+			return map[string]any{"source": "gusto", "armed_until": until, "armed_by": actor(r),
+				"next": "create the Gusto webhook subscription now; its verification POST is accepted once, then run `jml sources show gusto`"}, nil
+		})
 	}
 	for _, reg := range o.Routes {
 		reg(handle)
@@ -187,6 +231,14 @@ func AdminHandler(o AdminOptions) http.Handler {
 }
 
 var errBadRequest = errors.New("bad request")
+
+// errConflict matches a *conflict: the request is valid but the state refuses it (409).
+var errConflict = errors.New("conflict")
+
+type conflict struct{ msg string }
+
+func (c *conflict) Error() string   { return c.msg }
+func (c *conflict) Is(t error) bool { return t == errConflict }
 
 func errBad(msg string) error { return &badRequest{msg} }
 

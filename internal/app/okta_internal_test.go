@@ -50,7 +50,11 @@ func TestOktaCatchUpReplaysMissedEvents(t *testing.T) {
 	}
 	defer nc.Close()
 	sb := sentrytest.NewServer(t, sentrytest.Options{RateLimit: -1})
-	client, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true})
+	gate, err := NewSafety(ctx, SafetyOptions{NC: nc, Owner: "t"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: gate})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +64,7 @@ func TestOktaCatchUpReplaysMissedEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	w, err := NewWorker(ctx, WorkerOptions{NC: nc, Coord: memstate.New(nil), Sentry: client, Telemetry: tel,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Owner: "t", OktaCatchUp: src})
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Owner: "t", OktaCatchUp: src, Gate: gate})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +88,7 @@ func TestOktaCatchUpReplaysMissedEvents(t *testing.T) {
 	if ev.Person.Email != "john.doe@example.com" || ev.Person.Status != events.Terminated {
 		t.Fatalf("replayed event %+v", ev)
 	}
-	cp, _ := w.control.Checkpoint(ctx, "okta")
+	cp, _ := w.gate.Control().Checkpoint(ctx, "okta")
 	if cp.IsZero() {
 		t.Fatal("no checkpoint stored")
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,9 +20,14 @@ import (
 type ReceiverOptions struct {
 	NC *nats.Conn
 	// Specs enables sources by name; Sources adds prebuilt ones.
-	Specs     map[string]SourceSpec
-	Sources   []sources.Source
-	MaxBody   int64
+	Specs   map[string]SourceSpec
+	Sources []sources.Source
+	MaxBody int64
+	// MaxClockSkew bounds event times ahead of the clock (JML_MAX_CLOCK_SKEW).
+	MaxClockSkew time.Duration
+	// PublicURL is the receiver's external URL (JML_PUBLIC_URL), for the
+	// links SCIM returns; empty means root-relative links.
+	PublicURL string
 	Streams   events.StreamOptions
 	Telemetry *telemetry.Telemetry
 	Logger    *slog.Logger
@@ -40,7 +46,8 @@ func NewReceiver(ctx context.Context, o ReceiverOptions) (http.Handler, error) {
 		return nil, err
 	}
 	pub := events.NewPublisher(js, o.Telemetry.TracerProvider, o.Telemetry.Propagator)
-	srcs, extra, err := Sources(ctx, js, o.Specs, pub, jsstate.Options{Replicas: o.Streams.Replicas}, o.Logger)
+	srcs, extra, err := Sources(ctx, js, o.Specs, pub, jsstate.Options{Replicas: o.Streams.Replicas}, o.Logger,
+		SourcesOptions{PublicURL: o.PublicURL, MeterProvider: o.Telemetry.MeterProvider})
 	if err != nil {
 		return nil, err
 	}
@@ -50,6 +57,7 @@ func NewReceiver(ctx context.Context, o ReceiverOptions) (http.Handler, error) {
 		Sources:        srcs,
 		Extra:          extra,
 		MaxBody:        o.MaxBody,
+		MaxClockSkew:   o.MaxClockSkew,
 		Logger:         o.Logger,
 		TracerProvider: o.Telemetry.TracerProvider,
 		MeterProvider:  o.Telemetry.MeterProvider,

@@ -250,7 +250,7 @@ func (s *reconcileService) fetchRoster(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := roster.Import(ctx, s.w.records.Directory, rows, roster.ImportOptions{AsOf: asOf, Full: rf.Full})
+	res, err := roster.Import(ctx, s.w.records.Directory, rows, roster.ImportOptions{AsOf: asOf, Full: rf.Full, MaxClockSkew: s.w.o.MaxClockSkew})
 	if err != nil {
 		return err
 	}
@@ -336,8 +336,12 @@ func ReconcileRoutes(w *Worker, o ReconcileOptions) []func(handle func(pattern s
 			if err != nil {
 				return nil, err
 			}
-			return roster.Import(r.Context(), w.records.Directory, rows, roster.ImportOptions{AsOf: asOf, Full: truthy(q.Get("full")),
-				DryRun: truthy(q.Get("dry_run"))})
+			res, err := roster.Import(r.Context(), w.records.Directory, rows, roster.ImportOptions{AsOf: asOf, Full: truthy(q.Get("full")),
+				DryRun: truthy(q.Get("dry_run")), MaxClockSkew: w.o.MaxClockSkew})
+			if errors.Is(err, roster.ErrInvalid) {
+				return nil, errBad(err.Error())
+			}
+			return res, err
 		})
 		handle("GET /v1/access/review", func(r *http.Request) (any, error) {
 			rows, err := s.rec.Review(r.Context())

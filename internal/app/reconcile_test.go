@@ -16,6 +16,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/embednats/natstest"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/reconcile"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
+	"github.com/sentry-jml/sentry-jml/internal/safety"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
 	"github.com/sentry-jml/sentry-jml/internal/state/jsstate"
@@ -54,9 +55,9 @@ func TestScheduledJobsRunOncePerTickAcrossReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := func(i int) *replica {
-		nc, coord, client := replicaDeps(t, srv.ClientURL(), sb.URL, prefix)
 		owner := fmt.Sprintf("replica-%d", i)
-		w, err := app.NewWorker(ctx, app.WorkerOptions{NC: nc, Coord: coord, Sentry: client, Telemetry: tel,
+		nc, coord, client, gate := replicaDeps(t, srv.ClientURL(), sb.URL, prefix, owner)
+		w, err := app.NewWorker(ctx, app.WorkerOptions{NC: nc, Coord: coord, Sentry: client, Telemetry: tel, Gate: gate,
 			Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Owner: owner, Policy: func() policy.Policy { return pol },
 			Target: "sandbox", IndexInterval: time.Hour})
 		if err != nil {
@@ -174,8 +175,8 @@ func TestReconcileScheduleFollowsPolicyReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, coord, client := replicaDeps(t, srv.ClientURL(), sb.URL, fmt.Sprintf("jmltest:%d:", time.Now().UnixNano()))
-	w, err := app.NewWorker(ctx, app.WorkerOptions{NC: nc, Coord: coord, Sentry: client, Telemetry: tel,
+	nc, coord, client, gate := replicaDeps(t, srv.ClientURL(), sb.URL, fmt.Sprintf("jmltest:%d:", time.Now().UnixNano()), "replica-1")
+	w, err := app.NewWorker(ctx, app.WorkerOptions{NC: nc, Coord: coord, Sentry: client, Telemetry: tel, Gate: gate,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Owner: "replica-1", Policy: func() policy.Policy { return *current.Load() },
 		Target: "sandbox", IndexInterval: time.Hour})
 	if err != nil {
@@ -224,8 +225,8 @@ func TestReconcileScheduleFollowsPolicyReload(t *testing.T) {
 
 // replicaDeps opens what one worker replica connects to: its own NATS
 // connection, the shared Redis under prefix, and a Sentry client of the
-// sandbox without rate limits.
-func replicaDeps(t *testing.T, natsURL, sentryURL, prefix string) (*nats.Conn, *redisstate.Store, *sentry.Client) {
+// sandbox without rate limits, whose mutations pass the replica's safety gate.
+func replicaDeps(t *testing.T, natsURL, sentryURL, prefix, owner string) (*nats.Conn, *redisstate.Store, *sentry.Client, *safety.Gate) {
 	t.Helper()
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
@@ -237,10 +238,14 @@ func replicaDeps(t *testing.T, natsURL, sentryURL, prefix string) (*nats.Conn, *
 		t.Fatalf("redis at %s: %v", redisURL(), err)
 	}
 	t.Cleanup(func() { _ = coord.Close() })
-	client, err := sentry.New(sentry.Config{BaseURL: sentryURL, Org: "acme", Token: "sandbox", AllowAnyToken: true,
+	gate, err := app.NewSafety(context.Background(), app.SafetyOptions{NC: nc, Owner: owner})
+	if err != nil {
+		t.Fatal(err)
+	}
+	client, err := sentry.New(sentry.Config{BaseURL: sentryURL, Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: gate,
 		Budget: sentry.NewLocalBudget(sentry.LocalBudgetOptions{DefaultLimit: -1, DefaultConcurrency: -1})})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return nc, coord, client
+	return nc, coord, client, gate
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/scimserver"
@@ -22,10 +23,17 @@ type SourceSpec struct {
 	Inactive string // SCIM: "suspend" or "leaver"
 }
 
+// SourcesOptions are what the sources share beyond their specs.
+type SourcesOptions struct {
+	// PublicURL is the receiver's external URL: SCIM links are built from it.
+	PublicURL     string
+	MeterProvider metric.MeterProvider
+}
+
 // Sources builds the enabled sources (those with a secret; Gusto also without,
 // to accept its verification handshake) and the extra handlers (the inbound
 // SCIM provider). specs is keyed by source name.
-func Sources(ctx context.Context, js jetstream.JetStream, specs map[string]SourceSpec, pub *events.Publisher, jo jsstate.Options, log *slog.Logger) ([]sources.Source, map[string]http.Handler, error) {
+func Sources(ctx context.Context, js jetstream.JetStream, specs map[string]SourceSpec, pub *events.Publisher, jo jsstate.Options, log *slog.Logger, so SourcesOptions) ([]sources.Source, map[string]http.Handler, error) {
 	var out []sources.Source
 	extra := map[string]http.Handler{}
 	cfg := func(name string) sources.Config {
@@ -61,9 +69,10 @@ func Sources(ctx context.Context, js jetstream.JetStream, specs map[string]Sourc
 			return nil, nil, err
 		}
 	}
-	// Gusto hands its signing key over in a verification POST: the route is
-	// open for that handshake only, and the key is kept in JetStream for every
-	// replica (`jml sources show gusto` shows it once).
+	// Gusto hands its signing key over in a verification POST: the route is a
+	// 404 until an operator arms it (`jml sources arm gusto`) for that one
+	// handshake or configures the key, and the key is kept in JetStream for
+	// every replica (`jml sources show gusto` shows it once).
 	keys, err := jsstate.OpenSourceKeys(ctx, js, jo, "gusto")
 	if err != nil {
 		return nil, nil, err
@@ -81,7 +90,12 @@ func Sources(ctx context.Context, js jetstream.JetStream, specs map[string]Sourc
 		if sp.Inactive == "leaver" {
 			inactive = events.Leaver
 		}
-		srv, err := scimserver.New(scimserver.Options{Store: store, Publisher: pub, Secrets: sp.Secrets, InactiveType: inactive, Logger: log.With("source", "scim")})
+		base := ""
+		if so.PublicURL != "" {
+			base = so.PublicURL + scimserver.Prefix
+		}
+		srv, err := scimserver.New(scimserver.Options{Store: store, Publisher: pub, Secrets: sp.Secrets, InactiveType: inactive,
+			BaseURL: base, MeterProvider: so.MeterProvider, Logger: log.With("source", "scim")})
 		if err != nil {
 			return nil, nil, fmt.Errorf("JML_SOURCE_SCIM: %w", err)
 		}

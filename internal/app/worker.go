@@ -24,6 +24,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/worker"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
+	"github.com/sentry-jml/sentry-jml/internal/safety"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/state"
 	"github.com/sentry-jml/sentry-jml/internal/state/jsstate"
@@ -44,6 +45,9 @@ type WorkerOptions struct {
 	Target  string
 	Streams events.StreamOptions
 	Ready   *Readiness
+	// MaxClockSkew bounds a roster's as-of time ahead of the clock
+	// (JML_MAX_CLOCK_SKEW; 0 means 5 minutes).
+	MaxClockSkew time.Duration
 	// TokenCheckInterval is how often the scheduler re-checks the Sentry token (default 30s).
 	TokenCheckInterval time.Duration
 	// IndexInterval is how often the member and token indexes are rebuilt (default 10m).
@@ -56,6 +60,9 @@ type WorkerOptions struct {
 	// OktaCatchUp, when set (Okta hook and API configured), replays System Log
 	// events the hook missed: Okta retries a failed delivery only once.
 	OktaCatchUp *sources.Okta
+	// Gate is the safety gate the Sentry client was built with (NewSafety);
+	// Run keeps it watching the switches and heartbeating. Required.
+	Gate *safety.Gate
 	// Sources are the event source names whose per-source series are
 	// exported at zero from the start (jml_unresolved_events_total).
 	Sources []string
@@ -87,7 +94,7 @@ type Worker struct {
 	o       WorkerOptions
 	js      jetstream.JetStream
 	records *jsstate.Records
-	control *jsstate.Control
+	gate    *safety.Gate
 	conv    *converge.Converger
 	worker  *worker.Worker
 	members *converge.MemberIndex
@@ -107,13 +114,7 @@ type Worker struct {
 
 // alert logs an operator alert and sends it to the configured sinks.
 func (w *Worker) alert(ctx context.Context, kind, person, summary string) {
-	w.o.Logger.WarnContext(ctx, "alert", "kind", kind, "person", person, "summary", summary)
-	if w.o.Alerts == nil {
-		return
-	}
-	if err := w.o.Alerts.Notify(ctx, alert.Alert{Kind: alert.Kind(kind), Summary: summary, Person: person}); err != nil {
-		w.o.Logger.WarnContext(ctx, "alert not sent", "kind", kind, "err", err)
-	}
+	notify(ctx, w.o.Alerts, w.o.Logger, kind, person, summary)
 }
 
 // IndexesWarm reports whether the member and token indexes have been built.
@@ -143,9 +144,8 @@ func NewWorker(ctx context.Context, o WorkerOptions) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	control, err := jsstate.OpenControl(ctx, js, jo, func() int { return o.Policy().Brakes.MaxEventRemovalsPerMinute })
-	if err != nil {
-		return nil, err
+	if o.Gate == nil {
+		return nil, errors.New("worker: the safety gate is required (app.NewSafety)")
 	}
 	check, err := CheckSentry(ctx, o.Sentry)
 	// Sentry busy or briefly down (429, 5xx, timeouts) is no reason to exit:
@@ -175,7 +175,7 @@ func NewWorker(ctx context.Context, o WorkerOptions) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &Worker{o: o, js: js, records: records, control: control, members: converge.NewMemberIndex(), tokens: converge.NewTokenIndex(),
+	w := &Worker{o: o, js: js, records: records, gate: o.Gate, members: converge.NewMemberIndex(), tokens: converge.NewTokenIndex(),
 		unresolved: unresolved}
 	if w.metrics, err = newWorkerMetrics(o.Telemetry.MeterProvider, o.Policy); err != nil {
 		return nil, fmt.Errorf("worker metrics: %w", err)
@@ -193,7 +193,7 @@ func NewWorker(ctx context.Context, o WorkerOptions) (*Worker, error) {
 	}
 	w.conv, err = converge.New(converge.Options{
 		Sentry: o.Sentry, SelfMemberID: me.ID, SelfEmail: me.Email, SelfRole: me.OrgRole, Policy: o.Policy,
-		Snapshots: snapshotStore{records.Snapshots}, Evidence: evidenceLog{l: records.Evidence, m: w.metrics}, Gate: control,
+		Snapshots: snapshotStore{records.Snapshots}, Evidence: evidenceLog{l: records.Evidence, m: w.metrics}, Gate: o.Gate,
 		Index: w.members, Tokens: w.tokens, Target: o.Target, Logger: o.Logger, TracerProvider: o.Telemetry.TracerProvider,
 		Alert: w.alert,
 	})
@@ -228,6 +228,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	gctx, stopGate := context.WithCancel(ctx)
+	gateDone := make(chan struct{})
+	go func() {
+		defer close(gateDone)
+		_ = w.gate.Run(gctx)
+	}()
+	defer func() {
+		stopGate()
+		<-gateDone
+	}()
 	sched.Start()
 	defer func() {
 		if err := sched.Shutdown(); err != nil {
@@ -382,7 +392,7 @@ func (w *Worker) oktaCatchUp(ctx context.Context) error {
 		return nil
 	}
 	start := time.Now().UTC()
-	since, err := w.control.Checkpoint(ctx, "okta")
+	since, err := w.gate.Control().Checkpoint(ctx, "okta")
 	if err != nil {
 		return err
 	}
@@ -409,7 +419,7 @@ func (w *Worker) oktaCatchUp(ctx context.Context) error {
 		w.o.Logger.WarnContext(ctx, "okta catch-up found events the hook missed", "events", fresh, "since", since)
 	}
 	// A minute of overlap: the System Log is eventually consistent.
-	return w.control.SetCheckpoint(ctx, "okta", start.Add(-time.Minute))
+	return w.gate.Control().SetCheckpoint(ctx, "okta", start.Add(-time.Minute))
 }
 
 // releaseDue publishes future-dated changes whose time has come back into
@@ -528,8 +538,8 @@ func (w *Worker) findPerson(ctx context.Context, email string) (state.PersonReco
 	return state.PersonRecord{}, fmt.Errorf("person %s: %w", email, state.ErrNotFound)
 }
 
-// Control returns the pause and brake switches.
-func (w *Worker) Control() *jsstate.Control { return w.control }
+// Gate returns the safety gate (pause, brakes, the replica registry).
+func (w *Worker) Gate() *safety.Gate { return w.gate }
 
 // Evidence streams a person's evidence records, oldest first.
 func (w *Worker) Evidence(ctx context.Context, email string) iter.Seq2[state.Evidence, error] {

@@ -6,9 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/mail"
+	"reflect"
 	"strings"
 	"time"
+	"unicode/utf8"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Type is what happened to a person, as the source saw it.
@@ -78,7 +82,8 @@ type Event struct {
 }
 
 // MsgID is the JetStream Nats-Msg-Id of the event: "<source>:<event id>".
-func (e Event) MsgID() string { return e.Source + ":" + e.ID }
+// An id that is too long for a NATS header is replaced by its hash (SafeID).
+func (e Event) MsgID() string { return e.Source + ":" + SafeID(e.ID) }
 
 // Subject is the subject the event is published on: jml.events.<source>.<type>.
 func (e Event) Subject() string { return Subject(e.Source, e.Type) }
@@ -98,26 +103,34 @@ type genericWire struct {
 	Person      *Person    `json:"person"`
 }
 
+// genericOptions make the generic schema strict: a member name the schema does
+// not have (a misspelled effective_at would make a future termination
+// immediate), a name in another case, a repeated name ("type":"joiner",
+// "type":"leaver") and invalid UTF-8 are errors, not silently resolved.
+func genericOptions() jsonv2.Options {
+	return jsonv2.JoinOptions(
+		jsonv2.RejectUnknownMembers(true),
+		jsonv2.MatchCaseInsensitiveNames(false),
+		jsontext.AllowDuplicateNames(false),
+		jsontext.AllowInvalidUTF8(false),
+	)
+}
+
 // ParseGeneric decodes and validates a body of the generic schema. Unknown type, a
 // type that contradicts status, a person with neither id nor email, a malformed
-// email, or a body that is not one JSON object all fail with ErrInvalid and a reason.
-// When status is absent it is implied by the type (mover and update leave it unset,
-// meaning "unchanged"); when occurred_at is absent, fallback is used.
+// email, an unknown, case-variant or repeated member, invalid UTF-8, or a body
+// that is not one JSON object all fail with ErrInvalid and a reason. Ids, emails
+// and text are bounded (CheckPerson). When status is absent it is implied by the
+// type (mover and update leave it unset, meaning "unchanged"); when occurred_at
+// is absent, fallback is used.
 func ParseGeneric(body []byte, fallback time.Time) (Event, error) {
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return Event{}, invalid("body must be a JSON object")
 	}
-	dec := json.NewDecoder(bytes.NewReader(trimmed))
 	var w genericWire
-	if err := dec.Decode(&w); err != nil {
+	if err := jsonv2.Unmarshal(trimmed, &w, genericOptions()); err != nil {
 		return Event{}, invalid("malformed JSON: %s", jsonReason(err))
-	}
-	if dec.More() {
-		return Event{}, invalid("body must be exactly one JSON object")
-	}
-	if _, err := dec.Token(); err == nil {
-		return Event{}, invalid("trailing data after the JSON object")
 	}
 	if w.Type == nil || *w.Type == "" {
 		return Event{}, invalid("type is required (one of joiner, mover, leaver, rehire, suspend, update)")
@@ -134,16 +147,8 @@ func ParseGeneric(body []byte, fallback time.Time) (Event, error) {
 	if p.ID == "" && p.Email == "" {
 		return Event{}, invalid("person needs an id or an email")
 	}
-	if p.Email != "" {
-		a, err := mail.ParseAddress(p.Email)
-		if err != nil || a.Address != p.Email || a.Name != "" {
-			return Event{}, invalid("person.email %q is not an email address", truncate(p.Email))
-		}
-	}
-	if p.ManagerEmail != "" {
-		if _, err := mail.ParseAddress(p.ManagerEmail); err != nil {
-			return Event{}, invalid("person.manager_email %q is not an email address", truncate(p.ManagerEmail))
-		}
+	if err := CheckPerson(p); err != nil {
+		return Event{}, err
 	}
 	implied := validTypes[*w.Type]
 	switch {
@@ -167,31 +172,71 @@ func ParseGeneric(body []byte, fallback time.Time) (Event, error) {
 	return ev, nil
 }
 
+// jsonReason is a short, sender-safe reason for a decoding error of the v2
+// decoder: the JSON pointer of the offending member and what is wrong with it.
 func jsonReason(err error) string {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
+	var se *jsonv2.SemanticError
+	var sy *jsontext.SyntacticError
 	switch {
-	case errors.As(err, &se):
-		return fmt.Sprintf("syntax error at byte %d", se.Offset)
-	case errors.As(err, &te):
-		if te.Field != "" {
-			return fmt.Sprintf("field %s must be %s, not %s", te.Field, te.Type, te.Value)
+	case errors.As(err, &sy):
+		msg := "syntax error"
+		if sy.Err != nil {
+			msg = truncate(sy.Err.Error())
 		}
-		return fmt.Sprintf("expected %s, not %s", te.Type, te.Value)
+		switch {
+		case strings.Contains(msg, "after top-level value"):
+			return "body must be exactly one JSON object"
+		case errors.Is(sy.Err, jsontext.ErrDuplicateName):
+			msg = "duplicate member name"
+		case sy.Err != nil && strings.Contains(sy.Err.Error(), "UTF-8"):
+			msg = "invalid UTF-8"
+		case errors.Is(sy.Err, io.ErrUnexpectedEOF):
+			msg = "unexpected end of input"
+		}
+		if sy.JSONPointer != "" {
+			return fmt.Sprintf("%s at %s", msg, truncate(string(sy.JSONPointer)))
+		}
+		return fmt.Sprintf("%s at byte %d", msg, sy.ByteOffset)
+	case errors.As(err, &se):
+		at := truncate(string(se.JSONPointer))
+		switch {
+		case errors.Is(se.Err, jsonv2.ErrUnknownName):
+			return fmt.Sprintf("unknown member %s (names are case-sensitive)", at)
+		case se.GoType == reflect.TypeFor[time.Time]():
+			return fmt.Sprintf("%s: timestamps must be RFC 3339, e.g. 2026-11-28T10:00:00Z", at)
+		case se.GoType != nil && se.JSONKind != 0:
+			return fmt.Sprintf("%s must be %s, not %s", at, kindOf(se.GoType), se.JSONKind)
+		}
+		return fmt.Sprintf("invalid value at %s", at)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return "unexpected end of input"
 	}
-	var pe *time.ParseError
-	if errors.As(err, &pe) {
-		return "timestamps must be RFC 3339, e.g. 2026-11-28T10:00:00Z"
-	}
 	return truncate(err.Error())
+}
+
+func kindOf(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Slice:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return t.String()
 }
 
 func truncate(s string) string {
 	const max = 80
 	if len(s) > max {
-		return s[:max] + "…"
+		s = s[:max]
+		for !utf8.ValidString(s) && len(s) > 0 {
+			s = s[:len(s)-1]
+		}
+		return s + "…"
 	}
 	return s
 }

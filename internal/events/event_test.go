@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
 )
@@ -135,6 +137,13 @@ func FuzzParseGeneric(f *testing.F) {
 		`{"type":"leaver","occurred_at":"2026-11-28T10:00:00Z","person":{"id":"E-1","email":"jane@acme.com","status":"terminated"}}`,
 		`{"type":"mover","person":{"email":"a@b.co","groups":["x"],"attributes":{"k":"v"}}}`,
 		`{"type":"joiner","person":{"id":"1","status":"active"}}`, `[]`, `{}`, `{"type":null}`, `   `,
+		// Length and charset boundaries.
+		`{"type":"leaver","person":{"id":"` + strings.Repeat("9", events.MaxIDLen) + `"}}`,
+		`{"type":"leaver","person":{"id":"` + strings.Repeat("9", events.MaxIDLen+1) + `"}}`,
+		`{"type":"leaver","person":{"email":"` + strings.Repeat("a", 64) + "@" + strings.Repeat("b", events.MaxEmailLen-69) + `.com"}}`,
+		`{"type":"leaver","person":{"email":"` + strings.Repeat("a", 64) + "@" + strings.Repeat("b", events.MaxEmailLen-68) + `.com"}}`,
+		"{\"type\":\"leaver\",\"person\":{\"id\":\"E\u0001\"}}", "{\"type\":\"leaver\",\"person\":{\"id\":\"E\xff\"}}",
+		`{"type":"joiner","type":"leaver","person":{"id":"1"}}`, `{"Type":"leaver","person":{"id":"1"}}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -155,5 +164,77 @@ func FuzzParseGeneric(f *testing.F) {
 		if ev.OccurredAt.IsZero() {
 			t.Fatal("zero occurred_at")
 		}
+		if len(ev.Person.ID) > events.MaxIDLen || len(ev.Person.Email) > events.MaxEmailLen || !utf8.ValidString(ev.Person.ID) ||
+			strings.ContainsFunc(ev.Person.ID+ev.Person.Email+ev.Person.ManagerEmail, unicode.IsControl) {
+			t.Fatalf("accepted a person over the limits: %q %q", ev.Person.ID, ev.Person.Email)
+		}
 	})
+}
+
+// TestParseGenericStrict: what the README promises: duplicate, unknown and
+// case-variant members, invalid UTF-8 and display-name manager emails are a
+// 400 with the reason, never silently resolved.
+func TestParseGenericStrict(t *testing.T) {
+	for _, c := range []struct{ name, body, reason string }{
+		{"duplicate type", `{"type":"joiner","type":"leaver","person":{"id":"E-1"}}`, "duplicate member name at /type"},
+		{"duplicate in person", `{"type":"leaver","person":{"id":"E-1","id":"E-2"}}`, "duplicate member name at /person/id"},
+		{"unknown member", `{"type":"leaver","effective":"2026-01-01T00:00:00Z","person":{"id":"E-1"}}`, "unknown member /effective"},
+		{"case variant", `{"type":"leaver","Effective_At":"2030-01-01T00:00:00Z","person":{"id":"E-1"}}`, "unknown member /Effective_At"},
+		{"unknown person member", `{"type":"leaver","person":{"id":"E-1","mail":"x@y.z"}}`, "unknown member /person/mail"},
+		{"invalid UTF-8", "{\"type\":\"leaver\",\"person\":{\"id\":\"E-\xff\"}}", "invalid UTF-8"},
+		{"control character", `{"type":"leaver","person":{"id":"E-\u0007"}}`, "control characters"},
+		{"id over the limit", `{"type":"leaver","person":{"id":"` + strings.Repeat("1", 257) + `"}}`, "longer than 256"},
+		{"manager display name", `{"type":"mover","person":{"id":"E-1","manager_email":"Boss <boss@acme.com>"}}`, "manager_email"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := events.ParseGeneric([]byte(c.body), fallback)
+			if !errors.Is(err, events.ErrInvalid) || !strings.Contains(err.Error(), c.reason) {
+				t.Fatalf("err = %v, want ErrInvalid mentioning %q", err, c.reason)
+			}
+		})
+	}
+	if _, err := events.ParseGeneric([]byte(`{"type":"leaver","person":{"id":"`+strings.Repeat("1", 256)+`","manager_email":"boss@acme.com"}}`), fallback); err != nil {
+		t.Fatalf("largest allowed id refused: %v", err)
+	}
+}
+
+func TestLimits(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	email := func(n int) string { return strings.Repeat("a", 64) + "@" + strings.Repeat("b", n-69) + ".com" }
+	if err := events.CheckEmail("e", email(254)); err != nil {
+		t.Fatalf("254: %v", err)
+	}
+	if err := events.CheckEmail("e", email(255)); err == nil {
+		t.Fatal("255-character email accepted")
+	}
+	if err := events.CheckEmail("e", "Jane <jane@acme.com>"); err == nil {
+		t.Fatal("display name accepted")
+	}
+	long := strings.Repeat("x", 3000)
+	if got := events.SafeID(long); len(got) > events.MaxIDLen || got != events.SafeID(long) || !strings.HasPrefix(got, "sha256:") {
+		t.Fatalf("SafeID(3 KB) = %q", got)
+	}
+	if got := events.SafeID("evt-1"); got != "evt-1" {
+		t.Fatalf("SafeID changed a short id: %q", got)
+	}
+	if m := (events.Event{Source: "okta", ID: long}).MsgID(); len(m) > 300 {
+		t.Fatalf("MsgID unbounded: %d bytes", len(m))
+	}
+	ev := events.Event{ID: "x", OccurredAt: now.Add(5 * time.Minute), Person: events.Person{ID: "E-1"}}
+	if err := ev.Check(now, 5*time.Minute); err != nil {
+		t.Fatalf("at the tolerance: %v", err)
+	}
+	ev.OccurredAt = now.Add(5*time.Minute + time.Second)
+	if err := ev.Check(now, 5*time.Minute); !errors.Is(err, events.ErrInvalid) {
+		t.Fatalf("past the tolerance: %v", err)
+	}
+	ev.OccurredAt = now
+	eff := now.Add(400 * 24 * time.Hour)
+	ev.EffectiveAt = &eff
+	if err := ev.Check(now, 0); !errors.Is(err, events.ErrInvalid) {
+		t.Fatalf("effective_at 400 days ahead: %v", err)
+	}
+	if k := (events.Person{Email: "jane@acme.com"}).LogKey(); strings.Contains(k, "jane") {
+		t.Fatalf("LogKey leaks the email: %s", k)
+	}
 }

@@ -62,6 +62,7 @@ type Leaver struct {
 // Brakes on event-driven removals.
 type Brakes struct {
 	MaxEventRemovalsPerMinute int `yaml:"max_event_removals_per_minute"`
+	Approvals                 int `yaml:"approvals"`
 }
 
 // Reconcile options.

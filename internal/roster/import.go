@@ -27,6 +27,12 @@ type ImportOptions struct {
 	Seq uint64
 	// DryRun computes the counts without writing.
 	DryRun bool
+	// MaxClockSkew is how far ahead of Now AsOf may be (default
+	// events.DefaultMaxClockSkew): a roster dated in the future would outrank
+	// every later event for its people.
+	MaxClockSkew time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
 }
 
 // Result counts what an import did.
@@ -44,7 +50,17 @@ type Result struct {
 // Sentry: convergence of the changes is reconcile's job.
 func Import(ctx context.Context, dir state.Directory, rows []Row, opts ImportOptions) (Result, error) {
 	if opts.AsOf.IsZero() {
-		return Result{}, fmt.Errorf("roster import: as-of time is required")
+		return Result{}, fmt.Errorf("roster import: %w: as-of time is required", ErrInvalid)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MaxClockSkew <= 0 {
+		opts.MaxClockSkew = events.DefaultMaxClockSkew
+	}
+	if now := opts.Now(); opts.AsOf.After(now.Add(opts.MaxClockSkew)) {
+		return Result{}, fmt.Errorf("roster import: %w: as-of %s is more than %s ahead of the clock", ErrInvalid,
+			opts.AsOf.UTC().Format(time.RFC3339), opts.MaxClockSkew)
 	}
 	if opts.Seq == 0 {
 		opts.Seq = uint64(time.Now().UnixNano())

@@ -109,6 +109,16 @@ func (c *collector) check(line int, p *events.Person) {
 	if p.ID == "" && p.Email == "" {
 		c.add(line, "", "a person needs an id or an email")
 	}
+	before := len(c.errs.List)
+	defer func() {
+		// The limits every entry point applies (ids, emails, text): a row's
+		// id and email end up in KV keys.
+		if len(c.errs.List) == before {
+			if err := events.CheckPerson(*p); err != nil {
+				c.add(line, "", "%s", strings.TrimPrefix(err.Error(), events.ErrInvalid.Error()+": "))
+			}
+		}
+	}()
 	if p.Email != "" {
 		a, err := mail.ParseAddress(p.Email)
 		if err != nil || a.Address != p.Email || a.Name != "" {

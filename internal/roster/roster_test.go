@@ -218,3 +218,22 @@ func openDirectory(t *testing.T) *jsstate.Directory {
 	}
 	return recs.Directory
 }
+
+// TestRosterLimitsAndFutureAsOf: a row's id over the limit is refused, and so
+// is a roster dated ahead of the clock (it would outrank every later event).
+func TestRosterLimitsAndFutureAsOf(t *testing.T) {
+	csv := "id,email,name,status,department,title,groups,manager_email\n" + strings.Repeat("9", 257) + ",a@acme.test,A,active,,,,\n"
+	if _, err := roster.Parse("r", strings.NewReader(csv)); !errors.Is(err, roster.ErrInvalid) || !strings.Contains(err.Error(), "longer than 256") {
+		t.Fatalf("long id: %v", err)
+	}
+	ok := "id,email,name,status,department,title,groups,manager_email\n" + strings.Repeat("9", 256) + ",a@acme.test,A,active,,,,\n"
+	rows, err := roster.Parse("r", strings.NewReader(ok))
+	if err != nil {
+		t.Fatalf("largest allowed id: %v", err)
+	}
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	_, err = roster.Import(context.Background(), nil, rows, roster.ImportOptions{AsOf: now.Add(6 * time.Minute), Now: func() time.Time { return now }})
+	if !errors.Is(err, roster.ErrInvalid) {
+		t.Fatalf("future as-of: %v", err)
+	}
+}

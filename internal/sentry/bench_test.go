@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/sentry-jml/sentry-jml/internal/safety/safetytest"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
 )
@@ -30,7 +31,7 @@ func BenchmarkLeaverCalls(b *testing.B) {
 			Members:  []sentrytest.SeedMember{{Email: "jml-bot@acme.test", OrgRole: "manager"}},
 			Generate: &sentrytest.SeedGenerate{Members: 1000, Teams: 10},
 		}})
-	c, err := sentry.New(sentry.Config{BaseURL: "http://sandbox.invalid", Org: "acme", Token: "sandbox", AllowAnyToken: true,
+	c, err := sentry.New(sentry.Config{BaseURL: "http://sandbox.invalid", Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: &safetytest.Gate{},
 		HTTPClient: &http.Client{Transport: inMemory{sb}}})
 	if err != nil {
 		b.Fatal(err)

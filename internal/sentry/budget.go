@@ -346,3 +346,7 @@ func preSendFrom(ctx context.Context) func(context.Context) error {
 	f, _ := ctx.Value(preSendKey{}).(func(context.Context) error)
 	return f
 }
+
+// HasPreSend reports whether ctx carries a pre-send check (WithPreSend): the
+// safety gate refuses mutations made outside a held lease.
+func HasPreSend(ctx context.Context) bool { return preSendFrom(ctx) != nil }

@@ -59,6 +59,9 @@ type Config struct {
 	// Budget paces requests; share one between clients (and replicas, with a
 	// shared store). nil: a private LocalBudget.
 	Budget Budget
+	// Gate admits every mutating request (pause, brakes, lease). nil: the
+	// client only reads; every mutation is refused unsent.
+	Gate Gate
 }
 
 // Client is a Sentry API client for one organization. It is safe for concurrent use.
@@ -75,6 +78,7 @@ type Client struct {
 	maxRetries int
 	maxWaits   int
 	budget     Budget
+	gate       Gate
 	backoffMin time.Duration
 	backoffMax time.Duration
 
@@ -158,6 +162,7 @@ func New(cfg Config) (*Client, error) {
 		maxRetries: cfg.MaxRetries,
 		maxWaits:   cfg.MaxRateLimitWaits,
 		budget:     cfg.Budget,
+		gate:       cfg.Gate,
 		backoffMin: 200 * time.Millisecond,
 		backoffMax: 5 * time.Second,
 	}
@@ -264,6 +269,9 @@ type call struct {
 	// idempotent marks a POST/PATCH as safe to repeat after an ambiguous failure
 	// (its second application is a no-op or a recognizable "already done").
 	idempotent bool
+	// removal marks a request that removes a member or an invite (the gate's
+	// brakes count it).
+	removal bool
 }
 
 func (cl call) safe() bool {
@@ -372,15 +380,25 @@ func (c *Client) do(ctx context.Context, cl call) (*response, error) {
 				attribute.String("sentry.endpoint", cl.pattern),
 			))
 		}
-		if check := preSendFrom(ctx); check != nil && cl.method != http.MethodGet {
-			// The caller's last word before a mutation leaves: e.g. "do I still
-			// hold the person's lease?" after any rate-limit wait or retry backoff.
-			if err := check(ctx); err != nil {
+		done := func() {}
+		if cl.method != http.MethodGet {
+			// The safety gate's word before a mutation leaves, after any
+			// rate-limit wait or retry backoff: pause, brakes, and the
+			// caller's lease ("do I still hold the person?").
+			if done, err = c.admit(ctx, cl, path, attempt > 1); err != nil {
 				release()
-				return nil, fmt.Errorf("sentry: %s %s: not sent: %w", cl.method, path, err)
+				return nil, err
+			}
+			if check := preSendFrom(ctx); check != nil {
+				if err := check(ctx); err != nil {
+					done()
+					release()
+					return nil, fmt.Errorf("sentry: %s %s: not sent: %w", cl.method, path, err)
+				}
 			}
 		}
 		resp, err := c.send(ctx, cl, full, token, body)
+		done()
 		release()
 		if err != nil {
 			c.mRequests.Add(ctx, 1, metric.WithAttributes(

@@ -17,6 +17,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
+	"github.com/sentry-jml/sentry-jml/internal/safety/safetytest"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
 )
@@ -41,7 +42,7 @@ func newSandboxTarget(t *testing.T, opts sentrytest.Options) target {
 	if org == "" {
 		org = "acme"
 	}
-	return target{sb: sb, cfg: sentry.Config{BaseURL: sb.URL, Org: org, Token: opts.Token, AllowAnyToken: true}}
+	return target{sb: sb, cfg: sentry.Config{BaseURL: sb.URL, Org: org, Token: opts.Token, AllowAnyToken: true, Gate: &safetytest.Gate{}}}
 }
 
 func (tg target) client(t *testing.T, mod ...func(*sentry.Config)) *sentry.Client {
@@ -75,7 +76,7 @@ func TestClientRealSentry(t *testing.T) {
 		t.Skip("set JML_TEST_SENTRY_URL, JML_TEST_SENTRY_TOKEN and JML_TEST_SENTRY_ORG to run against a real Sentry org")
 	}
 	runClientSuite(t, func(t *testing.T) target {
-		return target{cfg: sentry.Config{BaseURL: u, Org: org, Token: tok}}
+		return target{cfg: sentry.Config{BaseURL: u, Org: org, Token: tok, Gate: &safetytest.Gate{}}}
 	})
 }
 

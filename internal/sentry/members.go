@@ -144,7 +144,7 @@ func (c *Client) listMembers(ctx context.Context, query string) iter.Seq2[Member
 func (c *Client) DeleteMember(ctx context.Context, id string) (err error) {
 	ctx, span := c.start(ctx, "DeleteMember", attribute.String("sentry.member_id", id))
 	defer func() { end(span, err) }()
-	if _, err := c.do(ctx, call{method: http.MethodDelete, pattern: patMember, args: []string{id}}); err != nil {
+	if _, err := c.do(ctx, call{method: http.MethodDelete, pattern: patMember, args: []string{id}, removal: true}); err != nil {
 		return fmt.Errorf("delete member %s: %w", id, err)
 	}
 	return nil

@@ -130,7 +130,7 @@ func (c *Client) SCIMDeactivateUser(ctx context.Context, memberID string) (err e
 		"schemas":    []string{scimSchemaPatchOp},
 		"Operations": []map[string]any{{"op": "replace", "path": "active", "value": false}},
 	}
-	if _, err := c.do(ctx, call{method: http.MethodPatch, pattern: patSCIMUser, args: []string{memberID}, body: body, scim: true, idempotent: true}); err != nil {
+	if _, err := c.do(ctx, call{method: http.MethodPatch, pattern: patSCIMUser, args: []string{memberID}, body: body, scim: true, idempotent: true, removal: true}); err != nil {
 		return fmt.Errorf("deactivate scim user %s: %w", memberID, err)
 	}
 	return nil
@@ -141,7 +141,7 @@ func (c *Client) SCIMDeactivateUser(ctx context.Context, memberID string) (err e
 func (c *Client) SCIMDeleteUser(ctx context.Context, memberID string) (err error) {
 	ctx, span := c.start(ctx, "SCIMDeleteUser", attribute.String("sentry.member_id", memberID))
 	defer func() { end(span, err) }()
-	if _, err := c.do(ctx, call{method: http.MethodDelete, pattern: patSCIMUser, args: []string{memberID}, scim: true}); err != nil {
+	if _, err := c.do(ctx, call{method: http.MethodDelete, pattern: patSCIMUser, args: []string{memberID}, scim: true, removal: true}); err != nil {
 		return fmt.Errorf("delete scim user %s: %w", memberID, err)
 	}
 	return nil

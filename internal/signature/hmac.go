@@ -2,6 +2,7 @@ package signature
 
 import (
 	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
@@ -114,7 +115,7 @@ func (v *HMAC) decode(s string) ([]byte, error) {
 // StaticToken checks a header that carries a shared secret as is (Personio's
 // TOKEN auth, Rippling's optional bearer token). Several tokens may be active.
 type StaticToken struct {
-	tokens [][]byte
+	tokens [][sha256.Size]byte // SHA-256 of each accepted header value
 }
 
 // NewStaticToken returns a checker for the given tokens. A token is the whole
@@ -130,26 +131,26 @@ func NewStaticToken(tokens []string) (*StaticToken, error) {
 		if t == "" {
 			return nil, ErrEmptySecret
 		}
-		st.tokens = append(st.tokens, []byte(t))
+		st.tokens = append(st.tokens, sha256.Sum256([]byte(t)))
 		if !strings.HasPrefix(t, "Bearer ") && !strings.HasPrefix(t, "Basic ") {
-			st.tokens = append(st.tokens, []byte("Bearer "+t))
+			st.tokens = append(st.tokens, sha256.Sum256([]byte("Bearer "+t)))
 		}
 	}
 	return st, nil
 }
 
-// Verify compares the header value with every active token in constant time
-// (the comparison of each candidate does not stop early; lengths may leak, as
-// with any secret of a public format).
+// Verify compares the header value with every active token in constant time:
+// the SHA-256 digests are compared, so neither the position of the first
+// difference nor the token's length shows in the timing.
 func (st *StaticToken) Verify(header string) error {
 	header = strings.TrimSpace(header)
 	if header == "" {
 		return ErrMissingToken
 	}
-	got := []byte(header)
+	got := sha256.Sum256([]byte(header))
 	ok := 0
 	for _, t := range st.tokens {
-		ok |= subtle.ConstantTimeCompare(got, t)
+		ok |= subtle.ConstantTimeCompare(got[:], t[:])
 	}
 	if ok != 1 {
 		return ErrTokenMismatch
@@ -157,6 +158,9 @@ func (st *StaticToken) Verify(header string) error {
 	return nil
 }
 
-// Equal compares two secrets in constant time (for their common length; unequal
-// lengths are unequal).
-func Equal(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+// Equal compares two secrets in constant time by their SHA-256 digests, so the
+// timing reveals neither where they differ nor their lengths.
+func Equal(a, b string) bool {
+	da, db := sha256.Sum256([]byte(a)), sha256.Sum256([]byte(b))
+	return subtle.ConstantTimeCompare(da[:], db[:]) == 1
+}

@@ -30,6 +30,7 @@ import (
 const (
 	sentryToken   = "sntryu_" + "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00"
 	genericSecret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
+	adminToken    = "chaos-admin-token-c0ffee00c0ffee00"
 )
 
 // rigOptions shape one run.
@@ -164,7 +165,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	for i := range o.Workers {
 		admin := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 		w := newProc(t, dir, fmt.Sprintf("worker%d", i), filepath.Join(bin, "worker"), nil, append(common,
-			"JML_ADMIN_ADDR="+admin, fmt.Sprintf("JML_REDIS_URL=redis://127.0.0.1:%d", r.redisPort), "JML_REDIS_PREFIX=chaos:",
+			"JML_ADMIN_ADDR="+admin, "JML_ADMIN_TOKEN="+adminToken, fmt.Sprintf("JML_REDIS_URL=redis://127.0.0.1:%d", r.redisPort), "JML_REDIS_PREFIX=chaos:",
 			"JML_SENTRY_URL="+r.sbURL, "JML_SENTRY_ORG=acme", "JML_SENTRY_TOKEN="+sentryToken, "JML_POLICY_FILE="+policyFile))
 		w.restartOnCrash = true
 		r.workers = append(r.workers, w)
@@ -187,6 +188,26 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		}
 	}
 	return r
+}
+
+// adminDo calls worker i's admin API (with the operator token) and decodes
+// the JSON answer into out.
+func (r *rig) adminDo(i int, method, path string, out any) error {
+	req, err := http.NewRequest(method, "http://"+r.admin[i]+path, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, b)
+	}
+	return json.Unmarshal(b, out)
 }
 
 // waitJetStreamCluster waits until the cluster has a meta leader.

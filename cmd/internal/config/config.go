@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -38,6 +39,8 @@ type Common struct {
 	DataDir         string        `envconfig:"DATA_DIR" default:"./.jml-data"`
 	LogLevel        string        `envconfig:"LOG_LEVEL" default:"info"`
 	MaxBodyBytes    int64         `envconfig:"MAX_BODY_BYTES" default:"1048576"`
+	MaxClockSkew    time.Duration `envconfig:"MAX_CLOCK_SKEW" default:"5m"`
+	PublicURL       string        `envconfig:"PUBLIC_URL"`
 	StreamReplicas  int           `envconfig:"STREAM_REPLICAS" default:"1"`
 	EventsMaxAge    time.Duration `envconfig:"EVENTS_MAX_AGE" default:"2160h"`
 	PolicyFile      string        `envconfig:"POLICY_FILE"`
@@ -82,6 +85,15 @@ func Load() (Common, error) {
 	}
 	if c.MaxBodyBytes <= 0 {
 		return Common{}, errors.New("config: JML_MAX_BODY_BYTES must be positive")
+	}
+	if c.MaxClockSkew <= 0 || c.MaxClockSkew > time.Hour {
+		return Common{}, errors.New("config: JML_MAX_CLOCK_SKEW must be positive and at most 1h")
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return Common{}, errors.New("config: JML_PUBLIC_URL must be an http(s) URL, e.g. https://jml.example.com")
+		}
+		c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	}
 	return c, nil
 }

@@ -60,12 +60,6 @@ func Run(ctx context.Context, stderr io.Writer) error {
 		return fmt.Errorf("JML_REDIS_URL: %w", err)
 	}
 	defer coord.Close()
-	// The Sentry rate budget and concurrency cap are shared by every replica.
-	client, err := sentry.New(sentry.Config{BaseURL: cfg.SentryBaseURL(), Org: cfg.SentryOrg, Token: cfg.SentryToken, SCIMToken: cfg.SentrySCIMToken,
-		Logger: log, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Budget: coord.Budget(redisstate.BudgetOptions{})})
-	if err != nil {
-		return fmt.Errorf("JML_SENTRY_TOKEN: %w", err)
-	}
 	srcEnv, err := config.Sources()
 	if err != nil {
 		return err
@@ -108,8 +102,24 @@ func Run(ctx context.Context, stderr io.Writer) error {
 		}
 	}()
 	host, _ := os.Hostname()
-	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: nc, Coord: coord, Sentry: client, Telemetry: tel, Logger: log,
-		Owner: fmt.Sprintf("%s:%d", host, os.Getpid()), Policy: func() policy.Policy { return *current.Load() },
+	owner := fmt.Sprintf("%s:%d", host, os.Getpid())
+	polNow := func() policy.Policy { return *current.Load() }
+	// Every Sentry mutation passes the safety gate (pause, brakes, lease).
+	gate, err := app.NewSafety(ctx, app.SafetyOptions{NC: nc, Streams: cfg.Streams(), Policy: polNow, Owner: owner, Role: "worker",
+		Alerts: alerts, Logger: log, Meter: tel.MeterProvider})
+	if err != nil {
+		return err
+	}
+	// The Sentry rate budget and concurrency cap are shared by every replica;
+	// while Redis is down each live replica paces at its 1/N share.
+	client, err := sentry.New(sentry.Config{BaseURL: cfg.SentryBaseURL(), Org: cfg.SentryOrg, Token: cfg.SentryToken, SCIMToken: cfg.SentrySCIMToken,
+		Logger: log, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Gate: gate,
+		Budget: coord.Budget(redisstate.BudgetOptions{Logger: log, LiveReplicas: gate.LiveReplicas})})
+	if err != nil {
+		return fmt.Errorf("JML_SENTRY_TOKEN: %w", err)
+	}
+	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: nc, Coord: coord, Sentry: client, Telemetry: tel, Logger: log, MaxClockSkew: cfg.MaxClockSkew,
+		Owner: owner, Policy: polNow, Gate: gate,
 		Streams: cfg.Streams(), Ready: ready, Target: "sentry", SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts, OktaCatchUp: okta,
 		Sources: config.SourceNames()})
 	if err != nil {

@@ -19,6 +19,12 @@ import (
 // treats "already done" as success. It returns the steps with their results.
 func (c *Converger) apply(ctx context.Context, rec state.PersonRecord, member *sentry.Member, steps []Step, check LeaseCheck) ([]Step, error) {
 	done := make([]Step, 0, len(steps))
+	if check != nil {
+		// Every request leaves under the lease: the client re-checks it right
+		// before each mutation is sent (after rate-limit waits and retries),
+		// and the safety gate refuses mutations made without one.
+		ctx = sentry.WithPreSend(ctx, func(ctx context.Context) error { return check(ctx) })
+	}
 	for _, s := range steps {
 		if check != nil {
 			if err := check(ctx); err != nil {
@@ -30,16 +36,18 @@ func (c *Converger) apply(ctx context.Context, rec state.PersonRecord, member *s
 				return done, err
 			}
 		}
-		sctx := ctx
-		if check != nil {
-			// Re-check the lease right before each request leaves the client too:
-			// rate-limit waits and retries happen after the check above.
-			sctx = sentry.WithPreSend(ctx, func(ctx context.Context) error { return check(ctx) })
-		}
-		sctx, span := c.tracer.Start(sctx, "converge."+s.Action, trace.WithAttributes(
+		sctx, span := c.tracer.Start(ctx, "converge."+s.Action, trace.WithAttributes(
 			attribute.String("sentry.member_id", s.MemberID), attribute.String("jml.team", s.Team), attribute.String("jml.role", s.Role)))
 		result, err := c.applyStep(sctx, s)
 		s.At = c.o.Now().UTC().Format(time.RFC3339Nano)
+		if r, ok := sentry.RefusalOf(err); ok && r.Kind != sentry.RefusedLease && r.Kind != sentry.RefusedNoGate {
+			// Held by the safety gate (pause, brakes): not sent, not a failure.
+			s.Result = "held: " + r.Reason
+			span.SetAttributes(attribute.String("jml.result", "held"), attribute.String("jml.held", r.Kind))
+			span.End()
+			done = append(done, s)
+			return done, heldError(r.Kind, r.Reason, r.RetryAfter)
+		}
 		if err != nil {
 			s.Result = "error: " + err.Error()
 			span.RecordError(err)

@@ -2,11 +2,13 @@ package converge
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"iter"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -85,6 +87,9 @@ var ErrPermanent = errors.New("permanent failure")
 type RetryLater struct {
 	Delay  time.Duration
 	Reason string
+	// Held is the safety gate's refusal kind (paused, brakes, starting) when
+	// the gate holds the change; empty for other waits (invite quota).
+	Held string
 }
 
 func (r *RetryLater) Error() string { return "retry later: " + r.Reason }
@@ -128,14 +133,13 @@ type EvidenceSink interface {
 	RecordEvidence(ctx context.Context, e Evidence) error
 }
 
-// Gate decides whether mutations may run now: the operator's pause and the
-// brakes on event-driven removals, in one read (jsstate.Control batches
-// concurrent callers).
+// Gate is what convergence asks of the safety gate before it starts a plan:
+// whether a mutation (a removal when removal is set) would be held now, from
+// the replica's view, without I/O. It only saves work: the Sentry client
+// asks the gate itself before every mutating request, so nothing is sent
+// while paused or while the brakes hold removals, whatever this says.
 type Gate interface {
-	// Admit reports whether all mutations are paused (jml pause) and, unless
-	// paused, counts removals against the brakes: allowed is false once they
-	// halt.
-	Admit(ctx context.Context, removals int) (paused, allowed bool, err error)
+	Held(removal bool) (kind, reason string)
 }
 
 // Options wire a Converger.
@@ -149,7 +153,7 @@ type Options struct {
 	SelfRole     string
 	Snapshots    Snapshots    // optional
 	Evidence     EvidenceSink // optional
-	Gate         Gate         // optional
+	Gate         Gate         // optional (the pre-check; the client enforces)
 	Index        *MemberIndex // optional email → member id cache
 	Tokens       *TokenIndex  // optional user id → org tokens created
 	// Alert raises an operator alert (needs_human, disputed, brake_halted). Optional.
@@ -159,6 +163,9 @@ type Options struct {
 	Logger         *slog.Logger
 	TracerProvider trace.TracerProvider
 	Now            func() time.Time
+	// EvidenceRetry bounds how long a failing evidence write is retried
+	// before the convergence fails with an *EvidenceError (default 1m).
+	EvidenceRetry time.Duration
 }
 
 // Converger converges people.
@@ -166,6 +173,7 @@ type Converger struct {
 	o      Options
 	tracer trace.Tracer
 	teams  *teamCache
+	held   *heldMemory
 }
 
 // New validates o and returns a Converger.
@@ -186,12 +194,15 @@ func New(o Options) (*Converger, error) {
 	if o.Target == "" {
 		o.Target = "sentry"
 	}
+	if o.EvidenceRetry <= 0 {
+		o.EvidenceRetry = time.Minute
+	}
 	tp := o.TracerProvider
 	if tp == nil {
 		tp = otel.GetTracerProvider()
 	}
 	return &Converger{o: o, tracer: tp.Tracer("github.com/sentry-jml/sentry-jml/internal/handlers/converge"),
-		teams: newTeamCache(o.Sentry, 5*time.Minute, o.Now)}, nil
+		teams: newTeamCache(o.Sentry, 5*time.Minute, o.Now), held: newHeldMemory()}, nil
 }
 
 // LeaseCheck reports whether the caller still holds the person's lease; it is
@@ -215,7 +226,7 @@ func (c *Converger) run(ctx context.Context, rec state.PersonRecord, check Lease
 		ctx = sentry.WithPriority(ctx, sentry.PriorityLeaver)
 	}
 	ctx, span := c.tracer.Start(ctx, "converge", trace.WithAttributes(
-		attribute.String("jml.person", rec.Key), attribute.String("jml.desired.status", string(rec.Person.Status)),
+		attribute.String("jml.person", events.KeyForLog(rec.Key)), attribute.String("jml.desired.status", string(rec.Person.Status)),
 		attribute.Bool("jml.dry_run", dry)))
 	defer func() {
 		span.SetAttributes(attribute.String("jml.outcome", string(res.Outcome)), attribute.Int("jml.steps", len(res.Steps)))
@@ -234,31 +245,32 @@ func (c *Converger) run(ctx context.Context, rec state.PersonRecord, check Lease
 	}
 	if len(pl.Steps) == 0 {
 		if res.Outcome == OutcomeNeedsHuman || res.Outcome == OutcomeDisputed {
-			c.evidence(ctx, rec, res, string(res.Outcome))
+			if err := c.evidence(ctx, rec, res, string(res.Outcome)); err != nil {
+				return res, err
+			}
 			c.alert(ctx, string(res.Outcome), rec.Person.Email, res.Reason)
 		}
 		return res, nil
 	}
-	if err := c.gate(ctx, pl.Steps); err != nil {
-		var rl *RetryLater
-		if errors.As(err, &rl) {
-			res.Outcome, res.Reason = OutcomeHalted, rl.Reason
-			c.evidence(ctx, rec, res, "halted")
-			if strings.Contains(rl.Reason, "brakes") {
-				c.alert(ctx, "brake_halted", "", rl.Reason)
-			}
-		}
-		return res, err
+	if err := c.precheck(pl.Steps); err != nil {
+		return c.halt(ctx, rec, res, err)
 	}
 	res.Steps, err = c.apply(ctx, rec, member, pl.Steps, check)
 	if errors.Is(err, errNeedsHuman) {
 		res.Outcome, res.Reason = OutcomeNeedsHuman, err.Error()
-		c.evidence(ctx, rec, res, "needs_human")
+		if err := c.evidence(ctx, rec, res, "needs_human"); err != nil {
+			return res, err
+		}
 		c.alert(ctx, "needs_human", rec.Person.Email, res.Reason)
 		return res, nil
 	}
+	if isHeld(err) {
+		return c.halt(ctx, rec, res, err)
+	}
 	if err != nil {
-		c.evidence(ctx, rec, Result{Outcome: "error", Reason: err.Error(), Steps: res.Steps, Notes: res.Notes}, "convergence")
+		if eerr := c.evidence(ctx, rec, Result{Outcome: "error", Reason: err.Error(), Steps: res.Steps, Notes: res.Notes}, "convergence"); eerr != nil {
+			return res, eerr
+		}
 		return res, err
 	}
 	for _, s := range res.Steps {
@@ -266,7 +278,9 @@ func (c *Converger) run(ctx context.Context, rec state.PersonRecord, check Lease
 			res.Removed = true
 		}
 	}
-	c.evidence(ctx, rec, res, "convergence")
+	if err := c.evidence(ctx, rec, res, "convergence"); err != nil {
+		return res, err
+	}
 	if pl.rehired {
 		// The snapshot's access is re-granted; now converge the new invite to the
 		// current policy, in the same run, so the end state never depends on
@@ -434,40 +448,132 @@ func accessOf(m *sentry.Member) *Access {
 	return a
 }
 
-// gate applies the operator pause to every mutation and the brakes to removals.
-func (c *Converger) gate(ctx context.Context, steps []Step) error {
+// precheck asks the gate's view whether the plan would be held (pause, or
+// brakes for a plan with a removal), before anything is written or sent.
+func (c *Converger) precheck(steps []Step) error {
 	if c.o.Gate == nil {
 		return nil
 	}
-	removals := 0
+	removal := false
 	for _, s := range steps {
-		if s.Removal() {
-			removals++
-		}
+		removal = removal || s.Removal()
 	}
-	paused, allowed, err := c.o.Gate.Admit(ctx, removals)
-	switch {
-	case err != nil:
-		return fmt.Errorf("read pause state and brakes: %w", err)
-	case paused:
-		return &RetryLater{Delay: 5 * time.Second, Reason: "mutations are paused (jml resume)"}
-	case !allowed:
-		return &RetryLater{Delay: 10 * time.Second, Reason: "brakes halted event-driven removals (jml approve brakes)"}
+	if kind, reason := c.o.Gate.Held(removal); kind != "" {
+		return heldError(kind, reason, 0)
 	}
 	return nil
 }
 
-func (c *Converger) evidence(ctx context.Context, rec state.PersonRecord, res Result, kind string) {
+// heldError is the RetryLater for a mutation the safety gate holds.
+func heldError(kind, reason string, after time.Duration) *RetryLater {
+	if after <= 0 {
+		after = 5 * time.Second
+		if kind == sentry.RefusedBrakes {
+			after = 10 * time.Second
+		}
+	}
+	return &RetryLater{Delay: after, Reason: reason, Held: kind}
+}
+
+// isHeld reports a wait imposed by the safety gate (pause, brakes).
+func isHeld(err error) bool {
+	var rl *RetryLater
+	return errors.As(err, &rl) && rl.Held != ""
+}
+
+// halt records a plan held by the gate: outcome halted, and an evidence
+// record the first time this person is held for this reason (redeliveries
+// every few seconds while paused would otherwise write one each).
+func (c *Converger) halt(ctx context.Context, rec state.PersonRecord, res Result, err error) (Result, error) {
+	var rl *RetryLater
+	errors.As(err, &rl)
+	res.Outcome, res.Reason = OutcomeHalted, rl.Reason
+	if c.held.first(rec.Key, rl.Held, c.o.Now()) {
+		if eerr := c.evidence(ctx, rec, res, "halted"); eerr != nil {
+			return res, eerr
+		}
+	}
+	return res, err
+}
+
+// heldMemory remembers which people were recently recorded as held, and why.
+type heldMemory struct {
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+func newHeldMemory() *heldMemory { return &heldMemory{seen: map[string]time.Time{}} }
+
+// heldRecordEvery is how often a person still held for the same reason gets
+// another halted evidence record.
+const heldRecordEvery = 10 * time.Minute
+
+func (h *heldMemory) first(person, kind string, now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	k := kind + "|" + person
+	if t, ok := h.seen[k]; ok && now.Sub(t) < heldRecordEvery {
+		return false
+	}
+	if len(h.seen) > 10000 {
+		for k, t := range h.seen {
+			if now.Sub(t) >= heldRecordEvery {
+				delete(h.seen, k)
+			}
+		}
+	}
+	h.seen[k] = now
+	return true
+}
+
+// ErrEvidence marks a convergence whose evidence record could not be written
+// (an *EvidenceError): the worker dead-letters the event at once, with the
+// record, instead of acknowledging it.
+var ErrEvidence = errors.New("evidence record not written")
+
+// EvidenceError carries the record that could not be written.
+type EvidenceError struct {
+	Record Evidence
+	Err    error
+}
+
+func (e *EvidenceError) Error() string {
+	b, _ := json.Marshal(e.Record)
+	return "evidence record not written: " + e.Err.Error() + "; record: " + string(b)
+}
+
+// Unwrap returns ErrEvidence and the cause.
+func (e *EvidenceError) Unwrap() []error { return []error{ErrEvidence, e.Err} }
+
+// evidence records what a convergence did. A failed write is retried (up to
+// EvidenceRetry); then it is an *EvidenceError and the caller must not
+// report success: an audit record is never dropped silently.
+func (c *Converger) evidence(ctx context.Context, rec state.PersonRecord, res Result, kind string) error {
 	if c.o.Evidence == nil {
-		return
+		return nil
 	}
 	e := Evidence{PersonKey: rec.Key, Email: rec.Person.Email, EventID: rec.LastEventID, Kind: kind, Target: c.o.Target,
 		Outcome: res.Outcome, Reason: res.Reason, Steps: res.Steps, Notes: res.Notes, At: c.o.Now().UTC()}
 	if e.Steps == nil {
 		e.Steps = []Step{}
 	}
-	if err := c.o.Evidence.RecordEvidence(ctx, e); err != nil {
-		c.o.Logger.ErrorContext(ctx, "evidence record failed", "person", rec.Key, "err", err)
+	// A cancelled caller still gets its record written: what was done, was done.
+	wctx := context.WithoutCancel(ctx)
+	deadline := time.Now().Add(c.o.EvidenceRetry)
+	delay := 50 * time.Millisecond
+	for {
+		err := c.o.Evidence.RecordEvidence(wctx, e)
+		if err == nil {
+			return nil
+		}
+		if !time.Now().Add(delay).Before(deadline) {
+			ee := &EvidenceError{Record: e, Err: err}
+			c.o.Logger.ErrorContext(ctx, "evidence record not written after retries", "person", rec.Key, "err", err, "record", ee.Error())
+			return ee
+		}
+		c.o.Logger.WarnContext(ctx, "evidence record failed; retrying", "person", rec.Key, "err", err, "retry_in", delay.String())
+		time.Sleep(delay)
+		delay = min(2*delay, 2*time.Second)
 	}
 }
 

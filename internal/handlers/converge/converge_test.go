@@ -8,6 +8,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
+	"github.com/sentry-jml/sentry-jml/internal/safety/safetytest"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
 	"github.com/sentry-jml/sentry-jml/internal/state"
@@ -23,7 +24,7 @@ func setup(t *testing.T, seed *sentrytest.Seed, protected ...string) (*sentrytes
 func setupPolicy(t *testing.T, seed *sentrytest.Seed, pol policy.Policy, snaps converge.Snapshots) (*sentrytest.Server, *converge.Converger) {
 	t.Helper()
 	sb := sentrytest.NewServer(t, sentrytest.Options{Seed: seed, RateLimit: -1})
-	c, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, MaxRetries: 1})
+	c, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: &safetytest.Gate{}, MaxRetries: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +200,7 @@ func activeTokens(sb *sentrytest.Server) int {
 // gets needs_human for the same person, see TestRemoval).
 func TestOwnerServiceUserRemovesOwners(t *testing.T) {
 	sb := sentrytest.NewServer(t, sentrytest.Options{ServiceUser: "olivia.owner@acme.test", RateLimit: -1})
-	c, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, MaxRetries: 1})
+	c, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: &safetytest.Gate{}, MaxRetries: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

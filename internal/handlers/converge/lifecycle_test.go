@@ -12,6 +12,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
+	"github.com/sentry-jml/sentry-jml/internal/safety/safetytest"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
 	"github.com/sentry-jml/sentry-jml/internal/state"
@@ -313,7 +314,7 @@ func hasKey(m map[string]string, k string) bool { _, ok := m[k]; return ok }
 func TestFailedTokenRevocationIsRetried(t *testing.T) {
 	snaps := &memSnapshots{}
 	sb := sentrytest.NewServer(t, sentrytest.Options{RateLimit: -1})
-	c, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, MaxRetries: 1})
+	c, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: &safetytest.Gate{}, MaxRetries: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
+	"github.com/sentry-jml/sentry-jml/internal/safety/safetytest"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
 	"github.com/sentry-jml/sentry-jml/internal/state"
@@ -41,7 +42,7 @@ func (b *recordingBudget) take() []sentry.Priority {
 func TestLeaverCallsHaveLeaverPriority(t *testing.T) {
 	sb := sentrytest.NewServer(t, sentrytest.Options{RateLimit: -1})
 	bg := &recordingBudget{LocalBudget: sentry.NewLocalBudget(sentry.LocalBudgetOptions{})}
-	c, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, MaxRetries: 1, Budget: bg})
+	c, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: &safetytest.Gate{}, MaxRetries: 1, Budget: bg})
 	if err != nil {
 		t.Fatal(err)
 	}

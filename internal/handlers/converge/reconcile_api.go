@@ -66,19 +66,25 @@ func (c *Converger) PlanMember(rec state.PersonRecord, member *sentry.Member, te
 // ApplyPlanned applies steps planned by PlanMember (or re-created with
 // WithTeamRoles from a stored plan) for rec, with member as read when
 // planning: the lease check before each mutation, the access snapshot before a
-// removal, the leaver's org tokens after it, and an evidence record. It skips
-// the pause and the event brakes: reconcile has its own.
+// removal, the leaver's org tokens after it, and an evidence record. Like
+// every mutation, each step passes the safety gate: while paused, or for a
+// removal while the brakes are halted, the step is marked "held: …" and the
+// error is a *RetryLater whose Held names the reason.
 func (c *Converger) ApplyPlanned(ctx context.Context, rec state.PersonRecord, member *sentry.Member, steps []Step, check LeaseCheck) (Result, error) {
 	res := Result{Outcome: OutcomeApplied}
 	done, err := c.apply(ctx, rec, member, steps, check)
 	res.Steps = done
 	if errors.Is(err, errNeedsHuman) {
 		res.Outcome, res.Reason = OutcomeNeedsHuman, err.Error()
-		c.evidence(ctx, rec, res, "needs_human")
-		return res, nil
+		return res, c.evidence(ctx, rec, res, "needs_human")
+	}
+	if isHeld(err) {
+		return c.halt(ctx, rec, res, err)
 	}
 	if err != nil {
-		c.evidence(ctx, rec, Result{Outcome: "error", Reason: err.Error(), Steps: done}, "convergence")
+		if eerr := c.evidence(ctx, rec, Result{Outcome: "error", Reason: err.Error(), Steps: done}, "convergence"); eerr != nil {
+			return res, eerr
+		}
 		return res, err
 	}
 	for _, s := range done {
@@ -86,8 +92,7 @@ func (c *Converger) ApplyPlanned(ctx context.Context, rec state.PersonRecord, me
 			res.Removed = true
 		}
 	}
-	c.evidence(ctx, rec, res, "convergence")
-	return res, nil
+	return res, c.evidence(ctx, rec, res, "convergence")
 }
 
 // TeamRoles returns the team set a step sends with it (an invite's teams, an

@@ -41,7 +41,10 @@ type Options struct {
 	// Extra mounts other handlers on the receiver's listener, e.g. the inbound
 	// SCIM service provider at "/scim/v2/" (pattern → handler; traced).
 	Extra map[string]http.Handler
-	Now   func() time.Time
+	// MaxClockSkew is how far ahead of Now an event time may be (default
+	// events.DefaultMaxClockSkew); later ones are refused with 400.
+	MaxClockSkew time.Duration
+	Now          func() time.Time
 }
 
 // Receiver serves the webhook routes.
@@ -65,6 +68,9 @@ func New(o Options) (*Receiver, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.MaxClockSkew <= 0 {
+		o.MaxClockSkew = events.DefaultMaxClockSkew
 	}
 	r := &Receiver{o: o, mux: http.NewServeMux()}
 	var err error
@@ -137,6 +143,21 @@ func (r *Receiver) hook(s sources.Source) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		ctx := req.Context()
 		now := r.o.Now()
+		if g, ok := s.(sources.Gate); ok && !g.Open(ctx) {
+			// Not enabled yet (Gusto before it is armed or configured): the
+			// same answer as a route that does not exist.
+			http.NotFound(w, req)
+			return
+		}
+		if a, ok := s.(sources.Authenticator); ok {
+			// A static token is checked before the body is read.
+			if err := a.Authenticate(req); err != nil {
+				r.count(ctx, name, "", "unauthorized")
+				r.o.Logger.WarnContext(ctx, "webhook refused", "source", name, "reason", err.Error(), "remote", req.RemoteAddr)
+				writeError(w, http.StatusUnauthorized, "unauthorized")
+				return
+			}
+		}
 		body, err := io.ReadAll(http.MaxBytesReader(w, req.Body, r.o.MaxBody))
 		if err != nil {
 			var mbe *http.MaxBytesError
@@ -182,7 +203,29 @@ func (r *Receiver) hook(s sources.Source) http.Handler {
 			writeError(w, http.StatusInternalServerError, "internal error")
 			return
 		}
-		res := accepted{Ignored: parsed.Ignored}
+		// Every event, from every source, passes the same limits and time
+		// checks before anything derived from it reaches NATS.
+		partial := false
+		if pd, ok := s.(sources.PartialDelivery); ok {
+			partial = pd.PartialDelivery()
+		}
+		kept, dropped := parsed.Events[:0:0], 0
+		for _, ev := range parsed.Events {
+			ev.ID = events.SafeID(ev.ID)
+			if err := ev.Check(now, r.o.MaxClockSkew); err != nil {
+				r.count(ctx, name, string(ev.Type), "invalid")
+				r.o.Logger.InfoContext(ctx, "webhook rejected", "source", name, "reason", err.Error())
+				if !partial {
+					writeError(w, http.StatusBadRequest, err.Error())
+					return
+				}
+				dropped++
+				continue
+			}
+			kept = append(kept, ev)
+		}
+		parsed.Events = kept
+		res := accepted{Ignored: parsed.Ignored + dropped}
 		if parsed.Ignored > 0 {
 			r.received.Add(ctx, int64(parsed.Ignored), metric.WithAttributes(attribute.String("source", name), attribute.String("type", ""), attribute.String("outcome", "ignored")))
 		}
@@ -206,7 +249,7 @@ func (r *Receiver) hook(s sources.Source) http.Handler {
 				r.count(ctx, name, string(ev.Type), "accepted")
 			}
 			r.o.Logger.InfoContext(ctx, "event accepted", "source", name, "event_id", ev.ID, "type", ev.Type,
-				"person", ev.Person.Key(), "seq", pr.Sequence, "duplicate", pr.Duplicate)
+				"person", ev.Person.LogKey(), "seq", pr.Sequence, "duplicate", pr.Duplicate)
 		}
 		status := http.StatusAccepted
 		if sc, ok := s.(SuccessStatuser); ok {

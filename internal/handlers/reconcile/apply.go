@@ -13,6 +13,7 @@ import (
 
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
+	"github.com/sentry-jml/sentry-jml/internal/safety"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/state"
 )
@@ -20,6 +21,7 @@ import (
 type applyResult struct {
 	mu      sync.Mutex
 	applied int
+	held    int // held by the safety gate (pause, brakes)
 	skipped int
 	failed  int
 	errors  []string
@@ -37,6 +39,8 @@ func (a *applyResult) record(steps []converge.Step, planned int, ctxErr string) 
 			}
 		case strings.HasPrefix(s.Result, "skipped"):
 			a.skipped++
+		case strings.HasPrefix(s.Result, "held"):
+			a.held++
 		default:
 			a.applied++
 		}
@@ -104,6 +108,15 @@ func (r *Reconciler) apply(ctx context.Context, pl *Plan, pol policy.Policy, pro
 		prog.add(phaseApply, 1)
 	}
 	return res
+}
+
+// errResult is a step's result for err: "held: …" when the safety gate held
+// the change (pause, brakes), "error: …" otherwise.
+func errResult(err error) string {
+	if rf, ok := sentry.RefusalOf(err); ok && rf.Kind != sentry.RefusedLease && rf.Kind != sentry.RefusedNoGate {
+		return "held: " + rf.Reason
+	}
+	return "error: " + err.Error()
 }
 
 func resultKind(s string) string {
@@ -196,7 +209,18 @@ func (r *Reconciler) applyItem(ctx context.Context, it *Item, teams func(string)
 	}
 	out, err := r.o.Converger.ApplyPlanned(ctx, rec, member, steps, check)
 	msg := ""
-	if err != nil {
+	var later *converge.RetryLater
+	switch {
+	case errors.As(err, &later) && later.Held != "":
+		// Held by the safety gate: the held step is in out.Steps; the steps
+		// after it were not attempted and wait for the next run.
+		if n := len(out.Steps); n < len(steps) {
+			res.mu.Lock()
+			res.held += len(steps) - n
+			res.mu.Unlock()
+			steps = steps[:n]
+		}
+	case err != nil:
 		msg = it.Email + ": " + err.Error()
 	}
 	for _, s := range out.Steps {
@@ -282,7 +306,10 @@ var ErrNotApproved = errors.New("reconcile: run is not approved")
 // ApplyApproved applies an approved run's stored plan, once.
 func (r *Reconciler) ApplyApproved(ctx context.Context, id string) (Summary, error) {
 	ctx = sentry.WithPriority(ctx, sentry.PriorityReconcile)
-	release, err := r.lockRun(ctx, "reconcile:apply:"+id)
+	// The operator approved this plan's removals by number: they are not
+	// counted in the brakes' window, but halted brakes and a pause still hold them.
+	ctx = safety.WithApproved(ctx, id)
+	ctx, release, err := r.lockRun(ctx, "reconcile:apply:"+id)
 	if err != nil {
 		return Summary{RunID: id}, err
 	}
@@ -303,22 +330,22 @@ func (r *Reconciler) ApplyApproved(ctx context.Context, id string) (Summary, err
 	defer prog.finish()
 	res := r.apply(ctx, pl, r.o.Policy(), prog, true)
 	sum := Summary{RunID: id, Status: state.RunApplied, Trigger: "approval", Counts: pl.Counts, Classes: pl.Classes,
-		Members: pl.Members, People: pl.People, Applied: res.applied, Skipped: res.skipped, Failed: res.failed, Errors: res.errors,
+		Members: pl.Members, People: pl.People, Applied: res.applied, Held: res.held, Skipped: res.skipped, Failed: res.failed, Errors: res.errors,
 		StartedAt: start.UTC()}
 	run.Status, run.FinishedAt = state.RunApplied, r.o.Now().UTC()
 	if run.Counts == nil {
 		run.Counts = map[string]int{}
 	}
-	run.Counts["applied"], run.Counts["skipped"], run.Counts["failed"] = res.applied, res.skipped, res.failed
+	run.Counts["applied"], run.Counts["held"], run.Counts["skipped"], run.Counts["failed"] = res.applied, res.held, res.skipped, res.failed
 	if err := r.o.Runs.Put(ctx, run); err != nil {
 		return sum, fmt.Errorf("store run %s: %w", id, err)
 	}
 	if r.o.Evidence != nil {
 		plan, _ := encodeJSON(map[string]any{"run_id": id, "approved_by": run.ApprovedBy, "approved_at": run.ApprovedAt,
-			"applied": res.applied, "skipped": res.skipped, "failed": res.failed})
-		if _, err := r.o.Evidence.Append(ctx, state.Evidence{Kind: state.EvidenceApproval, Target: r.o.Target, Plan: plan,
+			"applied": res.applied, "held": res.held, "skipped": res.skipped, "failed": res.failed})
+		if err := r.recordEvidence(ctx, state.Evidence{Kind: state.EvidenceApproval, Target: r.o.Target, Plan: plan,
 			Outcome: state.RunApplied}); err != nil {
-			r.o.Logger.ErrorContext(ctx, "evidence record failed", "run_id", id, "err", err)
+			return sum, err
 		}
 	}
 	r.m.runs.Add(ctx, 1, metric.WithAttributes(statusAttr("approved_applied")))

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"iter"
 	"log/slog"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel"
@@ -43,8 +44,10 @@ type Directory interface {
 // Options wire a Reconciler.
 type Options struct {
 	Sentry Sentry
-	// Converger plans and applies per person (its pause gate and event brakes
-	// are not used: reconcile has its own brakes).
+	// Converger plans and applies per person. Every change passes the safety
+	// gate like an event's: nothing is sent while paused, and removals are
+	// counted in the brakes' window and held while they are halted (reconcile's
+	// own brakes, max_removals and max_removal_ratio, halt a run as a whole).
 	Converger *converge.Converger
 	Directory Directory
 	Runs      state.Runs
@@ -174,6 +177,7 @@ type Summary struct {
 	Halted    string         `json:"halted,omitempty"` // why the brakes halted the run
 	ExpiresAt *time.Time     `json:"expires_at,omitempty"`
 	Applied   int            `json:"applied"` // steps done (or already done)
+	Held      int            `json:"held"`    // steps the safety gate held (pause, brakes): the next run retries them
 	Skipped   int            `json:"skipped"` // stored steps no longer needed at approval
 	Failed    int            `json:"failed"`  // steps that failed
 	Errors    []string       `json:"errors,omitempty"`
@@ -197,20 +201,23 @@ func randomHex(n int) string {
 }
 
 // lockRun takes a fleet-wide lease and renews it while the run is alive, so a
-// crashed run blocks the next one for at most RunLeaseTTL. release is a no-op
-// without Leases.
-func (r *Reconciler) lockRun(ctx context.Context, key string) (func(), error) {
+// crashed run blocks the next one for at most RunLeaseTTL. The returned
+// context carries the lease check, so organization-wide changes (team
+// structure, token revocations) pass the safety gate under it; person
+// changes take the person's lease on top. release is a no-op without Leases.
+func (r *Reconciler) lockRun(ctx context.Context, key string) (context.Context, func(), error) {
 	if r.o.Leases == nil {
-		return func() {}, nil
+		return ctx, func() {}, nil
 	}
 	ttl := r.o.RunLeaseTTL
 	l, err := r.o.Leases.Acquire(ctx, key, r.o.Owner, ttl)
 	if errors.Is(err, state.ErrLeaseHeld) {
-		return nil, ErrBusy
+		return ctx, nil, ErrBusy
 	}
 	if err != nil {
-		return nil, fmt.Errorf("reconcile lease: %w", err)
+		return ctx, nil, fmt.Errorf("reconcile lease: %w", err)
 	}
+	var mu sync.Mutex
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -224,16 +231,27 @@ func (r *Reconciler) lockRun(ctx context.Context, key string) (func(), error) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if nl, err := r.o.Leases.Renew(ctx, l, ttl); err == nil {
+				mu.Lock()
+				cur := l
+				mu.Unlock()
+				if nl, err := r.o.Leases.Renew(ctx, cur, ttl); err == nil {
+					mu.Lock()
 					l = nl
+					mu.Unlock()
 				}
 			}
 		}
 	}()
-	return func() {
+	held := func() state.Lease {
+		mu.Lock()
+		defer mu.Unlock()
+		return l
+	}
+	lctx := sentry.WithPreSend(ctx, func(ctx context.Context) error { return r.o.Leases.Check(ctx, held()) })
+	return lctx, func() {
 		close(stop)
 		<-done
-		_ = r.o.Leases.Release(context.WithoutCancel(ctx), l)
+		_ = r.o.Leases.Release(context.WithoutCancel(ctx), held())
 	}, nil
 }
 
@@ -241,7 +259,7 @@ func (r *Reconciler) lockRun(ctx context.Context, key string) (func(), error) {
 // halted by the brakes) applies the plan. The run is stored in Runs.
 func (r *Reconciler) Run(ctx context.Context, ro RunOptions) (Summary, error) {
 	ctx = sentry.WithPriority(ctx, sentry.PriorityReconcile)
-	release, err := r.lockRun(ctx, "reconcile:run")
+	ctx, release, err := r.lockRun(ctx, "reconcile:run")
 	if err != nil {
 		return Summary{}, err
 	}
@@ -289,9 +307,9 @@ func (r *Reconciler) Run(ctx context.Context, ro RunOptions) (Summary, error) {
 		if err := r.o.Runs.Put(ctx, run); err != nil {
 			return sum, fmt.Errorf("store halted run: %w", err)
 		}
-		r.halted(ctx, sum, pl)
+		err := r.halted(ctx, sum, pl)
 		sum.Seconds = r.o.Now().Sub(start).Seconds()
-		return sum, nil
+		return sum, err
 	}
 	if ro.DryRun {
 		if why := brakeReason(removals, pl.Members, pol.Reconcile); why != "" {
@@ -310,7 +328,7 @@ func (r *Reconciler) Run(ctx context.Context, ro RunOptions) (Summary, error) {
 		return sum, nil
 	}
 	res := r.apply(ctx, pl, pol, prog, false)
-	sum.Applied, sum.Skipped, sum.Failed, sum.Errors = res.applied, res.skipped, res.failed, res.errors
+	sum.Applied, sum.Held, sum.Skipped, sum.Failed, sum.Errors = res.applied, res.held, res.skipped, res.failed, res.errors
 	sum.Status, run.Status = state.RunApplied, state.RunApplied
 	if run.Plan, err = encodePlan(pl); err != nil {
 		return sum, err
@@ -323,7 +341,7 @@ func (r *Reconciler) Run(ctx context.Context, ro RunOptions) (Summary, error) {
 	sum.Seconds = r.o.Now().Sub(start).Seconds()
 	r.o.Logger.InfoContext(ctx, "reconcile run finished", "run_id", sum.RunID, "members", sum.Members, "people", sum.People,
 		"remove", sum.Counts.Remove, "invite", sum.Counts.Invite, "update", sum.Counts.Update, "report", sum.Counts.Report,
-		"applied", sum.Applied, "failed", sum.Failed, "seconds", sum.Seconds)
+		"applied", sum.Applied, "held", sum.Held, "failed", sum.Failed, "seconds", sum.Seconds)
 	return sum, nil
 }
 
@@ -343,7 +361,7 @@ func brakeReason(removals, members int, rc policy.Reconcile) string {
 	return ""
 }
 
-func (r *Reconciler) halted(ctx context.Context, sum Summary, pl *Plan) {
+func (r *Reconciler) halted(ctx context.Context, sum Summary, pl *Plan) error {
 	r.m.runs.Add(ctx, 1, metric.WithAttributes(statusAttr(state.RunHalted)))
 	r.m.halts.Add(ctx, 1)
 	msg := fmt.Sprintf("reconcile run %s halted: %s; review it and run `jml approve %s` before %s",
@@ -353,12 +371,31 @@ func (r *Reconciler) halted(ctx context.Context, sum Summary, pl *Plan) {
 	if r.o.Alert != nil {
 		r.o.Alert(ctx, "reconcile_halted", msg)
 	}
-	if r.o.Evidence != nil {
-		plan, _ := encodeJSON(map[string]any{"run_id": sum.RunID, "reason": sum.Halted, "counts": sum.Counts, "members": sum.Members})
-		if _, err := r.o.Evidence.Append(ctx, state.Evidence{Kind: state.EvidenceBrake, Target: r.o.Target, Plan: plan,
-			Outcome: state.RunHalted}); err != nil {
-			r.o.Logger.ErrorContext(ctx, "evidence record failed", "run_id", sum.RunID, "err", err)
+	if r.o.Evidence == nil {
+		return nil
+	}
+	plan, _ := encodeJSON(map[string]any{"run_id": sum.RunID, "reason": sum.Halted, "counts": sum.Counts, "members": sum.Members})
+	return r.recordEvidence(ctx, state.Evidence{Kind: state.EvidenceBrake, Target: r.o.Target, Plan: plan, Outcome: state.RunHalted})
+}
+
+// recordEvidence appends an evidence record, retrying a failed write for up to
+// half a minute; a record that cannot be written fails the caller (and is
+// logged in full): never dropped silently.
+func (r *Reconciler) recordEvidence(ctx context.Context, e state.Evidence) error {
+	wctx := context.WithoutCancel(ctx)
+	delay := 100 * time.Millisecond
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		_, err := r.o.Evidence.Append(wctx, e)
+		if err == nil {
+			return nil
 		}
+		if time.Now().Add(delay).After(deadline) {
+			r.o.Logger.ErrorContext(ctx, "evidence record not written after retries", "kind", e.Kind, "err", err, "plan", string(e.Plan))
+			return fmt.Errorf("evidence record (%s) not written: %w", e.Kind, err)
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, 2*time.Second)
 	}
 }
 

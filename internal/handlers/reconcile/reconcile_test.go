@@ -15,6 +15,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/reconcile"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
+	"github.com/sentry-jml/sentry-jml/internal/safety/safetytest"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
 	"github.com/sentry-jml/sentry-jml/internal/state"
@@ -41,9 +42,19 @@ func redisURL() string {
 
 func mustHarness(t testing.TB, seed *sentrytest.Seed, polYAML string) *harness {
 	t.Helper()
+	return mustHarnessGate(t, seed, polYAML, nil)
+}
+
+// mustHarnessGate is mustHarness whose client passes gate (nil: one that
+// admits everything).
+func mustHarnessGate(t testing.TB, seed *sentrytest.Seed, polYAML string, gate sentry.Gate) *harness {
+	t.Helper()
 	ctx := context.Background()
+	if gate == nil {
+		gate = &safetytest.Gate{}
+	}
 	sb := sentrytest.NewServer(t, sentrytest.Options{Seed: seed, RateLimit: -1})
-	c, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, MaxRetries: 1,
+	c, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: gate, MaxRetries: 1,
 		Budget: sentry.NewLocalBudget(sentry.LocalBudgetOptions{DefaultLimit: -1, DefaultConcurrency: -1})})
 	if err != nil {
 		t.Fatal(err)

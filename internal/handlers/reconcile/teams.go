@@ -110,7 +110,7 @@ func (r *Reconciler) applyOrgStep(ctx context.Context, s PlannedStep) string {
 		return "error: unknown action " + s.Action
 	}
 	if err != nil {
-		return "error: " + err.Error()
+		return errResult(err)
 	}
 	return "done"
 }

@@ -134,6 +134,16 @@ func (r *Reconciler) TokenHygiene(ctx context.Context, dryRun bool) ([]TokenFind
 		return found
 	}
 	action := pol.TokenHygiene.ActionOrDefault()
+	lctx := ctx
+	if action == "revoke" && !dryRun {
+		// Revocations are organization-wide changes: they run under the
+		// token job's fleet lease, which the safety gate requires.
+		var release func()
+		if lctx, release, err = r.lockRun(ctx, "reconcile:tokens"); err != nil {
+			return nil, err
+		}
+		defer release()
+	}
 	for _, t := range ts {
 		why := checkToken(t, creator[t.ID], isMember, pol.TokenHygiene, r.o.Now())
 		if qerr != nil {
@@ -145,7 +155,7 @@ func (r *Reconciler) TokenHygiene(ctx context.Context, dryRun bool) ([]TokenFind
 		f := TokenFinding{TokenID: t.ID, Name: t.Name, Created: t.DateCreated, LastUsed: t.DateLastUsed, Creator: creator[t.ID],
 			Reasons: why, Action: action}
 		if action == "revoke" && !dryRun {
-			f.Result = r.revokeToken(ctx, t.ID)
+			f.Result = r.revokeToken(lctx, t.ID)
 		}
 		r.m.tokens.Add(ctx, 1)
 		out = append(out, f)
@@ -163,6 +173,6 @@ func (r *Reconciler) revokeToken(ctx context.Context, id string) string {
 	case isNotFound(err):
 		return "already_gone"
 	default:
-		return "error: " + err.Error()
+		return errResult(err)
 	}
 }

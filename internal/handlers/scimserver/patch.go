@@ -3,12 +3,15 @@ package scimserver
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"reflect"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
 )
 
 // Schema URNs (RFC 7643).
@@ -80,6 +83,19 @@ func parsePatch(body []byte) ([]patchOp, error) {
 // decodeStrict decodes one JSON value (numbers as json.Number) and refuses
 // trailing data.
 func decodeStrict(body []byte, v any) error {
+	// RFC 7159 leaves repeated member names undefined, and a repeated
+	// "active" or "userName" would be read as its last occurrence: the v2
+	// decoder refuses them (and invalid UTF-8) by default.
+	if _, err := jsontext.NewDecoder(bytes.NewReader(body)).ReadValue(); err != nil {
+		var sy *jsontext.SyntacticError
+		if errors.As(err, &sy) && errors.Is(sy.Err, jsontext.ErrDuplicateName) {
+			return badRequest("invalidSyntax", "duplicate member name %s", truncate(string(sy.JSONPointer)))
+		}
+		if errors.As(err, &sy) && sy.Err != nil && strings.Contains(sy.Err.Error(), "UTF-8") {
+			return badRequest("invalidSyntax", "invalid UTF-8")
+		}
+		return fmt.Errorf("malformed JSON")
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	if err := dec.Decode(v); err != nil {

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"net/mail"
 	"reflect"
 	"slices"
 	"strconv"
@@ -145,10 +144,16 @@ func cleanResource(kind string, m map[string]any) (map[string]any, error) {
 		if name, _ := out[keyOf(out, "userName")].(string); strings.TrimSpace(name) == "" {
 			return nil, badRequest("invalidValue", "userName is required")
 		}
+		if err := checkUser(out); err != nil {
+			return nil, err
+		}
 		return out, nil
 	}
 	if name, _ := out[keyOf(out, "displayName")].(string); strings.TrimSpace(name) == "" {
 		return nil, badRequest("invalidValue", "displayName is required")
+	}
+	if err := limit(events.CheckID("displayName", displayName(out))); err != nil {
+		return nil, err
 	}
 	members, err := normalizeMembers(out[keyOf(out, "members")])
 	if err != nil {
@@ -206,6 +211,9 @@ func normalizeMembers(v any) ([]any, error) {
 		val, _ := m[keyOf(m, "value")].(string)
 		if val == "" {
 			return nil, badRequest("invalidValue", "each member needs a value (the user id)")
+		}
+		if err := limit(events.CheckID("members.value", val)); err != nil {
+			return nil, err
 		}
 		if seen[val] {
 			continue
@@ -330,12 +338,40 @@ func primaryEmail(res map[string]any) string {
 	return ""
 }
 
-func isEmail(s string) bool {
-	if s == "" || len(s) > 320 {
-		return false
+func isEmail(s string) bool { return s != "" && events.CheckEmail("", s) == nil }
+
+// limit turns an events limit error into a SCIM 400 invalidValue.
+func limit(err error) error {
+	if err == nil {
+		return nil
 	}
-	a, err := mail.ParseAddress(s)
-	return err == nil && a.Address == s && a.Name == ""
+	return badRequest("invalidValue", "%s", strings.TrimPrefix(err.Error(), events.ErrInvalid.Error()+": "))
+}
+
+// checkUser applies the entry-point limits to a user: userName and externalId
+// are ids (at most events.MaxIDLen, no control characters), every email value
+// at most events.MaxEmailLen, and what the user projects to (the person an
+// event carries) passes events.CheckPerson.
+func checkUser(res map[string]any) error {
+	if err := limit(events.CheckID("userName", userName(res))); err != nil {
+		return err
+	}
+	if err := limit(events.CheckID("externalId", strings.TrimSpace(str(res, "externalId")))); err != nil {
+		return err
+	}
+	arr, _ := res[keyOf(res, "emails")].([]any)
+	for _, el := range arr {
+		if m, ok := el.(map[string]any); ok {
+			v := strings.TrimSpace(str(m, "value"))
+			if len(v) > events.MaxEmailLen {
+				return badRequest("invalidValue", "emails.value is longer than %d characters", events.MaxEmailLen)
+			}
+			if err := limit(events.CheckText("emails.value", v)); err != nil {
+				return err
+			}
+		}
+	}
+	return limit(events.CheckPerson(person(&record{ID: "check", Resource: res})))
 }
 
 func fullName(res map[string]any) string {

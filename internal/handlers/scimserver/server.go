@@ -14,6 +14,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+
 	"github.com/sentry-jml/sentry-jml/internal/events"
 )
 
@@ -50,8 +54,13 @@ type Options struct {
 	// full "Basic …" value configured in Okta works too), compared in constant time.
 	Secrets []string
 	// BaseURL is the external URL of the SCIM root ("https://jml.example.com/scim/v2"),
-	// used for Location and meta.location. Default: derived from the request.
+	// used for Location and meta.location (JML_PUBLIC_URL + "/scim/v2"). Default:
+	// the root-relative "/scim/v2": never the request's Host, which the client
+	// chooses.
 	BaseURL string
+	// MeterProvider counts pushes in jml_events_received_total (source "scim")
+	// like the receiver does for webhooks; nil means the global one.
+	MeterProvider metric.MeterProvider
 	// Source names the events' source (default "scim").
 	Source string
 	// InactiveType is the event type published when a user becomes inactive
@@ -72,9 +81,10 @@ type Options struct {
 // Server is the inbound SCIM 2.0 service provider, an http.Handler for the
 // paths under /scim/v2/.
 type Server struct {
-	o       Options
-	mux     *http.ServeMux
-	secrets [][32]byte
+	o        Options
+	mux      *http.ServeMux
+	secrets  [][32]byte
+	received metric.Int64Counter
 }
 
 // Prefix is the path the Server answers under.
@@ -131,6 +141,15 @@ func New(o Options) (*Server, error) {
 		o.NewID = newUUID
 	}
 	o.BaseURL = strings.TrimRight(o.BaseURL, "/")
+	mp := o.MeterProvider
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	var err error
+	if s.received, err = mp.Meter("github.com/sentry-jml/sentry-jml/internal/handlers/scimserver").Int64Counter("jml_events_received",
+		metric.WithDescription("Webhook events by source, type and outcome (accepted, duplicate, unauthorized, invalid, too_large, unavailable)")); err != nil {
+		return nil, fmt.Errorf("scimserver: %w", err)
+	}
 	s.o = o
 	s.routes()
 	return s, nil
@@ -191,10 +210,19 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 func (s *Server) wrap(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !s.authorized(r.Header.Get("Authorization")) {
+			s.count(r.Context(), "", "unauthorized")
 			s.o.Logger.WarnContext(r.Context(), "scim request refused", "reason", "bad or missing credentials", "remote", r.RemoteAddr, "path", r.URL.Path)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sentry-jml"`)
 			writeError(w, &scimError{Status: http.StatusUnauthorized, Detail: "unauthorized"})
 			return
+		}
+		// Ids in paths become KV keys: bounded like every other id.
+		for _, name := range []string{"id", "name", "urn"} {
+			if err := events.CheckID(name, r.PathValue(name)); err != nil {
+				s.count(r.Context(), "", "invalid")
+				writeError(w, limit(err).(*scimError))
+				return
+			}
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), s.o.Timeout)
 		defer cancel()
@@ -208,6 +236,12 @@ func (s *Server) wrap(fn func(http.ResponseWriter, *http.Request) error) http.Ha
 		}
 		var se *scimError
 		if errors.As(err, &se) {
+			switch se.Status {
+			case http.StatusBadRequest:
+				s.count(ctx, "", "invalid")
+			case http.StatusRequestEntityTooLarge:
+				s.count(ctx, "", "too_large")
+			}
 			if se.Status >= 500 {
 				s.o.Logger.ErrorContext(ctx, "scim request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			} else {
@@ -215,6 +249,9 @@ func (s *Server) wrap(fn func(http.ResponseWriter, *http.Request) error) http.Ha
 			}
 			writeError(w, se)
 			return
+		}
+		if !strings.Contains(err.Error(), "publish ") {
+			s.count(ctx, "", "unavailable") // a failed publish was counted with its type
 		}
 		s.o.Logger.ErrorContext(ctx, "scim store or publish unavailable; answering 503 so the client retries",
 			"method", r.Method, "path", r.URL.Path, "err", err)
@@ -256,25 +293,31 @@ func readBody(r *http.Request) ([]byte, error) {
 // decodeObject decodes a body that must be one JSON object.
 func decodeObject(body []byte) (map[string]any, error) {
 	var m map[string]any
-	if err := decodeStrict(body, &m); err != nil || m == nil {
+	if err := decodeStrict(body, &m); err != nil {
+		var se *scimError
+		if errors.As(err, &se) {
+			return nil, se
+		}
+		return nil, badRequest("invalidSyntax", "body must be a JSON object")
+	}
+	if m == nil {
 		return nil, badRequest("invalidSyntax", "body must be a JSON object")
 	}
 	return m, nil
 }
 
-// baseURL is the external URL of the SCIM root.
-func (s *Server) baseURL(r *http.Request) string {
+// baseURL is the external URL of the SCIM root: Options.BaseURL, else the
+// root-relative Prefix (never the request's Host header).
+func (s *Server) baseURL(*http.Request) string {
 	if s.o.BaseURL != "" {
 		return s.o.BaseURL
 	}
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
-		scheme = p
-	}
-	return scheme + "://" + r.Host + Prefix
+	return Prefix
+}
+
+// count adds one to jml_events_received_total{source="scim"}.
+func (s *Server) count(ctx context.Context, typ, outcome string) {
+	s.received.Add(ctx, 1, metric.WithAttributes(attribute.String("source", s.o.Source), attribute.String("type", typ), attribute.String("outcome", outcome)))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

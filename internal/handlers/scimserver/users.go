@@ -49,12 +49,25 @@ func (s *Server) publish(ctx context.Context, evs []events.Event) error {
 				"event_id", ev.ID, "type", ev.Type, "scim_id", ev.Person.Attributes["scim_id"])
 			continue
 		}
+		ev.ID = events.SafeID(ev.ID)
+		if err := ev.Check(s.o.Now(), 0); err != nil {
+			// Resources are checked when they arrive; this is the last guard
+			// before anything of them reaches NATS.
+			s.count(ctx, string(ev.Type), "invalid")
+			return limit(err)
+		}
 		res, err := s.o.Publisher.Publish(ctx, ev)
 		if err != nil {
+			s.count(ctx, string(ev.Type), "unavailable")
 			return fmt.Errorf("publish %s: %w", ev.MsgID(), err)
 		}
+		outcome := "accepted"
+		if res.Duplicate {
+			outcome = "duplicate"
+		}
+		s.count(ctx, string(ev.Type), outcome)
 		s.o.Logger.InfoContext(ctx, "event accepted", "source", ev.Source, "event_id", ev.ID, "type", ev.Type,
-			"person", ev.Person.Key(), "seq", res.Sequence, "duplicate", res.Duplicate)
+			"person", ev.Person.LogKey(), "seq", res.Sequence, "duplicate", res.Duplicate)
 	}
 	return nil
 }
@@ -133,7 +146,12 @@ func (s *Server) list(w http.ResponseWriter, r *http.Request, kind, uniqueAttr s
 	}
 	base := s.baseURL(r)
 	var all []*record
-	if v, ok := f.eqValueOf(uniqueAttr); ok && kind == kindUsers {
+	if v, ok := f.eqValueOf(uniqueAttr); ok && kind == kindUsers && events.CheckID("", v) != nil {
+		// No user can have a userName over the limit: nothing to look up (and
+		// nothing of it goes into a KV key).
+		writeJSON(w, http.StatusOK, page(nil, start, count))
+		return nil
+	} else if ok && kind == kindUsers {
 		_, b, err := s.o.Store.Lookup(ctx, kind, v)
 		switch {
 		case errors.Is(err, state.ErrNotFound):
@@ -246,6 +264,9 @@ func (s *Server) changeUser(w http.ResponseWriter, r *http.Request, change func(
 		}
 		res, err := change(cur.Resource)
 		if err != nil {
+			return nil, "", err
+		}
+		if err := checkUser(res); err != nil { // a PATCH may set what a POST could not
 			return nil, "", err
 		}
 		if sameResource(old.Resource, res) {

@@ -340,9 +340,6 @@ func (it bambooItem) person() events.Person {
 // rippling). They live in this file because the change that added these sources
 // owned only the per-provider files.
 
-// maxIDLen bounds event and person ids: they end up in Nats-Msg-Id and KV keys.
-const maxIDLen = 256
-
 func loggerOf(cfg Config) *slog.Logger {
 	if cfg.Logger != nil {
 		return cfg.Logger
@@ -484,28 +481,32 @@ func truncateList(ss []string) string {
 }
 
 // newEvent builds and checks one provider event. The person must have an id or a
-// valid email; a malformed email is dropped when there is an id.
+// valid email; a malformed email is dropped when there is an id, but an email
+// over events.MaxEmailLen or with control characters is refused, like an id
+// over events.MaxIDLen. A long or odd event id is replaced by its hash.
 func newEvent(source, id string, typ events.Type, status events.Status, occurred, now time.Time, p events.Person) (events.Event, error) {
 	p.ID = strings.TrimSpace(p.ID)
-	p.Email = cleanEmail(p.Email)
 	p.Status = status
+	if raw := strings.TrimSpace(p.Email); len(raw) > events.MaxEmailLen {
+		return events.Event{}, invalidf("employee email longer than %d characters", events.MaxEmailLen)
+	} else if err := events.CheckText("employee email", raw); err != nil {
+		return events.Event{}, err
+	}
+	p.Email = cleanEmail(p.Email)
 	if p.ID == "" && p.Email == "" {
 		return events.Event{}, invalidf("%s event without an employee id or email", typ)
 	}
-	if len(p.ID) > maxIDLen {
-		return events.Event{}, invalidf("employee id longer than %d characters", maxIDLen)
+	if err := events.CheckID("employee id", p.ID); err != nil {
+		return events.Event{}, err
 	}
-	if strings.ContainsFunc(p.ID, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return events.Event{}, invalidf("employee id contains control characters")
-	}
-	if len(id) > maxIDLen {
-		return events.Event{}, invalidf("event id longer than %d characters", maxIDLen)
+	if err := events.CheckPerson(p); err != nil {
+		return events.Event{}, err
 	}
 	if occurred.IsZero() {
 		occurred = now
 	}
 	return events.Event{
-		ID:         id,
+		ID:         events.SafeID(id),
 		Source:     source,
 		Type:       typ,
 		OccurredAt: occurred.UTC(),

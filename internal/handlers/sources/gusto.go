@@ -17,13 +17,18 @@ import (
 )
 
 // KeyStore keeps the signing key Gusto hands over in its verification POST
-// (the verification_token). The receiver's wiring implements it; the token is a
-// secret: implementations must not log it.
+// (the verification_token), and the operator's arming that allows it. The
+// receiver's wiring implements it (jsstate.SourceKeys); the token is a secret:
+// implementations must not log it.
 type KeyStore interface {
-	// SaveVerificationToken stores token durably (it must survive a restart and
-	// be readable by every receiver replica). An error makes the handshake answer
-	// 503 and leaves the source unconfigured.
-	SaveVerificationToken(ctx context.Context, token string) error
+	// ClaimVerificationToken stores token durably (it must survive a restart
+	// and be readable by every receiver replica) only while an operator has
+	// armed the source, and disarms it in the same atomic write: one arming,
+	// one key. A token already stored is accepted again. saved is false when
+	// the source is not armed. An error makes the handshake answer 503.
+	ClaimVerificationToken(ctx context.Context, token string) (saved bool, err error)
+	// ArmedUntil is the end of the current arming (zero or past: not armed).
+	ArmedUntil(ctx context.Context) (time.Time, error)
 }
 
 // KeyLoader is optionally implemented by a KeyStore shared by several receiver
@@ -44,14 +49,17 @@ const GustoReloadInterval = 10 * time.Second
 // the body's sha256.
 //
 // The key arrives in the verification POST ({"verification_token": …}) Gusto
-// sends when the subscription is created. While the source has no key (no
-// configured secret, nothing in the KeyStore) it accepts only that POST: it hands
-// the token to the KeyStore, starts verifying with it and answers 200 (the
-// operator then confirms the subscription with PUT
-// /v1/webhook_subscriptions/{uuid}/verify). Once a key is known, a verification
-// POST with a known token is answered 200 and one with another token 401: a
-// second key cannot be planted from the outside. To move to a new subscription,
-// configure its token (JML_SOURCE_GUSTO_SECRET) or clear the stored one.
+// sends when the subscription is created. The first caller never sets it: the
+// route is closed (Gate: 404, as for a source that is not enabled) while the
+// source has no key (no JML_SOURCE_GUSTO_SECRET, nothing in the KeyStore) and
+// is not armed. An operator arms it (`jml sources arm gusto`: a short window,
+// fleet-wide, for exactly one verification POST); that POST's token is claimed
+// from the KeyStore, which disarms it, and the source starts verifying with it
+// and answers 200 (the operator then confirms the subscription with PUT
+// /v1/webhook_subscriptions/{uuid}/verify). Outside an arming, a verification
+// POST with a known token is answered 200 and one with another token 401 (404
+// while the route is closed). To move to a new subscription, arm again or
+// configure its token.
 type Gusto struct {
 	store KeyStore
 	log   *slog.Logger
@@ -61,12 +69,19 @@ type Gusto struct {
 	tokens     []string
 	mac        *signature.HMAC // nil while unconfigured
 	lastReload time.Time
+	armedUntil time.Time // cached KeyStore.ArmedUntil
+	armedRead  time.Time // when armedUntil was read
 }
 
 var (
 	_ Source     = (*Gusto)(nil)
 	_ Handshaker = (*Gusto)(nil)
+	_ Gate       = (*Gusto)(nil)
 )
+
+// gustoArmedReread is how old the cached arming may be when the closed route
+// is asked for: an attacker's requests cost at most one KV read per second.
+const gustoArmedReread = time.Second
 
 // NewGusto returns the Gusto source. cfg.Secrets are known verification tokens
 // (may be empty); store receives a token from the verification POST and may be
@@ -95,6 +110,39 @@ func (g *Gusto) Configured() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.mac != nil
+}
+
+// Open implements Gate: the route exists once a key is known (configured, or
+// stored by any replica) or while an operator has armed the source.
+func (g *Gusto) Open(ctx context.Context) bool {
+	if g.Configured() {
+		return true
+	}
+	if g.store == nil {
+		return false
+	}
+	g.reload(ctx, true)
+	if g.Configured() {
+		return true
+	}
+	g.mu.Lock()
+	now := g.now()
+	if now.Sub(g.armedRead) < gustoArmedReread {
+		armed := now.Before(g.armedUntil)
+		g.mu.Unlock()
+		return armed
+	}
+	g.armedRead = now
+	g.mu.Unlock()
+	until, err := g.store.ArmedUntil(ctx)
+	if err != nil {
+		g.log.WarnContext(ctx, "gusto key store read failed", "err", err)
+		return false
+	}
+	g.mu.Lock()
+	g.armedUntil = until
+	g.mu.Unlock()
+	return now.Before(until)
 }
 
 // call with g.mu held, or before g is shared.
@@ -137,29 +185,46 @@ func (g *Gusto) Handshake(w http.ResponseWriter, r *http.Request, body []byte) b
 	}
 	g.reload(ctx, true)
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.mac != nil {
-		for _, t := range g.tokens {
-			if signature.Equal(t, token) {
-				writeHandshake(w, http.StatusOK, `{}`)
-				return true
-			}
+	for _, t := range g.tokens {
+		if signature.Equal(t, token) {
+			g.mu.Unlock()
+			writeHandshake(w, http.StatusOK, `{}`)
+			return true
 		}
-		g.log.WarnContext(ctx, "gusto verification POST with an unknown token refused: a key is already configured; to change subscriptions set JML_SOURCE_GUSTO_SECRET or clear the stored token")
+	}
+	configured := g.mac != nil
+	g.mu.Unlock()
+	if g.store == nil {
+		g.log.WarnContext(ctx, "gusto verification POST with an unknown token refused: no key store to arm")
 		writeHandshake(w, http.StatusUnauthorized, `{"error":"unauthorized"}`)
 		return true
 	}
-	if err := g.store.SaveVerificationToken(ctx, token); err != nil {
+	saved, err := g.store.ClaimVerificationToken(ctx, token)
+	if err != nil {
 		g.log.ErrorContext(ctx, "gusto verification token could not be stored", "err", err)
 		w.Header().Set("Retry-After", "5")
 		writeHandshake(w, http.StatusServiceUnavailable, `{"error":"could not store the verification token, retry later"}`)
 		return true
 	}
-	if err := g.setTokens([]string{token}); err != nil {
+	if !saved {
+		g.log.WarnContext(ctx, "gusto verification POST refused: the source is not armed; run `jml sources arm gusto` before creating the subscription, or set JML_SOURCE_GUSTO_SECRET",
+			"remote", r.RemoteAddr)
+		if !configured {
+			http.NotFound(w, r)
+			return true
+		}
+		writeHandshake(w, http.StatusUnauthorized, `{"error":"unauthorized"}`)
+		return true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.armedUntil = time.Time{} // claimed: disarmed fleet-wide
+	tokens := append(append([]string(nil), g.tokens...), token)
+	if err := g.setTokens(tokens); err != nil {
 		writeHandshake(w, http.StatusBadRequest, `{"error":"unusable verification_token"}`)
 		return true
 	}
-	g.log.InfoContext(ctx, "gusto verification token stored; confirm the subscription with PUT /v1/webhook_subscriptions/{uuid}/verify")
+	g.log.InfoContext(ctx, "gusto verification token stored and the arming used up; confirm the subscription with PUT /v1/webhook_subscriptions/{uuid}/verify")
 	writeHandshake(w, http.StatusOK, `{}`)
 	return true
 }
@@ -170,7 +235,7 @@ func writeHandshake(w http.ResponseWriter, status int, body string) {
 	_, _ = w.Write([]byte(body + "\n"))
 }
 
-// reload reads the KeyStore's tokens when it can list them and the last read is
+// reload reads the KeyStore's tokens when it can list them (KeyLoader) and the last read is
 // older than GustoReloadInterval (or force is set and the source is unconfigured).
 func (g *Gusto) reload(ctx context.Context, force bool) {
 	kl, ok := g.store.(KeyLoader)

@@ -15,23 +15,47 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 )
 
-// memKeys is a KeyStore (and KeyLoader) shared by "replicas" in these tests.
+// memKeys is a KeyStore (and KeyLoader) shared by "replicas" in these tests;
+// jsstate.SourceKeys is tested against a real JetStream in its package.
 type memKeys struct {
-	mu     sync.Mutex
-	tokens []string
-	err    error
-	saves  int
+	mu         sync.Mutex
+	tokens     []string
+	err        error
+	saves      int
+	armedUntil time.Time
 }
 
-func (m *memKeys) SaveVerificationToken(_ context.Context, token string) error {
+// arm opens the store for one verification POST (jml sources arm gusto).
+func (m *memKeys) arm() *memKeys {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.armedUntil = time.Now().Add(10 * time.Minute)
+	return m
+}
+
+func (m *memKeys) ClaimVerificationToken(_ context.Context, token string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.saves++
 	if m.err != nil {
-		return m.err
+		return false, m.err
 	}
-	m.tokens = append(m.tokens, token)
-	return nil
+	for _, t := range m.tokens {
+		if t == token {
+			return true, nil
+		}
+	}
+	if !time.Now().Before(m.armedUntil) {
+		return false, nil
+	}
+	m.tokens, m.armedUntil = append(m.tokens, token), time.Time{}
+	return true, nil
+}
+
+func (m *memKeys) ArmedUntil(context.Context) (time.Time, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.armedUntil, m.err
 }
 
 func (m *memKeys) VerificationTokens(context.Context) ([]string, error) {
@@ -43,9 +67,11 @@ func (m *memKeys) VerificationTokens(context.Context) ([]string, error) {
 // saveOnly is a KeyStore that cannot list tokens.
 type saveOnly struct{ m *memKeys }
 
-func (s saveOnly) SaveVerificationToken(ctx context.Context, t string) error {
-	return s.m.SaveVerificationToken(ctx, t)
+func (s saveOnly) ClaimVerificationToken(ctx context.Context, t string) (bool, error) {
+	return s.m.ClaimVerificationToken(ctx, t)
 }
+
+func (s saveOnly) ArmedUntil(ctx context.Context) (time.Time, error) { return s.m.ArmedUntil(ctx) }
 
 func gustoRequest(body, sig string) *http.Request {
 	return newRequest(body, map[string]string{"X-Gusto-Signature": sig, "Content-Type": "application/json"})
@@ -112,8 +138,48 @@ func TestGustoHandshake(t *testing.T) {
 	v := f.Vectors[0]
 	now := time.Unix(1_671_058_900, 0)
 
-	t.Run("OK unconfigured: only the verification POST, then events", func(t *testing.T) {
+	t.Run("ErrNotArmed: the first caller never sets the key", func(t *testing.T) {
 		store := &memKeys{}
+		g := mustGusto(t, store, nil)
+		if g.Open(context.Background()) {
+			t.Fatal("route open without a key or an arming")
+		}
+		if ok, code := handshake(g, `{"verification_token":"attacker-token"}`); !ok || code != http.StatusNotFound {
+			t.Fatalf("unarmed verification POST = %v %d", ok, code)
+		}
+		if len(store.tokens) != 0 || g.Configured() {
+			t.Fatalf("attacker token stored: %v", store.tokens)
+		}
+	})
+	t.Run("OK armed: exactly one verification POST", func(t *testing.T) {
+		store := (&memKeys{}).arm()
+		g := mustGusto(t, store, nil)
+		if !g.Open(context.Background()) {
+			t.Fatal("armed route closed")
+		}
+		if ok, code := handshake(g, f.VerificationBody); !ok || code != http.StatusOK {
+			t.Fatalf("armed handshake = %v %d", ok, code)
+		}
+		// The arming is used up: a second, different token is refused.
+		if ok, code := handshake(g, `{"verification_token":"attacker-token"}`); !ok || code != http.StatusUnauthorized {
+			t.Fatalf("second token after the arming = %v %d", ok, code)
+		}
+		if len(store.tokens) != 1 || store.tokens[0] != v.Key || !store.armedUntil.IsZero() {
+			t.Fatalf("store = %v armed until %v", store.tokens, store.armedUntil)
+		}
+	})
+	t.Run("ErrArmingExpired", func(t *testing.T) {
+		store := &memKeys{armedUntil: time.Now().Add(-time.Second)}
+		g := mustGusto(t, store, nil)
+		if g.Open(context.Background()) {
+			t.Fatal("route open after the arming expired")
+		}
+		if ok, code := handshake(g, f.VerificationBody); !ok || code != http.StatusNotFound {
+			t.Fatalf("verification POST after expiry = %v %d", ok, code)
+		}
+	})
+	t.Run("OK unconfigured: only the verification POST, then events", func(t *testing.T) {
+		store := (&memKeys{}).arm()
 		g := mustGusto(t, saveOnly{store}, nil)
 		if g.Configured() {
 			t.Fatal("configured without a key")
@@ -138,7 +204,7 @@ func TestGustoHandshake(t *testing.T) {
 		}
 	})
 	t.Run("ErrSecondToken", func(t *testing.T) {
-		store := &memKeys{}
+		store := (&memKeys{}).arm()
 		g := mustGusto(t, store, nil)
 		handshake(g, f.VerificationBody)
 		if ok, code := handshake(g, `{"verification_token":"attacker-token"}`); !ok || code != http.StatusUnauthorized {
@@ -153,7 +219,8 @@ func TestGustoHandshake(t *testing.T) {
 		}
 	})
 	t.Run("ErrStoreDown", func(t *testing.T) {
-		store := &memKeys{err: errors.New("nats down")}
+		store := (&memKeys{}).arm()
+		store.err = errors.New("nats down")
 		g := mustGusto(t, saveOnly{store}, nil)
 		if ok, code := handshake(g, f.VerificationBody); !ok || code != http.StatusServiceUnavailable {
 			t.Fatalf("handshake = %v %d", ok, code)
@@ -178,7 +245,7 @@ func TestGustoHandshake(t *testing.T) {
 		}
 	})
 	t.Run("OK replica picks up a token another replica stored", func(t *testing.T) {
-		store := &memKeys{}
+		store := (&memKeys{}).arm()
 		clock := time.Unix(1_800_000_000, 0)
 		tick := func() time.Time { return clock }
 		a, b := mustGusto(t, store, tick), mustGusto(t, store, tick)
@@ -276,8 +343,18 @@ func TestGustoThroughReceiver(t *testing.T) {
 	f := loadFixtures(t, "gusto.json")
 	v := f.Vectors[0]
 	pub := &recPublisher{}
-	g := mustGusto(t, &memKeys{}, nil)
+	store := &memKeys{}
+	g := mustGusto(t, store, nil)
 	hdr := map[string]string{"X-Gusto-Signature": v.Signature, "Content-Type": "application/json"}
+	// Not armed, no key: the route does not exist, for events and for the
+	// verification POST alike.
+	for _, body := range []string{v.Body, f.VerificationBody} {
+		if rec := serveHook(t, g, pub, http.MethodPost, body, hdr); rec.Code != http.StatusNotFound {
+			t.Fatalf("before arming: %d %s", rec.Code, rec.Body)
+		}
+	}
+	store.arm()
+	time.Sleep(1100 * time.Millisecond) // the closed route re-reads the arming at most every second
 	if rec := serveHook(t, g, pub, http.MethodPost, v.Body, hdr); rec.Code != http.StatusUnauthorized {
 		t.Fatalf("event before verification: %d %s", rec.Code, rec.Body)
 	}

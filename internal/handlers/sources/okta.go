@@ -158,10 +158,23 @@ type oktaEnvelope struct {
 	} `json:"data"`
 }
 
+// Authenticate implements Authenticator: the Authorization header, before the
+// body is read.
+func (o *Okta) Authenticate(r *http.Request) error {
+	if !o.authorized(r) {
+		return fmt.Errorf("%w: authorization header does not match", ErrUnauthorized)
+	}
+	return nil
+}
+
+// PartialDelivery implements PartialDelivery: Okta does not retry a 4xx, so an
+// event that fails the receiver's checks is dropped, not the whole delivery.
+func (o *Okta) PartialDelivery() bool { return true }
+
 // Parse implements Source.
 func (o *Okta) Parse(r *http.Request, body []byte, now time.Time) (Parsed, error) {
-	if !o.authorized(r) {
-		return Parsed{}, fmt.Errorf("%w: authorization header does not match", ErrUnauthorized)
+	if err := o.Authenticate(r); err != nil {
+		return Parsed{}, err
 	}
 	env, logs, bad, err := parseOktaDelivery(body)
 	if err != nil {

@@ -20,6 +20,10 @@ import (
 // no documented event id: the id is the body's sha256 (retries resend the same
 // body).
 //
+// Terminations are confirmed through Personio's API
+// (JML_SOURCE_PERSONIO_API_TOKEN) before they are applied; without API access
+// they are applied unconfirmed, and the constructor logs a warning saying so.
+//
 // Personio's CUSTOM auth type (up to three custom headers) is not supported:
 // configure auth_type TOKEN.
 type Personio struct {
@@ -27,7 +31,10 @@ type Personio struct {
 	log  *slog.Logger
 }
 
-var _ Source = (*Personio)(nil)
+var (
+	_ Source        = (*Personio)(nil)
+	_ Authenticator = (*Personio)(nil)
+)
 
 // NewPersonio returns the Personio source. cfg.Secrets are the tokens configured
 // on the webhook (the whole Authorization value; "Bearer x" or just "x").
@@ -36,7 +43,20 @@ func NewPersonio(cfg Config) (*Personio, error) {
 	if err != nil {
 		return nil, fmt.Errorf("personio source: %w", err)
 	}
-	return &Personio{auth: st, log: loggerOf(cfg)}, nil
+	p := &Personio{auth: st, log: loggerOf(cfg)}
+	warnUnconfirmed(p.log, "personio", cfg)
+	return p, nil
+}
+
+// warnUnconfirmed says, once at start, that an unsigned source's terminations
+// will be applied without the provider's confirmation.
+func warnUnconfirmed(log *slog.Logger, name string, cfg Config) {
+	if cfg.APIURL != "" || cfg.APIToken != "" {
+		return
+	}
+	up := strings.ToUpper(name)
+	log.Warn(name+" terminations will be applied UNCONFIRMED: the webhook is not signed and no provider API is configured to re-read the person; set JML_SOURCE_"+up+"_API_TOKEN (on the worker) to confirm them",
+		"source", name)
 }
 
 // Name implements Source.
@@ -50,10 +70,18 @@ type personioWire struct {
 	Meta       json.RawMessage            `json:"meta"`
 }
 
+// Authenticate implements Authenticator: the static token, before the body is read.
+func (p *Personio) Authenticate(r *http.Request) error {
+	if err := p.auth.Verify(r.Header.Get("Authorization")); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnauthorized, err)
+	}
+	return nil
+}
+
 // Parse implements Source.
 func (p *Personio) Parse(r *http.Request, body []byte, now time.Time) (Parsed, error) {
-	if err := p.auth.Verify(r.Header.Get("Authorization")); err != nil {
-		return Parsed{}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
+	if err := p.Authenticate(r); err != nil {
+		return Parsed{}, err
 	}
 	var w personioWire
 	if err := decodeObject(body, &w); err != nil {

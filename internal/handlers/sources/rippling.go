@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -19,14 +20,31 @@ import (
 // event_name, company_id, company_primary_email, id (a JSON object with the same
 // keys is accepted too). The id field is the resource id: the employee for
 // employee.* events. company_primary_email is the company's address, never the
-// person's. There is no event id: the id is the body's sha256, which also
-// collapses Rippling's repeated deliveries.
+// person's.
+//
+// Rippling documents neither an event id nor a delivery id, and the body has
+// no time: the same body means "this happened again" as well as "this is a
+// retry". The event id is the body's sha256 and the RipplingDedupeWindow the
+// request arrives in: retries within the window collapse, and a termination
+// repeated after a rehire (a later window) is processed. Convergence is
+// idempotent, so a retry split across two windows costs nothing.
+//
+// The body is not signed: a termination is confirmed through Rippling's API
+// (JML_SOURCE_RIPPLING_API_TOKEN) before it is applied; without API access it
+// is applied unconfirmed, and the constructor logs a warning saying so.
 type Rippling struct {
 	auth *signature.StaticToken
 	log  *slog.Logger
 }
 
-var _ Source = (*Rippling)(nil)
+// RipplingDedupeWindow is the span within which a repeated Rippling body is a
+// retry of the same delivery.
+const RipplingDedupeWindow = 10 * time.Minute
+
+var (
+	_ Source        = (*Rippling)(nil)
+	_ Authenticator = (*Rippling)(nil)
+)
 
 // NewRippling returns the Rippling source. cfg.Secrets are the bearer tokens
 // configured for the webhook ("Bearer x" or just "x").
@@ -35,7 +53,9 @@ func NewRippling(cfg Config) (*Rippling, error) {
 	if err != nil {
 		return nil, fmt.Errorf("rippling source: %w", err)
 	}
-	return &Rippling{auth: st, log: loggerOf(cfg)}, nil
+	rp := &Rippling{auth: st, log: loggerOf(cfg)}
+	warnUnconfirmed(rp.log, "rippling", cfg)
+	return rp, nil
 }
 
 // Name implements Source.
@@ -47,10 +67,18 @@ type ripplingWire struct {
 	ID        flexID  `json:"id"`
 }
 
+// Authenticate implements Authenticator: the static token, before the body is read.
+func (rp *Rippling) Authenticate(r *http.Request) error {
+	if err := rp.auth.Verify(r.Header.Get("Authorization")); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnauthorized, err)
+	}
+	return nil
+}
+
 // Parse implements Source.
 func (rp *Rippling) Parse(r *http.Request, body []byte, now time.Time) (Parsed, error) {
-	if err := rp.auth.Verify(r.Header.Get("Authorization")); err != nil {
-		return Parsed{}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
+	if err := rp.Authenticate(r); err != nil {
+		return Parsed{}, err
 	}
 	var w ripplingWire
 	trimmed := bytes.TrimSpace(body)
@@ -81,7 +109,8 @@ func (rp *Rippling) Parse(r *http.Request, body []byte, now time.Time) (Parsed, 
 	if w.CompanyID != "" {
 		p.Attributes = map[string]string{"company_id": string(w.CompanyID)}
 	}
-	ev, err := newEvent(rp.Name(), bodyID(body), typ, status, time.Time{}, now, p)
+	id := bodyID(body) + "@" + strconv.FormatInt(now.Truncate(RipplingDedupeWindow).Unix(), 10)
+	ev, err := newEvent(rp.Name(), id, typ, status, time.Time{}, now, p)
 	if err != nil {
 		return Parsed{}, err
 	}

@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -40,6 +41,30 @@ type Parsed struct {
 // body is nil for GET requests.
 type Handshaker interface {
 	Handshake(w http.ResponseWriter, r *http.Request, body []byte) bool
+}
+
+// Authenticator is implemented by sources whose proof is a static header
+// (Personio, Rippling, Okta): the receiver calls Authenticate before it reads
+// the body, so an unauthenticated sender cannot make it read a megabyte. An
+// error answers 401.
+type Authenticator interface {
+	Authenticate(r *http.Request) error
+}
+
+// Gate is implemented by sources whose route exists only in some states
+// (Gusto: only once a key is configured or while an operator has armed it for
+// the verification POST). While Open returns false the route answers 404, as
+// a source that is not enabled does.
+type Gate interface {
+	Open(ctx context.Context) bool
+}
+
+// PartialDelivery is implemented by sources whose provider does not retry a 4xx
+// (Okta): an event of a delivery that fails the receiver's checks is dropped
+// and counted, and the others are published, instead of refusing the whole
+// delivery with 400.
+type PartialDelivery interface {
+	PartialDelivery() bool
 }
 
 // Config is what every source constructor takes. Secrets are the active secrets

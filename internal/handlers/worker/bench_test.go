@@ -14,6 +14,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/worker"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
+	"github.com/sentry-jml/sentry-jml/internal/safety/safetytest"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
 	"github.com/sentry-jml/sentry-jml/internal/state/jsstate"
@@ -40,7 +41,7 @@ func BenchmarkLeaverPipeline(b *testing.B) {
 	seed := sentrytest.DemoSeed()
 	seed.Generate = &sentrytest.SeedGenerate{Members: b.N + 10, Teams: 10}
 	sb := sentrytest.New(sentrytest.Options{Seed: seed, RateLimit: -1})
-	client, err := sentry.New(sentry.Config{BaseURL: "http://sandbox.invalid", Org: "acme", Token: "sandbox", AllowAnyToken: true,
+	client, err := sentry.New(sentry.Config{BaseURL: "http://sandbox.invalid", Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: &safetytest.Gate{},
 		HTTPClient: &http.Client{Transport: inMemory{sb}}, Budget: sentry.NewLocalBudget(sentry.LocalBudgetOptions{DefaultLimit: -1, DefaultConcurrency: -1})})
 	if err != nil {
 		b.Fatal(err)

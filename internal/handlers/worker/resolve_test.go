@@ -95,3 +95,25 @@ func TestUnresolvedListingFailureIsRetried(t *testing.T) {
 		t.Fatalf("unresolved %+v", unres.evs)
 	}
 }
+
+// A provider 404 confirms nothing: an unsigned termination for a person the
+// provider does not know is not applied, and is listed as unresolved.
+func TestUnsignedTerminationUnknownToProviderNotApplied(t *testing.T) {
+	sim := resolvetest.NewPersonio(t) // knows nobody: every read is a 404
+	r, err := resolve.New("personio", resolve.Config{BaseURL: sim.URL, Token: sim.Token, HTTPClient: sim.Client()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	unres := &unresolvedList{}
+	h := startWith(t, policy.Default(), resolve.BySource{"personio": r}, unres)
+	ev := thin("P-404", "personio", events.Leaver, events.Terminated)
+	ev.Person.Email = "bob.martin@acme.test"
+	h.publishEvent(t, ev)
+	h.quiet(t)
+	if _, ok := h.sb.Member("bob.martin@acme.test"); !ok {
+		t.Fatal("a termination the provider does not confirm (404) removed the member")
+	}
+	if unres.len() != 1 {
+		t.Fatalf("%d unresolved, want the unconfirmed termination listed", unres.len())
+	}
+}

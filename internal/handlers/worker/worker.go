@@ -326,6 +326,13 @@ func (w *Worker) Handle(ctx context.Context, m jetstream.Msg) {
 	case errors.As(err, &later):
 		log.WarnContext(ctx, "convergence waits", "reason", later.Reason, "retry_in", later.Delay.String())
 		_ = m.NakWithDelay(later.Delay)
+	case errors.Is(err, converge.ErrEvidence):
+		// The change was made but its audit record could not be written (the
+		// write was retried): never acknowledge that silently. The dead letter
+		// carries the record and raises an alert.
+		log.ErrorContext(ctx, "evidence record not written, dead-lettering the event with it", "err", err)
+		w.settled(md.Sequence.Stream)
+		w.deadLetter(ctx, m, md, err)
 	default:
 		n := w.failed(md.Sequence.Stream)
 		if errors.Is(err, converge.ErrPermanent) && n >= w.o.MaxPermanentDeliveries {
@@ -556,6 +563,17 @@ func (w *Worker) resolve(ctx context.Context, key string, ev events.Event, log *
 	case ResolveNotConfigured:
 		return ev, nil
 	case ResolveUnknownPerson:
+		if destructive && unsignedSource(ev.Source) {
+			// A 404 confirms nothing: the termination is not applied, and the
+			// event is listed for an operator (jml unresolved).
+			log.WarnContext(ctx, "provider does not know the person; termination from an unsigned source not applied", "person_id", ev.Person.ID)
+			if w.o.Unresolved != nil {
+				if err := w.o.Unresolved.RecordUnresolved(ctx, ev, "termination not confirmed: the provider's API does not know the person"); err != nil {
+					return ev, fmt.Errorf("record unconfirmed termination: %w", err)
+				}
+			}
+			return unconfirmed(ev), nil
+		}
 		log.WarnContext(ctx, "provider does not know the person", "person_id", ev.Person.ID)
 		return ev, nil
 	default:
@@ -565,10 +583,7 @@ func (w *Worker) resolve(ctx context.Context, key string, ev events.Event, log *
 		// An unsigned webhook claims a termination the provider does not
 		// confirm: keep the rest, drop the status change.
 		log.WarnContext(ctx, "provider says the person is active; termination from an unsigned source not applied")
-		ev.Person.Status = ""
-		if ev.Type == events.Leaver || ev.Type == events.Suspend {
-			ev.Type = events.Update
-		}
+		ev = unconfirmed(ev)
 	}
 	fill := func(dst *string, v string) {
 		if *dst == "" {
@@ -587,6 +602,16 @@ func (w *Worker) resolve(ctx context.Context, key string, ev events.Event, log *
 		ev.Person.Groups = p.Groups
 	}
 	return ev, nil
+}
+
+// unconfirmed keeps an event's profile and drops the status change the
+// provider did not confirm.
+func unconfirmed(ev events.Event) events.Event {
+	ev.Person.Status = ""
+	if ev.Type == events.Leaver || ev.Type == events.Suspend {
+		ev.Type = events.Update
+	}
+	return ev
 }
 
 func (w *Worker) classify(err error) ResolveOutcome {

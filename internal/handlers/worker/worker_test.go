@@ -19,6 +19,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/worker"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
+	"github.com/sentry-jml/sentry-jml/internal/safety/safetytest"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
 	"github.com/sentry-jml/sentry-jml/internal/state"
@@ -105,7 +106,7 @@ func startFull(t *testing.T, pol policy.Policy, res worker.Resolver, unres worke
 	t.Helper()
 	_, _, js := natstest.Run(t)
 	sb := sentrytest.NewServer(t, sentrytest.Options{RateLimit: -1})
-	client, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, MaxRetries: 1})
+	client, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: &safetytest.Gate{}, MaxRetries: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

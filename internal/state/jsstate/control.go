@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -15,6 +16,9 @@ import (
 // event-driven removals.
 const BucketControl = "JML_CONTROL"
 
+// BrakeWindow is the sliding window the brakes count removals in.
+const BrakeWindow = 60 * time.Second
+
 // ControlState is what `jml status` shows of the switches.
 type ControlState struct {
 	Paused   bool      `json:"paused"`
@@ -23,11 +27,24 @@ type ControlState struct {
 
 	BrakesHalted bool      `json:"brakes_halted"`
 	HaltedAt     time.Time `json:"halted_at,omitzero"`
-	ApprovedBy   string    `json:"approved_by,omitempty"`
-	ApprovedAt   time.Time `json:"approved_at,omitzero"`
-	// Window is the minute being counted and Removals the removals in it.
-	Window   time.Time `json:"window,omitzero"`
-	Removals int       `json:"removals"`
+	// Approvals are the operators who approved the current halt so far (a
+	// two-person rule needs two distinct names before the brakes release).
+	Approvals  []Approval `json:"approvals,omitempty"`
+	ApprovedBy string     `json:"approved_by,omitempty"`
+	ApprovedAt time.Time  `json:"approved_at,omitzero"`
+	// Recent are the times of the removals counted in the last BrakeWindow
+	// (the sliding window, fleet-wide); Removals is how many there were at
+	// the last write.
+	Recent   []time.Time `json:"recent,omitempty"`
+	Removals int         `json:"removals"`
+	// Halts counts every halt since the bucket was created.
+	Halts uint64 `json:"halts,omitempty"`
+}
+
+// Approval is one operator's approval of halted brakes.
+type Approval struct {
+	By string    `json:"by"`
+	At time.Time `json:"at"`
 }
 
 // Control is the JetStream-backed switch board; every replica sees the same state.
@@ -36,6 +53,8 @@ type Control struct {
 	now func() time.Time
 	// max returns brakes.max_event_removals_per_minute (policy is reloadable).
 	max func() int
+	// approvals returns brakes.approvals: distinct operators needed to release.
+	approvals func() int
 	// updateMu serialises this process's compare-and-set updates (update).
 	updateMu sync.Mutex
 	// pending are Admit requests waiting for the next group commit.
@@ -50,14 +69,29 @@ type admitReq struct {
 }
 
 type admitRes struct {
-	paused, allowed bool
-	err             error
+	adm Admission
+	err error
+}
+
+// Admission is Admit's answer.
+type Admission struct {
+	Paused  bool // jml pause: nothing may change
+	Allowed bool // the removals were counted and may go ahead
+	// HaltedNow is set for the one caller whose removal halted the brakes.
+	HaltedNow bool
+	// Revision is the control record's revision the answer was read from.
+	Revision uint64
 }
 
 const controlKey = "state"
 
-// OpenControl opens (or creates) the control bucket.
-func OpenControl(ctx context.Context, js jetstream.JetStream, o Options, maxPerMinute func() int) (*Control, error) {
+// ControlKey is the key of the switch record in BucketControl (watchers).
+const ControlKey = controlKey
+
+// OpenControl opens (or creates) the control bucket. maxPerMinute returns the
+// brakes' limit per sliding minute and approvals how many distinct operators
+// must approve a halt (nil: 30 and 1).
+func OpenControl(ctx context.Context, js jetstream.JetStream, o Options, maxPerMinute, approvals func() int) (*Control, error) {
 	o = o.withDefaults()
 	kv, _, err := openKV(ctx, js, jetstream.KeyValueConfig{Bucket: BucketControl, Description: "sentry-jml pause and brakes",
 		History: 10, Storage: o.storage(), Replicas: o.Replicas})
@@ -71,13 +105,33 @@ func OpenControl(ctx context.Context, js jetstream.JetStream, o Options, maxPerM
 	if maxPerMinute == nil {
 		maxPerMinute = func() int { return 30 }
 	}
-	return &Control{kv: kv, now: now, max: maxPerMinute}, nil
+	if approvals == nil {
+		approvals = func() int { return 1 }
+	}
+	return &Control{kv: kv, now: now, max: maxPerMinute, approvals: approvals}, nil
 }
+
+// KV is the control bucket (for watchers of ControlKey).
+func (c *Control) KV() jetstream.KeyValue { return c.kv }
 
 // State reads the switches.
 func (c *Control) State(ctx context.Context) (ControlState, error) {
 	s, _, err := c.read(ctx)
 	return s, err
+}
+
+// StateRev reads the switches and the revision they were read at.
+func (c *Control) StateRev(ctx context.Context) (ControlState, uint64, error) {
+	return c.read(ctx)
+}
+
+// DecodeState decodes a control record's value (a watcher's update).
+func DecodeState(b []byte) (ControlState, error) {
+	var s ControlState
+	if err := json.Unmarshal(b, &s); err != nil {
+		return ControlState{}, fmt.Errorf("control: decode: %w", err)
+	}
+	return s, nil
 }
 
 func (c *Control) read(ctx context.Context) (ControlState, uint64, error) {
@@ -88,15 +142,16 @@ func (c *Control) read(ctx context.Context) (ControlState, uint64, error) {
 	if err != nil {
 		return ControlState{}, 0, fmt.Errorf("control: %w", err)
 	}
-	var s ControlState
-	if err := json.Unmarshal(e.Value(), &s); err != nil {
-		return ControlState{}, 0, fmt.Errorf("control: decode: %w", err)
+	s, err := DecodeState(e.Value())
+	if err != nil {
+		return ControlState{}, 0, err
 	}
 	return s, e.Revision(), nil
 }
 
-// update changes the state under compare-and-set; fn returns false to write nothing.
-func (c *Control) update(ctx context.Context, fn func(*ControlState) bool) (ControlState, error) {
+// update changes the state under compare-and-set; fn returns false to write
+// nothing. It returns the state and its revision.
+func (c *Control) update(ctx context.Context, fn func(*ControlState) bool) (ControlState, uint64, error) {
 	// One update at a time in this process: concurrent removals would
 	// otherwise collide on the revision and each loser re-read and retry.
 	// Other replicas still contend through compare-and-set.
@@ -106,33 +161,35 @@ func (c *Control) update(ctx context.Context, fn func(*ControlState) bool) (Cont
 }
 
 // updateLocked is update with updateMu held.
-func (c *Control) updateLocked(ctx context.Context, fn func(*ControlState) bool) (ControlState, error) {
+func (c *Control) updateLocked(ctx context.Context, fn func(*ControlState) bool) (ControlState, uint64, error) {
 	for attempt := 0; attempt < 100; attempt++ {
 		s, rev, err := c.read(ctx)
 		if err != nil {
-			return ControlState{}, err
+			return ControlState{}, 0, err
 		}
 		if !fn(&s) {
-			return s, nil
+			return s, rev, nil
 		}
 		b, _ := json.Marshal(s)
+		var nrev uint64
 		if rev == 0 {
-			_, err = c.kv.Create(ctx, controlKey, b)
+			nrev, err = c.kv.Create(ctx, controlKey, b)
 		} else {
-			_, err = c.kv.Update(ctx, controlKey, b, rev)
+			nrev, err = c.kv.Update(ctx, controlKey, b, rev)
 		}
 		if err == nil {
-			return s, nil
+			return s, nrev, nil
 		}
 		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-			return ControlState{}, fmt.Errorf("control: write: %w", err)
+			return ControlState{}, 0, fmt.Errorf("control: write: %w", err)
 		}
 	}
-	return ControlState{}, errors.New("control: too much contention")
+	return ControlState{}, 0, errors.New("control: too much contention")
 }
 
-// SetPaused pauses or resumes all mutations (ingestion goes on).
-func (c *Control) SetPaused(ctx context.Context, paused bool, by string) (ControlState, error) {
+// SetPaused pauses or resumes all mutations (ingestion goes on). It returns
+// the state and the revision that carries it (replicas acknowledge it).
+func (c *Control) SetPaused(ctx context.Context, paused bool, by string) (ControlState, uint64, error) {
 	return c.update(ctx, func(s *ControlState) bool {
 		if s.Paused == paused {
 			return false
@@ -145,33 +202,47 @@ func (c *Control) SetPaused(ctx context.Context, paused bool, by string) (Contro
 	})
 }
 
-// countRemoval counts one removal in s (brakes not halted): false when it
-// exceeds the minute's limit, which halts the brakes.
-func (c *Control) countRemoval(s *ControlState) bool {
-	minute := c.now().UTC().Truncate(time.Minute)
-	if !s.Window.Equal(minute) {
-		s.Window, s.Removals = minute, 0
+// prune drops removals older than the window from s.Recent.
+func (c *Control) prune(s *ControlState) {
+	cut := c.now().Add(-BrakeWindow)
+	i := 0
+	for i < len(s.Recent) && !s.Recent[i].After(cut) {
+		i++
 	}
-	if limit := c.max(); limit > 0 && s.Removals >= limit {
-		s.BrakesHalted, s.HaltedAt = true, c.now().UTC()
+	if i > 0 {
+		s.Recent = append([]time.Time(nil), s.Recent[i:]...)
+	}
+	s.Removals = len(s.Recent)
+}
+
+// countRemoval counts one removal in s (brakes not halted): false when the
+// sliding window already holds the limit, which halts the brakes.
+func (c *Control) countRemoval(s *ControlState) bool {
+	c.prune(s)
+	if limit := c.max(); limit > 0 && len(s.Recent) >= limit {
+		s.BrakesHalted, s.HaltedAt, s.Approvals = true, c.now().UTC(), nil
+		s.Halts++
 		return false
 	}
-	s.Removals++
+	s.Recent = append(s.Recent, c.now().UTC())
+	s.Removals = len(s.Recent)
 	return true
 }
 
-// Admit implements converge.Gate: it reports the operator pause
-// and, unless paused, counts removals event-driven removals against the
-// brakes (allowed is false once they halt). Concurrent callers in this
-// process share one read and one compare-and-set (a group commit): a burst
-// of leavers costs two JetStream round trips per batch, not three per
-// leaver. A request's removals are counted one by one, in arrival order;
-// once the brakes halt, the rest are refused (and stay halted until
-// ApproveBrakes).
-func (c *Control) Admit(ctx context.Context, removals int) (paused, allowed bool, err error) {
+// Admit reports the operator pause and, unless paused, counts removals
+// against the brakes' sliding window (Allowed is false once they halt).
+// Concurrent callers in this process share one read and one compare-and-set
+// (a group commit): a burst of leavers costs two JetStream round trips per
+// batch, not three per leaver. A request's removals are counted one by one,
+// in arrival order; once the brakes halt, the rest are refused (and stay
+// halted until ApproveBrakes).
+func (c *Control) Admit(ctx context.Context, removals int) (Admission, error) {
 	if removals <= 0 {
-		s, _, err := c.read(ctx)
-		return s.Paused, err == nil && !s.Paused, err
+		s, rev, err := c.read(ctx)
+		if err != nil {
+			return Admission{}, err
+		}
+		return Admission{Paused: s.Paused, Allowed: !s.Paused, Revision: rev}, nil
 	}
 	req := &admitReq{removals: removals, res: make(chan admitRes, 1)}
 	c.pendMu.Lock()
@@ -181,33 +252,33 @@ func (c *Control) Admit(ctx context.Context, removals int) (paused, allowed bool
 	select {
 	case r := <-req.res: // a previous holder committed this request
 		c.updateMu.Unlock()
-		return r.paused, r.allowed, r.err
+		return r.adm, r.err
 	default:
 	}
 	c.pendMu.Lock()
 	batch := c.pending
 	c.pending = nil
 	c.pendMu.Unlock()
-	results := make([]admitRes, len(batch))
-	_, err = c.updateLocked(ctx, func(s *ControlState) bool {
+	results := make([]Admission, len(batch))
+	_, rev, err := c.updateLocked(ctx, func(s *ControlState) bool {
 		clear(results) // a compare-and-set retry starts over
 		if s.Paused {
 			for i := range results {
-				results[i].paused = true
+				results[i].Paused = true
 			}
 			return false
 		}
 		changed := false
 		for i, r := range batch {
-			results[i].allowed = true
+			results[i].Allowed = true
 			for range r.removals {
 				if s.BrakesHalted {
-					results[i].allowed = false
+					results[i].Allowed = false
 					break
 				}
 				changed = true
 				if !c.countRemoval(s) {
-					results[i].allowed = false
+					results[i].Allowed, results[i].HaltedNow = false, true
 					break
 				}
 			}
@@ -219,21 +290,56 @@ func (c *Control) Admit(ctx context.Context, removals int) (paused, allowed bool
 			r.res <- admitRes{err: err}
 			continue
 		}
-		r.res <- results[i]
+		results[i].Revision = rev
+		r.res <- admitRes{adm: results[i]}
 	}
 	c.updateMu.Unlock()
 	r := <-req.res
-	return r.paused, r.allowed, r.err
+	return r.adm, r.err
 }
 
-// ApproveBrakes releases halted brakes and starts a fresh count.
-func (c *Control) ApproveBrakes(ctx context.Context, by string) (ControlState, error) {
-	return c.update(ctx, func(s *ControlState) bool {
-		s.BrakesHalted = false
-		s.ApprovedBy, s.ApprovedAt = by, c.now().UTC()
-		s.Window, s.Removals = c.now().UTC().Truncate(time.Minute), 0
+// ErrNotHalted: an approval of brakes that are not halted (nothing to approve).
+var ErrNotHalted = errors.New("the brakes are not halted: nothing to approve")
+
+// ErrSameApprover: the two-person rule needs a second, different operator.
+var ErrSameApprover = errors.New("this operator already approved; brakes.approvals needs another operator")
+
+// ApproveBrakes records by's approval of halted brakes; once the policy's
+// number of distinct operators (brakes.approvals) have approved, the brakes
+// release and the sliding window starts empty. released says whether this
+// approval released them.
+func (c *Control) ApproveBrakes(ctx context.Context, by string) (st ControlState, released bool, err error) {
+	var why error
+	st, _, err = c.update(ctx, func(s *ControlState) bool {
+		why, released = nil, false
+		if !s.BrakesHalted {
+			why = ErrNotHalted
+			return false
+		}
+		for _, a := range s.Approvals {
+			if a.By == by {
+				why = ErrSameApprover
+				return false
+			}
+		}
+		now := c.now().UTC()
+		s.Approvals = append(s.Approvals, Approval{By: by, At: now})
+		if len(s.Approvals) < max(1, c.approvals()) {
+			return true
+		}
+		names := make([]string, len(s.Approvals))
+		for i, a := range s.Approvals {
+			names[i] = a.By
+		}
+		s.BrakesHalted, s.Approvals, released = false, nil, true
+		s.ApprovedBy, s.ApprovedAt = strings.Join(names, ","), now
+		s.Recent, s.Removals = nil, 0
 		return true
 	})
+	if err != nil {
+		return st, false, err
+	}
+	return st, released, why
 }
 
 // Checkpoint returns the time stored under name ("" → zero time).

@@ -22,12 +22,25 @@ type sourceKey struct {
 	Tokens  []string  `json:"tokens"`
 	Shown   bool      `json:"shown"`
 	SavedAt time.Time `json:"saved_at"`
+	// ArmedUntil, while in the future, lets exactly one verification POST
+	// hand over a key (jml sources arm gusto); claiming the key disarms.
+	ArmedUntil time.Time `json:"armed_until,omitzero"`
+	ArmedBy    string    `json:"armed_by,omitempty"`
 }
 
-// SourceKeys stores one provider's run-time keys.
+// Arming bounds: `jml sources arm` opens DefaultArmWindow unless told
+// otherwise, and never more than MaxArmWindow.
+const (
+	DefaultArmWindow = 10 * time.Minute
+	MaxArmWindow     = time.Hour
+)
+
+// SourceKeys stores one provider's run-time keys, and the operator's arming
+// that lets one verification request hand a key over.
 type SourceKeys struct {
 	kv     jetstream.KeyValue
 	source string
+	now    func() time.Time
 }
 
 // OpenSourceKeys opens the key store for source (e.g. "gusto").
@@ -38,7 +51,7 @@ func OpenSourceKeys(ctx context.Context, js jetstream.JetStream, o Options, sour
 	if err != nil {
 		return nil, err
 	}
-	return &SourceKeys{kv: kv, source: source}, nil
+	return &SourceKeys{kv: kv, source: source, now: time.Now}, nil
 }
 
 func (s *SourceKeys) read(ctx context.Context) (sourceKey, uint64, error) {
@@ -81,16 +94,53 @@ func (s *SourceKeys) write(ctx context.Context, fn func(*sourceKey) bool) (sourc
 	return sourceKey{}, errors.New("source keys: too much contention")
 }
 
-// SaveVerificationToken stores token (sources.KeyStore).
-func (s *SourceKeys) SaveVerificationToken(ctx context.Context, token string) error {
-	_, err := s.write(ctx, func(k *sourceKey) bool {
+// ClaimVerificationToken stores token when the source is armed and disarms it
+// (sources.KeyStore): exactly one verification request per arming hands a key
+// over, fleet-wide, since the write is a compare-and-set on one KV record. A
+// token already stored is accepted again without an arming. saved is false,
+// with a nil error, when the source is not armed.
+func (s *SourceKeys) ClaimVerificationToken(ctx context.Context, token string) (saved bool, err error) {
+	_, err = s.write(ctx, func(k *sourceKey) bool {
+		saved = false
 		if slices.Contains(k.Tokens, token) {
+			saved = true
 			return false
 		}
-		k.Tokens, k.Shown, k.SavedAt = append(k.Tokens, token), false, time.Now().UTC()
+		now := s.now()
+		if !now.Before(k.ArmedUntil) {
+			return false
+		}
+		k.Tokens, k.Shown, k.SavedAt = append(k.Tokens, token), false, now.UTC()
+		k.ArmedUntil, k.ArmedBy = time.Time{}, ""
+		saved = true
 		return true
 	})
-	return err
+	if err != nil {
+		return false, err
+	}
+	return saved, nil
+}
+
+// Arm lets the next verification request (within d, bounded by MaxArmWindow;
+// 0 means DefaultArmWindow) hand over a key. by names the operator.
+func (s *SourceKeys) Arm(ctx context.Context, d time.Duration, by string) (time.Time, error) {
+	if d <= 0 {
+		d = DefaultArmWindow
+	}
+	if d > MaxArmWindow {
+		return time.Time{}, fmt.Errorf("source keys %s: an arming lasts at most %s", s.source, MaxArmWindow)
+	}
+	k, err := s.write(ctx, func(k *sourceKey) bool {
+		k.ArmedUntil, k.ArmedBy = s.now().Add(d).UTC(), by
+		return true
+	})
+	return k.ArmedUntil, err
+}
+
+// ArmedUntil is the end of the current arming (zero or past when not armed).
+func (s *SourceKeys) ArmedUntil(ctx context.Context) (time.Time, error) {
+	k, _, err := s.read(ctx)
+	return k.ArmedUntil, err
 }
 
 // VerificationTokens returns the stored tokens (sources.KeyLoader).

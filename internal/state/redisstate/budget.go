@@ -44,6 +44,10 @@ type BudgetOptions struct {
 	// Replicas is how many replicas share the budget; while Redis is
 	// unreachable each paces at 1/Replicas of the limits (default 1).
 	Replicas int
+	// LiveReplicas, when set, counts the replicas sharing the budget now (the
+	// replica registry) and overrides Replicas, so a fleet that scales keeps
+	// its 1/N share while Redis is down.
+	LiveReplicas func() int
 	// MaxPoll is the longest pause between two attempts of a waiting request
 	// (default 200ms); waits for a concurrency slot poll every 5ms.
 	MaxPoll time.Duration
@@ -116,11 +120,14 @@ const stateTTL = time.Hour
 // 1/Replicas of the limits for RetryAfter; a call never fails or hangs
 // because of Redis.
 type Budget struct {
-	s     *Store
-	o     BudgetOptions
-	local *sentry.LocalBudget
-	owner string
-	slot  atomic.Uint64
+	s *Store
+	o BudgetOptions
+	// local is the fallback while Redis is down, for localN replicas.
+	localMu sync.Mutex
+	local   *sentry.LocalBudget
+	localN  int
+	owner   string
+	slot    atomic.Uint64
 
 	mu        sync.Mutex
 	queues    map[string]*budgetQueue
@@ -174,17 +181,38 @@ func (s *Store) Budget(opts BudgetOptions) *Budget {
 	var id [6]byte
 	_, _ = rand.Read(id[:])
 	return &Budget{
-		s: s,
-		o: o,
-		local: sentry.NewLocalBudget(sentry.LocalBudgetOptions{
-			DefaultLimit:       scaleDown(o.DefaultLimit, o.Replicas),
-			DefaultConcurrency: scaleDown(o.DefaultConcurrency, o.Replicas),
-			Guard:              o.Guard,
-			Now:                o.Now,
-		}),
+		s:      s,
+		o:      o,
 		owner:  hex.EncodeToString(id[:]),
 		queues: make(map[string]*budgetQueue),
 	}
+}
+
+// replicas is how many replicas share the budget now (at least 1).
+func (b *Budget) replicas() int {
+	if b.o.LiveReplicas != nil {
+		return max(1, b.o.LiveReplicas())
+	}
+	return b.o.Replicas
+}
+
+// fallback is the local budget this replica paces with while Redis is down:
+// 1/N of the limits for the current number of replicas N (rebuilt when N
+// changes; limits Sentry reports are learned again on the next answer).
+func (b *Budget) fallback() *sentry.LocalBudget {
+	n := b.replicas()
+	b.localMu.Lock()
+	defer b.localMu.Unlock()
+	if b.local == nil || b.localN != n {
+		b.local = sentry.NewLocalBudget(sentry.LocalBudgetOptions{
+			DefaultLimit:       scaleDown(b.o.DefaultLimit, n),
+			DefaultConcurrency: scaleDown(b.o.DefaultConcurrency, n),
+			Guard:              b.o.Guard,
+			Now:                b.o.Now,
+		})
+		b.localN = n
+	}
+	return b.local
 }
 
 // scaleDown returns n/replicas rounded up (at least 1); negative n stays.
@@ -327,7 +355,7 @@ func (b *Budget) Acquire(ctx context.Context, key string, p sentry.Priority) (fu
 		return nil, err
 	}
 	if b.usingLocal() {
-		return b.local.Acquire(ctx, key, p)
+		return b.fallback().Acquire(ctx, key, p)
 	}
 	b.mu.Lock()
 	q := b.queues[key]
@@ -364,7 +392,7 @@ func (b *Budget) Acquire(ctx context.Context, key string, p sentry.Priority) (fu
 	// so the waiters behind it can follow at once.
 	local := func() (func(), error) {
 		leave()
-		return b.local.Acquire(ctx, key, p)
+		return b.fallback().Acquire(ctx, key, p)
 	}
 
 	var timer *time.Timer
@@ -485,12 +513,12 @@ func (b *Budget) releaseSlot(ctx context.Context, slotsKey, slot string) {
 // scaled to this replica's part.
 func (b *Budget) Observe(key string, l sentry.Limits) {
 	scaled := l
-	if b.o.Replicas > 1 {
-		scaled.Limit = scaleDown(l.Limit, b.o.Replicas)
-		scaled.Remaining = l.Remaining / b.o.Replicas
-		scaled.ConcurrentLimit = scaleDown(l.ConcurrentLimit, b.o.Replicas)
+	if n := b.replicas(); n > 1 {
+		scaled.Limit = scaleDown(l.Limit, n)
+		scaled.Remaining = l.Remaining / n
+		scaled.ConcurrentLimit = scaleDown(l.ConcurrentLimit, n)
 	}
-	b.local.Observe(key, scaled)
+	b.fallback().Observe(key, scaled)
 	if b.usingLocal() {
 		return
 	}

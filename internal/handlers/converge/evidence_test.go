@@ -1,0 +1,94 @@
+package converge_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
+	"github.com/sentry-jml/sentry-jml/internal/policy"
+	"github.com/sentry-jml/sentry-jml/internal/safety/safetytest"
+	"github.com/sentry-jml/sentry-jml/internal/sentry"
+	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
+)
+
+// flakySink fails its first n writes.
+type flakySink struct {
+	mu      sync.Mutex
+	fail    int
+	calls   int
+	written []converge.Evidence
+}
+
+func (f *flakySink) RecordEvidence(_ context.Context, e converge.Evidence) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls++
+	if f.calls <= f.fail {
+		return errors.New("jetstream: no responders")
+	}
+	f.written = append(f.written, e)
+	return nil
+}
+
+func evidenceConverger(t *testing.T, sink converge.EvidenceSink, retry time.Duration) (*sentrytest.Server, *converge.Converger) {
+	t.Helper()
+	sb := sentrytest.NewServer(t, sentrytest.Options{RateLimit: -1})
+	c, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: &safetytest.Gate{}, MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	me, err := c.Me(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := policy.Default()
+	conv, err := converge.New(converge.Options{Sentry: c, SelfMemberID: me.ID, SelfEmail: me.Email, SelfRole: me.OrgRole,
+		Policy: func() policy.Policy { return pol }, Evidence: sink, EvidenceRetry: retry})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sb, conv
+}
+
+// A failed evidence write is retried; the convergence succeeds once the
+// record is written.
+func TestEvidenceWriteIsRetried(t *testing.T) {
+	sink := &flakySink{fail: 3}
+	sb, conv := evidenceConverger(t, sink, 10*time.Second)
+	res, err := conv.Converge(context.Background(), leaver("jane.doe@acme.test"), held)
+	if err != nil || !res.Removed {
+		t.Fatalf("converge: %+v %v", res, err)
+	}
+	if _, ok := sb.Member("jane.doe@acme.test"); ok {
+		t.Fatal("jane is still a member")
+	}
+	if sink.calls != 4 || len(sink.written) != 1 || sink.written[0].Outcome != converge.OutcomeApplied {
+		t.Fatalf("evidence writes: %d calls, written %+v", sink.calls, sink.written)
+	}
+}
+
+// A record that cannot be written is never dropped silently: the convergence
+// fails with an *EvidenceError carrying the record (the worker dead-letters
+// the event with it instead of acknowledging).
+func TestEvidenceWriteThatKeepsFailingFailsTheConvergence(t *testing.T) {
+	sink := &flakySink{fail: 1 << 30}
+	_, conv := evidenceConverger(t, sink, 300*time.Millisecond)
+	_, err := conv.Converge(context.Background(), leaver("jane.doe@acme.test"), held)
+	var ee *converge.EvidenceError
+	if !errors.Is(err, converge.ErrEvidence) || !errors.As(err, &ee) {
+		t.Fatalf("err = %v, want an EvidenceError", err)
+	}
+	if ee.Record.Email != "jane.doe@acme.test" || len(ee.Record.Steps) == 0 || ee.Record.Steps[0].Action != converge.ActRemoveMember {
+		t.Fatalf("the error does not carry the record: %+v", ee.Record)
+	}
+	if !strings.Contains(err.Error(), `"remove_member"`) {
+		t.Fatalf("the error text does not carry the record: %s", err)
+	}
+	if sink.calls < 2 {
+		t.Fatalf("%d write attempts, want retries", sink.calls)
+	}
+}
