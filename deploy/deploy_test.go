@@ -2,7 +2,6 @@ package deploy
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,8 +11,6 @@ import (
 	"io"
 	"io/fs"
 	"net"
-	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -25,12 +22,9 @@ import (
 	"strings"
 	"testing"
 
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
-	"go.opentelemetry.io/otel/metric"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sentry-jml/sentry-jml/internal/policy"
-	"github.com/sentry-jml/sentry-jml/internal/telemetry"
 )
 
 // repo is the repository root, relative to this package's directory.
@@ -424,17 +418,30 @@ func TestPrometheusConfig(t *testing.T) {
 			scraped[tg] = true
 		}
 	}
+	// Every app process is scraped on its admin listener (JML_ADMIN_ADDR), where
+	// /metrics is served; never on the public webhook port (JML_HTTP_ADDR).
 	for name, s := range c.Services {
 		if !isJML(s) {
 			continue
 		}
 		addr := s.Environment["JML_ADMIN_ADDR"]
-		if s.Entrypoint[0] == "/usr/local/bin/webhook" {
-			addr = s.Environment["JML_HTTP_ADDR"]
+		if addr == "" {
+			t.Errorf("%s: JML_ADMIN_ADDR is not set: its /metrics would listen on loopback only", name)
+			continue
 		}
 		_, p := hostPort(t, name, addr)
 		if !scraped[name+":"+p] {
-			t.Errorf("%s:%s (its /metrics) is not scraped", name, p)
+			t.Errorf("%s:%s (its /metrics, on the admin listener) is not scraped", name, p)
+		}
+		if h := s.Environment["JML_HTTP_ADDR"]; h != "" {
+			if _, hp := hostPort(t, name, h); scraped[name+":"+hp] {
+				t.Errorf("%s:%s is the public webhook port: /metrics is not served there", name, hp)
+			}
+			for _, pub := range s.Ports {
+				if strings.HasSuffix(interpolated(pub), ":"+p) && !strings.HasPrefix(interpolated(pub), "127.0.0.1:") {
+					t.Errorf("%s: the admin port %s is published beyond loopback (%s)", name, p, pub)
+				}
+			}
 		}
 	}
 	if !slices.Contains(jobs["sentry-jml-worker"], "worker-1:8081") || len(jobs["sentry-jml-webhook"]) == 0 {
@@ -672,7 +679,7 @@ func TestDashboard(t *testing.T) {
 			}
 		}
 	}
-	for name, m := range knownMetrics {
+	for name, m := range knownMetrics() {
 		if m.required && !used[name] {
 			t.Errorf("no panel shows %s", name)
 		}
@@ -725,8 +732,11 @@ func TestAlertRules(t *testing.T) {
 	for what, metric := range map[string]string{
 		"time to revoke p99 > 5 s": "jml_time_to_revoke_seconds_bucket",
 		"DLQ growth":               "jml_dlq_messages_total",
-		"needs_human":              `outcome="needs_human"`,
-		"disputed":                 `outcome="disputed"`,
+		"needs_human":              "jml_needs_human_total",
+		"disputed":                 "jml_disputed_total",
+		"DLQ backlog":              "jml_dlq_depth",
+		"consumer backlog":         "jml_consumer_pending",
+		"errors, not waits":        `outcome="error"`,
 		"brakes halted":            "jml_brakes_halted_total",
 		"token rejected":           `http_response_status_code="401"`,
 		"readiness":                "up{",
@@ -741,12 +751,14 @@ func TestAlertRules(t *testing.T) {
 	}
 }
 
-// TestPromtool runs promtool (Debian package "prometheus") when it is installed:
-// the Prometheus config, the rule unit tests, and every dashboard expression's syntax.
+// TestPromtool runs promtool (Debian package "prometheus"; .ci/run installs it and
+// the test fails without it): the Prometheus config, the rule files, the rule unit
+// tests, and every dashboard expression's syntax.
 func TestPromtool(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		t.Skip("promtool not installed (apt-get install prometheus); syntax of PromQL not checked")
+		// .ci/run installs it; a skip here would pass without checking anything.
+		t.Fatal("promtool not installed: apt-get install --no-install-recommends prometheus (Debian), or run .ci/run")
 	}
 	run := func(dir string, args ...string) {
 		t.Helper()
@@ -761,6 +773,7 @@ func TestPromtool(t *testing.T) {
 	write(t, filepath.Join(tmp, "prometheus.yml"), cfg)
 	write(t, filepath.Join(tmp, "alerts.yml"), mustRead(t, path("deploy", "compose", "prometheus", "alerts.yml")))
 	run(tmp, "check", "config", "prometheus.yml")
+	run(tmp, "check", "rules", "alerts.yml")
 	abs, _ := filepath.Abs(path("deploy", "compose", "prometheus"))
 	run(abs, "test", "rules", "alerts_test.yml")
 
@@ -787,72 +800,7 @@ func write(t *testing.T, p string, b []byte) {
 	}
 }
 
-// ---------- metric names as exported ----------
-
-// TestExportedMetricNames creates the implemented instruments with the names and
-// units the code uses, through the same telemetry package and Prometheus exporter
-// the processes use, plus a real otelhttp server and client, and checks that the
-// scrape contains every implemented name the dashboard and alerts rely on. It also
-// checks that each instrument name still appears in the package that creates it.
-func TestExportedMetricNames(t *testing.T) {
-	ctx := context.Background()
-	tel, err := telemetry.New(ctx, telemetry.Options{ServiceName: "deploy-test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = tel.Shutdown(ctx) })
-	m := tel.MeterProvider.Meter("deploy-test")
-	for name, k := range knownMetrics {
-		if k.instrument == "" {
-			continue
-		}
-		src := sourceText(t, path(k.pkg))
-		if !strings.Contains(src, strconv.Quote(k.instrument)) {
-			t.Errorf("%s: %s no longer creates instrument %q", name, k.pkg, k.instrument)
-		}
-		switch k.kind {
-		case counter:
-			c, err := m.Int64Counter(k.instrument)
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.Add(ctx, 1)
-		case histogram:
-			h, err := m.Float64Histogram(k.instrument, metric.WithUnit(k.unit))
-			if err != nil {
-				t.Fatal(err)
-			}
-			h.Record(ctx, 1)
-		default:
-			t.Fatalf("%s: kind %d not handled", name, k.kind)
-		}
-	}
-	srv := httptest.NewServer(otelhttp.NewHandler(http.NotFoundHandler(), "hook", otelhttp.WithMeterProvider(tel.MeterProvider)))
-	t.Cleanup(srv.Close)
-	cl := &http.Client{Transport: otelhttp.NewTransport(http.DefaultTransport, otelhttp.WithMeterProvider(tel.MeterProvider))}
-	resp, err := cl.Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-
-	rec := httptest.NewRecorder()
-	tel.MetricsHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	families := map[string]bool{}
-	for _, line := range strings.Split(rec.Body.String(), "\n") {
-		if f, ok := strings.CutPrefix(line, "# TYPE "); ok {
-			families[strings.Fields(f)[0]] = true
-		}
-	}
-	for name, k := range knownMetrics {
-		if k.planned || name == "up" {
-			continue
-		}
-		if !families[name] {
-			t.Errorf("the exporter does not produce %s (families: %d)", name, len(families))
-		}
-	}
-}
+// ---------- sources ----------
 
 // sourceText concatenates the non-test Go files of dir.
 func sourceText(t *testing.T, dir string) string {
@@ -1079,6 +1027,7 @@ func TestKubernetesManifests(t *testing.T) {
 	for k := range cm.Data {
 		checkEnvName(t, vars, "ConfigMap/sentry-jml", k)
 	}
+	adminPorts := map[string]string{} // container → admin port
 	for _, kind := range []string{"Deployment", "StatefulSet"} {
 		for name, o := range byKind[kind] {
 			where := kind + "/" + name
@@ -1150,24 +1099,108 @@ func TestKubernetesManifests(t *testing.T) {
 						}
 					}
 				}
+				// Probes and /metrics are on the admin listener (JML_ADMIN_ADDR), in
+				// the container port named "admin" that the PodMonitor scrapes.
 				addr := ""
 				for _, e := range c.Env {
-					if e.Name == "JML_HTTP_ADDR" || e.Name == "JML_ADMIN_ADDR" {
+					if e.Name == "JML_ADMIN_ADDR" {
 						addr = e.Value
 					}
 				}
-				_, port := hostPort(t, cw, addr)
-				if !slices.ContainsFunc(c.Ports, func(p struct {
-					Name          string `yaml:"name"`
-					ContainerPort int    `yaml:"containerPort"`
-				}) bool {
-					return strconv.Itoa(p.ContainerPort) == port && p.Name == c.LivenessProbe.HTTPGet.Port
-				}) {
-					t.Errorf("%s: the probe port %v is not the container port of %s", cw, c.LivenessProbe.HTTPGet.Port, addr)
+				if addr == "" {
+					t.Errorf("%s: JML_ADMIN_ADDR is not set (probes and /metrics listen there)", cw)
+					continue
 				}
+				_, port := hostPort(t, cw, addr)
+				for _, probe := range []*k8sProbe{c.LivenessProbe, c.ReadinessProbe} {
+					if !slices.ContainsFunc(c.Ports, func(p struct {
+						Name          string `yaml:"name"`
+						ContainerPort int    `yaml:"containerPort"`
+					}) bool {
+						return strconv.Itoa(p.ContainerPort) == port && p.Name == probe.HTTPGet.Port && p.Name == "admin"
+					}) {
+						t.Errorf("%s: the probe port %v is not the container port \"admin\" of JML_ADMIN_ADDR=%s", cw, probe.HTTPGet.Port, addr)
+					}
+				}
+				adminPorts[cw] = port
 			}
 		}
 	}
+	for _, want := range []string{"Deployment/webhook/webhook", "Deployment/worker/worker"} {
+		if _, ok := adminPorts[want]; !ok {
+			t.Errorf("%s: no admin listener (JML_ADMIN_ADDR, port \"admin\") for probes and /metrics", want)
+		}
+	}
+	checkScrapeAndIngress(t, adminPorts["Deployment/webhook/webhook"])
+}
+
+// checkScrapeAndIngress: the PodMonitor scrapes /metrics on the "admin" port
+// only (never the webhook's public "http" port), and the webhook's
+// NetworkPolicy lets the monitoring namespace reach the admin port, not the
+// public one.
+func checkScrapeAndIngress(t *testing.T, webhookAdmin string) {
+	t.Helper()
+	var pm struct {
+		Kind string `yaml:"kind"`
+		Spec struct {
+			PodMetricsEndpoints []struct {
+				Port string `yaml:"port"`
+				Path string `yaml:"path"`
+			} `yaml:"podMetricsEndpoints"`
+		} `yaml:"spec"`
+	}
+	mustYAML(t, path("deploy", "k8s", "monitoring", "podmonitor.yaml"), &pm)
+	if pm.Kind != "PodMonitor" || len(pm.Spec.PodMetricsEndpoints) == 0 {
+		t.Fatalf("podmonitor.yaml: kind %q with %d endpoints", pm.Kind, len(pm.Spec.PodMetricsEndpoints))
+	}
+	for _, e := range pm.Spec.PodMetricsEndpoints {
+		if e.Port != "admin" || e.Path != "/metrics" {
+			t.Errorf("PodMonitor endpoint %s%s: want /metrics on the admin port only", e.Port, e.Path)
+		}
+	}
+	type rule struct {
+		From []struct {
+			NamespaceSelector *struct {
+				MatchLabels map[string]string `yaml:"matchLabels"`
+			} `yaml:"namespaceSelector"`
+		} `yaml:"from"`
+		Ports []struct {
+			Port int `yaml:"port"`
+		} `yaml:"ports"`
+	}
+	for _, doc := range yamlDocs(t, path("deploy", "k8s", "networkpolicy.yaml")) {
+		b, err := yaml.Marshal(doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var np struct {
+			Metadata struct{ Name string } `yaml:"metadata"`
+			Spec     struct {
+				Ingress []rule `yaml:"ingress"`
+			} `yaml:"spec"`
+		}
+		if err := yaml.Unmarshal(b, &np); err != nil {
+			t.Fatal(err)
+		}
+		if np.Metadata.Name != "webhook" {
+			continue
+		}
+		monitoringPorts := map[string]bool{}
+		for _, r := range np.Spec.Ingress {
+			for _, f := range r.From {
+				if f.NamespaceSelector != nil && f.NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] == "monitoring" {
+					for _, p := range r.Ports {
+						monitoringPorts[strconv.Itoa(p.Port)] = true
+					}
+				}
+			}
+		}
+		if !monitoringPorts[webhookAdmin] || len(monitoringPorts) != 1 {
+			t.Errorf("NetworkPolicy webhook: monitoring may reach ports %v, want only the admin port %s", monitoringPorts, webhookAdmin)
+		}
+		return
+	}
+	t.Error("NetworkPolicy webhook not found")
 }
 
 // TestPolicies validates the policies the deployments mount with the daemon's own parser.

@@ -276,7 +276,8 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	}
 	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: s.nc, Coord: s.coord, Sentry: client, Telemetry: s.tel, Logger: s.log, MaxClockSkew: cfg.MaxClockSkew,
 		Owner: owner, Policy: s.currentPolicy, Gate: gate,
-		Streams: cfg.Streams(), Ready: ready, Target: s.target(), SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts, OktaCatchUp: okta})
+		Streams: cfg.Streams(), Ready: ready, Target: s.target(), SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts, OktaCatchUp: okta,
+		Sources: config.SourceNames()})
 	if err != nil {
 		return nil, err
 	}
@@ -371,7 +372,7 @@ func (s *system) status() map[string]any {
 
 func (s *system) banner(w io.Writer) {
 	fmt.Fprintf(w, "sentry-jml %s is running (all-in-one)\n", version())
-	fmt.Fprintf(w, "  webhook receiver  http://%s   POST /hooks/generic, GET /healthz /readyz /metrics\n", s.httpAddr)
+	fmt.Fprintf(w, "  webhook receiver  http://%s   POST /hooks/generic, GET /healthz /readyz\n", s.httpAddr)
 	fmt.Fprintf(w, "  admin API         http://%s   GET /healthz /readyz /metrics; /v1/* with a bearer token\n", s.adminAddr)
 	fmt.Fprintf(w, "  NATS (embedded)   %s   JetStream on disk in %s\n", s.ns.RedactedURL(), filepath.Join(s.cfg.DataDir, "nats"))
 	fmt.Fprintf(w, "  coordination      %s\n", s.coordName)

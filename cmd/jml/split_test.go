@@ -1,6 +1,7 @@
 package main
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -60,7 +61,8 @@ func TestSplitProcesses(t *testing.T) {
 			}
 		})
 	}
-	start("webhook", "JML_HTTP_ADDR="+httpAddr, "JML_SOURCE_GENERIC_SECRET="+secret)
+	webhookAdmin := freeAddr(t)
+	start("webhook", "JML_HTTP_ADDR="+httpAddr, "JML_ADMIN_ADDR="+webhookAdmin, "JML_SOURCE_GENERIC_SECRET="+secret)
 	workerAdmin, workerData := freeAddr(t), t.TempDir()
 	start("worker", "JML_ADMIN_ADDR="+workerAdmin, "JML_DATA_DIR="+workerData, "JML_REDIS_URL="+testRedisURL(), "JML_REDIS_PREFIX=jmltest:"+randomID()+":",
 		"JML_SENTRY_URL="+sb.URL, "JML_SENTRY_ORG=acme", "JML_SENTRY_TOKEN="+token)
@@ -111,6 +113,21 @@ func TestSplitProcesses(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "JML_ADMIN_TOKEN") || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
 		t.Fatalf("worker on 0.0.0.0 without a token: %v\n%s", err, out)
+	}
+	// The webhook's metrics are on its admin listener, not the public port.
+	if r, err := http.Get("http://" + httpAddr + "/metrics"); err != nil || r.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /metrics on the webhook port: %v %v, want 404", r, err)
+	} else {
+		r.Body.Close()
+	}
+	r, err := http.Get("http://" + webhookAdmin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	if r.StatusCode != http.StatusOK || !strings.Contains(string(b), `jml_events_received_total{outcome="accepted",source="generic",type="leaver"} 1`) {
+		t.Errorf("webhook admin /metrics: %d, want the accepted leaver counted\n%s", r.StatusCode, b)
 	}
 }
 

@@ -1,6 +1,8 @@
 // Command webhook is the stateless receiver of the production split: it verifies
 // provider webhooks and publishes them to JetStream (JML_NATS_URL), answering only
-// after the ack. Run several behind a load balancer.
+// after the ack. Run several behind a load balancer. The receiver listens on
+// JML_HTTP_ADDR; /healthz, /readyz and /metrics are also served on the admin
+// listener, JML_ADMIN_ADDR, which Prometheus scrapes (not the public port).
 package main
 
 import (
@@ -59,10 +61,22 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// The admin listener: probes and /metrics, never on the public webhook port.
+	adminAddr, adminDone, err := config.Serve(ctx, cfg.AdminAddr, "JML_ADMIN_ADDR", app.ProbesHandler(app.ProbesOptions{Ready: ready.Check, Metrics: tel.MetricsHandler()}))
+	if err != nil {
+		return err
+	}
 	addr, done, err := config.Serve(ctx, cfg.HTTPAddr, "JML_HTTP_ADDR", h)
 	if err != nil {
 		return err
 	}
-	log.Info("webhook receiver listening", "addr", addr, "sources", enabled)
-	return <-done
+	log.Info("webhook receiver listening", "addr", addr, "admin", adminAddr, "sources", enabled)
+	select {
+	case err = <-done:
+	case err = <-adminDone:
+	}
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
 }

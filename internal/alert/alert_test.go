@@ -511,3 +511,15 @@ func TestConstructorErrors(t *testing.T) {
 		t.Error("two sinks with one name accepted")
 	}
 }
+
+func TestSeriesExportedAtZeroFromStart(t *testing.T) {
+	h := mustNotifier(t, alert.Options{Sinks: []alert.Sink{mustWebhook(t, "https://alerts.example.com/hook", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")}})
+	got := metrics(t, h.reader)
+	for _, k := range alert.Kinds {
+		for _, key := range []string{string(k) + "/webhook/sent", string(k) + "/webhook/failed", string(k) + "/webhook/dropped", string(k) + "//deduplicated"} {
+			if v, ok := got[key]; !ok || v != 0 {
+				t.Errorf("%s = %d, %v; want 0 before any alert", key, v, ok)
+			}
+		}
+	}
+}

@@ -132,6 +132,15 @@ func New(o Options) (*Notifier, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Notifier{o: o, count: c, seen: map[string]time.Time{}, ctx: ctx, cancel: cancel}
+	// Every series whose labels are known is exported at zero from the start.
+	for _, k := range Kinds {
+		n.count.Add(ctx, 0, metric.WithAttributes(attribute.String("kind", string(k)), attribute.String("sink", ""), attribute.String("outcome", "deduplicated")))
+		for _, s := range o.Sinks {
+			for _, outcome := range []string{"sent", "failed", "dropped"} {
+				n.count.Add(ctx, 0, metric.WithAttributes(attribute.String("kind", string(k)), attribute.String("sink", s.Name()), attribute.String("outcome", outcome)))
+			}
+		}
+	}
 	for _, s := range o.Sinks {
 		q := make(chan delivery, o.QueueSize)
 		n.queues = append(n.queues, q)

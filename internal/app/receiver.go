@@ -35,6 +35,8 @@ type ReceiverOptions struct {
 }
 
 // NewReceiver ensures the streams exist and returns the webhook HTTP handler.
+// It does not serve /metrics: that is the admin listener's (AdminHandler,
+// ProbesHandler), never the public webhook port.
 func NewReceiver(ctx context.Context, o ReceiverOptions) (http.Handler, error) {
 	js, err := jetstream.New(o.NC)
 	if err != nil {
@@ -61,6 +63,5 @@ func NewReceiver(ctx context.Context, o ReceiverOptions) (http.Handler, error) {
 		MeterProvider:  o.Telemetry.MeterProvider,
 		Propagator:     o.Telemetry.Propagator,
 		Ready:          o.Ready,
-		Metrics:        o.Telemetry.MetricsHandler(),
 	})
 }

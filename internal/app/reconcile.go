@@ -130,7 +130,10 @@ func (w *Worker) reconcileJobs() []schedJob {
 		rj,
 		{"reconcile-approved", gocron.DurationJob(5 * time.Second), s.rec.ApplyApprovedRuns, true},
 		{"pending-invites", gocron.DurationJob(5 * time.Minute), s.once("pending-invites", 5*time.Minute, false, func(ctx context.Context) error {
-			_, err := s.rec.Invites(ctx)
+			sum, err := s.rec.Invites(ctx)
+			if err == nil {
+				w.metrics.setInvites(sum.Pending)
+			}
 			return err
 		}), true},
 		{"token-hygiene", gocron.DurationJob(time.Hour), s.once("token-hygiene", time.Hour, false, func(ctx context.Context) error {
@@ -356,7 +359,13 @@ func ReconcileRoutes(w *Worker, o ReconcileOptions) []func(handle func(pattern s
 			fs, err := s.rec.TokenHygiene(r.Context(), false)
 			return map[string]any{"tokens": fs, "applied": true}, err
 		})
-		handle("POST /v1/invites", func(r *http.Request) (any, error) { return s.rec.Invites(r.Context()) })
+		handle("POST /v1/invites", func(r *http.Request) (any, error) {
+			sum, err := s.rec.Invites(r.Context())
+			if err == nil {
+				w.metrics.setInvites(sum.Pending)
+			}
+			return sum, err
+		})
 	}}
 }
 

@@ -38,8 +38,12 @@ func (a snapshotStore) LatestSnapshot(ctx context.Context, key string) (converge
 	return out, nil
 }
 
-// evidenceLog adapts state.EvidenceLog to convergence's evidence sink.
-type evidenceLog struct{ l state.EvidenceLog }
+// evidenceLog adapts state.EvidenceLog to convergence's evidence sink and
+// counts the needs_human and disputed records it writes.
+type evidenceLog struct {
+	l state.EvidenceLog
+	m *workerMetrics
+}
 
 type evidencePlan struct {
 	Outcome converge.Outcome `json:"outcome"`
@@ -61,8 +65,11 @@ func (a evidenceLog) RecordEvidence(ctx context.Context, e converge.Evidence) er
 	if e.EventID != "" {
 		rec.EventIDs = []string{e.EventID}
 	}
-	_, err = a.l.Append(ctx, rec)
-	return err
+	if _, err := a.l.Append(ctx, rec); err != nil {
+		return err
+	}
+	a.m.evidence(ctx, e.Outcome)
+	return nil
 }
 
 // unresolvedSink lists unresolved events in JetStream.

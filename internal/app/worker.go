@@ -63,6 +63,9 @@ type WorkerOptions struct {
 	// Gate is the safety gate the Sentry client was built with (NewSafety);
 	// Run keeps it watching the switches and heartbeating. Required.
 	Gate *safety.Gate
+	// Sources are the event source names whose per-source series are
+	// exported at zero from the start (jml_unresolved_events_total).
+	Sources []string
 }
 
 // CheckSentry is the start-up check: token kind, the service user's membership,
@@ -98,6 +101,8 @@ type Worker struct {
 	tokens  *converge.TokenIndex
 	// unresolved lists events whose person could not be identified.
 	unresolved *jsstate.UnresolvedList
+	// metrics are the worker's own counters and job-fed gauges (metrics.go).
+	metrics *workerMetrics
 	// schedMu guards the reconcile job's id and the schedule it runs on.
 	schedMu           sync.Mutex
 	reconcileJobID    uuid.UUID
@@ -172,6 +177,9 @@ func NewWorker(ctx context.Context, o WorkerOptions) (*Worker, error) {
 	}
 	w := &Worker{o: o, js: js, records: records, gate: o.Gate, members: converge.NewMemberIndex(), tokens: converge.NewTokenIndex(),
 		unresolved: unresolved}
+	if w.metrics, err = newWorkerMetrics(o.Telemetry.MeterProvider, o.Policy); err != nil {
+		return nil, fmt.Errorf("worker metrics: %w", err)
+	}
 	resolvers := resolve.BySource{}
 	for name, cfg := range o.SourceAPIs {
 		if cfg.BaseURL == "" && cfg.Token == "" {
@@ -185,7 +193,7 @@ func NewWorker(ctx context.Context, o WorkerOptions) (*Worker, error) {
 	}
 	w.conv, err = converge.New(converge.Options{
 		Sentry: o.Sentry, SelfMemberID: me.ID, SelfEmail: me.Email, SelfRole: me.OrgRole, Policy: o.Policy,
-		Snapshots: snapshotStore{records.Snapshots}, Evidence: evidenceLog{records.Evidence}, Gate: o.Gate,
+		Snapshots: snapshotStore{records.Snapshots}, Evidence: evidenceLog{l: records.Evidence, m: w.metrics}, Gate: o.Gate,
 		Index: w.members, Tokens: w.tokens, Target: o.Target, Logger: o.Logger, TracerProvider: o.Telemetry.TracerProvider,
 		Alert: w.alert,
 	})
@@ -194,7 +202,7 @@ func NewWorker(ctx context.Context, o WorkerOptions) (*Worker, error) {
 	}
 	w.worker, err = worker.New(worker.Options{
 		JS: js, Dedupe: o.Coord, Leases: o.Coord, Directory: records.Directory, Converger: w.conv, Due: records.Due, Owner: o.Owner,
-		Resolver: resolvers, Unresolved: unresolvedSink{unresolved}, Alert: w.alert,
+		Resolver: resolvers, Unresolved: unresolvedSink{unresolved}, Alert: w.alert, Sources: o.Sources,
 		ResolveErrors: struct{ NotConfigured, Unknown error }{resolve.ErrNotConfigured, resolve.ErrUnresolvable},
 		Logger:        o.Logger, TracerProvider: o.Telemetry.TracerProvider, MeterProvider: o.Telemetry.MeterProvider,
 		Propagator: o.Telemetry.Propagator,
@@ -358,14 +366,17 @@ func (w *Worker) tokenCheck(ctx context.Context) error {
 // a leaver costs a detail read and the removal (plus one call per token).
 func (w *Worker) warmIndexes(ctx context.Context) error {
 	ctx = sentry.WithPriority(ctx, sentry.PriorityReconcile)
-	n, err := w.members.Warm(ctx, w.o.Sentry.ListMembers(ctx, ""))
+	pending := 0
+	n, err := w.members.Warm(ctx, countPending(w.o.Sentry.ListMembers(ctx, ""), &pending))
 	if err != nil {
 		return fmt.Errorf("member index: %w", err)
 	}
+	w.metrics.setInvites(pending)
 	active, err := w.o.Sentry.ListOrgAuthTokens(ctx)
 	if err != nil {
 		return fmt.Errorf("token index: %w", err)
 	}
+	w.metrics.setTokens(active)
 	if err := w.tokens.Build(ctx, w.o.Sentry.AuditLogs(ctx, sentry.AuditLogQuery{Event: "org-auth-token.create"}), active); err != nil {
 		return fmt.Errorf("token index: %w", err)
 	}

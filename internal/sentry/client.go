@@ -85,6 +85,7 @@ type Client struct {
 	mRequests metric.Int64Counter
 	mRetries  metric.Int64Counter
 	mWait     metric.Float64Histogram
+	remaining *remainingGauge
 }
 
 // TokenKind classifies a Sentry token by its prefix.
@@ -204,6 +205,10 @@ func New(cfg Config) (*Client, error) {
 	}
 	if c.mWait, err = meter.Float64Histogram("sentry.client.rate_limit.wait",
 		metric.WithUnit("s"), metric.WithDescription("Time spent waiting for the rate budget.")); err != nil {
+		return nil, fmt.Errorf("sentry: metrics: %w", err)
+	}
+	zeroRetries(c.mRetries)
+	if c.remaining, err = newRemainingGauge(meter); err != nil {
 		return nil, fmt.Errorf("sentry: metrics: %w", err)
 	}
 
@@ -364,13 +369,16 @@ func (c *Client) do(ctx context.Context, cl call) (*response, error) {
 		if err != nil {
 			return nil, fmt.Errorf("sentry: %s %s: wait for rate budget: %w", cl.method, path, err)
 		}
-		if waited := time.Since(t0); waited >= time.Millisecond {
+		// Every acquisition is recorded, zero waits included: the histogram's
+		// quantiles are over all requests and it exists from the first call.
+		waited := time.Since(t0)
+		c.mWait.Record(ctx, waited.Seconds(), attrs)
+		if waited >= time.Millisecond {
 			span.AddEvent("sentry.rate_limit.wait", trace.WithAttributes(
 				attribute.Float64("sentry.wait_seconds", waited.Seconds()),
 				attribute.String("sentry.priority", prio.String()),
 				attribute.String("sentry.endpoint", cl.pattern),
 			))
-			c.mWait.Record(ctx, waited.Seconds(), attrs)
 		}
 		done := func() {}
 		if cl.method != http.MethodGet {
@@ -417,6 +425,7 @@ func (c *Client) do(ctx context.Context, cl call) (*response, error) {
 		}
 		rateLimited := apiErr != nil && errors.Is(apiErr, ErrRateLimited)
 		lim.Exceeded = rateLimited
+		c.remaining.record(cl.method, cl.pattern, lim)
 		if lim.Present || rateLimited || resp.status < 300 {
 			c.budget.Observe(bkey, lim)
 		}

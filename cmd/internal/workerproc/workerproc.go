@@ -130,7 +130,8 @@ func Run(ctx context.Context, stderr io.Writer) error {
 	}
 	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: nc, Coord: coord, Sentry: client, Telemetry: tel, Logger: log, MaxClockSkew: cfg.MaxClockSkew,
 		Owner: owner, Policy: polNow, Gate: gate,
-		Streams: cfg.Streams(), Ready: ready, Target: "sentry", SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts, OktaCatchUp: okta})
+		Streams: cfg.Streams(), Ready: ready, Target: "sentry", SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts, OktaCatchUp: okta,
+		Sources: config.SourceNames()})
 	if err != nil {
 		return err
 	}

@@ -38,8 +38,6 @@ type Options struct {
 	Propagator     propagation.TextMapPropagator
 	// Ready reports readiness for /readyz (nil = always ready).
 	Ready func(ctx context.Context) error
-	// Metrics serves /metrics (nil = 404).
-	Metrics http.Handler
 	// Extra mounts other handlers on the receiver's listener, e.g. the inbound
 	// SCIM service provider at "/scim/v2/" (pattern → handler; traced).
 	Extra map[string]http.Handler
@@ -111,9 +109,7 @@ func New(o Options) (*Receiver, error) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	r.mux.HandleFunc("GET /readyz", r.readyz)
-	if o.Metrics != nil {
-		r.mux.Handle("GET /metrics", o.Metrics)
-	}
+	r.zeroInit(context.Background())
 	return r, nil
 }
 
@@ -263,6 +259,24 @@ func (r *Receiver) hook(s sources.Source) http.Handler {
 		}
 		writeJSON(w, status, res)
 	})
+}
+
+// zeroInit exports the series of every enabled source at zero, so rates and
+// alerts (unavailable, unauthorized) see them from the first scrape: the
+// rejections, recorded before the event type is known (type ""), and the
+// per-type results of a publish.
+func (r *Receiver) zeroInit(ctx context.Context) {
+	types := []events.Type{events.Joiner, events.Mover, events.Leaver, events.Rehire, events.Suspend, events.Update}
+	for _, s := range r.o.Sources {
+		for _, outcome := range []string{"unauthorized", "invalid", "too_large", "error"} {
+			r.received.Add(ctx, 0, metric.WithAttributes(attribute.String("source", s.Name()), attribute.String("type", ""), attribute.String("outcome", outcome)))
+		}
+		for _, t := range types {
+			for _, outcome := range []string{"accepted", "duplicate", "unavailable"} {
+				r.received.Add(ctx, 0, metric.WithAttributes(attribute.String("source", s.Name()), attribute.String("type", string(t)), attribute.String("outcome", outcome)))
+			}
+		}
+	}
 }
 
 func (r *Receiver) count(ctx context.Context, source, typ, outcome string) {

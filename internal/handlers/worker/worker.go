@@ -57,6 +57,12 @@ type Options struct {
 	Alert func(ctx context.Context, kind, person, summary string)
 	// ResolveErrors are the Resolver's sentinels.
 	ResolveErrors struct{ NotConfigured, Unknown error }
+	// Sources are the event sources whose per-source series
+	// (jml_unresolved_events_total) are exported at zero from the start.
+	Sources []string
+	// GaugeTTL is how long the queue gauges (consumer pending, DLQ depth, due
+	// queue size) reuse a reading before asking JetStream again (default 10s).
+	GaugeTTL time.Duration
 	// Owner identifies this replica in leases (hostname:pid).
 	Owner string
 	// Concurrency is the number of events handled at once (default 16).
@@ -83,6 +89,8 @@ type Worker struct {
 	revoke     metric.Float64Histogram
 	dlq        metric.Int64Counter
 	unresolved metric.Int64Counter
+	redeliver  metric.Int64Counter
+	gauges     *queueGauges
 
 	// failures counts real failures per stream sequence on this replica. The
 	// delivery count is no measure of them: "person busy on another replica"
@@ -165,6 +173,14 @@ func New(o Options) (*Worker, error) {
 	if w.unresolved, err = m.Int64Counter("jml_unresolved_events", metric.WithDescription("Events whose person could not be identified (jml unresolved)")); err != nil {
 		return nil, err
 	}
+	if w.redeliver, err = m.Int64Counter("jml_consumer_redelivered",
+		metric.WithDescription("Deliveries of a jml-worker message after its first (naks, waits, crashed or slow workers)")); err != nil {
+		return nil, err
+	}
+	if w.gauges, err = newQueueGauges(m, o.JS, o.Due, o.GaugeTTL, o.Logger); err != nil {
+		return nil, err
+	}
+	w.zeroInit(context.Background())
 	return w, nil
 }
 
@@ -288,7 +304,11 @@ func (w *Worker) Handle(ctx context.Context, m jetstream.Msg) {
 	span.SetAttributes(semconv.MessagingMessageID(ev.MsgID()), attribute.String("jml.event.type", string(ev.Type)), attribute.String("jml.person", ev.Person.Key()))
 	log := w.o.Logger.With("event_id", ev.ID, "source", ev.Source, "type", ev.Type, "person", ev.Person.Key(), "seq", md.Sequence.Stream)
 
+	if md.NumDelivered > 1 {
+		w.redeliver.Add(ctx, 1)
+	}
 	outcome, err := w.process(ctx, m, md, ev, log)
+	outcome = countedOutcome(outcome, err)
 	w.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome), attribute.String("type", string(ev.Type))))
 	if err == nil {
 		w.settled(md.Sequence.Stream)
