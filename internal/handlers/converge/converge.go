@@ -488,6 +488,10 @@ func (c *Converger) halt(ctx context.Context, rec state.PersonRecord, res Result
 	var rl *RetryLater
 	errors.As(err, &rl)
 	res.Outcome, res.Reason = OutcomeHalted, rl.Reason
+	// A replica still starting holds changes for a second: not worth a record.
+	if rl.Held != sentry.RefusedPaused && rl.Held != sentry.RefusedBrakes {
+		return res, err
+	}
 	if c.held.first(rec.Key, rl.Held, c.o.Now()) {
 		if eerr := c.evidence(ctx, rec, res, "halted"); eerr != nil {
 			return res, eerr
