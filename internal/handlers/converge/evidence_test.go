@@ -92,3 +92,52 @@ func TestEvidenceWriteThatKeepsFailingFailsTheConvergence(t *testing.T) {
 		t.Fatalf("%d write attempts, want retries", sink.calls)
 	}
 }
+
+// heldGate is the gate's view: everything held for kind.
+type heldGate struct{ kind string }
+
+func (h heldGate) Held(removal bool) (string, string) {
+	if h.kind == sentry.RefusedBrakes && !removal {
+		return "", ""
+	}
+	return h.kind, "held for the test"
+}
+
+// A plan the gate holds is not started: the outcome is halted, the error a
+// RetryLater naming the gate's reason, Sentry is not touched, and repeated
+// deliveries while held write one halted record, not one each.
+func TestHeldPlanWaitsWithOneRecord(t *testing.T) {
+	sink := &flakySink{}
+	sb := sentrytest.NewServer(t, sentrytest.Options{RateLimit: -1})
+	c, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: &safetytest.Gate{}, MaxRetries: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	me, err := c.Me(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := policy.Default()
+	conv, err := converge.New(converge.Options{Sentry: c, SelfMemberID: me.ID, SelfEmail: me.Email, SelfRole: me.OrgRole,
+		Policy: func() policy.Policy { return pol }, Evidence: sink, Gate: heldGate{sentry.RefusedBrakes}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb.ResetStats()
+	for range 3 {
+		res, err := conv.Converge(context.Background(), leaver("jane.doe@acme.test"), held)
+		var rl *converge.RetryLater
+		if !errors.As(err, &rl) || rl.Held != sentry.RefusedBrakes || res.Outcome != converge.OutcomeHalted {
+			t.Fatalf("held leaver: %+v %v", res, err)
+		}
+	}
+	if _, ok := sb.Member("jane.doe@acme.test"); !ok {
+		t.Fatal("a held removal was made")
+	}
+	if len(sb.Stats().Mutations) != 0 {
+		t.Fatalf("mutations while held: %v", sb.Stats().Mutations)
+	}
+	if len(sink.written) != 1 || sink.written[0].Kind != "halted" {
+		t.Fatalf("halted records: %+v, want exactly one", sink.written)
+	}
+}
