@@ -1,9 +1,16 @@
 package main
 
 import (
+	"context"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/sentry-jml/sentry-jml/cmd/internal/config"
 )
 
 // TestBrakesHaltEventRemovals: beyond brakes.max_event_removals_per_minute,
@@ -60,4 +67,66 @@ func runCLIControl(t *testing.T, sys *system) (map[string]any, error) {
 	var v map[string]any
 	err = c.do(t.Context(), http.MethodGet, "/v1/control", nil, &v)
 	return v, err
+}
+
+// TestTwoPersonBrakeApproval: with brakes.approvals: 2 the halted brakes are
+// released only by a second, different named operator; the first approval
+// is recorded, the same operator twice is refused, and removals stay held
+// until the release.
+func TestTwoPersonBrakeApproval(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "tokens")
+	if err := os.WriteFile(file, []byte("alice "+aliceToken+"\nbob "+bobToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Common{HTTPAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", SandboxAddr: "127.0.0.1:0", SandboxToken: "sandbox",
+		DataDir: dir, LogLevel: "debug", MaxBodyBytes: 1 << 20, StreamReplicas: 1, AdminTokensFile: file,
+		PolicyFile: filepath.Join(dir, "policy.yaml")}
+	if err := os.WriteFile(cfg.PolicyFile, []byte("brakes: {max_event_removals_per_minute: 1, approvals: 2}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sys, err := startAll(context.Background(), cfg, runOptions{stdout: io.Discard, logs: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sys.Close)
+	sb := sys.sandbox
+	c := newSignedClient(t, sys)
+	leavers := []string{"bob.martin@acme.test", "carlos.garcia@acme.test"}
+	for i, who := range leavers {
+		if r := c.send("msg_2p_"+who, leaverBody(who)); r.status != http.StatusAccepted {
+			t.Fatalf("leaver %d: %d", i, r.status)
+		}
+	}
+	gone := func() int {
+		n := 0
+		for _, who := range leavers {
+			if _, ok := sb.Member(who); !ok {
+				n++
+			}
+		}
+		return n
+	}
+	t.Setenv("JML_ADMIN_TOKEN", aliceToken)
+	eventually(t, "one leaver is removed and the brakes halt", func() bool {
+		ctl, err := runCLIControl(t, sys)
+		return err == nil && ctl["brakes_halted"] == true && gone() == 1
+	})
+	v, err := runCLI(t, sys, "approve", "brakes")
+	if err != nil || v["released"] != false || v["brakes_halted"] != true || v["approvals_needed"] != float64(2) {
+		t.Fatalf("first approval (alice): %v %v", v, err)
+	}
+	if _, err := runCLI(t, sys, "approve", "brakes"); err == nil || !strings.Contains(err.Error(), "409") {
+		t.Fatalf("alice approving twice: %v, want 409", err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if n := gone(); n != 1 {
+		t.Fatalf("%d leavers removed with one of two approvals", n)
+	}
+	t.Setenv("JML_ADMIN_TOKEN", bobToken)
+	v, err = runCLI(t, sys, "approve", "brakes")
+	if err != nil || v["released"] != true || v["brakes_halted"] != false || v["approved_by"] != "alice,bob" {
+		t.Fatalf("second approval (bob): %v %v", v, err)
+	}
+	eventually(t, "the held leaver is removed after the second approval", func() bool { return gone() == 2 })
 }
