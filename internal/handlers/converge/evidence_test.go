@@ -36,6 +36,13 @@ func (f *flakySink) RecordEvidence(_ context.Context, e converge.Evidence) error
 
 func evidenceConverger(t *testing.T, sink converge.EvidenceSink, retry time.Duration) (*sentrytest.Server, *converge.Converger) {
 	t.Helper()
+	return gatedConverger(t, sink, retry, nil)
+}
+
+// gatedConverger is a converger recording evidence in sink, whose pre-check
+// asks gate (nil: none).
+func gatedConverger(t *testing.T, sink converge.EvidenceSink, retry time.Duration, gate converge.Gate) (*sentrytest.Server, *converge.Converger) {
+	t.Helper()
 	sb := sentrytest.NewServer(t, sentrytest.Options{RateLimit: -1})
 	c, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: &safetytest.Gate{}, MaxRetries: 1})
 	if err != nil {
@@ -47,7 +54,7 @@ func evidenceConverger(t *testing.T, sink converge.EvidenceSink, retry time.Dura
 	}
 	pol := policy.Default()
 	conv, err := converge.New(converge.Options{Sentry: c, SelfMemberID: me.ID, SelfEmail: me.Email, SelfRole: me.OrgRole,
-		Policy: func() policy.Policy { return pol }, Evidence: sink, EvidenceRetry: retry})
+		Policy: func() policy.Policy { return pol }, Evidence: sink, EvidenceRetry: retry, Gate: gate})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,21 +115,7 @@ func (h heldGate) Held(removal bool) (string, string) {
 // deliveries while held write one halted record, not one each.
 func TestHeldPlanWaitsWithOneRecord(t *testing.T) {
 	sink := &flakySink{}
-	sb := sentrytest.NewServer(t, sentrytest.Options{RateLimit: -1})
-	c, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: &safetytest.Gate{}, MaxRetries: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	me, err := c.Me(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol := policy.Default()
-	conv, err := converge.New(converge.Options{Sentry: c, SelfMemberID: me.ID, SelfEmail: me.Email, SelfRole: me.OrgRole,
-		Policy: func() policy.Policy { return pol }, Evidence: sink, Gate: heldGate{sentry.RefusedBrakes}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sb, conv := gatedConverger(t, sink, time.Second, heldGate{sentry.RefusedBrakes})
 	sb.ResetStats()
 	for range 3 {
 		res, err := conv.Converge(context.Background(), leaver("jane.doe@acme.test"), held)
