@@ -158,7 +158,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	hookAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	r.hookURL = "http://" + hookAddr
 	r.webhook = newProc(t, dir, "webhook", filepath.Join(bin, "webhook"), nil,
-		append(common, "JML_HTTP_ADDR="+hookAddr, "JML_SOURCE_GENERIC_SECRET="+genericSecret))
+		append(common, "JML_HTTP_ADDR="+hookAddr, fmt.Sprintf("JML_ADMIN_ADDR=127.0.0.1:%d", freePort(t)), "JML_SOURCE_GENERIC_SECRET="+genericSecret))
 	r.webhook.restartOnCrash = true
 	r.webhook.start()
 
