@@ -18,6 +18,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
+	"github.com/sentry-jml/sentry-jml/internal/state"
 	"github.com/sentry-jml/sentry-jml/internal/state/redisstate"
 )
 
@@ -44,6 +45,9 @@ type Common struct {
 	LogLevel          string        `envconfig:"LOG_LEVEL" default:"info"`
 	MaxBodyBytes      int64         `envconfig:"MAX_BODY_BYTES" default:"1048576"`
 	MaxClockSkew      time.Duration `envconfig:"MAX_CLOCK_SKEW" default:"5m"`
+	// SharedIDSpace lists the sources whose HR ids are one id space (one
+	// person per id across them); every other source has its own.
+	SharedIDSpace []string `envconfig:"SHARED_ID_SPACE" default:"generic,roster"`
 	PublicURL         string        `envconfig:"PUBLIC_URL"`
 	StreamReplicas    int           `envconfig:"STREAM_REPLICAS" default:"1"`
 	EventsMaxAge      time.Duration `envconfig:"EVENTS_MAX_AGE" default:"2160h"`
@@ -99,6 +103,9 @@ func Load() (Common, error) {
 	if c.MaxClockSkew <= 0 || c.MaxClockSkew > time.Hour {
 		return Common{}, errors.New("config: JML_MAX_CLOCK_SKEW must be positive and at most 1h")
 	}
+	if _, err := state.NewIDSpaces(c.SharedIDSpace); err != nil {
+		return Common{}, fmt.Errorf("config: JML_SHARED_ID_SPACE: %w", err)
+	}
 	if c.PublicURL != "" {
 		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			return Common{}, errors.New("config: JML_PUBLIC_URL must be an http(s) URL, e.g. https://jml.example.com")
@@ -106,6 +113,12 @@ func Load() (Common, error) {
 		c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	}
 	return c, nil
+}
+
+// IDSpaces are the id spaces JML_SHARED_ID_SPACE declares (validated by Load).
+func (c Common) IDSpaces() state.IDSpaces {
+	s, _ := state.NewIDSpaces(c.SharedIDSpace)
+	return s
 }
 
 // checkAdminVars refuses admin credential variables that are set but empty:
