@@ -191,7 +191,7 @@ func TestImportFindsPeopleThroughTheLinkTable(t *testing.T) {
 	if err != nil || ann.Person.ID != "E-1" || ann.Person.Department != "Payments" {
 		t.Fatalf("Ann = %+v, %v; want her HR id and department on the existing record", ann.Person, err)
 	}
-	if k, err := dir.Resolve(ctx, roster.Source, "E-1"); err != nil || k != "email:ann@acme.test" {
+	if k, err := dir.Resolve(ctx, state.SharedIDSpace, "E-1"); err != nil || k != "email:ann@acme.test" {
 		t.Fatalf("roster link of E-1 = %q, %v", k, err)
 	}
 	if bob, err := dir.Get(ctx, "id:E-7"); err != nil || bob.Person.Department != "Platform" {

@@ -96,15 +96,19 @@ func (s IDSpaces) Key(space, id string) string {
 // EmailKey is the directory key of a new person known by email alone.
 func EmailKey(email string) string { return "email:" + strings.ToLower(email) }
 
-// idSource is the source that set rec's id field, "" when unknown.
+// idSource is the HR source that set rec's id field, "" when unknown or
+// when it was not an HR source (an identity provider owns no HR id).
 func idSource(rec PersonRecord) string {
+	src := ""
 	if fv, ok := rec.FieldVersions["id"]; ok {
-		return fv.Source
+		src = fv.Source
+	} else if rec.FieldVersions == nil && rec.Person.ID != "" {
+		src = rec.Version.Source // a record stored before per-field versions
 	}
-	if rec.FieldVersions == nil && rec.Person.ID != "" {
-		return rec.Version.Source // a record stored before per-field versions
+	if !Authoritative(src, "id") {
+		return ""
 	}
-	return ""
+	return src
 }
 
 // Owner is the id space a record keyed "id:<id>" belongs to: SharedIDSpace,
