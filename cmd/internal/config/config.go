@@ -47,12 +47,12 @@ type Common struct {
 	MaxClockSkew      time.Duration `envconfig:"MAX_CLOCK_SKEW" default:"5m"`
 	// SharedIDSpace lists the sources whose HR ids are one id space (one
 	// person per id across them); every other source has its own.
-	SharedIDSpace []string `envconfig:"SHARED_ID_SPACE" default:"generic,roster"`
-	PublicURL         string        `envconfig:"PUBLIC_URL"`
-	StreamReplicas    int           `envconfig:"STREAM_REPLICAS" default:"1"`
-	EventsMaxAge      time.Duration `envconfig:"EVENTS_MAX_AGE" default:"2160h"`
-	PolicyFile        string        `envconfig:"POLICY_FILE"`
-	Protected         []string      `envconfig:"PROTECTED"`
+	SharedIDSpace  []string      `envconfig:"SHARED_ID_SPACE" default:"generic,roster"`
+	PublicURL      string        `envconfig:"PUBLIC_URL"`
+	StreamReplicas int           `envconfig:"STREAM_REPLICAS" default:"1"`
+	EventsMaxAge   time.Duration `envconfig:"EVENTS_MAX_AGE" default:"2160h"`
+	PolicyFile     string        `envconfig:"POLICY_FILE"`
+	Protected      []string      `envconfig:"PROTECTED"`
 
 	SentryURL       string `envconfig:"SENTRY_URL"`
 	SentryOrg       string `envconfig:"SENTRY_ORG"`
