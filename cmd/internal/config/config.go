@@ -45,14 +45,11 @@ type Common struct {
 	LogLevel          string        `envconfig:"LOG_LEVEL" default:"info"`
 	MaxBodyBytes      int64         `envconfig:"MAX_BODY_BYTES" default:"1048576"`
 	MaxClockSkew      time.Duration `envconfig:"MAX_CLOCK_SKEW" default:"5m"`
-	// SharedIDSpace lists the sources whose HR ids are one id space (one
-	// person per id across them); every other source has its own.
-	SharedIDSpace  []string      `envconfig:"SHARED_ID_SPACE" default:"generic,roster"`
-	PublicURL      string        `envconfig:"PUBLIC_URL"`
-	StreamReplicas int           `envconfig:"STREAM_REPLICAS" default:"1"`
-	EventsMaxAge   time.Duration `envconfig:"EVENTS_MAX_AGE" default:"2160h"`
-	PolicyFile     string        `envconfig:"POLICY_FILE"`
-	Protected      []string      `envconfig:"PROTECTED"`
+	PublicURL         string        `envconfig:"PUBLIC_URL"`
+	StreamReplicas    int           `envconfig:"STREAM_REPLICAS" default:"1"`
+	EventsMaxAge      time.Duration `envconfig:"EVENTS_MAX_AGE" default:"2160h"`
+	PolicyFile        string        `envconfig:"POLICY_FILE"`
+	Protected         []string      `envconfig:"PROTECTED"`
 
 	SentryURL       string `envconfig:"SENTRY_URL"`
 	SentryOrg       string `envconfig:"SENTRY_ORG"`
@@ -73,6 +70,11 @@ type Common struct {
 	AlertSlackURL      string `envconfig:"ALERT_SLACK_URL"`
 	AlertWebhookURL    string `envconfig:"ALERT_WEBHOOK_URL"`
 	AlertWebhookSecret string `envconfig:"ALERT_WEBHOOK_SECRET"`
+
+	// SharedIDSpace lists the sources whose HR ids are one id space, "hr"
+	// (the same id from any of them is one person); every other source's
+	// ids are its own.
+	SharedIDSpace []string `envconfig:"SHARED_ID_SPACE" default:"generic,roster"`
 	// Other sources are read by Sources(): JML_SOURCE_<NAME>_SECRET, _API_URL, _API_TOKEN.
 }
 
