@@ -250,7 +250,7 @@ func (s *reconcileService) fetchRoster(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := roster.Import(ctx, s.w.records.Directory, rows, roster.ImportOptions{AsOf: asOf, Full: rf.Full, MaxClockSkew: s.w.o.MaxClockSkew})
+	res, err := roster.Import(ctx, s.w.records.Directory, rows, roster.ImportOptions{AsOf: asOf, Full: rf.Full, MaxClockSkew: s.w.o.MaxClockSkew, IDSpaces: s.w.o.IDSpaces})
 	if err != nil {
 		return err
 	}
@@ -337,7 +337,7 @@ func ReconcileRoutes(w *Worker, o ReconcileOptions) []func(handle func(pattern s
 				return nil, err
 			}
 			res, err := roster.Import(r.Context(), w.records.Directory, rows, roster.ImportOptions{AsOf: asOf, Full: truthy(q.Get("full")),
-				DryRun: truthy(q.Get("dry_run")), MaxClockSkew: w.o.MaxClockSkew})
+				DryRun: truthy(q.Get("dry_run")), MaxClockSkew: w.o.MaxClockSkew, IDSpaces: w.o.IDSpaces})
 			if errors.Is(err, roster.ErrInvalid) {
 				return nil, errBad(err.Error())
 			}

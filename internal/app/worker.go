@@ -45,9 +45,12 @@ type WorkerOptions struct {
 	Target  string
 	Streams events.StreamOptions
 	Ready   *Readiness
-	// MaxClockSkew bounds a roster's as-of time ahead of the clock
-	// (JML_MAX_CLOCK_SKEW; 0 means 5 minutes).
+	// MaxClockSkew bounds a roster's as-of time ahead of the clock, and the
+	// versions the directory keeps (JML_MAX_CLOCK_SKEW; 0 means 5 minutes).
 	MaxClockSkew time.Duration
+	// IDSpaces says which sources share the generic source's and the
+	// roster's id space (JML_SHARED_ID_SPACE; zero value: those two).
+	IDSpaces state.IDSpaces
 	// TokenCheckInterval is how often the scheduler re-checks the Sentry token (default 30s).
 	TokenCheckInterval time.Duration
 	// IndexInterval is how often the member and token indexes are rebuilt (default 10m).
@@ -139,7 +142,7 @@ func NewWorker(ctx context.Context, o WorkerOptions) (*Worker, error) {
 	if err := events.EnsureStreams(ctx, js, o.Streams); err != nil {
 		return nil, err
 	}
-	jo := jsstate.Options{Replicas: o.Streams.Replicas}
+	jo := jsstate.Options{Replicas: o.Streams.Replicas, MaxClockSkew: o.MaxClockSkew}
 	records, err := jsstate.Open(ctx, js, jo)
 	if err != nil {
 		return nil, err
@@ -202,6 +205,7 @@ func NewWorker(ctx context.Context, o WorkerOptions) (*Worker, error) {
 	}
 	w.worker, err = worker.New(worker.Options{
 		JS: js, Dedupe: o.Coord, Leases: o.Coord, Directory: records.Directory, Converger: w.conv, Due: records.Due, Owner: o.Owner,
+		IDSpaces: o.IDSpaces, MaxClockSkew: o.MaxClockSkew,
 		Resolver: resolvers, Unresolved: unresolvedSink{unresolved}, Alert: w.alert, Sources: o.Sources,
 		ResolveErrors: struct{ NotConfigured, Unknown error }{resolve.ErrNotConfigured, resolve.ErrUnresolvable},
 		Logger:        o.Logger, TracerProvider: o.Telemetry.TracerProvider, MeterProvider: o.Telemetry.MeterProvider,

@@ -60,7 +60,10 @@ type Person struct {
 	Attributes   map[string]string `json:"attributes,omitempty"`
 }
 
-// Key is the person's directory key: the HR id when known, else the lower-cased email.
+// Key is the person's key in the shared HR id space ("id:<id>"), else the
+// lower-cased email ("email:<email>"): what logs name a person by. It is not
+// necessarily the directory key: HR ids are namespaced by source, and
+// state.ResolvePerson finds the directory person (state.IDSpaces).
 func (p Person) Key() string {
 	if p.ID != "" {
 		return "id:" + p.ID

@@ -20,8 +20,14 @@ type ImportOptions struct {
 	// the directory holds for a field is ignored.
 	AsOf time.Time
 	// Full marks every person of the directory absent from the roster as
-	// terminated (at AsOf).
+	// terminated (at AsOf), among the people linked to the roster's id
+	// space (state.IDSpaces.Known): a person known only from an identity
+	// provider or from an HR source with an id space of its own is left
+	// alone.
 	Full bool
+	// IDSpaces says which id space the roster's ids live in (the zero
+	// value: the one it shares with the generic source).
+	IDSpaces state.IDSpaces
 	// Seq orders two imports with the same AsOf (the later import wins when it
 	// is larger); zero means the current time in nanoseconds.
 	Seq uint64
@@ -67,7 +73,9 @@ func Import(ctx context.Context, dir state.Directory, rows []Row, opts ImportOpt
 	}
 	v := state.Version{OccurredAt: opts.AsOf.UTC(), Source: Source, Seq: opts.Seq}
 	res := Result{Rows: len(rows), AsOf: v.OccurredAt, Full: opts.Full, DryRun: opts.DryRun}
+	space := opts.IDSpaces.Space(Source)
 	seen := make(map[string]bool, len(rows))
+	seenID := make(map[string]bool, len(rows))
 	for _, r := range rows {
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -80,13 +88,15 @@ func Import(ctx context.Context, dir state.Directory, rows []Row, opts ImportOpt
 		if opts.DryRun {
 			resolve = state.ResolvePerson // writes nothing, not even a link claim
 		}
-		who, err := resolve(ctx, dir, Source, r.Person.ID, r.Person)
+		who, err := resolve(ctx, dir, opts.IDSpaces, Source, r.Person.ID, r.Person)
 		if err != nil {
 			return res, fmt.Errorf("roster line %d: %w", r.Line, err)
 		}
 		key := who.Key
 		seen[key] = true
-		seen[r.Person.Key()] = true
+		if r.Person.ID != "" {
+			seenID[r.Person.ID] = true
+		}
 		if r.Person.Email != "" {
 			seen["email:"+strings.ToLower(r.Person.Email)] = true
 		}
@@ -103,7 +113,7 @@ func Import(ctx context.Context, dir state.Directory, rows []Row, opts ImportOpt
 			}
 			continue
 		}
-		_, applied, err := dir.Apply(ctx, key, r.Person, v, eventID)
+		rec, applied, err := dir.Apply(ctx, key, r.Person, v, eventID)
 		if err != nil {
 			return res, fmt.Errorf("roster line %d: directory: %w", r.Line, err)
 		}
@@ -122,6 +132,11 @@ func Import(ctx context.Context, dir state.Directory, rows []Row, opts ImportOpt
 				return res, fmt.Errorf("roster line %d: %s link: %w", r.Line, Source, err)
 			}
 		}
+		if _, changed := who.RecordIDs(rec); changed {
+			if err := recordIDs(ctx, dir, who, key); err != nil {
+				return res, fmt.Errorf("roster line %d: %w", r.Line, err)
+			}
+		}
 	}
 	if !opts.Full {
 		return res, nil
@@ -134,11 +149,11 @@ func Import(ctx context.Context, dir state.Directory, rows []Row, opts ImportOpt
 		if seen[rec.Key] || (rec.Person.Email != "" && seen["email:"+strings.ToLower(rec.Person.Email)]) {
 			continue
 		}
-		if rec.Person.ID != "" && seen["id:"+rec.Person.ID] {
+		if id := opts.IDSpaces.IDIn(rec, space); id != "" && seenID[id] {
 			continue
 		}
-		if rec.Person.Status == events.Terminated {
-			continue
+		if rec.Person.Status == events.Terminated || !opts.IDSpaces.Known(rec, space) {
+			continue // not the roster's to terminate
 		}
 		absent = append(absent, rec)
 	}
@@ -160,6 +175,19 @@ func Import(ctx context.Context, dir state.Directory, rows []Row, opts ImportOpt
 		}
 	}
 	return res, nil
+}
+
+// recordIDs stores the person's id in the roster's id space on the record
+// (state.Resolution.RecordIDs) when it is not there yet.
+func recordIDs(ctx context.Context, dir state.Directory, who state.Resolution, key string) error {
+	_, err := dir.Update(ctx, key, func(r state.PersonRecord) (state.PersonRecord, error) {
+		r, _ = who.RecordIDs(r)
+		return r, nil
+	})
+	if err != nil {
+		return fmt.Errorf("record the %s id: %w", who.Space, err)
+	}
+	return nil
 }
 
 func isNotFound(err error) bool { return err != nil && errors.Is(err, state.ErrNotFound) }

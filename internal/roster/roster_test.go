@@ -3,6 +3,7 @@ package roster_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -191,7 +192,7 @@ func TestImportFindsPeopleThroughTheLinkTable(t *testing.T) {
 	if err != nil || ann.Person.ID != "E-1" || ann.Person.Department != "Payments" {
 		t.Fatalf("Ann = %+v, %v; want her HR id and department on the existing record", ann.Person, err)
 	}
-	if k, err := dir.Resolve(ctx, roster.Source, "E-1"); err != nil || k != "email:ann@acme.test" {
+	if k, err := dir.Resolve(ctx, state.SharedIDSpace, "E-1"); err != nil || k != "email:ann@acme.test" {
 		t.Fatalf("roster link of E-1 = %q, %v", k, err)
 	}
 	if bob, err := dir.Get(ctx, "id:E-7"); err != nil || bob.Person.Department != "Platform" {
@@ -235,5 +236,63 @@ func TestRosterLimitsAndFutureAsOf(t *testing.T) {
 	_, err = roster.Import(context.Background(), nil, rows, roster.ImportOptions{AsOf: now.Add(6 * time.Minute), Now: func() time.Time { return now }})
 	if !errors.Is(err, roster.ErrInvalid) {
 		t.Fatalf("future as-of: %v", err)
+	}
+}
+
+// roster import --full terminates only people linked to the roster's id
+// space: a person known only from Okta, one from Gusto (keyed the new way or
+// the old way) are not the roster's to terminate; a generic person absent
+// from the roster is, and so is a person a declared source shares the space
+// with.
+func TestFullTerminatesOnlyTheRostersIDSpace(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	run := func(t *testing.T, spaces state.IDSpaces) map[string]events.Status {
+		t.Helper()
+		dir := openDirectory(t)
+		seed := func(key, src string, p events.Person) {
+			t.Helper()
+			if _, _, err := dir.Apply(ctx, key, p, state.Version{OccurredAt: t0, Source: src, Seq: 1}, "seed"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		seed("email:okta.only@acme.test", "okta", events.Person{Email: "okta.only@acme.test", Status: events.Active, Attributes: map[string]string{"okta_id": "00u1"}})
+		seed("gusto:G-1", "gusto", events.Person{ID: "G-1", Email: "gusto.new@acme.test", Status: events.Active})
+		seed("id:G-2", "gusto", events.Person{ID: "G-2", Email: "gusto.old@acme.test", Status: events.Active}) // keyed the old way
+		seed("bamboohr:B-1", "bamboohr", events.Person{ID: "B-1", Email: "bamboo@acme.test", Status: events.Active})
+		seed("id:E-1", "generic", events.Person{ID: "E-1", Email: "kept@acme.test", Status: events.Active})
+		seed("id:E-2", "generic", events.Person{ID: "E-2", Email: "gone@acme.test", Status: events.Active})
+		seed("email:generic.only@acme.test", "generic", events.Person{Email: "generic.only@acme.test", Status: events.Active})
+		rows, err := roster.Parse("r", strings.NewReader(header+"E-1,kept@acme.test,Kept,active,,,,\n"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := roster.Import(ctx, dir, rows, roster.ImportOptions{AsOf: t0.Add(time.Minute), Full: true, IDSpaces: spaces}); err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]events.Status{}
+		for rec, err := range dir.List(ctx) {
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[rec.Key] = rec.Person.Status
+		}
+		return out
+	}
+	got := run(t, state.IDSpaces{})
+	want := map[string]events.Status{
+		"email:okta.only@acme.test": events.Active, "gusto:G-1": events.Active, "id:G-2": events.Active, "bamboohr:B-1": events.Active,
+		"id:E-1": events.Active, "id:E-2": events.Terminated, "email:generic.only@acme.test": events.Terminated,
+	}
+	if !maps.Equal(got, want) {
+		t.Fatalf("after --full:\n got %v\nwant %v", got, want)
+	}
+	spaces, err := state.NewIDSpaces([]string{"generic", "roster", "bamboohr"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want["bamboohr:B-1"] = events.Terminated
+	if got := run(t, spaces); !maps.Equal(got, want) {
+		t.Fatalf("after --full with bamboohr sharing the space:\n got %v\nwant %v", got, want)
 	}
 }

@@ -25,6 +25,10 @@ type PersonRecord struct {
 	// FieldVersions is the version of the write that set each field, so a late
 	// event still sets the fields nobody has set since (order independence).
 	FieldVersions map[string]Version `json:"field_versions,omitempty"`
+	// IDs is the person's HR id in each id space that links to it (see
+	// IDSpaces): {"hr": "E-1", "gusto": "G-7"}. Records stored before ids
+	// were namespaced have none; IDSpaces.IDIn infers them.
+	IDs map[string]string `json:"ids,omitempty"`
 	// Sentry link, stored once the member was matched.
 	MemberID  string    `json:"member_id,omitempty"`
 	UserID    string    `json:"user_id,omitempty"`
@@ -55,6 +59,44 @@ type Directory interface {
 	// Resolve returns the person key linked to (source, sourceID), or an error
 	// wrapping ErrNotFound.
 	Resolve(ctx context.Context, source, sourceID string) (personKey string, err error)
+}
+
+// ClampFuture clamps the versions of rec (its Version and every field's)
+// that lie more than skew ahead of now, reporting whether any did. A record
+// stored before event times were bounded may carry a version in the far
+// future (a forged rehire dated 5138), which would outrank every later,
+// properly dated event for the person. Such versions become the time the
+// record was last written (UpdatedAt), or now when that is unknown or later:
+// no true event of the person can have happened after the write, so every
+// later event wins again.
+func ClampFuture(rec PersonRecord, now time.Time, skew time.Duration) (PersonRecord, bool) {
+	limit := now.Add(skew)
+	to := now.UTC()
+	if !rec.UpdatedAt.IsZero() && rec.UpdatedAt.Before(to) {
+		to = rec.UpdatedAt.UTC()
+	}
+	clamped := false
+	if rec.Version.OccurredAt.After(limit) {
+		rec.Version.OccurredAt, clamped = to, true
+	}
+	var fvs map[string]Version
+	for f, v := range rec.FieldVersions {
+		if !v.OccurredAt.After(limit) {
+			continue
+		}
+		if fvs == nil {
+			fvs = make(map[string]Version, len(rec.FieldVersions))
+			for k, v2 := range rec.FieldVersions {
+				fvs[k] = v2
+			}
+		}
+		v.OccurredAt = to
+		fvs[f], clamped = v, true
+	}
+	if fvs != nil {
+		rec.FieldVersions = fvs
+	}
+	return rec, clamped
 }
 
 // sourceClass is a source's class for per-field precedence (see Authoritative).

@@ -1,7 +1,10 @@
 // Package state is the contract for coordination between worker replicas:
 // dedupe keys (Deduper), per-person leases with fencing tokens (Leaser), the
 // Coordinator a backend provides, their sentinel errors, and backend-independent
-// gocron adapters (NewLocker, ElectorFor) built on any Leaser. Backends live in
+// gocron adapters (NewLocker, ElectorFor) built on any Leaser; and the
+// directory's contract: versioned person records (Directory, ApplyEvent,
+// ClampFuture) and identity (IDSpaces: HR ids namespaced by source, the
+// generic source and the roster sharing one space; ResolvePerson). Backends live in
 // subpackages (redisstate, memstate; jsstate for records) and the shared
 // conformance suite in statetest. This package must not import any backend,
 // any I/O client (go-redis, nats) or application packages (handlers, sentry,

@@ -18,6 +18,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
+	"github.com/sentry-jml/sentry-jml/internal/state"
 	"github.com/sentry-jml/sentry-jml/internal/state/redisstate"
 )
 
@@ -69,6 +70,11 @@ type Common struct {
 	AlertSlackURL      string `envconfig:"ALERT_SLACK_URL"`
 	AlertWebhookURL    string `envconfig:"ALERT_WEBHOOK_URL"`
 	AlertWebhookSecret string `envconfig:"ALERT_WEBHOOK_SECRET"`
+
+	// SharedIDSpace lists the sources whose HR ids are one id space, "hr"
+	// (the same id from any of them is one person); every other source's
+	// ids are its own.
+	SharedIDSpace []string `envconfig:"SHARED_ID_SPACE" default:"generic,roster"`
 	// Other sources are read by Sources(): JML_SOURCE_<NAME>_SECRET, _API_URL, _API_TOKEN.
 }
 
@@ -99,6 +105,9 @@ func Load() (Common, error) {
 	if c.MaxClockSkew <= 0 || c.MaxClockSkew > time.Hour {
 		return Common{}, errors.New("config: JML_MAX_CLOCK_SKEW must be positive and at most 1h")
 	}
+	if _, err := state.NewIDSpaces(c.SharedIDSpace); err != nil {
+		return Common{}, fmt.Errorf("config: JML_SHARED_ID_SPACE: %w", err)
+	}
 	if c.PublicURL != "" {
 		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			return Common{}, errors.New("config: JML_PUBLIC_URL must be an http(s) URL, e.g. https://jml.example.com")
@@ -106,6 +115,12 @@ func Load() (Common, error) {
 		c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	}
 	return c, nil
+}
+
+// IDSpaces are the id spaces JML_SHARED_ID_SPACE declares (validated by Load).
+func (c Common) IDSpaces() state.IDSpaces {
+	s, _ := state.NewIDSpaces(c.SharedIDSpace)
+	return s
 }
 
 // checkAdminVars refuses admin credential variables that are set but empty:

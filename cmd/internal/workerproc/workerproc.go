@@ -128,7 +128,7 @@ func Run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("JML_SENTRY_TOKEN: %w", err)
 	}
-	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: nc, Coord: coord, Sentry: client, Telemetry: tel, Logger: log, MaxClockSkew: cfg.MaxClockSkew,
+	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: nc, Coord: coord, Sentry: client, Telemetry: tel, Logger: log, MaxClockSkew: cfg.MaxClockSkew, IDSpaces: cfg.IDSpaces(),
 		Owner: owner, Policy: polNow, Gate: gate,
 		Streams: cfg.Streams(), Ready: ready, Target: "sentry", SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts, OktaCatchUp: okta,
 		Sources: config.SourceNames()})

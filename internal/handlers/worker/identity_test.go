@@ -50,7 +50,7 @@ func TestHRAndIdPEventsAreOnePerson(t *testing.T) {
 		// A thin Okta event: its user id alone.
 		h.publishEvent(t, okta(2*time.Minute, "okta-2", events.Person{Status: events.Terminated, Attributes: map[string]string{"okta_id": "00u1"}}))
 		h.quiet(t)
-		rec, ok := get(t, h, "id:E100")
+		rec, ok := get(t, h, "bamboohr:E100")
 		if !ok {
 			t.Fatal("the HR person is missing")
 		}
@@ -82,7 +82,7 @@ func TestHRAndIdPEventsAreOnePerson(t *testing.T) {
 		if rec.Person.Department != "Data" || !slices.Equal(rec.Person.Groups, []string{"data"}) || rec.Person.Status != events.Terminated || rec.Person.ID != "E200" {
 			t.Fatalf("person = %+v, want one person with HR's id and department, Okta's groups, terminated", rec.Person)
 		}
-		if _, ok := get(t, h, "id:E200"); ok {
+		if _, ok := get(t, h, "bamboohr:E200"); ok {
 			t.Fatal("the HR events made a second person keyed by the HR id")
 		}
 		if _, ok := h.sb.Member("bo.kim@acme.test"); ok {
@@ -108,14 +108,14 @@ func TestRecycledEmailIsANewPerson(t *testing.T) {
 	// An IdP event about the address now concerns the new hire.
 	h.publishEvent(t, ev(3*time.Minute, "o1", "okta", events.Person{Email: "sam@acme.test", Groups: []string{"data"}, Attributes: map[string]string{"okta_id": "00u9"}}))
 	h.quiet(t)
-	old, err := h.dir.Get(context.Background(), "id:E1")
+	old, err := h.dir.Get(context.Background(), "bamboohr:E1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if old.Person.Status != events.Terminated || old.Person.Department != "Payments" || old.Person.Groups != nil {
 		t.Fatalf("the leaver's record changed: %+v", old.Person)
 	}
-	hire, err := h.dir.Get(context.Background(), "id:E2")
+	hire, err := h.dir.Get(context.Background(), "bamboohr:E2")
 	if err != nil {
 		t.Fatalf("the new hire has no record of their own: %v", err)
 	}
@@ -180,8 +180,8 @@ func TestFirstContactRaceMakesOnePerson(t *testing.T) {
 	if !looked {
 		t.Fatal("the replica never looked the email up")
 	}
-	if _, err := h.dir.Get(context.Background(), "id:E100"); !errors.Is(err, state.ErrNotFound) {
-		t.Fatalf("a second person id:E100 was made for ann (err %v)", err)
+	if _, err := h.dir.Get(context.Background(), "bamboohr:E100"); !errors.Is(err, state.ErrNotFound) {
+		t.Fatalf("a second person bamboohr:E100 was made for ann (err %v)", err)
 	}
 	if k, err := h.dir.Resolve(context.Background(), "bamboohr", "E100"); err != nil || k != "email:ann.lee@acme.test" {
 		t.Fatalf("bamboohr link of E100 = %q, %v", k, err)

@@ -57,6 +57,15 @@ type Options struct {
 	Alert func(ctx context.Context, kind, person, summary string)
 	// ResolveErrors are the Resolver's sentinels.
 	ResolveErrors struct{ NotConfigured, Unknown error }
+	// IDSpaces says which id space each source's HR ids live in (the zero
+	// value: the generic source and the roster share one, every other source
+	// has its own).
+	IDSpaces state.IDSpaces
+	// MaxClockSkew is how far ahead of Now an event's time may be when it is
+	// applied (default events.DefaultMaxClockSkew). The receiver refuses
+	// later ones; an event accepted before it did is applied at Now, so it
+	// cannot outrank every later event for its person.
+	MaxClockSkew time.Duration
 	// Sources are the event sources whose per-source series
 	// (jml_unresolved_events_total) are exported at zero from the start.
 	Sources []string
@@ -135,6 +144,9 @@ func New(o Options) (*Worker, error) {
 	}
 	if o.DedupeTTL <= 0 {
 		o.DedupeTTL = 72 * time.Hour
+	}
+	if o.MaxClockSkew <= 0 {
+		o.MaxClockSkew = events.DefaultMaxClockSkew
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -363,11 +375,11 @@ func (w *Worker) unresolvedEvent(ctx context.Context, ev events.Event, dedupeKey
 	return "unresolved", nil
 }
 
-// personKey finds the directory person an event is about (state.ResolvePerson).
-func (w *Worker) personKey(ctx context.Context, ev events.Event) (key, linkSource, linkID string, emailLinked bool, err error) {
+// personKey finds the directory person an event is about
+// (state.ResolvePerson): HR ids in their source's id space.
+func (w *Worker) personKey(ctx context.Context, ev events.Event) (state.Resolution, error) {
 	src, id := ev.SourceRef()
-	r, err := state.ResolveNewPerson(ctx, w.o.Directory, src, id, ev.Person)
-	return r.Key, r.LinkSource, r.LinkID, r.EmailLinked, err
+	return state.ResolveNewPerson(ctx, w.o.Directory, w.o.IDSpaces, src, id, ev.Person)
 }
 
 func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMetadata, ev events.Event, log *slog.Logger) (string, error) {
@@ -395,10 +407,11 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 	if future && dup() {
 		return "duplicate", nil
 	}
-	key, linkSource, linkID, emailLinked, err := w.personKey(ctx, ev)
+	who, err := w.personKey(ctx, ev)
 	if err != nil {
 		return "error", err
 	}
+	key, linkSource, linkID, emailLinked := who.Key, who.LinkSource, who.LinkID, who.EmailLinked
 	if key == "" {
 		if dup() {
 			return "duplicate", nil
@@ -410,6 +423,12 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 	version := state.Version{OccurredAt: ev.OccurredAt, Source: ev.Source, Seq: md.Sequence.Stream}
 	if ev.EffectiveAt != nil && ev.EffectiveAt.After(version.OccurredAt) {
 		version.OccurredAt = *ev.EffectiveAt
+	}
+	if !future && version.OccurredAt.After(now.Add(w.o.MaxClockSkew)) {
+		// Accepted before event times were bounded (or a clock far off): a
+		// version in the far future would pin the person.
+		log.WarnContext(ctx, "event time far ahead of the clock, applied as now", "occurred_at", version.OccurredAt)
+		version.OccurredAt = now.UTC()
 	}
 	if future {
 		if w.o.Due == nil {
@@ -513,10 +532,23 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 		}
 	}
 	if linkID != "" {
-		// First event of this (source, id): later ones, even thin ones with
-		// the id alone, find the same person.
+		// First event of this (id space or IdP, id): later ones, even thin
+		// ones with the id alone, find the same person.
 		if err := w.o.Directory.Link(ctx, linkSource, linkID, key); err != nil {
 			log.WarnContext(ctx, "source link", "source", linkSource, "err", err)
+		}
+	}
+	if _, changed := who.RecordIDs(rec); changed && rec.Key != "" {
+		// The person's id in this space, for roster --full and the
+		// recycled-address check (once per person and space).
+		updated, err := w.o.Directory.Update(ctx, key, func(r state.PersonRecord) (state.PersonRecord, error) {
+			r, _ = who.RecordIDs(r)
+			return r, nil
+		})
+		if err != nil {
+			log.WarnContext(ctx, "record the person's id in its id space", "space", who.Space, "err", err)
+		} else {
+			rec = updated
 		}
 	}
 	if rec.Person.Email == "" {

@@ -104,6 +104,13 @@ func startWrapped(t *testing.T, wrap func(worker.Converger) worker.Converger) *h
 
 func startFull(t *testing.T, pol policy.Policy, res worker.Resolver, unres worker.UnresolvedSink, wrap func(worker.Converger) worker.Converger) *harness {
 	t.Helper()
+	return startHarness(t, pol, res, unres, wrap, nil)
+}
+
+// startHarness is startFull with a last say on the worker's options.
+func startHarness(t *testing.T, pol policy.Policy, res worker.Resolver, unres worker.UnresolvedSink, wrap func(worker.Converger) worker.Converger,
+	tune func(*worker.Options)) *harness {
+	t.Helper()
 	_, _, js := natstest.Run(t)
 	sb := sentrytest.NewServer(t, sentrytest.Options{RateLimit: -1})
 	client, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: &safetytest.Gate{}, MaxRetries: 1})
@@ -134,8 +141,12 @@ func startFull(t *testing.T, pol policy.Policy, res worker.Resolver, unres worke
 	if wrap != nil {
 		cv = wrap(conv)
 	}
-	w, err := worker.New(worker.Options{JS: js, Dedupe: coord, Leases: coord, Directory: dir, Converger: cv, Owner: "test", MaxPermanentDeliveries: 2,
-		Resolver: res, Unresolved: unres, ResolveErrors: struct{ NotConfigured, Unknown error }{resolve.ErrNotConfigured, resolve.ErrUnresolvable}, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	wo := worker.Options{JS: js, Dedupe: coord, Leases: coord, Directory: dir, Converger: cv, Owner: "test", MaxPermanentDeliveries: 2,
+		Resolver: res, Unresolved: unres, ResolveErrors: struct{ NotConfigured, Unknown error }{resolve.ErrNotConfigured, resolve.ErrUnresolvable}, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	if tune != nil {
+		tune(&wo)
+	}
+	w, err := worker.New(wo)
 	if err != nil {
 		t.Fatal(err)
 	}

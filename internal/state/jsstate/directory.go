@@ -25,6 +25,7 @@ type Directory struct {
 	st    jetstream.Stream
 	links jetstream.KeyValue
 	now   func() time.Time
+	skew  time.Duration
 }
 
 var _ state.Directory = (*Directory)(nil)
@@ -52,13 +53,15 @@ func OpenDirectory(ctx context.Context, js jetstream.JetStream, o Options) (*Dir
 	if err != nil {
 		return nil, err
 	}
-	return &Directory{kv: kv, st: st, links: links, now: o.Now}, nil
+	return &Directory{kv: kv, st: st, links: links, now: o.Now, skew: o.MaxClockSkew}, nil
 }
 
 // kvKey maps a person key (which may hold any character) to a valid KV key.
 func kvKey(key string) string { return base64.RawURLEncoding.EncodeToString([]byte(key)) }
 
-// Get implements state.Directory.
+// Get implements state.Directory. A version stored more than the clock-skew
+// tolerance ahead of the clock is read clamped (state.ClampFuture), and so
+// written clamped by the next Apply or Update of the record.
 func (d *Directory) Get(ctx context.Context, key string) (state.PersonRecord, error) {
 	rec, _, err := d.get(ctx, key)
 	return rec, err
@@ -76,6 +79,7 @@ func (d *Directory) get(ctx context.Context, key string) (state.PersonRecord, ui
 	if err := json.Unmarshal(e.Value(), &rec); err != nil {
 		return state.PersonRecord{}, 0, fmt.Errorf("directory decode %s: %w", key, err)
 	}
+	rec, _ = state.ClampFuture(rec, d.now(), d.skew)
 	return rec, e.Revision(), nil
 }
 
@@ -164,6 +168,7 @@ func (d *Directory) List(ctx context.Context) iter.Seq2[state.PersonRecord, erro
 				}
 				continue
 			}
+			rec, _ = state.ClampFuture(rec, d.now(), d.skew)
 			if !yield(rec, nil) {
 				return
 			}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/sentry-jml/sentry-jml/internal/events"
 )
 
 // Names of the JetStream assets. They are part of the operator contract
@@ -48,6 +50,10 @@ type Options struct {
 	RunRetention time.Duration
 	// EvidenceMaxAge limits how long evidence is kept (default 0: forever).
 	EvidenceMaxAge time.Duration
+	// MaxClockSkew is how far ahead of Now a stored version may be: the
+	// directory reads versions beyond it clamped (state.ClampFuture), and
+	// writes them clamped (default events.DefaultMaxClockSkew).
+	MaxClockSkew time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -62,6 +68,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.RunRetention <= 0 {
 		o.RunRetention = 90 * 24 * time.Hour
+	}
+	if o.MaxClockSkew <= 0 {
+		o.MaxClockSkew = events.DefaultMaxClockSkew
 	}
 	return o
 }
