@@ -81,6 +81,8 @@ func adminMux(o AdminOptions) (http.Handler, []string) {
 			switch {
 			case errors.Is(err, state.ErrNotFound):
 				writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+			case errors.Is(err, errTooLarge):
+				writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": err.Error()})
 			case errors.Is(err, errBadRequest):
 				writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			case errors.Is(err, state.ErrRunNotHalted), errors.Is(err, state.ErrRunExpired), errors.Is(err, errConflict):

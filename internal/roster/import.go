@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -49,8 +50,50 @@ type Result struct {
 // Import writes rows into dir as desired state at opts.AsOf. It never calls
 // Sentry: convergence of the changes is reconcile's job.
 func Import(ctx context.Context, dir state.Directory, rows []Row, opts ImportOptions) (Result, error) {
+	im, err := newImporter(ctx, dir, opts)
+	if err != nil {
+		return Result{}, err
+	}
+	for _, r := range rows {
+		if err := im.row(r); err != nil {
+			return im.res, err
+		}
+	}
+	return im.finish()
+}
+
+// ImportReader validates the roster in r (see Scan) and imports its rows as
+// they are read, holding one row at a time: when a row is invalid, the rows
+// before it stay imported and --full does nothing. Call it on a roster
+// validated already (Scan with a nil fn) to import all or nothing.
+func ImportReader(ctx context.Context, dir state.Directory, name string, r io.Reader, opts ImportOptions) (Result, error) {
+	im, err := newImporter(ctx, dir, opts)
+	if err != nil {
+		return Result{}, err
+	}
+	if _, err := Scan(name, r, im.row); err != nil {
+		return im.res, err
+	}
+	return im.finish()
+}
+
+// importer is one import: the rows so far and, for --full, the keys seen,
+// as 64-bit hashes (10 to 20 bytes per key in a map, two or three keys per
+// row: its directory key, its id key and its email key). A hash collision
+// keeps a person absent from the roster from being terminated (odds about
+// n²/2⁶⁵), never the reverse.
+type importer struct {
+	ctx  context.Context
+	dir  state.Directory
+	opts ImportOptions
+	v    state.Version
+	res  Result
+	seen *keySet
+}
+
+func newImporter(ctx context.Context, dir state.Directory, opts ImportOptions) (*importer, error) {
 	if opts.AsOf.IsZero() {
-		return Result{}, fmt.Errorf("roster import: %w: as-of time is required", ErrInvalid)
+		return nil, fmt.Errorf("roster import: %w: as-of time is required", ErrInvalid)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -59,70 +102,86 @@ func Import(ctx context.Context, dir state.Directory, rows []Row, opts ImportOpt
 		opts.MaxClockSkew = events.DefaultMaxClockSkew
 	}
 	if now := opts.Now(); opts.AsOf.After(now.Add(opts.MaxClockSkew)) {
-		return Result{}, fmt.Errorf("roster import: %w: as-of %s is more than %s ahead of the clock", ErrInvalid,
+		return nil, fmt.Errorf("roster import: %w: as-of %s is more than %s ahead of the clock", ErrInvalid,
 			opts.AsOf.UTC().Format(time.RFC3339), opts.MaxClockSkew)
 	}
 	if opts.Seq == 0 {
 		opts.Seq = uint64(time.Now().UnixNano())
 	}
 	v := state.Version{OccurredAt: opts.AsOf.UTC(), Source: Source, Seq: opts.Seq}
-	res := Result{Rows: len(rows), AsOf: v.OccurredAt, Full: opts.Full, DryRun: opts.DryRun}
-	seen := make(map[string]bool, len(rows))
-	for _, r := range rows {
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
-		// The person this row is about, as the worker would find them: a
-		// row for someone first seen by an identity provider (keyed by
-		// email) or by an HR webhook updates that record instead of
-		// starting a second one with the same email.
-		resolve := state.ResolveNewPerson
-		if opts.DryRun {
-			resolve = state.ResolvePerson // writes nothing, not even a link claim
-		}
-		who, err := resolve(ctx, dir, Source, r.Person.ID, r.Person)
-		if err != nil {
-			return res, fmt.Errorf("roster line %d: %w", r.Line, err)
-		}
-		key := who.Key
-		seen[key] = true
-		seen[r.Person.Key()] = true
+	im := &importer{ctx: ctx, dir: dir, opts: opts, v: v, res: Result{AsOf: v.OccurredAt, Full: opts.Full, DryRun: opts.DryRun}}
+	if opts.Full {
+		im.seen = newKeySet()
+	}
+	return im, nil
+}
+
+// row imports one row.
+func (im *importer) row(r Row) error {
+	ctx, dir, opts, v, res, seen := im.ctx, im.dir, im.opts, im.v, &im.res, im.seen
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	res.Rows++
+	// The person this row is about, as the worker would find them: a
+	// row for someone first seen by an identity provider (keyed by
+	// email) or by an HR webhook updates that record instead of
+	// starting a second one with the same email.
+	resolve := state.ResolveNewPerson
+	if opts.DryRun {
+		resolve = state.ResolvePerson // writes nothing, not even a link claim
+	}
+	who, err := resolve(ctx, dir, Source, r.Person.ID, r.Person)
+	if err != nil {
+		return fmt.Errorf("roster line %d: %w", r.Line, err)
+	}
+	key := who.Key
+	if seen != nil {
+		seen.add(key)
+		seen.add(r.Person.Key())
 		if r.Person.Email != "" {
-			seen["email:"+strings.ToLower(r.Person.Email)] = true
-		}
-		eventID := fmt.Sprintf("roster:%s:%d", v.OccurredAt.Format(time.RFC3339), r.Line)
-		if opts.DryRun {
-			old, err := dir.Get(ctx, key)
-			if err != nil && !isNotFound(err) {
-				return res, fmt.Errorf("roster line %d: %w", r.Line, err)
-			}
-			if _, applied := state.ApplyEvent(old, key, r.Person, v, eventID); applied {
-				res.Applied++
-			} else {
-				res.Unchanged++
-			}
-			continue
-		}
-		_, applied, err := dir.Apply(ctx, key, r.Person, v, eventID)
-		if err != nil {
-			return res, fmt.Errorf("roster line %d: directory: %w", r.Line, err)
-		}
-		if !applied {
-			res.Unchanged++
-			continue
-		}
-		res.Applied++
-		if r.Person.Email != "" && !who.EmailLinked {
-			if err := dir.Link(ctx, "email", strings.ToLower(r.Person.Email), key); err != nil {
-				return res, fmt.Errorf("roster line %d: email link: %w", r.Line, err)
-			}
-		}
-		if who.LinkID != "" {
-			if err := dir.Link(ctx, who.LinkSource, who.LinkID, key); err != nil {
-				return res, fmt.Errorf("roster line %d: %s link: %w", r.Line, Source, err)
-			}
+			seen.add("email:" + strings.ToLower(r.Person.Email))
 		}
 	}
+	eventID := fmt.Sprintf("roster:%s:%d", v.OccurredAt.Format(time.RFC3339), r.Line)
+	if opts.DryRun {
+		old, err := dir.Get(ctx, key)
+		if err != nil && !isNotFound(err) {
+			return fmt.Errorf("roster line %d: %w", r.Line, err)
+		}
+		if _, applied := state.ApplyEvent(old, key, r.Person, v, eventID); applied {
+			res.Applied++
+		} else {
+			res.Unchanged++
+		}
+		return nil
+	}
+	_, applied, err := dir.Apply(ctx, key, r.Person, v, eventID)
+	if err != nil {
+		return fmt.Errorf("roster line %d: directory: %w", r.Line, err)
+	}
+	if !applied {
+		res.Unchanged++
+		return nil
+	}
+	res.Applied++
+	if r.Person.Email != "" && !who.EmailLinked {
+		if err := dir.Link(ctx, "email", strings.ToLower(r.Person.Email), key); err != nil {
+			return fmt.Errorf("roster line %d: email link: %w", r.Line, err)
+		}
+	}
+	if who.LinkID != "" {
+		if err := dir.Link(ctx, who.LinkSource, who.LinkID, key); err != nil {
+			return fmt.Errorf("roster line %d: %s link: %w", r.Line, Source, err)
+		}
+	}
+	return nil
+}
+
+// finish runs --full: people of the directory absent from the roster are
+// marked terminated.
+func (im *importer) finish() (Result, error) {
+	ctx, dir, opts, v, res, seen := im.ctx, im.dir, im.opts, im.v, im.res, im.seen
 	if !opts.Full {
 		return res, nil
 	}
@@ -131,10 +190,10 @@ func Import(ctx context.Context, dir state.Directory, rows []Row, opts ImportOpt
 		if err != nil {
 			return res, fmt.Errorf("roster --full: list directory: %w", err)
 		}
-		if seen[rec.Key] || (rec.Person.Email != "" && seen["email:"+strings.ToLower(rec.Person.Email)]) {
+		if seen.has(rec.Key) || (rec.Person.Email != "" && seen.has("email:"+strings.ToLower(rec.Person.Email))) {
 			continue
 		}
-		if rec.Person.ID != "" && seen["id:"+rec.Person.ID] {
+		if rec.Person.ID != "" && seen.has("id:"+rec.Person.ID) {
 			continue
 		}
 		if rec.Person.Status == events.Terminated {
