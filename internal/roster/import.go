@@ -71,15 +71,22 @@ func ImportReader(ctx context.Context, dir state.Directory, name string, r io.Re
 	if err != nil {
 		return Result{}, err
 	}
-	if _, err := Scan(name, r, im.row); err != nil {
+	// The scan's set of the rows' id and email keys is --full's set too;
+	// the import adds a row's directory key when it is neither.
+	seen := newKeySet()
+	if im.seen != nil {
+		im.seen = seen
+	}
+	if _, err := scan(name, r, im.row, seen); err != nil {
 		return im.res, err
 	}
 	return im.finish()
 }
 
 // importer is one import: the rows so far and, for --full, the keys seen,
-// as 64-bit hashes (10 to 20 bytes per key in a map, two or three keys per
-// row: its directory key, its id key and its email key). A hash collision
+// as 64-bit hashes (keySet: 11 to 21 bytes a key; a row's id and email keys,
+// which ImportReader shares with the duplicate check, and its directory key
+// when it is neither). A hash collision
 // keeps a person absent from the roster from being terminated (odds about
 // n²/2⁶⁵), never the reverse.
 type importer struct {
@@ -137,10 +144,18 @@ func (im *importer) row(r Row) error {
 	}
 	key := who.Key
 	if seen != nil {
-		seen.add(key)
-		seen.add(r.Person.Key())
+		// Row keys ("id:…", "email:…") are the same strings as directory
+		// keys; a resolved key that is neither is added under "k" so that
+		// it never looks like a later row's id or email to the duplicate
+		// check sharing the set.
+		emailKey := ""
 		if r.Person.Email != "" {
-			seen.add("email:" + strings.ToLower(r.Person.Email))
+			emailKey = "email:" + strings.ToLower(r.Person.Email)
+			seen.add(emailKey)
+		}
+		seen.add(r.Person.Key())
+		if key != r.Person.Key() && key != emailKey {
+			seen.add("k" + key)
 		}
 	}
 	eventID := fmt.Sprintf("roster:%s:%d", v.OccurredAt.Format(time.RFC3339), r.Line)
@@ -190,7 +205,7 @@ func (im *importer) finish() (Result, error) {
 		if err != nil {
 			return res, fmt.Errorf("roster --full: list directory: %w", err)
 		}
-		if seen.has(rec.Key) || (rec.Person.Email != "" && seen.has("email:"+strings.ToLower(rec.Person.Email))) {
+		if seen.has(rec.Key) || seen.has("k"+rec.Key) || (rec.Person.Email != "" && seen.has("email:"+strings.ToLower(rec.Person.Email))) {
 			continue
 		}
 		if rec.Person.ID != "" && seen.has("id:"+rec.Person.ID) {
