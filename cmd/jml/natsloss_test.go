@@ -10,7 +10,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/sentry-jml/sentry-jml/cmd/internal/config"
+	"github.com/sentry-jml/sentry-jml/internal/state/jsstate"
 )
 
 // TestRunTightensDataDirEveryStart: an existing data dir readable by others
@@ -75,4 +78,48 @@ func probe(t *testing.T, url string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// TestRosterImportCLIStreamsTheFile: `jml roster import` validates the file
+// row by row and streams it to the admin API, which imports it; an invalid
+// file is refused locally with its line and sends nothing.
+func TestRosterImportCLIStreamsTheFile(t *testing.T) {
+	sys := mustRunMain(t, "")
+	t.Setenv("JML_ADMIN_ADDR", sys.adminAddr)
+	t.Setenv("JML_DATA_DIR", sys.cfg.DataDir)
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.csv")
+	if err := os.WriteFile(bad, []byte("id,email,name,status,department,title,groups,manager_email\nE-1,a@acme.test,A,active,,,,\nE-2,b@acme.test,B,gone,,,,\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	js, err := jetstream.New(sys.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs, err := jsstate.Open(ctx, js, jsstate.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmdRoster(ctx, []string{"import", bad, "--as-of", "2026-01-01T00:00:00Z"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "line 3") {
+		t.Fatalf("invalid file: %v", err)
+	}
+	if _, err := recs.Directory.Get(ctx, "id:E-1"); err == nil {
+		t.Fatal("an invalid file imported a row")
+	}
+	good := filepath.Join(dir, "good.json")
+	if err := os.WriteFile(good, []byte(`[{"id":"E-1","email":"a@acme.test","status":"active"},
+{"id":"E-2","email":"b@acme.test","status":"terminated"}]`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	if err := cmdRoster(ctx, []string{"import", good, "--as-of", "2026-01-01T00:00:00Z"}, &out, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "2 rows, 2 applied") {
+		t.Fatalf("output: %s", out.String())
+	}
+	if rec, err := recs.Directory.Get(ctx, "id:E-2"); err != nil || rec.Person.Status != "terminated" {
+		t.Fatalf("E-2: %+v %v", rec.Person, err)
+	}
 }
