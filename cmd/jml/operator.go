@@ -67,20 +67,24 @@ func (c *adminClient) do(ctx context.Context, method, path string, q url.Values,
 }
 
 func (c *adminClient) doBody(ctx context.Context, method, path string, q url.Values, body []byte, out any) error {
+	if body == nil {
+		return c.doReader(ctx, method, path, q, nil, "", out)
+	}
+	return c.doReader(ctx, method, path, q, bytes.NewReader(body), "application/json", out)
+}
+
+// doReader is doBody with a streamed body of the given content type.
+func (c *adminClient) doReader(ctx context.Context, method, path string, q url.Values, rd io.Reader, contentType string, out any) error {
 	u := c.base + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
-	}
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, rd)
 	if err != nil {
 		return err
 	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
 	}
 	if c.token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.token)

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -42,30 +40,25 @@ func cmdRoster(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if file == "" {
 		return errors.New("roster import: FILE is required")
 	}
-	b, err := os.ReadFile(file)
+	f, err := os.Open(file)
 	if err != nil {
 		return fmt.Errorf("roster import: %w", err)
 	}
-	// Validate locally first: errors name the file's lines.
-	rows, err := roster.Parse(file, bytes.NewReader(b))
-	if err != nil {
+	defer f.Close()
+	// Validate locally first, one row at a time: errors name the file's lines.
+	if _, err := roster.Scan(file, f, nil); err != nil {
 		return err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return fmt.Errorf("roster import: %w", err)
 	}
 	when := time.Time{}
 	if *asOf != "" {
 		if when, err = time.Parse(time.RFC3339, *asOf); err != nil {
 			return fmt.Errorf("roster import: --as-of %q: want RFC 3339 (e.g. 2026-11-28T10:00:00Z)", *asOf)
 		}
-	} else if fi, err := os.Stat(file); err == nil {
+	} else if fi, err := f.Stat(); err == nil {
 		when = fi.ModTime()
-	}
-	persons := make([]any, len(rows))
-	for i, r := range rows {
-		persons[i] = r.Person
-	}
-	body, err := json.Marshal(persons)
-	if err != nil {
-		return err
 	}
 	c, err := newAdminClient()
 	if err != nil {
@@ -73,7 +66,13 @@ func cmdRoster(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	q := url.Values{"as_of": {when.UTC().Format(time.RFC3339)}, "full": {fmt.Sprint(*full)}, "dry_run": {fmt.Sprint(*dry)}}
 	var res roster.Result
-	if err := c.doBody(ctx, http.MethodPost, "/v1/roster/import", q, body, &res); err != nil {
+	// The file itself is streamed: the server validates it again and
+	// imports it row by row.
+	ct := "text/csv"
+	if strings.HasSuffix(strings.ToLower(file), ".json") {
+		ct = "application/json"
+	}
+	if err := c.doReader(ctx, http.MethodPost, "/v1/roster/import", q, f, ct, &res); err != nil {
 		return err
 	}
 	if *asJSON {

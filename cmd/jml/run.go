@@ -25,6 +25,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/alert"
 	"github.com/sentry-jml/sentry-jml/internal/app"
 	"github.com/sentry-jml/sentry-jml/internal/embednats"
+	"github.com/sentry-jml/sentry-jml/internal/natsconn"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
@@ -226,7 +227,14 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	if err := writePrivate(filepath.Join(cfg.DataDir, natsURLFile), []byte(s.ns.ClientURL()+"\n")); err != nil {
 		return nil, fmt.Errorf("JML_DATA_DIR: %w", err)
 	}
-	s.nc, err = s.ns.Connect("jml-run")
+	// A connection the server closes for good (a protocol error) is not
+	// reopened: /healthz fails and the process shuts down, to be restarted.
+	s.nc, err = s.ns.Connect("jml-run", natsconn.Options(natsconn.Config{Name: "jml-run", Logger: s.log, OnClosed: func(err error) {
+		select {
+		case s.failed <- fmt.Errorf("nats: %w", err):
+		default:
+		}
+	}})...)
 	if err != nil {
 		return nil, err
 	}
@@ -243,7 +251,7 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	specs["generic"] = g
 	ready := app.NewReadiness(s.nc, true)
 	recv, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: s.nc, Specs: specs, MaxBody: cfg.MaxBodyBytes, MaxClockSkew: cfg.MaxClockSkew, PublicURL: cfg.PublicURL,
-		Streams: cfg.Streams(), Telemetry: s.tel, Logger: s.log, Ready: ready.Check})
+		Streams: cfg.Streams(), Telemetry: s.tel, Logger: s.log, Ready: ready.Check, Live: ready.Live})
 	if err != nil {
 		return nil, err
 	}
@@ -282,7 +290,7 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 		return nil, err
 	}
 	s.worker = wk
-	admin := app.AdminHandler(s.adminAuth.Options(app.AdminOptions{Ready: ready.Check, Metrics: s.tel.MetricsHandler(), Logger: s.log,
+	admin := app.AdminHandler(s.adminAuth.Options(app.AdminOptions{Ready: ready.Check, Live: ready.Live, Metrics: s.tel.MetricsHandler(), Logger: s.log,
 		Status: func(context.Context) any { return s.status() }, Worker: wk,
 		Routes: app.ReconcileRoutes(wk, cfg.Reconcile())}))
 	if s.adminAddr, err = s.serve(cfg.AdminAddr, admin, "JML_ADMIN_ADDR"); err != nil {

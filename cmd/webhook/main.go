@@ -57,12 +57,12 @@ func run(ctx context.Context) error {
 	defer nc.Close()
 	ready := app.NewReadiness(nc, false)
 	h, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: nc, Specs: config.Specs(srcEnv), MaxBody: cfg.MaxBodyBytes, MaxClockSkew: cfg.MaxClockSkew, PublicURL: cfg.PublicURL, Streams: cfg.Streams(),
-		Telemetry: tel, Logger: log, Ready: ready.Check})
+		Telemetry: tel, Logger: log, Ready: ready.Check, Live: ready.Live})
 	if err != nil {
 		return err
 	}
 	// The admin listener: probes and /metrics, never on the public webhook port.
-	adminAddr, adminDone, err := config.Serve(ctx, cfg.AdminAddr, "JML_ADMIN_ADDR", app.ProbesHandler(app.ProbesOptions{Ready: ready.Check, Metrics: tel.MetricsHandler()}))
+	adminAddr, adminDone, err := config.Serve(ctx, cfg.AdminAddr, "JML_ADMIN_ADDR", app.ProbesHandler(app.ProbesOptions{Ready: ready.Check, Live: ready.Live, Metrics: tel.MetricsHandler()}))
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,9 @@ import (
 
 // AdminOptions configure the admin API.
 type AdminOptions struct {
-	Ready   func(context.Context) error
+	Ready func(context.Context) error
+	// Live reports liveness for /healthz (nil = always alive): Readiness.Live.
+	Live    func(context.Context) error
 	Metrics http.Handler
 	// Operators are the credentials of /v1/*: every request there needs
 	// "Authorization: Bearer <token>" of one of them, and the operator's name
@@ -66,9 +68,7 @@ func adminMux(o AdminOptions) (http.Handler, []string) {
 		patterns = append(patterns, pattern)
 		mux.Handle(pattern, h)
 	}
-	open("GET /healthz", http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	}))
+	open("GET /healthz", healthz(o.Live, o.Logger))
 	open("GET /readyz", o.readyz())
 	if o.Metrics != nil {
 		open("GET /metrics", o.Metrics)
@@ -81,6 +81,8 @@ func adminMux(o AdminOptions) (http.Handler, []string) {
 			switch {
 			case errors.Is(err, state.ErrNotFound):
 				writeJSON(w, http.StatusNotFound, map[string]string{"error": err.Error()})
+			case errors.Is(err, errTooLarge):
+				writeJSON(w, http.StatusRequestEntityTooLarge, map[string]string{"error": err.Error()})
 			case errors.Is(err, errBadRequest):
 				writeJSON(w, http.StatusBadRequest, map[string]string{"error": err.Error()})
 			case errors.Is(err, state.ErrRunNotHalted), errors.Is(err, state.ErrRunExpired), errors.Is(err, errConflict):

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"time"
 )
@@ -10,6 +11,8 @@ import (
 type ProbesOptions struct {
 	// Ready reports readiness for /readyz (nil = always ready).
 	Ready func(context.Context) error
+	// Live reports liveness for /healthz (nil = always alive).
+	Live func(context.Context) error
 	// Metrics serves /metrics (nil = 404).
 	Metrics http.Handler
 }
@@ -20,9 +23,7 @@ type ProbesOptions struct {
 // every admin listener so that Prometheus can scrape it.
 func ProbesHandler(o ProbesOptions) http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
+	mux.Handle("GET /healthz", healthz(o.Live, nil))
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		if o.Ready != nil {
 			ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
@@ -38,4 +39,21 @@ func ProbesHandler(o ProbesOptions) http.Handler {
 		mux.Handle("GET /metrics", o.Metrics)
 	}
 	return mux
+}
+
+// healthz answers 200 while live returns nil, else 503 with no reason (the
+// reason goes to the log).
+func healthz(live func(context.Context) error, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if live != nil {
+			if err := live(r.Context()); err != nil {
+				if log != nil {
+					log.ErrorContext(r.Context(), "not live", "err", err)
+				}
+				writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "failed"})
+				return
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
 }

@@ -7,10 +7,14 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/sentry-jml/sentry-jml/internal/natsconn"
 )
 
-// Readiness collects what /readyz reports: NATS reachable and, for processes that
-// call Sentry, the token accepted at the last check.
+// Readiness collects what /readyz reports: NATS connected (not disconnected,
+// not reconnecting) and, for processes that call Sentry, the token accepted at
+// the last check. Live is the /healthz side: it fails only when the NATS
+// connection is closed for good, which no waiting repairs.
 type Readiness struct {
 	mu        sync.Mutex
 	nc        *nats.Conn
@@ -49,3 +53,8 @@ func (r *Readiness) Check(context.Context) error {
 	}
 	return nil
 }
+
+// Live returns nil unless the NATS connection is closed for good (the server
+// closed it after a protocol error, or it was closed): the process cannot
+// recover on its own, so /healthz fails and the orchestrator restarts it.
+func (r *Readiness) Live(context.Context) error { return natsconn.Live(r.nc) }

@@ -32,6 +32,8 @@ type ReceiverOptions struct {
 	Telemetry *telemetry.Telemetry
 	Logger    *slog.Logger
 	Ready     func(context.Context) error
+	// Live reports liveness for /healthz (Readiness.Live).
+	Live func(context.Context) error
 }
 
 // NewReceiver ensures the streams exist and returns the webhook HTTP handler.
@@ -63,5 +65,6 @@ func NewReceiver(ctx context.Context, o ReceiverOptions) (http.Handler, error) {
 		MeterProvider:  o.Telemetry.MeterProvider,
 		Propagator:     o.Telemetry.Propagator,
 		Ready:          o.Ready,
+		Live:           o.Live,
 	})
 }

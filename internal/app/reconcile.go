@@ -1,13 +1,13 @@
 package app
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,6 +36,10 @@ type ReconcileOptions struct {
 	HaltTTL time.Duration
 	// RunLeaseTTL: see reconcile.Options (default 10s).
 	RunLeaseTTL time.Duration
+	// RosterMaxBytes bounds a roster body, on POST /v1/roster/import (413
+	// beyond) and in the scheduled fetch (an error); default
+	// roster.DefaultMaxBytes (JML_ROSTER_MAX_BYTES).
+	RosterMaxBytes int64
 }
 
 // reconcileService is a Worker's reconciler and job state.
@@ -231,11 +235,14 @@ func (s *reconcileService) fetchRoster(ctx context.Context) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("roster fetch: %s", resp.Status)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 512<<20))
+	// The export is spooled to a temporary file while it is hashed, never
+	// held in memory: an unchanged export is skipped, a changed one is
+	// validated and then imported, all or nothing, one row at a time.
+	f, sum, err := spoolRoster(resp.Body, s.maxBytes())
 	if err != nil {
 		return fmt.Errorf("roster fetch: %w", err)
 	}
-	sum := sha256.Sum256(body)
+	defer removeSpool(f)
 	s.mu.Lock()
 	same := sum == s.roster
 	s.mu.Unlock()
@@ -246,11 +253,7 @@ func (s *reconcileService) fetchRoster(ctx context.Context) error {
 	if lm, err := http.ParseTime(resp.Header.Get("Last-Modified")); err == nil {
 		asOf = lm
 	}
-	rows, err := roster.Parse(rf.URL, bytes.NewReader(body))
-	if err != nil {
-		return err
-	}
-	res, err := roster.Import(ctx, s.w.records.Directory, rows, roster.ImportOptions{AsOf: asOf, Full: rf.Full, MaxClockSkew: s.w.o.MaxClockSkew, IDSpaces: s.w.o.IDSpaces})
+	res, err := importSpooled(ctx, s.w, rf.URL, f, roster.ImportOptions{AsOf: asOf, Full: rf.Full, MaxClockSkew: s.w.o.MaxClockSkew, IDSpaces: s.w.o.IDSpaces})
 	if err != nil {
 		return err
 	}
@@ -260,6 +263,65 @@ func (s *reconcileService) fetchRoster(ctx context.Context) error {
 	s.w.o.Logger.InfoContext(ctx, "roster imported", "rows", res.Rows, "applied", res.Applied, "terminated", res.Terminated,
 		"as_of", res.AsOf)
 	return nil
+}
+
+// maxBytes is the roster size limit.
+func (s *reconcileService) maxBytes() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.opts.RosterMaxBytes > 0 {
+		return s.opts.RosterMaxBytes
+	}
+	return roster.DefaultMaxBytes
+}
+
+// errTooLarge maps to 413.
+var errTooLarge = errors.New("too large")
+
+// spoolRoster copies r into a temporary file (mode 0600) while hashing it,
+// so that a roster is never held in memory: at most max bytes, beyond that
+// the error wraps errTooLarge. Remove the file with removeSpool.
+func spoolRoster(r io.Reader, max int64) (*os.File, [32]byte, error) {
+	var sum [32]byte
+	f, err := os.CreateTemp("", "jml-roster-*")
+	if err != nil {
+		return nil, sum, fmt.Errorf("roster spool: %w", err)
+	}
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, max+1))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe) || (err == nil && n > max):
+		err = fmt.Errorf("%w: the roster is larger than %d bytes (JML_ROSTER_MAX_BYTES)", errTooLarge, max)
+	case err != nil:
+		err = fmt.Errorf("roster: read: %w", err)
+	}
+	if err != nil {
+		removeSpool(f)
+		return nil, sum, err
+	}
+	copy(sum[:], h.Sum(nil))
+	return f, sum, nil
+}
+
+func removeSpool(f *os.File) {
+	_ = f.Close()
+	_ = os.Remove(f.Name())
+}
+
+// importSpooled validates the spooled roster, then imports it row by row:
+// an invalid roster changes nothing.
+func importSpooled(ctx context.Context, w *Worker, name string, f *os.File, o roster.ImportOptions) (roster.Result, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return roster.Result{}, fmt.Errorf("roster spool: %w", err)
+	}
+	if _, err := roster.Scan(name, f, nil); err != nil {
+		return roster.Result{}, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return roster.Result{}, fmt.Errorf("roster spool: %w", err)
+	}
+	return roster.ImportReader(ctx, w.records.Directory, name, f, o)
 }
 
 // ReconcileRoutes returns the operator routes of reconcile, the roster
@@ -329,14 +391,12 @@ func ReconcileRoutes(w *Worker, o ReconcileOptions) []func(handle func(pattern s
 				}
 				asOf = t
 			}
-			rows, err := roster.Parse("request body", http.MaxBytesReader(nil, r.Body, 512<<20))
-			if errors.Is(err, roster.ErrInvalid) {
-				return nil, errBad(err.Error())
-			}
+			f, _, err := spoolRoster(http.MaxBytesReader(nil, r.Body, s.maxBytes()), s.maxBytes())
 			if err != nil {
 				return nil, err
 			}
-			res, err := roster.Import(r.Context(), w.records.Directory, rows, roster.ImportOptions{AsOf: asOf, Full: truthy(q.Get("full")),
+			defer removeSpool(f)
+			res, err := importSpooled(r.Context(), w, "request body", f, roster.ImportOptions{AsOf: asOf, Full: truthy(q.Get("full")),
 				DryRun: truthy(q.Get("dry_run")), MaxClockSkew: w.o.MaxClockSkew, IDSpaces: w.o.IDSpaces})
 			if errors.Is(err, roster.ErrInvalid) {
 				return nil, errBad(err.Error())

@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/sentry-jml/sentry-jml/internal/natsconn"
 )
 
 // Options configure the embedded server.
@@ -124,9 +126,11 @@ func (s *Server) RedactedURL() string {
 }
 
 // Connect opens an in-process client connection (with the server's
-// credentials when it requires them). Extra options are appended.
+// credentials when it requires them) with the daemon's connection options
+// (natsconn: reconnect forever with backoff; pass natsconn.Options with a
+// logger among extra to log its events). Extra options are appended.
 func (s *Server) Connect(name string, extra ...nats.Option) (*nats.Conn, error) {
-	opts := []nats.Option{nats.InProcessServer(s.ns), nats.Name(name), nats.MaxReconnects(-1)}
+	opts := append([]nats.Option{nats.InProcessServer(s.ns)}, natsconn.Options(natsconn.Config{Name: name})...)
 	if s.user != "" {
 		opts = append(opts, nats.UserInfo(s.user, s.password))
 	}

@@ -194,3 +194,82 @@ func KeyForLog(key string) string {
 	}
 	return key
 }
+
+// Bounds the worker applies to what it reads back from JML_EVENTS. The
+// receiver refuses oversized input, but a message published by an older
+// version or straight to the stream must not reach a NATS subject, header or
+// KV key unbounded: one protocol line over the server's limit closes the
+// shared connection for good.
+const (
+	// MaxSourceLen bounds a source name (a NATS subject token, and part of
+	// link keys).
+	MaxSourceLen = 64
+	// MaxEventBytes bounds an encoded event. Every field is bounded (see
+	// CheckPerson), so a valid event is far smaller; a larger message is
+	// dead-lettered without being decoded.
+	MaxEventBytes = 1 << 20
+	// MaxHeaderValueLen bounds a header value the worker writes (Jml-Error is
+	// cut to it, keeping the start).
+	MaxHeaderValueLen = 4 << 10
+)
+
+// CheckSource validates a source name: 1 to MaxSourceLen of a-z, 0-9, '_'
+// and '-' (it is a NATS subject token).
+func CheckSource(s string) error {
+	if s == "" || len(s) > MaxSourceLen {
+		return invalid("source must be 1 to %d characters", MaxSourceLen)
+	}
+	for _, c := range []byte(s) {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return invalid("source %q: want a-z, 0-9, '_' or '-'", truncate(s))
+		}
+	}
+	return nil
+}
+
+// CheckStored validates what the worker derives subjects, headers and keys
+// from in an event read back from the stream: the source, the person id, the
+// email and the provider user id. It is looser than Check (no address syntax,
+// no times, no free text) so that events stored by older versions still
+// converge; what it refuses can never be processed and is dead-lettered.
+func CheckStored(e Event) error {
+	if err := CheckSource(e.Source); err != nil {
+		return err
+	}
+	if err := CheckID("person.id", e.Person.ID); err != nil {
+		return err
+	}
+	if len(e.Person.Email) > MaxEmailLen {
+		return invalid("person.email is longer than %d characters", MaxEmailLen)
+	}
+	if err := checkText("person.email", e.Person.Email); err != nil {
+		return err
+	}
+	if _, ref := e.SourceRef(); ref != e.Person.ID {
+		if err := CheckID("provider user id", ref); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// HeaderValue makes s safe as a NATS header value: control characters
+// (a newline would end the header) become spaces, invalid UTF-8 is replaced,
+// and it is cut to max bytes, keeping the start, with "…" when cut.
+func HeaderValue(s string, max int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return ' '
+		}
+		return r
+	}, s)
+	if len(s) <= max {
+		return s
+	}
+	cut := max - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}

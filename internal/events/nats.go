@@ -28,6 +28,12 @@ const (
 	HeaderError      = "Jml-Error"
 	HeaderDeliveries = "Jml-Deliveries"
 	HeaderOrigSeq    = "Jml-Stream-Seq"
+	// HeaderTruncated is set on a dead letter whose body was cut to
+	// MaxEventBytes: the original size in bytes.
+	HeaderTruncated = "Jml-Truncated"
+	// HeaderDroppedHeaders counts the message's headers a dead letter did not
+	// copy (oversized).
+	HeaderDroppedHeaders = "Jml-Dropped-Headers"
 )
 
 // Subject returns jml.events.<source>.<type>.

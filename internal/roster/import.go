@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -55,8 +56,59 @@ type Result struct {
 // Import writes rows into dir as desired state at opts.AsOf. It never calls
 // Sentry: convergence of the changes is reconcile's job.
 func Import(ctx context.Context, dir state.Directory, rows []Row, opts ImportOptions) (Result, error) {
+	im, err := newImporter(ctx, dir, opts)
+	if err != nil {
+		return Result{}, err
+	}
+	for _, r := range rows {
+		if err := im.row(r); err != nil {
+			return im.res, err
+		}
+	}
+	return im.finish()
+}
+
+// ImportReader validates the roster in r (see Scan) and imports its rows as
+// they are read, holding one row at a time: when a row is invalid, the rows
+// before it stay imported and --full does nothing. Call it on a roster
+// validated already (Scan with a nil fn) to import all or nothing.
+func ImportReader(ctx context.Context, dir state.Directory, name string, r io.Reader, opts ImportOptions) (Result, error) {
+	im, err := newImporter(ctx, dir, opts)
+	if err != nil {
+		return Result{}, err
+	}
+	// The scan's set of the rows' id and email keys is --full's set too;
+	// the import adds a row's directory key when it is neither.
+	seen := newKeySet()
+	if im.seen != nil {
+		im.seen = seen
+	}
+	if _, err := scan(name, r, im.row, seen); err != nil {
+		return im.res, err
+	}
+	return im.finish()
+}
+
+// importer is one import: the rows so far and, for --full, the keys seen,
+// as 64-bit hashes (keySet: 11 to 21 bytes a key; a row's id and email keys,
+// which ImportReader shares with the duplicate check, and its directory key
+// when it is neither). A hash collision
+// keeps a person absent from the roster from being terminated (odds about
+// n²/2⁶⁵), never the reverse.
+type importer struct {
+	ctx  context.Context
+	dir  state.Directory
+	opts ImportOptions
+	v    state.Version
+	res  Result
+	seen *keySet
+	// space is the roster's id space (opts.IDSpaces).
+	space string
+}
+
+func newImporter(ctx context.Context, dir state.Directory, opts ImportOptions) (*importer, error) {
 	if opts.AsOf.IsZero() {
-		return Result{}, fmt.Errorf("roster import: %w: as-of time is required", ErrInvalid)
+		return nil, fmt.Errorf("roster import: %w: as-of time is required", ErrInvalid)
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -65,79 +117,104 @@ func Import(ctx context.Context, dir state.Directory, rows []Row, opts ImportOpt
 		opts.MaxClockSkew = events.DefaultMaxClockSkew
 	}
 	if now := opts.Now(); opts.AsOf.After(now.Add(opts.MaxClockSkew)) {
-		return Result{}, fmt.Errorf("roster import: %w: as-of %s is more than %s ahead of the clock", ErrInvalid,
+		return nil, fmt.Errorf("roster import: %w: as-of %s is more than %s ahead of the clock", ErrInvalid,
 			opts.AsOf.UTC().Format(time.RFC3339), opts.MaxClockSkew)
 	}
 	if opts.Seq == 0 {
 		opts.Seq = uint64(time.Now().UnixNano())
 	}
 	v := state.Version{OccurredAt: opts.AsOf.UTC(), Source: Source, Seq: opts.Seq}
-	res := Result{Rows: len(rows), AsOf: v.OccurredAt, Full: opts.Full, DryRun: opts.DryRun}
-	space := opts.IDSpaces.Space(Source)
-	seen := make(map[string]bool, len(rows))
-	seenID := make(map[string]bool, len(rows))
-	for _, r := range rows {
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
-		// The person this row is about, as the worker would find them: a
-		// row for someone first seen by an identity provider (keyed by
-		// email) or by an HR webhook updates that record instead of
-		// starting a second one with the same email.
-		resolve := state.ResolveNewPerson
-		if opts.DryRun {
-			resolve = state.ResolvePerson // writes nothing, not even a link claim
-		}
-		who, err := resolve(ctx, dir, opts.IDSpaces, Source, r.Person.ID, r.Person)
-		if err != nil {
-			return res, fmt.Errorf("roster line %d: %w", r.Line, err)
-		}
-		key := who.Key
-		seen[key] = true
-		if r.Person.ID != "" {
-			seenID[r.Person.ID] = true
-		}
+	im := &importer{ctx: ctx, dir: dir, opts: opts, v: v, res: Result{AsOf: v.OccurredAt, Full: opts.Full, DryRun: opts.DryRun},
+		space: opts.IDSpaces.Space(Source)}
+	if opts.Full {
+		im.seen = newKeySet()
+	}
+	return im, nil
+}
+
+// row imports one row.
+func (im *importer) row(r Row) error {
+	ctx, dir, opts, v, res, seen := im.ctx, im.dir, im.opts, im.v, &im.res, im.seen
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	res.Rows++
+	// The person this row is about, as the worker would find them: a
+	// row for someone first seen by an identity provider (keyed by
+	// email) or by an HR webhook updates that record instead of
+	// starting a second one with the same email.
+	resolve := state.ResolveNewPerson
+	if opts.DryRun {
+		resolve = state.ResolvePerson // writes nothing, not even a link claim
+	}
+	who, err := resolve(ctx, dir, opts.IDSpaces, Source, r.Person.ID, r.Person)
+	if err != nil {
+		return fmt.Errorf("roster line %d: %w", r.Line, err)
+	}
+	key := who.Key
+	if seen != nil {
+		// Row keys ("id:…", "email:…") are the same strings as directory
+		// keys; a resolved key that is neither is added under "k" so that
+		// it never looks like a later row's id or email to the duplicate
+		// check sharing the set.
+		emailKey := ""
 		if r.Person.Email != "" {
-			seen["email:"+strings.ToLower(r.Person.Email)] = true
+			emailKey = "email:" + strings.ToLower(r.Person.Email)
+			seen.add(emailKey)
 		}
-		eventID := fmt.Sprintf("roster:%s:%d", v.OccurredAt.Format(time.RFC3339), r.Line)
-		if opts.DryRun {
-			old, err := dir.Get(ctx, key)
-			if err != nil && !isNotFound(err) {
-				return res, fmt.Errorf("roster line %d: %w", r.Line, err)
-			}
-			if _, applied := state.ApplyEvent(old, key, r.Person, v, eventID); applied {
-				res.Applied++
-			} else {
-				res.Unchanged++
-			}
-			continue
+		seen.add(r.Person.Key())
+		if key != r.Person.Key() && key != emailKey {
+			seen.add("k" + key)
 		}
-		rec, applied, err := dir.Apply(ctx, key, r.Person, v, eventID)
-		if err != nil {
-			return res, fmt.Errorf("roster line %d: directory: %w", r.Line, err)
-		}
-		if !applied {
-			res.Unchanged++
-			continue
-		}
-		res.Applied++
-		if r.Person.Email != "" && !who.EmailLinked {
-			if err := dir.Link(ctx, "email", strings.ToLower(r.Person.Email), key); err != nil {
-				return res, fmt.Errorf("roster line %d: email link: %w", r.Line, err)
-			}
-		}
-		if who.LinkID != "" {
-			if err := dir.Link(ctx, who.LinkSource, who.LinkID, key); err != nil {
-				return res, fmt.Errorf("roster line %d: %s link: %w", r.Line, Source, err)
-			}
-		}
-		if _, changed := who.RecordIDs(rec); changed {
-			if err := recordIDs(ctx, dir, who, key); err != nil {
-				return res, fmt.Errorf("roster line %d: %w", r.Line, err)
-			}
+		if r.Person.ID != "" {
+			// The id in the roster's space ("i" never starts a row key).
+			seen.add("i" + r.Person.ID)
 		}
 	}
+	eventID := fmt.Sprintf("roster:%s:%d", v.OccurredAt.Format(time.RFC3339), r.Line)
+	if opts.DryRun {
+		old, err := dir.Get(ctx, key)
+		if err != nil && !isNotFound(err) {
+			return fmt.Errorf("roster line %d: %w", r.Line, err)
+		}
+		if _, applied := state.ApplyEvent(old, key, r.Person, v, eventID); applied {
+			res.Applied++
+		} else {
+			res.Unchanged++
+		}
+		return nil
+	}
+	rec, applied, err := dir.Apply(ctx, key, r.Person, v, eventID)
+	if err != nil {
+		return fmt.Errorf("roster line %d: directory: %w", r.Line, err)
+	}
+	if !applied {
+		res.Unchanged++
+		return nil
+	}
+	res.Applied++
+	if r.Person.Email != "" && !who.EmailLinked {
+		if err := dir.Link(ctx, "email", strings.ToLower(r.Person.Email), key); err != nil {
+			return fmt.Errorf("roster line %d: email link: %w", r.Line, err)
+		}
+	}
+	if who.LinkID != "" {
+		if err := dir.Link(ctx, who.LinkSource, who.LinkID, key); err != nil {
+			return fmt.Errorf("roster line %d: %s link: %w", r.Line, Source, err)
+		}
+	}
+	if _, changed := who.RecordIDs(rec); changed {
+		if err := recordIDs(ctx, dir, who, key); err != nil {
+			return fmt.Errorf("roster line %d: %w", r.Line, err)
+		}
+	}
+	return nil
+}
+
+// finish runs --full: people of the directory absent from the roster are
+// marked terminated.
+func (im *importer) finish() (Result, error) {
+	ctx, dir, opts, v, res, seen := im.ctx, im.dir, im.opts, im.v, im.res, im.seen
 	if !opts.Full {
 		return res, nil
 	}
@@ -146,13 +223,13 @@ func Import(ctx context.Context, dir state.Directory, rows []Row, opts ImportOpt
 		if err != nil {
 			return res, fmt.Errorf("roster --full: list directory: %w", err)
 		}
-		if seen[rec.Key] || (rec.Person.Email != "" && seen["email:"+strings.ToLower(rec.Person.Email)]) {
+		if seen.has(rec.Key) || seen.has("k"+rec.Key) || (rec.Person.Email != "" && seen.has("email:"+strings.ToLower(rec.Person.Email))) {
 			continue
 		}
-		if id := opts.IDSpaces.IDIn(rec, space); id != "" && seenID[id] {
+		if id := opts.IDSpaces.IDIn(rec, im.space); id != "" && seen.has("i"+id) {
 			continue
 		}
-		if rec.Person.Status == events.Terminated || !opts.IDSpaces.Known(rec, space) {
+		if rec.Person.Status == events.Terminated || !opts.IDSpaces.Known(rec, im.space) {
 			continue // not the roster's to terminate
 		}
 		absent = append(absent, rec)
@@ -177,6 +254,8 @@ func Import(ctx context.Context, dir state.Directory, rows []Row, opts ImportOpt
 	return res, nil
 }
 
+func isNotFound(err error) bool { return err != nil && errors.Is(err, state.ErrNotFound) }
+
 // recordIDs stores the person's id in the roster's id space on the record
 // (state.Resolution.RecordIDs) when it is not there yet.
 func recordIDs(ctx context.Context, dir state.Directory, who state.Resolution, key string) error {
@@ -189,5 +268,3 @@ func recordIDs(ctx context.Context, dir state.Directory, who state.Resolution, k
 	}
 	return nil
 }
-
-func isNotFound(err error) bool { return err != nil && errors.Is(err, state.ErrNotFound) }

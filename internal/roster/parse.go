@@ -1,14 +1,18 @@
 package roster
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"net/mail"
 	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
 )
@@ -64,27 +68,162 @@ func (e *Errors) Error() string {
 // Is makes errors.Is(err, ErrInvalid) true.
 func (e *Errors) Is(t error) bool { return t == ErrInvalid }
 
-// Parse reads a roster: a JSON array when the first non-blank byte is '[',
-// CSV otherwise. Every row is validated; the whole file is rejected (an
-// *Errors listing up to MaxErrors row errors) if any row is invalid. name is
-// used in messages.
+// DefaultMaxBytes bounds a roster body (JML_ROSTER_MAX_BYTES) when the
+// caller sets no other limit.
+const DefaultMaxBytes = 512 << 20
+
+// Parse reads a whole roster into memory: a JSON array when the first
+// non-blank byte is '[', CSV otherwise. Every row is validated; the whole
+// file is rejected (an *Errors listing up to MaxErrors row errors) if any row
+// is invalid. name is used in messages. For large rosters use Scan, which
+// holds one row at a time.
 func Parse(name string, r io.Reader) ([]Row, error) {
-	b, err := io.ReadAll(r)
+	var rows []Row
+	if _, err := Scan(name, r, func(row Row) error { rows = append(rows, row); return nil }); err != nil {
+		return nil, err
+	}
+	return rows, nil
+}
+
+// Scan reads a roster row by row (CSV through encoding/csv, a JSON array
+// through a jsontext token decoder), validates each row and calls fn (when
+// not nil) with each valid row until the first invalid one; it reads on to
+// report up to MaxErrors row errors (*Errors) and returns the row count.
+// Memory does not grow with the rows except for the duplicate check: one
+// 64-bit hash per id and per email (11 to 21 bytes each, see keySet).
+// A hash collision reports a duplicate that is none (odds about n²/2⁶⁵).
+// An error from fn stops the scan and is returned as is.
+func Scan(name string, r io.Reader, fn func(Row) error) (int, error) {
+	return scan(name, r, fn, newKeySet())
+}
+
+// scan is Scan with the set of the rows' id and email keys (ImportReader
+// shares it with --full).
+func scan(name string, r io.Reader, fn func(Row) error, seen *keySet) (int, error) {
+	br := bufio.NewReaderSize(r, 64<<10)
+	if b, _ := br.Peek(3); bytes.Equal(b, []byte("\xef\xbb\xbf")) {
+		_, _ = br.Discard(3) // a UTF-8 BOM from spreadsheets
+	}
+	c := &collector{errs: Errors{Name: name}, seen: seen, fn: fn}
+	var err error
+	if firstNonBlank(br) == '[' {
+		err = c.scanJSON(br)
+	} else {
+		err = c.scanCSV(br)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("roster %s: %w", name, err)
+		var le *readError
+		if errors.As(err, &le) {
+			return c.rows, fmt.Errorf("roster %s: %w", name, le.err)
+		}
+		return c.rows, err
 	}
-	b = bytes.TrimPrefix(b, []byte("\xef\xbb\xbf")) // a UTF-8 BOM from spreadsheets
-	trimmed := bytes.TrimLeft(b, " \t\r\n")
-	if len(trimmed) > 0 && trimmed[0] == '[' {
-		return parseJSON(name, b)
+	if len(c.errs.List) > 0 {
+		return c.rows, &c.errs
 	}
-	return parseCSV(name, b)
+	return c.rows, nil
+}
+
+// readError is a failure to read the input (not a validation error).
+type readError struct{ err error }
+
+func (e *readError) Error() string { return e.err.Error() }
+func (e *readError) Unwrap() error { return e.err }
+
+// firstNonBlank peeks at the first byte that is not blank (0 when none in
+// the reader's buffer).
+func firstNonBlank(br *bufio.Reader) byte {
+	for n := 1; n <= br.Size(); n++ {
+		b, _ := br.Peek(n)
+		if len(b) < n {
+			return 0
+		}
+		switch b[n-1] {
+		case ' ', '\t', '\r', '\n':
+			continue
+		}
+		return b[n-1]
+	}
+	return 0
+}
+
+// keySet is a set of strings kept as their 64-bit hashes (maphash, seeded
+// per set) in one open-addressing table that doubles at 3/4 full: 8 bytes a
+// slot, so 11 to 21 bytes a key, and while it doubles the old table too.
+// A Go map of the same hashes costs about three times that.
+type keySet struct {
+	seed  maphash.Seed
+	slots []uint64 // 0 = empty (a hash of 0 is stored as 1)
+	n     int
+}
+
+func newKeySet() *keySet { return &keySet{seed: maphash.MakeSeed(), slots: make([]uint64, 1024)} }
+
+func (s *keySet) hash(k string) uint64 {
+	if h := maphash.String(s.seed, k); h != 0 {
+		return h
+	}
+	return 1
+}
+
+// add adds k and reports whether it was new.
+func (s *keySet) add(k string) bool {
+	if !s.insert(s.hash(k)) {
+		return false
+	}
+	s.n++
+	if s.n*4 > len(s.slots)*3 {
+		old := s.slots
+		s.slots = make([]uint64, 2*len(old))
+		for _, h := range old {
+			if h != 0 {
+				s.insert(h)
+			}
+		}
+	}
+	return true
+}
+
+func (s *keySet) insert(h uint64) bool {
+	mask := uint64(len(s.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		switch s.slots[i] {
+		case 0:
+			s.slots[i] = h
+			return true
+		case h:
+			return false
+		}
+	}
+}
+
+func (s *keySet) has(k string) bool {
+	h := s.hash(k)
+	mask := uint64(len(s.slots) - 1)
+	for i := h & mask; ; i = (i + 1) & mask {
+		switch s.slots[i] {
+		case 0:
+			return false
+		case h:
+			return true
+		}
+	}
 }
 
 type collector struct {
-	errs   Errors
-	emails map[string]int
-	ids    map[string]int
+	errs Errors
+	seen *keySet // "id:" + id and "email:" + lower-cased email of every row
+	fn   func(Row) error
+	rows int
+}
+
+// row counts a parsed row and hands it to fn while the roster is valid.
+func (c *collector) row(r Row) error {
+	c.rows++
+	if c.fn == nil || len(c.errs.List) > 0 {
+		return nil
+	}
+	return c.fn(r)
 }
 
 func (c *collector) add(line int, field, format string, args ...any) {
@@ -93,13 +232,6 @@ func (c *collector) add(line int, field, format string, args ...any) {
 		return
 	}
 	c.errs.List = append(c.errs.List, &LineError{Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
-}
-
-func (c *collector) result(rows []Row) ([]Row, error) {
-	if len(c.errs.List) > 0 {
-		return nil, &c.errs
-	}
-	return rows, nil
 }
 
 // check validates one person and records duplicates across the file.
@@ -123,17 +255,13 @@ func (c *collector) check(line int, p *events.Person) {
 		a, err := mail.ParseAddress(p.Email)
 		if err != nil || a.Address != p.Email || a.Name != "" {
 			c.add(line, "email", "%q is not a plain email address", p.Email)
-		} else if prev, ok := c.emails[strings.ToLower(p.Email)]; ok {
-			c.add(line, "email", "%s already appears on line %d", p.Email, prev)
-		} else {
-			c.emails[strings.ToLower(p.Email)] = line
+		} else if !c.seen.add("email:" + strings.ToLower(p.Email)) {
+			c.add(line, "email", "%s already appears on an earlier line", p.Email)
 		}
 	}
 	if p.ID != "" {
-		if prev, ok := c.ids[p.ID]; ok {
-			c.add(line, "id", "%s already appears on line %d", p.ID, prev)
-		} else {
-			c.ids[p.ID] = line
+		if !c.seen.add("id:" + p.ID) {
+			c.add(line, "id", "%s already appears on an earlier line", p.ID)
 		}
 	}
 	switch {
@@ -158,31 +286,35 @@ func (c *collector) check(line int, p *events.Person) {
 	}
 }
 
-func parseCSV(name string, b []byte) ([]Row, error) {
-	c := &collector{errs: Errors{Name: name}, emails: map[string]int{}, ids: map[string]int{}}
-	r := csv.NewReader(bytes.NewReader(b))
+func (c *collector) scanCSV(in io.Reader) error {
+	r := csv.NewReader(in)
 	r.FieldsPerRecord = len(Header)
 	r.ReuseRecord = true
 	head, err := r.Read()
 	if errors.Is(err, io.EOF) {
 		c.add(1, "", "empty file: want the header %s", strings.Join(Header, ","))
-		return c.result(nil)
+		return nil
 	}
 	if err != nil {
+		if !isParseError(err) {
+			return &readError{err}
+		}
 		c.add(1, "", "header: %v", csvMsg(err))
-		return c.result(nil)
+		return nil
 	}
 	for i, h := range head {
 		if strings.TrimSpace(strings.ToLower(h)) != Header[i] {
 			c.add(1, "", "header column %d is %q, want %q (header: %s)", i+1, h, Header[i], strings.Join(Header, ","))
-			return c.result(nil)
+			return nil
 		}
 	}
-	var rows []Row
 	for {
 		rec, err := r.Read()
 		if errors.Is(err, io.EOF) {
 			break
+		}
+		if err != nil && !isParseError(err) {
+			return &readError{err}
 		}
 		if err != nil {
 			// FieldPos is only valid after a successful Read.
@@ -206,10 +338,22 @@ func parseCSV(name string, b []byte) ([]Row, error) {
 				p.Groups = append(p.Groups, strings.TrimSpace(x))
 			}
 		}
+		before := len(c.errs.List)
 		c.check(line, &p)
-		rows = append(rows, Row{Line: line, Person: p})
+		if len(c.errs.List) == before {
+			if err := c.row(Row{Line: line, Person: p}); err != nil {
+				return err
+			}
+		} else {
+			c.rows++
+		}
 	}
-	return c.result(rows)
+	return nil
+}
+
+func isParseError(err error) bool {
+	var pe *csv.ParseError
+	return errors.As(err, &pe)
 }
 
 func csvMsg(err error) string {
@@ -223,81 +367,92 @@ func csvMsg(err error) string {
 	return err.Error()
 }
 
-// lineAt is the 1-based line of byte offset off.
-func lineAt(b []byte, off int64) int {
-	if off > int64(len(b)) {
-		off = int64(len(b))
+func (c *collector) scanJSON(in io.Reader) error {
+	lines := &lineTracker{r: in}
+	dec := jsontext.NewDecoder(lines)
+	if _, err := dec.ReadToken(); err != nil { // the '['
+		return c.jsonErr(lines, dec, err)
 	}
-	return bytes.Count(b[:off], []byte("\n")) + 1
-}
-
-func parseJSON(name string, b []byte) ([]Row, error) {
-	c := &collector{errs: Errors{Name: name}, emails: map[string]int{}, ids: map[string]int{}}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	if _, err := dec.Token(); err != nil {
-		c.add(lineAt(b, dec.InputOffset()), "", "%v", err)
-		return c.result(nil)
-	}
-	var rows []Row
-	lines := newLineIndex(b)
-	for dec.More() {
-		start := dec.InputOffset()
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			c.add(lines.at(start), "", "%v", err)
-			return c.result(nil)
+	for dec.PeekKind() != ']' {
+		raw, err := dec.ReadValue()
+		if err != nil {
+			return c.jsonErr(lines, dec, err)
 		}
-		// The element starts after the separator and blanks that follow start.
-		rest := b[start:]
-		skip := len(rest) - len(bytes.TrimLeft(rest, " \t\r\n,"))
-		line := lines.at(start + int64(skip))
+		line := lines.line(dec.InputOffset() - int64(len(raw)))
 		var p events.Person
 		d := json.NewDecoder(bytes.NewReader(raw))
 		d.DisallowUnknownFields()
 		if err := d.Decode(&p); err != nil {
 			c.add(line, "", "%v", err)
+			c.rows++
 			continue
 		}
 		if p.Status != "" {
 			p.Status = events.Status(strings.ToLower(string(p.Status)))
 		}
+		before := len(c.errs.List)
 		c.check(line, &p)
-		rows = append(rows, Row{Line: line, Person: p})
-	}
-	if _, err := dec.Token(); err != nil {
-		c.add(lines.at(dec.InputOffset()), "", "%v", err)
-		return c.result(nil)
-	}
-	if dec.More() {
-		c.add(lines.at(dec.InputOffset()), "", "data after the array")
-	} else if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		c.add(lines.at(dec.InputOffset()), "", "data after the array")
-	}
-	return c.result(rows)
-}
-
-// lineIndex answers offset → line in O(log n).
-type lineIndex struct{ starts []int64 }
-
-func newLineIndex(b []byte) *lineIndex {
-	li := &lineIndex{starts: []int64{0}}
-	for i, ch := range b {
-		if ch == '\n' {
-			li.starts = append(li.starts, int64(i+1))
-		}
-	}
-	return li
-}
-
-func (li *lineIndex) at(off int64) int {
-	lo, hi := 0, len(li.starts)
-	for lo+1 < hi {
-		mid := (lo + hi) / 2
-		if li.starts[mid] <= off {
-			lo = mid
+		if len(c.errs.List) == before {
+			if err := c.row(Row{Line: line, Person: p}); err != nil {
+				return err
+			}
 		} else {
-			hi = mid
+			c.rows++
 		}
 	}
-	return lo + 1
+	if _, err := dec.ReadToken(); err != nil { // the ']'
+		return c.jsonErr(lines, dec, err)
+	}
+	if _, err := dec.ReadToken(); !errors.Is(err, io.EOF) {
+		c.add(lines.line(dec.InputOffset()), "", "data after the array")
+	}
+	return nil
+}
+
+// jsonErr records a syntax error at its line, or returns a read error.
+func (c *collector) jsonErr(lines *lineTracker, dec *jsontext.Decoder, err error) error {
+	if lines.err != nil && errors.Is(err, lines.err) {
+		return &readError{lines.err}
+	}
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	c.add(lines.line(dec.InputOffset()), "", "%v", err)
+	return nil
+}
+
+// lineTracker counts lines in a stream: it keeps the offsets of the newlines
+// the decoder has read ahead and not passed yet, so it holds a buffer's worth
+// at most.
+type lineTracker struct {
+	r      io.Reader
+	off    int64
+	nl     []int64 // newline offsets not passed yet
+	passed int     // newlines before nl[0]
+	err    error   // the reader's error other than EOF
+}
+
+func (lt *lineTracker) Read(p []byte) (int, error) {
+	n, err := lt.r.Read(p)
+	for i, b := range p[:n] {
+		if b == '\n' {
+			lt.nl = append(lt.nl, lt.off+int64(i))
+		}
+	}
+	lt.off += int64(n)
+	if err != nil && !errors.Is(err, io.EOF) {
+		lt.err = err
+	}
+	return n, err
+}
+
+// line is the 1-based line of offset off; offsets must not decrease.
+func (lt *lineTracker) line(off int64) int {
+	i := 0
+	for i < len(lt.nl) && lt.nl[i] < off {
+		i++
+	}
+	lt.passed += i
+	lt.nl = append(lt.nl[:0], lt.nl[i:]...)
+	return lt.passed + 1
 }

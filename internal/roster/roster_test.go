@@ -46,7 +46,7 @@ func TestParseErrorsNameTheLine(t *testing.T) {
 		{"BadStatus", header + "E-1,a@acme.test,A,gone,,,,\n", "line 2: status"},
 		{"BadEmail", header + "E-1,not-an-email,A,active,,,,\n", "line 2: email"},
 		{"NoIdentity", header + ",,A,active,,,,\n", "line 2: a person needs an id or an email"},
-		{"DuplicateEmail", header + "E-1,a@acme.test,A,active,,,,\nE-2,A@acme.test,A,active,,,,\n", "line 3: email: A@acme.test already appears on line 2"},
+		{"DuplicateEmail", header + "E-1,a@acme.test,A,active,,,,\nE-2,A@acme.test,A,active,,,,\n", "line 3: email: A@acme.test already appears on an earlier line"},
 		{"FieldCount", header + "E-1,a@acme.test,active\n", "line 2: want 8 fields"},
 		{"JSONUnknownField", "[\n {\"id\":\"E-1\",\"email\":\"a@acme.test\",\"status\":\"active\"},\n {\"id\":\"E-2\",\"nope\":1}\n]", "line 3"},
 		{"JSONBadStatus", "[\n{\"id\":\"E-1\",\"status\":\"x\"}]", "line 2: status"},

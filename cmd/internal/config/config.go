@@ -66,6 +66,8 @@ type Common struct {
 	RosterAuthorization string        `envconfig:"ROSTER_AUTHORIZATION"`
 	RosterFull          bool          `envconfig:"ROSTER_FULL"`
 	RosterEvery         time.Duration `envconfig:"ROSTER_EVERY" default:"1h"`
+	// RosterMaxBytes bounds a roster body (admin import: 413 beyond; fetch: an error).
+	RosterMaxBytes int64 `envconfig:"ROSTER_MAX_BYTES" default:"536870912"`
 
 	AlertSlackURL      string `envconfig:"ALERT_SLACK_URL"`
 	AlertWebhookURL    string `envconfig:"ALERT_WEBHOOK_URL"`
@@ -302,7 +304,7 @@ func SourceAPIs(m map[string]SourceEnv) map[string]resolve.Config {
 // Reconcile is the reconcile wiring from the environment (JML_ROSTER_*).
 func (c Common) Reconcile() app.ReconcileOptions {
 	return app.ReconcileOptions{Roster: app.RosterFetch{URL: c.RosterURL, Authorization: c.RosterAuthorization, Full: c.RosterFull,
-		Every: c.RosterEvery}}
+		Every: c.RosterEvery}, RosterMaxBytes: c.RosterMaxBytes}
 }
 
 // OktaCatchUp builds the Okta source used to replay the System Log when both

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/sentry-jml/sentry-jml/internal/natsconn"
 	"github.com/sentry-jml/sentry-jml/internal/telemetry"
 )
 
@@ -43,17 +44,18 @@ func FlushTelemetry(tel *telemetry.Telemetry) {
 	_ = tel.Shutdown(ctx)
 }
 
-// ConnectNATS connects to JML_NATS_URL with reconnects forever.
+// ConnectNATS connects to JML_NATS_URL with the daemon's connection options
+// (natsconn: reconnect forever with backoff and jitter, every disconnect,
+// reconnect and close logged with its reason, never the credentials).
 func (c Common) ConnectNATS(name string, log *slog.Logger) (*nats.Conn, error) {
 	if c.NatsURL == "" {
 		return nil, errors.New("config: JML_NATS_URL is required (e.g. nats://nats:4222)")
 	}
-	nc, err := nats.Connect(c.NatsURL, nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "err", err) }),
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }))
+	nc, err := nats.Connect(c.NatsURL, natsconn.Options(natsconn.Config{Name: name, Logger: log})...)
 	if err != nil {
 		return nil, fmt.Errorf("JML_NATS_URL: %w", err)
 	}
+	log.Info("nats connected", "url", nc.ConnectedUrlRedacted())
 	return nc, nil
 }
 

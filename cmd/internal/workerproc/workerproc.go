@@ -135,7 +135,7 @@ func Run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	admin := app.AdminHandler(auth.Options(app.AdminOptions{Ready: ready.Check, Metrics: tel.MetricsHandler(), Logger: log, Worker: wk,
+	admin := app.AdminHandler(auth.Options(app.AdminOptions{Ready: ready.Check, Live: ready.Live, Metrics: tel.MetricsHandler(), Logger: log, Worker: wk,
 		Routes: app.ReconcileRoutes(wk, cfg.Reconcile())}))
 	addr, _, err := config.Serve(ctx, cfg.AdminAddr, "JML_ADMIN_ADDR", admin)
 	if err != nil {

@@ -38,6 +38,9 @@ type Options struct {
 	Propagator     propagation.TextMapPropagator
 	// Ready reports readiness for /readyz (nil = always ready).
 	Ready func(ctx context.Context) error
+	// Live reports liveness for /healthz (nil = always alive): it fails when
+	// the NATS connection is closed for good, so the process is restarted.
+	Live func(ctx context.Context) error
 	// Extra mounts other handlers on the receiver's listener, e.g. the inbound
 	// SCIM service provider at "/scim/v2/" (pattern → handler; traced).
 	Extra map[string]http.Handler
@@ -105,9 +108,7 @@ func New(o Options) (*Receiver, error) {
 	for pattern, h := range o.Extra {
 		r.mux.Handle(pattern, otelhttp.NewHandler(h, pattern, hopts...))
 	}
-	r.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
+	r.mux.HandleFunc("GET /healthz", r.healthz)
 	r.mux.HandleFunc("GET /readyz", r.readyz)
 	r.zeroInit(context.Background())
 	return r, nil
@@ -115,6 +116,17 @@ func New(o Options) (*Receiver, error) {
 
 // ServeHTTP implements http.Handler.
 func (r *Receiver) ServeHTTP(w http.ResponseWriter, req *http.Request) { r.mux.ServeHTTP(w, req) }
+
+func (r *Receiver) healthz(w http.ResponseWriter, req *http.Request) {
+	if r.o.Live != nil {
+		if err := r.o.Live(req.Context()); err != nil {
+			r.o.Logger.ErrorContext(req.Context(), "not live", "err", err)
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "failed"})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
 
 func (r *Receiver) readyz(w http.ResponseWriter, req *http.Request) {
 	if r.o.Ready != nil {

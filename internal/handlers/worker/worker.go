@@ -306,7 +306,23 @@ func (w *Worker) Handle(ctx context.Context, m jetstream.Msg) {
 		}
 	}()
 
+	// A message that can never be processed goes to the DLQ at once: too
+	// large, undecodable, or carrying a source or id that would put an
+	// unbounded string into a NATS subject, header or KV key (one such
+	// protocol line makes the server close the shared connection).
+	if n := len(m.Data()); n > events.MaxEventBytes {
+		err := fmt.Errorf("%w: message of %d bytes exceeds %d", events.ErrInvalid, n, events.MaxEventBytes)
+		span.RecordError(err)
+		span.SetStatus(codes.Error, "oversized")
+		w.deadLetter(ctx, m, md, err)
+		return
+	}
 	ev, err := events.Unmarshal(m.Data())
+	if err == nil {
+		if cerr := events.CheckStored(ev); cerr != nil {
+			err = fmt.Errorf("event refused: %w", cerr)
+		}
+	}
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "undecodable")
@@ -695,17 +711,41 @@ func (w *Worker) keepAlive(ctx context.Context, m jetstream.Msg, lease *heldLeas
 	return func() { cancel(); <-done }
 }
 
+// deadLetter publishes m to JML_DLQ with the error and terms it. Everything
+// in the dead letter that came from the message is bounded: the subject (a
+// malformed one becomes jml.dlq.invalid), the copied headers and the body;
+// Jml-Error keeps the first MaxHeaderValueLen bytes of the error. A dead
+// letter that cannot be published is retried, so it must never be refused.
 func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMetadata, cause error) {
-	dm := nats.NewMsg(events.DLQPrefix + m.Subject()[len(events.SubjectPrefix):])
+	dm := nats.NewMsg(dlqSubject(m.Subject()))
 	dm.Data = m.Data()
+	if len(dm.Data) > events.MaxEventBytes {
+		dm.Data = dm.Data[:events.MaxEventBytes]
+		dm.Header.Set(events.HeaderTruncated, strconv.Itoa(len(m.Data())))
+	}
+	dropped, budget := 0, maxCopiedHeaders
 	for k, v := range m.Headers() {
 		// Nats-* headers are instructions to the server (msg id, expected stream):
 		// copying them would make the dead-letter publish fail or be deduplicated.
-		if !strings.HasPrefix(strings.ToLower(k), "nats-") {
-			dm.Header[k] = v
+		if strings.HasPrefix(strings.ToLower(k), "nats-") || strings.EqualFold(k, events.HeaderError) {
+			continue
 		}
+		size := len(k)
+		for _, x := range v {
+			size += len(x)
+		}
+		if len(k) > 64 || size > events.MaxHeaderValueLen || size > budget {
+			dropped++
+			continue
+		}
+		budget -= size
+		dm.Header[k] = v
 	}
-	dm.Header.Set(events.HeaderError, cause.Error())
+	if dropped > 0 {
+		dm.Header.Set(events.HeaderDroppedHeaders, strconv.Itoa(dropped))
+	}
+	msg := events.HeaderValue(cause.Error(), events.MaxHeaderValueLen)
+	dm.Header.Set(events.HeaderError, msg)
 	dm.Header.Set(events.HeaderDeliveries, strconv.FormatUint(md.NumDelivered, 10))
 	dm.Header.Set(events.HeaderOrigSeq, strconv.FormatUint(md.Sequence.Stream, 10))
 	if _, err := w.o.JS.PublishMsg(ctx, dm, jetstream.WithMsgID("dlq:"+strconv.FormatUint(md.Sequence.Stream, 10))); err != nil {
@@ -714,10 +754,33 @@ func (w *Worker) deadLetter(ctx context.Context, m jetstream.Msg, md *jetstream.
 		return
 	}
 	w.dlq.Add(ctx, 1)
+	short := events.HeaderValue(cause.Error(), 256)
 	if w.o.Alert != nil {
-		w.o.Alert(ctx, "dlq_growth", "", "a message was dead-lettered to JML_DLQ: "+cause.Error())
+		w.o.Alert(ctx, "dlq_growth", "", "a message was dead-lettered to JML_DLQ: "+short)
 	}
-	_ = m.TermWithReason("dead-lettered: " + cause.Error())
+	_ = m.TermWithReason("dead-lettered: " + short)
+}
+
+// maxCopiedHeaders bounds the headers a dead letter copies from its message.
+const maxCopiedHeaders = 16 << 10
+
+// dlqSubject is jml.dlq.<source>.<type> for jml.events.<source>.<type>, or
+// jml.dlq.invalid when the rest of the subject is not two short, plain tokens.
+func dlqSubject(subject string) string {
+	rest, ok := strings.CutPrefix(subject, events.SubjectPrefix+".")
+	if !ok || len(rest) > 2*events.MaxSourceLen {
+		return events.DLQPrefix + ".invalid"
+	}
+	tokens := strings.Split(rest, ".")
+	if len(tokens) != 2 {
+		return events.DLQPrefix + ".invalid"
+	}
+	for _, t := range tokens {
+		if events.CheckSource(t) != nil {
+			return events.DLQPrefix + ".invalid"
+		}
+	}
+	return events.DLQPrefix + "." + rest
 }
 
 // backoff grows with deliveries: 1s, 2s, 4s … capped at 2 minutes, jitter-free so

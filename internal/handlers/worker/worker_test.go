@@ -28,6 +28,7 @@ import (
 )
 
 type harness struct {
+	nc      *nats.Conn
 	js      jetstream.JetStream
 	sb      *sentrytest.Server
 	coord   state.Coordinator
@@ -111,7 +112,7 @@ func startFull(t *testing.T, pol policy.Policy, res worker.Resolver, unres worke
 func startHarness(t *testing.T, pol policy.Policy, res worker.Resolver, unres worker.UnresolvedSink, wrap func(worker.Converger) worker.Converger,
 	tune func(*worker.Options)) *harness {
 	t.Helper()
-	_, _, js := natstest.Run(t)
+	_, nc, js := natstest.Run(t)
 	sb := sentrytest.NewServer(t, sentrytest.Options{RateLimit: -1})
 	client, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: &safetytest.Gate{}, MaxRetries: 1})
 	if err != nil {
@@ -153,7 +154,7 @@ func startHarness(t *testing.T, pol policy.Policy, res worker.Resolver, unres wo
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
-	h := &harness{js: js, sb: sb, coord: coord, dir: dir, conv: conv, records: records, cancel: cancel, done: make(chan error, 1)}
+	h := &harness{nc: nc, js: js, sb: sb, coord: coord, dir: dir, conv: conv, records: records, cancel: cancel, done: make(chan error, 1)}
 	go func() { h.done <- <-done }()
 	t.Cleanup(func() {
 		cancel()
