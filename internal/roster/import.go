@@ -166,10 +166,6 @@ func (im *importer) row(r Row) error {
 		if key != r.Person.Key() && key != emailKey {
 			seen.add("k" + key)
 		}
-		if r.Person.ID != "" {
-			// The id in the roster's space ("i" never starts a row key).
-			seen.add("i" + r.Person.ID)
-		}
 	}
 	eventID := fmt.Sprintf("roster:%s:%d", v.OccurredAt.Format(time.RFC3339), r.Line)
 	if opts.DryRun {
@@ -226,7 +222,9 @@ func (im *importer) finish() (Result, error) {
 		if seen.has(rec.Key) || seen.has("k"+rec.Key) || (rec.Person.Email != "" && seen.has("email:"+strings.ToLower(rec.Person.Email))) {
 			continue
 		}
-		if id := opts.IDSpaces.IDIn(rec, im.space); id != "" && seen.has("i"+id) {
+		// A row's key is "id:<its id>" when it has one (added above): the
+		// id in the roster's space.
+		if id := opts.IDSpaces.IDIn(rec, im.space); id != "" && seen.has("id:"+id) {
 			continue
 		}
 		if rec.Person.Status == events.Terminated || !opts.IDSpaces.Known(rec, im.space) {

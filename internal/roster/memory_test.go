@@ -66,8 +66,8 @@ func (nullDirectory) Apply(_ context.Context, key string, p events.Person, v sta
 	return rec, applied, nil
 }
 
-func (nullDirectory) Update(context.Context, string, func(state.PersonRecord) (state.PersonRecord, error)) (state.PersonRecord, error) {
-	return state.PersonRecord{}, state.ErrNotFound
+func (nullDirectory) Update(_ context.Context, key string, fn func(state.PersonRecord) (state.PersonRecord, error)) (state.PersonRecord, error) {
+	return fn(state.PersonRecord{Key: key})
 }
 
 func (nullDirectory) List(context.Context) iter.Seq2[state.PersonRecord, error] {
