@@ -230,7 +230,7 @@ func New(cfg Config) (*Client, error) {
 			base = http.DefaultTransport
 		}
 	}
-	hc.Transport = otelhttp.NewTransport(base,
+	hc.Transport = otelhttp.NewTransport(redactURL{base},
 		otelhttp.WithTracerProvider(tp),
 		otelhttp.WithMeterProvider(mp),
 		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
@@ -242,6 +242,33 @@ func New(cfg Config) (*Client, error) {
 	)
 	c.http = &hc
 	return c, nil
+}
+
+// redactURL runs inside otelhttp's client span and overwrites its url.full
+// with the URL's query values redacted: member searches carry the person's
+// email (?query=email:…), which must not land in traces.
+type redactURL struct{ next http.RoundTripper }
+
+func (t redactURL) RoundTrip(r *http.Request) (*http.Response, error) {
+	if span := trace.SpanFromContext(r.Context()); span.IsRecording() && r.URL.RawQuery != "" {
+		span.SetAttributes(attribute.String("url.full", redactedURL(r.URL)))
+	}
+	return t.next.RoundTrip(r)
+}
+
+// redactedURL is u with every query value replaced by REDACTED (the names stay).
+func redactedURL(u *url.URL) string {
+	c := *u
+	q := c.Query()
+	for k, vs := range q {
+		for i := range vs {
+			vs[i] = "REDACTED"
+		}
+		q[k] = vs
+	}
+	c.RawQuery = q.Encode()
+	c.User = nil
+	return c.String()
 }
 
 // tokenKey identifies a token in rate-budget keys without revealing it.

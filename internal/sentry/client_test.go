@@ -778,6 +778,38 @@ func TestSpans(t *testing.T) {
 	}
 }
 
+// A member search carries the person's email in its query: no span keeps it
+// (url.full is written with the query values redacted).
+func TestSpansKeepNoEmail(t *testing.T) {
+	t.Parallel()
+	sr := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
+	tg := newSandboxTarget(t, sentrytest.Options{})
+	c := tg.client(t, func(cfg *sentry.Config) { cfg.TracerProvider = tp })
+	ms, err := c.FindMembersByEmail(context.Background(), "Jane.Doe@acme.test")
+	if err != nil || len(ms) != 1 {
+		t.Fatalf("find: %v %v", ms, err)
+	}
+	urls := 0
+	for _, s := range sr.Ended() {
+		for _, a := range s.Attributes() {
+			v := strings.ToLower(a.Value.Emit())
+			if strings.Contains(v, "jane") || strings.Contains(v, "acme.test") {
+				t.Errorf("span %s attribute %s = %q carries the email", s.Name(), a.Key, a.Value.Emit())
+			}
+			if a.Key == "url.full" {
+				urls++
+				if !strings.Contains(v, "query=redacted") {
+					t.Errorf("span %s url.full = %q, want the query value redacted", s.Name(), a.Value.Emit())
+				}
+			}
+		}
+	}
+	if urls == 0 {
+		t.Fatal("no HTTP client span with url.full: the check above proved nothing")
+	}
+}
+
 // TestLoad: many concurrent callers on one (token, pattern, method) never exceed
 // the sandbox's limit after the first window, and all finish.
 func TestLoad(t *testing.T) {
