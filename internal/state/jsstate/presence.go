@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -78,6 +80,9 @@ func (p *Presence) Live(ctx context.Context, now time.Time, within time.Duration
 		return nil, fmt.Errorf("replica list: %w", err)
 	}
 	defer func() { _ = w.Stop() }()
+	// A heartbeat written while the current values are delivered can come
+	// twice: one entry per key.
+	byKey := map[string]Beat{}
 	var out []Beat
 	for {
 		select {
@@ -88,15 +93,19 @@ func (p *Presence) Live(ctx context.Context, now time.Time, within time.Duration
 				return nil, errors.New("replica list: watcher closed")
 			}
 			if e == nil {
+				for _, b := range byKey {
+					if now.Sub(b.At) <= within {
+						out = append(out, b)
+					}
+				}
+				slices.SortFunc(out, func(a, b Beat) int { return strings.Compare(a.ID, b.ID) })
 				return out, nil
 			}
 			var b Beat
 			if json.Unmarshal(e.Value(), &b) != nil {
 				continue
 			}
-			if now.Sub(b.At) <= within {
-				out = append(out, b)
-			}
+			byKey[e.Key()] = b
 		}
 	}
 }

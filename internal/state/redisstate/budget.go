@@ -126,6 +126,9 @@ type Budget struct {
 	localMu sync.Mutex
 	local   *sentry.LocalBudget
 	localN  int
+	// learned are the limits Sentry reported per key (unscaled), replayed
+	// into a fallback rebuilt for another number of replicas.
+	learned map[string]sentry.Limits
 	owner   string
 	slot    atomic.Uint64
 
@@ -204,6 +207,9 @@ func (b *Budget) fallback() *sentry.LocalBudget {
 	b.localMu.Lock()
 	defer b.localMu.Unlock()
 	if b.local == nil || b.localN != n {
+		if b.local != nil {
+			b.o.Logger.Info("rate budget: the local fallback now paces for a new number of replicas", "replicas", n, "was", b.localN)
+		}
 		b.local = sentry.NewLocalBudget(sentry.LocalBudgetOptions{
 			DefaultLimit:       scaleDown(b.o.DefaultLimit, n),
 			DefaultConcurrency: scaleDown(b.o.DefaultConcurrency, n),
@@ -211,8 +217,22 @@ func (b *Budget) fallback() *sentry.LocalBudget {
 			Now:                b.o.Now,
 		})
 		b.localN = n
+		// What Sentry said of each key so far holds for the new share too.
+		for k, l := range b.learned {
+			b.local.Observe(k, scaleLimits(l, n))
+		}
 	}
 	return b.local
+}
+
+// scaleLimits is one replica's part of what Sentry said, of n replicas.
+func scaleLimits(l sentry.Limits, n int) sentry.Limits {
+	if n > 1 {
+		l.Limit = scaleDown(l.Limit, n)
+		l.Remaining /= n
+		l.ConcurrentLimit = scaleDown(l.ConcurrentLimit, n)
+	}
+	return l
 }
 
 // scaleDown returns n/replicas rounded up (at least 1); negative n stays.
@@ -512,13 +532,22 @@ func (b *Budget) releaseSlot(ctx context.Context, slotsKey, slot string) {
 // Observe implements sentry.Budget. The local fallback always learns too,
 // scaled to this replica's part.
 func (b *Budget) Observe(key string, l sentry.Limits) {
-	scaled := l
-	if n := b.replicas(); n > 1 {
-		scaled.Limit = scaleDown(l.Limit, n)
-		scaled.Remaining = l.Remaining / n
-		scaled.ConcurrentLimit = scaleDown(l.ConcurrentLimit, n)
+	if l.Limit > 0 || l.ConcurrentLimit > 0 {
+		b.localMu.Lock()
+		if b.learned == nil {
+			b.learned = map[string]sentry.Limits{}
+		}
+		lr := b.learned[key]
+		if l.Limit > 0 {
+			lr.Limit = l.Limit
+		}
+		if l.ConcurrentLimit > 0 {
+			lr.ConcurrentLimit = l.ConcurrentLimit
+		}
+		b.learned[key] = lr
+		b.localMu.Unlock()
 	}
-	b.fallback().Observe(key, scaled)
+	b.fallback().Observe(key, scaleLimits(l, b.replicas()))
 	if b.usingLocal() {
 		return
 	}
