@@ -4,22 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/nats-io/nats.go"
-
-	"github.com/sentry-jml/sentry-jml/internal/embednats/natstest"
-	"github.com/sentry-jml/sentry-jml/internal/sentry"
-	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
-	"github.com/sentry-jml/sentry-jml/internal/state/memstate"
-	"github.com/sentry-jml/sentry-jml/internal/telemetry"
 )
 
 const (
@@ -34,29 +24,7 @@ var openRoutes = []string{"GET /healthz", "GET /readyz", "GET /metrics"}
 // Sentry sandbox) with every route registered, and the list of its patterns.
 func adminForTest(t *testing.T, o AdminOptions) (http.Handler, []string) {
 	t.Helper()
-	ctx := context.Background()
-	srv, _, _ := natstest.Run(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	sb := sentrytest.NewServer(t, sentrytest.Options{RateLimit: -1})
-	gate, err := NewSafety(ctx, SafetyOptions{NC: nc, Owner: "t"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: gate})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tel, _ := telemetry.New(ctx, telemetry.Options{})
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	w, err := NewWorker(ctx, WorkerOptions{NC: nc, Coord: memstate.New(nil), Sentry: client, Telemetry: tel, Logger: log, Owner: "t", Gate: gate,
-		Target: "sandbox"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, _ := testWorker(t, nil)
 	o.Worker = w
 	o.Status = func(context.Context) any { return map[string]string{"ok": "yes"} }
 	o.Metrics = http.NotFoundHandler()

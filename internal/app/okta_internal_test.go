@@ -3,22 +3,13 @@ package app
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"os"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
-	"github.com/sentry-jml/sentry-jml/internal/embednats/natstest"
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources/oktaapi/oktatest"
-	"github.com/sentry-jml/sentry-jml/internal/sentry"
-	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
-	"github.com/sentry-jml/sentry-jml/internal/state/memstate"
-	"github.com/sentry-jml/sentry-jml/internal/telemetry"
 )
 
 // TestOktaCatchUpReplaysMissedEvents: a deactivation the hook never delivered is
@@ -43,31 +34,11 @@ func TestOktaCatchUpReplaysMissedEvents(t *testing.T) {
 	b, _ := json.Marshal(le)
 	okta.AddLogEvent(string(b))
 
-	srv, _, js := natstest.Run(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	sb := sentrytest.NewServer(t, sentrytest.Options{RateLimit: -1})
-	gate, err := NewSafety(ctx, SafetyOptions{NC: nc, Owner: "t"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: gate})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tel, _ := telemetry.New(ctx, telemetry.Options{})
 	src, err := sources.NewOkta(sources.Config{Secrets: []string{"Basic x"}, APIURL: okta.URL, APIToken: okta.Token})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w, err := NewWorker(ctx, WorkerOptions{NC: nc, Coord: memstate.New(nil), Sentry: client, Telemetry: tel,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Owner: "t", OktaCatchUp: src, Gate: gate})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, js := testWorker(t, func(o *WorkerOptions) { o.OktaCatchUp = src })
 	msgs := func() uint64 {
 		st, _ := js.Stream(ctx, events.StreamEvents)
 		info, _ := st.Info(ctx)

@@ -4,21 +4,13 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
 
-	"github.com/nats-io/nats.go"
-
-	"github.com/sentry-jml/sentry-jml/internal/embednats/natstest"
-	"github.com/sentry-jml/sentry-jml/internal/sentry"
-	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
 	"github.com/sentry-jml/sentry-jml/internal/state"
-	"github.com/sentry-jml/sentry-jml/internal/state/memstate"
-	"github.com/sentry-jml/sentry-jml/internal/telemetry"
 )
 
 const rosterHeader = "id,email,name,status,department,title,groups,manager_email\n"
@@ -27,28 +19,7 @@ const rosterHeader = "id,email,name,status,department,title,groups,manager_email
 // reconcile routes under ro, and its admin API.
 func rosterWorker(t *testing.T, ro ReconcileOptions) (*Worker, http.Handler) {
 	t.Helper()
-	ctx := context.Background()
-	srv, _, _ := natstest.Run(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	sb := sentrytest.NewServer(t, sentrytest.Options{RateLimit: -1})
-	gate, err := NewSafety(ctx, SafetyOptions{NC: nc, Owner: "t"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: gate})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tel, _ := telemetry.New(ctx, telemetry.Options{})
-	w, err := NewWorker(ctx, WorkerOptions{NC: nc, Coord: memstate.New(nil), Sentry: client, Telemetry: tel,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Owner: "t", Gate: gate, Target: "sandbox"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, _ := testWorker(t, nil)
 	h, _ := adminMux(AdminOptions{Worker: w, Routes: ReconcileRoutes(w, ro), Operators: []Operator{{Name: "alice", Token: aliceToken}}})
 	return w, h
 }
