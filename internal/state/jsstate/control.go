@@ -83,10 +83,8 @@ type Admission struct {
 	Revision uint64
 }
 
-const controlKey = "state"
-
 // ControlKey is the key of the switch record in BucketControl (watchers).
-const ControlKey = controlKey
+const ControlKey = "state"
 
 // OpenControl opens (or creates) the control bucket. maxPerMinute returns the
 // brakes' limit per sliding minute and approvals how many distinct operators
@@ -135,7 +133,7 @@ func DecodeState(b []byte) (ControlState, error) {
 }
 
 func (c *Control) read(ctx context.Context) (ControlState, uint64, error) {
-	e, err := c.kv.Get(ctx, controlKey)
+	e, err := c.kv.Get(ctx, ControlKey)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return ControlState{}, 0, nil
 	}
@@ -173,9 +171,9 @@ func (c *Control) updateLocked(ctx context.Context, fn func(*ControlState) bool)
 		b, _ := json.Marshal(s)
 		var nrev uint64
 		if rev == 0 {
-			nrev, err = c.kv.Create(ctx, controlKey, b)
+			nrev, err = c.kv.Create(ctx, ControlKey, b)
 		} else {
-			nrev, err = c.kv.Update(ctx, controlKey, b, rev)
+			nrev, err = c.kv.Update(ctx, ControlKey, b, rev)
 		}
 		if err == nil {
 			return s, nrev, nil
