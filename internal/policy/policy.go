@@ -36,6 +36,9 @@ type Policy struct {
 
 // Rule grants an org role and teams to people its match selects.
 type Rule struct {
+	// Name is an optional label shown wherever a grant is explained (plan,
+	// access review); unnamed rules are shown as rules[i].
+	Name    string            `yaml:"name"`
 	Match   map[string]string `yaml:"match"`
 	OrgRole string            `yaml:"org_role"`
 	Teams   []TeamGrant       `yaml:"teams"`
