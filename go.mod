@@ -25,7 +25,10 @@ require (
 	go.yaml.in/yaml/v3 v3.0.6
 )
 
-require github.com/go-json-experiment/json v1.27.2
+require (
+	github.com/dlclark/regexp2 v1.11.0
+	github.com/go-json-experiment/json v1.27.2
+)
 
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.9.0-default-no-op // indirect

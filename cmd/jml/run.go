@@ -184,7 +184,11 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 			return nil, err
 		}
 	} else {
-		s.sandbox = sentrytest.New(sentrytest.Options{Token: cfg.SandboxToken})
+		sopts := sentrytest.Options{Token: cfg.SandboxToken}
+		if err := withSpecCheck(&sopts); err != nil {
+			return nil, err
+		}
+		s.sandbox = sentrytest.New(sopts)
 		addr, err := s.serve(cfg.SandboxAddr, s.sandbox, "JML_SANDBOX_ADDR")
 		if err != nil {
 			return nil, err

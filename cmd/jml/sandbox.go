@@ -42,6 +42,9 @@ func cmdSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		opts.Seed = seed
 	}
+	if err := withSpecCheck(&opts); err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
 	sb := sentrytest.New(opts)
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {

@@ -33,7 +33,36 @@ type Options struct {
 	TokenScopes []string
 	// FaultSeed seeds the random source used by probabilistic faults.
 	FaultSeed uint64
+	// Observer, when set, sees every API exchange (not /_sandbox/ control
+	// traffic) after its response is written. NewServer adds the OpenAPI
+	// check to it; production code leaves it nil.
+	Observer Observer
 }
+
+// Exchange is one API request and the response the sandbox wrote for it.
+type Exchange struct {
+	Pattern     string        // the route template, e.g. PatternMember
+	Request     *http.Request // as the handler saw it (path values set; the body is RequestBody)
+	RequestBody []byte
+	Status      int // 0 when the connection was dropped, 499 when the client gave up
+	Header      http.Header
+	Body        []byte
+	// Injected is true when a Fault (not the modelled behaviour) produced
+	// the response, or the client went away before one was written.
+	Injected bool
+}
+
+// Observer sees API exchanges; Observe is called from the request's
+// goroutine and must be safe for concurrent use.
+type Observer interface {
+	Observe(Exchange)
+}
+
+// ObserverFunc adapts a function to Observer.
+type ObserverFunc func(Exchange)
+
+// Observe calls f(x).
+func (f ObserverFunc) Observe(x Exchange) { f(x) }
 
 // Sandbox is an in-memory Sentry API. It implements http.Handler and is safe
 // for concurrent use.
@@ -115,8 +144,12 @@ type Server struct {
 }
 
 // NewServer starts the sandbox on 127.0.0.1:0; it is closed in tb.Cleanup.
+// Every API exchange is checked against Sentry's published OpenAPI schema
+// (package openapicheck): the test fails at cleanup listing each violation
+// the allowlist does not excuse.
 func NewServer(t testing.TB, opts Options) *Server {
 	t.Helper()
+	checkSpec(t, &opts)
 	sb := New(opts)
 	hs := httptest.NewServer(sb)
 	t.Cleanup(hs.Close)
@@ -187,6 +220,7 @@ type statusWriter struct {
 	http.ResponseWriter
 	status int
 	n      int
+	body   *bytes.Buffer // a copy of the body, kept only for an Observer
 }
 
 func (sw *statusWriter) WriteHeader(code int) {
@@ -202,6 +236,9 @@ func (sw *statusWriter) Write(b []byte) (int, error) {
 	}
 	n, err := sw.ResponseWriter.Write(b)
 	sw.n += n
+	if sw.body != nil {
+		sw.body.Write(b[:n])
+	}
 	return n, err
 }
 
@@ -229,12 +266,21 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request, rt *route) {
 	start := time.Now()
 	arrived := s.now().UTC()
 	sw := &statusWriter{ResponseWriter: w}
+	if s.opts.Observer != nil {
+		sw.body = &bytes.Buffer{}
+	}
 	var latency time.Duration
 	caller := "anonymous"
+	var body []byte
+	injected := false
 	defer func() {
 		took := time.Since(start)
 		s.stats.record(rt.pattern, r.Method, sw.status, took, latency, LoggedRequest{Time: arrived, Method: r.Method,
 			Pattern: rt.pattern, Path: r.URL.RequestURI(), Status: sw.status, Seconds: took.Seconds(), Caller: caller})
+		if s.opts.Observer != nil {
+			s.opts.Observer.Observe(Exchange{Pattern: rt.pattern, Request: r, RequestBody: body, Status: sw.status,
+				Header: sw.Header().Clone(), Body: sw.body.Bytes(), Injected: injected || sw.status == 0 || sw.status == 499})
+		}
 	}()
 
 	fault := s.faults.match(rt.pattern, r.Method)
@@ -280,6 +326,7 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request, rt *route) {
 		return
 	}
 	if fault != nil && !fault.After && s.applyFault(sw, r, fault) {
+		injected = true
 		return
 	}
 	if authErr != "" {
@@ -296,7 +343,7 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request, rt *route) {
 		// The handler runs (the change is applied), its response is lost.
 		c.w = &bufferWriter{h: http.Header{}}
 		rt.h(c)
-		s.applyFault(sw, r, fault)
+		injected = s.applyFault(sw, r, fault)
 		return
 	}
 	rt.h(c)

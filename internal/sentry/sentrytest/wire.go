@@ -182,7 +182,7 @@ type wireProject struct {
 	Avatar                     wireAvatar     `json:"avatar"`
 	Color                      string         `json:"color"`
 	Status                     string         `json:"status"`
-	Team                       *wireTeamRef   `json:"team"`
+	Team                       *wireTeamRef   `json:"team,omitempty"` // absent when the project has no team (ProjectWithTeamSerializer)
 	Teams                      []wireTeamRef  `json:"teams"`
 	Platforms                  []string       `json:"platforms"`
 	Environments               []string       `json:"environments"`
