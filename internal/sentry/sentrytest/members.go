@@ -461,6 +461,13 @@ func (s *Sandbox) inviteMember(c *call) {
 	c.json(http.StatusCreated, s.wireMember(st, m))
 }
 
+// allowedRoleFor is OrganizationMember.get_allowed_org_roles_to_invite: the
+// roles up to the caller's own, without billing (billing is only invitable
+// with the invite-billing feature, which the sandbox does not model).
+func allowedRoleFor(callerRole, role string) bool {
+	return role != "billing" && rolePriority(role) >= 0 && rolePriority(role) <= rolePriority(callerRole)
+}
+
 // validateAllowedRole is the request serializer's orgRole/role check: a known
 // choice the caller may assign (for invites, the retired admin is refused).
 func (c *call) validateAllowedRole(role string, invite bool) string {
@@ -473,7 +480,7 @@ func (c *call) validateAllowedRole(role string, invite bool) string {
 		}
 		return ""
 	}
-	if c.p.member == nil || (!invite && !c.p.has("member:admin")) || rolePriority(role) > rolePriority(c.p.member.role) {
+	if c.p.member == nil || (!invite && !c.p.has("member:admin")) || !allowedRoleFor(c.p.member.role, role) {
 		return "You do not have permission to set that org-level role"
 	}
 	if invite && role == "admin" {
@@ -674,11 +681,11 @@ func (s *Sandbox) putMember(c *call) {
 	s.replaceTeams(st, c.p, m, assign)
 	m.invalidate()
 	if newRole != "" && newRole != m.role {
-		if rolePriority(newRole) > rolePriority(caller.role) || !c.p.has("member:admin") {
+		if !allowedRoleFor(caller.role, newRole) || !c.p.has("member:admin") {
 			c.json(http.StatusForbidden, map[string]string{"role": "You do not have permission to assign the given role."})
 			return
 		}
-		if !canManage(caller.role, m.role) {
+		if !allowedRoleFor(caller.role, m.role) {
 			c.json(http.StatusForbidden, map[string]string{"role": "You do not have permission to assign a role to the given user."})
 			return
 		}
