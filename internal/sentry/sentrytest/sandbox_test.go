@@ -486,7 +486,9 @@ func TestRateLimit(t *testing.T) {
 	}
 	r := c.get(membersURL + "me/")
 	expect(t, r, 429, "")
-	if string(r.body) != `"You are attempting to use this endpoint too frequently. Limit is 40 requests in 1 seconds"` {
+	// src/sentry/middleware/ratelimit.py: {"detail": ...} in a plain HttpResponse (text/html).
+	if string(r.body) != `{"detail":"You are attempting to use this endpoint too frequently. Limit is 40 requests in 1 seconds"}` ||
+		!strings.HasPrefix(r.header.Get("Content-Type"), "text/html") {
 		t.Fatalf("429 body %s", r.body)
 	}
 	if r.header.Get("Retry-After") != "" || r.header.Get("X-Sentry-Rate-Limit-Remaining") != "0" {
