@@ -1,0 +1,167 @@
+package sentrytest
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Fidelity tests: each behaviour below is what Sentry's own source does; the
+// comment names the file it comes from (getsentry/sentry).
+
+// src/sentry/core/endpoints/organization_member_index.py: "Do not set
+// team-roles when inviting" — the memberships are created with a null role.
+func TestFidelityInviteStoresNullTeamRoles(t *testing.T) {
+	srv := NewServer(t, Options{RateLimit: -1})
+	c := newClient(t, srv)
+	expect(t, c.do("POST", membersURL, map[string]any{"email": "joiner@acme.test", "orgRole": "member",
+		"teamRoles": []map[string]any{{"teamSlug": "payments", "role": "admin"}}}), 201, "")
+	v, _ := srv.Member("joiner@acme.test")
+	if fmt.Sprint(v.Teams) != "map[payments:]" {
+		t.Fatalf("invite teams = %v, want payments with a null role", v.Teams)
+	}
+}
+
+// src/sentry/core/endpoints/organization_member_index.py (validate_email):
+// an approved pending invite is "already been invited" whatever reinvite says.
+func TestFidelityPostReinviteIsRefused(t *testing.T) {
+	srv := NewServer(t, Options{RateLimit: -1})
+	c := newClient(t, srv)
+	expect(t, c.do("POST", membersURL, map[string]any{"email": "new.hire@acme.test", "reinvite": true}), 400,
+		`{"email":["The user new.hire@acme.test has already been invited"]}`)
+	if srv.Stats().Mutations["member.reinvite"]["new.hire@acme.test"] != 0 {
+		t.Fatal("a POST re-sent the invite")
+	}
+}
+
+// src/sentry/core/endpoints/organization_member_index.py: AllowedEmailField is
+// Django's EmailValidator, which wants a dotted domain (or localhost).
+func TestFidelityInviteEmailValidation(t *testing.T) {
+	srv := NewServer(t, Options{RateLimit: -1})
+	c := newClient(t, srv)
+	for _, e := range []string{"a@b", "no-at-sign", "a@b.", "a b@acme.test"} {
+		expect(t, c.do("POST", membersURL, map[string]any{"email": e}), 400, `{"email":["Enter a valid email address."]}`)
+	}
+	expect(t, c.do("POST", membersURL, map[string]any{"email": "ok@localhost"}), 201, "")
+	expect(t, c.do("POST", membersURL, map[string]any{"email": strings.Repeat("x", 70) + "@a.test"}), 400, "no more than 75 characters")
+}
+
+// src/sentry/core/endpoints/organization_member_details.py: the team set is
+// saved before the org-role checks, so a refused role change keeps the team
+// changes of the same request.
+func TestFidelityPutIsNotTransactional(t *testing.T) {
+	srv := NewServer(t, Options{RateLimit: -1})
+	c := newClient(t, srv)
+	olivia := memberID(t, srv.Sandbox, "olivia.owner@acme.test")
+	expect(t, c.do("PUT", membersURL+olivia+"/", map[string]any{"orgRole": "member",
+		"teamRoles": []map[string]any{{"teamSlug": "data", "role": "admin"}}}), 403,
+		`{"role":"You do not have permission to assign a role to the given user."}`)
+	v, _ := srv.Member("olivia.owner@acme.test")
+	if v.OrgRole != "owner" || fmt.Sprint(v.Teams) != "map[data:admin]" {
+		t.Fatalf("after the refused PUT: role %s teams %v; want owner with the new team set saved", v.OrgRole, v.Teams)
+	}
+}
+
+// src/sentry/core/endpoints/organization_member_details.py: the
+// idp:role-restricted check is disabled ("Reenable idp lockout once all scim
+// role bugs are resolved"), so the PUT changes the role.
+func TestFidelityPutIgnoresRoleRestriction(t *testing.T) {
+	srv := NewServer(t, Options{RateLimit: -1})
+	c := newClient(t, srv)
+	ivan := memberID(t, srv.Sandbox, "ivan.petrov@acme.test")
+	expect(t, c.do("PUT", membersURL+ivan+"/", map[string]any{"orgRole": "manager"}), 200, `"orgRole":"manager"`)
+}
+
+// src/sentry/core/endpoints/organization_member_utils.py (save_team_assignments
+// stores the role given) and organization_member_details.py (_change_org_role
+// never saves the nulled roles): contributor stays contributor.
+func TestFidelityContributorIsStored(t *testing.T) {
+	srv := NewServer(t, Options{RateLimit: -1})
+	c := newClient(t, srv)
+	jane := memberID(t, srv.Sandbox, "jane.doe@acme.test")
+	r := c.do("PUT", membersURL+jane+"/", map[string]any{"orgRole": "member",
+		"teamRoles": []map[string]any{{"teamSlug": "payments", "role": "contributor"}}})
+	expect(t, r, 200, `"teamRoles":[{"teamSlug":"payments","role":"contributor"}]`)
+	expect(t, c.do("PUT", membersURL+jane+"/", map[string]any{"orgRole": "manager",
+		"teamRoles": []map[string]any{{"teamSlug": "payments", "role": "contributor"}}}), 200, `"role":"contributor"`)
+}
+
+// src/sentry/core/endpoints/organization_member_details.py: a reinvite with
+// other fields is refused; an expired invite needs regenerate.
+func TestFidelityReinviteRules(t *testing.T) {
+	clk := newClock()
+	srv := NewServer(t, Options{RateLimit: -1, Now: clk.Now})
+	c := newClient(t, srv)
+	id := memberID(t, srv.Sandbox, "new.hire@acme.test")
+	expect(t, c.do("PUT", membersURL+id+"/", map[string]any{"reinvite": true, "teamRoles": []any{}}), 403, msgEditWhenReinviting)
+	clk.Add(31 * 24 * time.Hour)
+	expect(t, c.do("PUT", membersURL+id+"/", map[string]any{"reinvite": true}), 400, msgExpiredInvite)
+	expect(t, c.do("PUT", membersURL+id+"/", map[string]any{"reinvite": true, "regenerate": true}), 200, `"expired":false`)
+}
+
+// src/sentry/core/endpoints/organization_member_team_details.py: a partial
+// serializer; {} is a 200 that changes nothing, and a role at or below the
+// org role's minimum is stored as null.
+func TestFidelityTeamRolePut(t *testing.T) {
+	srv := NewServer(t, Options{RateLimit: -1})
+	c := newClient(t, srv)
+	jane := memberID(t, srv.Sandbox, "jane.doe@acme.test")
+	before, _ := srv.Member("jane.doe@acme.test")
+	expect(t, c.do("PUT", membersURL+jane+"/teams/payments/", map[string]any{}), 200, `"isActive":true`)
+	after, _ := srv.Member("jane.doe@acme.test")
+	if fmt.Sprint(before.Teams) != fmt.Sprint(after.Teams) {
+		t.Fatalf("{} changed %v to %v", before.Teams, after.Teams)
+	}
+	expect(t, c.do("PUT", membersURL+jane+"/teams/payments/", map[string]any{"teamRole": "contributor"}), 200, `"teamRole":null`)
+	expect(t, c.do("PUT", membersURL+jane+"/teams/payments/", map[string]any{"teamRole": "boss"}), 400, `{"teamRole":["\"boss\" is not a valid choice."]}`)
+}
+
+// src/sentry/middleware/ratelimit.py: {"detail": ...} in a Django
+// HttpResponse, Content-Type text/html.
+func TestFidelityRateLimitBody(t *testing.T) {
+	srv := NewServer(t, Options{RateLimit: 1})
+	c := newClient(t, srv)
+	c.get(membersURL + "me/")
+	r := c.get(membersURL + "me/")
+	expect(t, r, 429, `{"detail":"You are attempting to use this endpoint too frequently. Limit is 1 requests in 1 seconds"}`)
+	if ct := r.header.Get("Content-Type"); !strings.HasPrefix(ct, "text/html") {
+		t.Fatalf("Content-Type %q", ct)
+	}
+}
+
+// src/sentry/api/paginator.py (OffsetPaginator) and src/sentry/utils/cursors.py:
+// rows start at offset*value, so 0:100:0 is the first page and 2:1:0 the
+// second page of two.
+func TestFidelityOffsetCursor(t *testing.T) {
+	srv := NewServer(t, Options{RateLimit: -1})
+	c := newClient(t, srv)
+	all := c.get(membersURL).list(t)
+	first := c.get(membersURL + "?cursor=0:100:0").list(t)
+	if len(first) != len(all) || first[0]["id"] != all[0]["id"] {
+		t.Fatalf("0:100:0 gave %d rows, want the first page (%d)", len(first), len(all))
+	}
+	second := c.get(membersURL + "?per_page=2&cursor=2:1:0").list(t)
+	if len(second) != 2 || second[0]["id"] != all[2]["id"] {
+		t.Fatalf("2:1:0 = %v, want rows 3-4", second)
+	}
+}
+
+// src/sentry/api/invite_helper.py (accept_invite): the member gets the user,
+// the team memberships stay (null roles from the invite), and a
+// member.accept-invite entry names the user as actor.
+func TestFidelityAcceptInvite(t *testing.T) {
+	srv := NewServer(t, Options{RateLimit: -1})
+	c := newClient(t, srv)
+	expect(t, c.do("POST", membersURL, map[string]any{"email": "joiner@acme.test",
+		"teamRoles": []map[string]any{{"teamSlug": "payments", "role": "admin"}}}), 201, "")
+	v, err := srv.AcceptInvite("joiner@acme.test")
+	if err != nil || v.Pending || v.UserID == "" || fmt.Sprint(v.Teams) != "map[payments:]" {
+		t.Fatalf("accepted = %+v, %v", v, err)
+	}
+	log := srv.AuditLog()
+	last := log[len(log)-1]
+	if last.Event != "member.accept-invite" || last.ActorUserID != v.UserID || last.TargetID != v.ID {
+		t.Fatalf("audit entry = %+v", last)
+	}
+}
