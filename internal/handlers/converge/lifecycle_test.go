@@ -118,7 +118,9 @@ func TestActivePeople(t *testing.T) {
 			name:  "joiner is invited with role and teams",
 			rec:   person("zoe.new@acme.test", events.Active, func(p *events.Person) { p.Department = "Payments"; p.Title = "Staff Engineer" }),
 			want:  []string{"invite=member"},
-			teams: map[string]string{"payments": "", "architecture": "admin"}, orgRole: "member", pending: true,
+			// Sentry stores an invite's team roles as null (organization_member_index.py):
+			// architecture's admin role is set once the invite is accepted.
+			teams: map[string]string{"payments": "", "architecture": ""}, orgRole: "member", pending: true,
 		},
 		{
 			name:  "joiner never joins an IdP-provisioned team",
@@ -136,7 +138,9 @@ func TestActivePeople(t *testing.T) {
 			name:  "promotion: org role raised last, teams kept through the PUT",
 			rec:   person("jane.doe@acme.test", events.Active, func(p *events.Person) { p.Department = "Payments"; p.Groups = []string{"eng-managers"} }),
 			want:  []string{"set_org_role=manager"},
-			teams: map[string]string{"payments": "", "mobile": ""}, orgRole: "manager", // admin is a manager's minimum: stored as null
+			// Sentry's _change_org_role never saves the nulled team roles
+			// (organization_member_details.py): payments keeps its stored admin.
+			teams: map[string]string{"payments": "admin", "mobile": ""}, orgRole: "manager",
 		},
 		{
 			name:  "demotion: org role lowered first, then teams out",
@@ -280,7 +284,9 @@ func TestRehireRegrantsSnapshotThenPolicy(t *testing.T) {
 	// The snapshot's access is re-granted by the invite, then the same run brings
 	// the invite to current policy: mobile is not managed, so it stays; the
 	// payments role follows policy (contributor, stored as null).
-	if got := actions(res.Steps); !slices.Equal(got, []string{"invite=member", "set_org_role=member"}) {
+	// (invite team roles are null in Sentry and set after acceptance, so the
+	// invite's team set already matches: no PUT follows.)
+	if got := actions(res.Steps); !slices.Equal(got, []string{"invite=member"}) {
 		t.Fatalf("rehire steps %v", got)
 	}
 	inv := sb.Stats().Mutations["member.invite"][who]

@@ -209,9 +209,12 @@ func planInvite(in planInput, m *sentry.Member, actual map[string]string, finalR
 			teams[slug] = role
 		}
 	}
+	// Only the team set counts: Sentry stores an invite's team roles as null
+	// ("Do not set team-roles when inviting"), so the roles are set once the
+	// invite is accepted, by the member plan (set_team_role).
 	same := len(teams) == len(actual) && finalRole == m.OrgRole
-	for slug, role := range teams {
-		if stored, ok := actual[slug]; !ok || policy.EffectiveTeamRole(finalRole, stored) != policy.EffectiveTeamRole(finalRole, role) {
+	for slug := range teams {
+		if _, ok := actual[slug]; !ok {
 			same = false
 		}
 	}
