@@ -165,3 +165,128 @@ func TestFidelityAcceptInvite(t *testing.T) {
 		t.Fatalf("audit entry = %+v", last)
 	}
 }
+
+const teamsURL = "/api/0/organizations/acme/teams/"
+
+// lastAudit returns the newest audit entries with event ev (newest last).
+func auditOf(s *Sandbox, ev string) []AuditEntry {
+	var out []AuditEntry
+	for _, e := range s.AuditLog() {
+		if e.Event == ev {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// src/sentry/core/endpoints/team_details.py (get): organization is expanded
+// unless ?collapse=organization; projects only with ?expand=projects.
+func TestFidelityTeamGetIncludesOrganization(t *testing.T) {
+	srv := NewServer(t, Options{RateLimit: -1})
+	c := newClient(t, srv)
+	got := c.get("/api/0/teams/acme/payments/").obj(t)
+	org, ok := got["organization"].(map[string]any)
+	if !ok || org["slug"] != "acme" {
+		t.Fatalf("organization = %v", got["organization"])
+	}
+	if _, has := got["projects"]; has {
+		t.Fatal("projects present without expand")
+	}
+	got = c.get("/api/0/teams/acme/payments/?collapse=organization&expand=projects").obj(t)
+	if _, has := got["organization"]; has {
+		t.Fatal("organization present although collapsed")
+	}
+	if ps, ok := got["projects"].([]any); !ok || len(ps) == 0 {
+		t.Fatalf("projects = %v", got["projects"])
+	}
+}
+
+// src/sentry/core/endpoints/organization_teams.py (get): detailed (the
+// default) expands projects and externalTeams, detailed=0 neither; a
+// non-integer id: filter is a ParseError.
+func TestFidelityTeamListExpansions(t *testing.T) {
+	srv := NewServer(t, Options{RateLimit: -1})
+	c := newClient(t, srv)
+	for _, tm := range c.get(teamsURL).list(t) {
+		if _, ok := tm["projects"].([]any); !ok {
+			t.Fatalf("detailed team %v without projects", tm["slug"])
+		}
+		if et, ok := tm["externalTeams"].([]any); !ok || len(et) != 0 {
+			t.Fatalf("detailed team %v externalTeams = %v", tm["slug"], tm["externalTeams"])
+		}
+	}
+	for _, tm := range c.get(teamsURL + "?detailed=0").list(t) {
+		if _, has := tm["projects"]; has {
+			t.Fatal("detailed=0 has projects")
+		}
+		if _, has := tm["externalTeams"]; has {
+			t.Fatal("detailed=0 has externalTeams")
+		}
+	}
+	expect(t, c.get(teamsURL+"?query=id:abc"), 400, `{"detail":"Invalid id value"}`)
+}
+
+// src/sentry/core/endpoints/organization_teams.py (post): the creating user
+// joins the team with a null team role (OrganizationMemberTeam created
+// without a role), member.join-team is written before team.create, a name
+// alone gets a unique slug, a taken slug is a 409, and {} is a
+// non_field_errors 400.
+func TestFidelityTeamCreate(t *testing.T) {
+	srv := NewServer(t, Options{RateLimit: -1})
+	c := newClient(t, srv)
+	expect(t, c.do("POST", teamsURL, map[string]any{"slug": "growth"}), 201, `"teamRole":null`)
+	bot, _ := srv.Member("jml-bot@acme.test")
+	if r, on := bot.Teams["growth"]; !on || r != "" {
+		t.Fatalf("creator teams = %v, want growth with a null role", bot.Teams)
+	}
+	join, create := auditOf(srv.Sandbox, "member.join-team"), auditOf(srv.Sandbox, "team.create")
+	if len(join) == 0 || len(create) == 0 || join[len(join)-1].Data["team_slug"] != "growth" ||
+		create[len(create)-1].Data["slug"] != "growth" || create[len(create)-1].Data["status"] != 0 {
+		t.Fatalf("audit join=%v create=%v", join, create)
+	}
+	if a, b := join[len(join)-1].ID, create[len(create)-1].ID; a >= b && len(a) == len(b) {
+		t.Fatalf("member.join-team (%s) not before team.create (%s)", a, b)
+	}
+	expect(t, c.do("POST", teamsURL, map[string]any{"slug": "growth"}), 409,
+		`{"detail":"A team with this slug already exists.","non_field_errors":["A team with this slug already exists."]}`)
+	r := c.do("POST", teamsURL, map[string]any{"name": "Growth"}).obj(t)
+	if s, _ := r["slug"].(string); !strings.HasPrefix(s, "growth-") || r["name"] != "Growth" {
+		t.Fatalf("name-only create on a taken slug = %v", r)
+	}
+	expect(t, c.do("POST", teamsURL, map[string]any{}), 400, `{"non_field_errors":["Name or slug is required"]}`)
+	expect(t, c.do("POST", teamsURL, map[string]any{"slug": "Bad Slug"}), 400, `{"slug":["Enter a valid slug`)
+}
+
+// src/sentry/core/endpoints/team_members.py: approved members of the
+// organization ordered by their stored email then the membership id —
+// pending invites (which keep an email) first, then members (email null
+// once a user is attached) in join order.
+func TestFidelityTeamMembersOrder(t *testing.T) {
+	srv := NewServer(t, Options{RateLimit: -1})
+	c := newClient(t, srv)
+	expect(t, c.do("POST", membersURL, map[string]any{"email": "aaa.joiner@acme.test",
+		"teamRoles": []map[string]any{{"teamSlug": "data", "role": nil}}}), 201, "")
+	zed := memberID(t, srv.Sandbox, "olivia.owner@acme.test")
+	expect(t, c.do("POST", membersURL+zed+"/teams/data/", nil), 201, "")
+	rows := c.get("/api/0/teams/acme/data/members/").list(t)
+	if len(rows) < 2 || rows[0]["email"] != "aaa.joiner@acme.test" || rows[0]["user"] != nil {
+		t.Fatalf("first row = %v, want the pending invite", rows[0])
+	}
+	if last := rows[len(rows)-1]; last["email"] != "olivia.owner@acme.test" {
+		t.Fatalf("last row = %v, want the member who joined last", last["email"])
+	}
+}
+
+// src/sentry/core/endpoints/team_details.py (delete): 204; the slug is
+// released at once and team.remove carries the renamed, pending-deletion team.
+func TestFidelityTeamDelete(t *testing.T) {
+	srv := NewServer(t, Options{RateLimit: -1})
+	c := newClient(t, srv).as("olivia.owner@acme.test")
+	expect(t, c.do("DELETE", "/api/0/teams/acme/data/", nil), 204, "")
+	expect(t, c.get("/api/0/teams/acme/data/"), 404, "")
+	rm := auditOf(srv.Sandbox, "team.remove")
+	if len(rm) != 1 || !strings.HasPrefix(fmt.Sprint(rm[0].Data["slug"]), "data-") || rm[0].Data["status"] != 1 {
+		t.Fatalf("team.remove = %v", rm)
+	}
+	expect(t, c.do("POST", teamsURL, map[string]any{"slug": "data"}), 201, `"slug":"data"`)
+}

@@ -847,7 +847,7 @@ func (s *Sandbox) addMemberTeam(c *call) {
 	st.setMemberTeam(m, t, "")
 	s.audit(st, c.p, "member.join-team", m.Email()+" joined team "+t.slug, m.id, userID(m), map[string]any{"email": m.Email(), "team_slug": t.slug})
 	s.stats.mutation("member.join-team", m.Email())
-	c.json(http.StatusCreated, s.wireTeam(st, t, c.p, false))
+	c.json(http.StatusCreated, s.wireTeam(st, t, c.p))
 }
 
 // hasGlobalAccess: the caller's org role gives access to every team (manager,
@@ -900,7 +900,7 @@ func (s *Sandbox) removeMemberTeam(c *call) {
 		st.unsetMemberTeam(m, t)
 		s.stats.mutation("member.leave-team", m.Email())
 	}
-	c.json(http.StatusOK, s.wireTeam(st, t, c.p, false))
+	c.json(http.StatusOK, s.wireTeam(st, t, c.p))
 }
 
 func (s *Sandbox) putMemberTeam(c *call) {

@@ -34,6 +34,18 @@ func loadSpec(t *testing.T) *openapi3.T {
 	if err := doc.Validate(context.Background(), openapi3.DisableSchemaPatternValidation()); err != nil {
 		t.Fatalf("spec invalid: %v", err)
 	}
+	// Where Sentry's schema is wrong: team_members.py's query lists pending
+	// invites (invite_status approved, user_id null), serialized with
+	// "user": null, but the schema requires a user object.
+	if it := doc.Paths.Value(PatternTeamMembers); it != nil && it.Get != nil {
+		if rs := it.Get.Responses.Value("200"); rs != nil && rs.Value != nil {
+			if mt := rs.Value.Content.Get("application/json"); mt != nil && mt.Schema != nil && mt.Schema.Value.Items != nil {
+				if u := mt.Schema.Value.Items.Value.Properties["user"]; u != nil {
+					u.Value.Nullable = true
+				}
+			}
+		}
+	}
 	return doc
 }
 
