@@ -290,3 +290,56 @@ func TestFidelityTeamDelete(t *testing.T) {
 	}
 	expect(t, c.do("POST", teamsURL, map[string]any{"slug": "data"}), 201, `"slug":"data"`)
 }
+
+const tokensURL = "/api/0/organizations/acme/org-auth-tokens/"
+
+// src/sentry/api/endpoints/org_auth_tokens.py and org_auth_token_details.py:
+// the list is ordered by last use (never used last), then name, then newest;
+// it never shows the secret (only tokenLastCharacters); a blank name is a 400
+// with the message in a list, a name is not trimmed; create and delete write
+// org-auth-token.create/remove with {name, scopes}; a deleted token is a 404.
+func TestFidelityOrgAuthTokens(t *testing.T) {
+	srv := NewServer(t, Options{RateLimit: -1})
+	c := newClient(t, srv)
+	expect(t, c.do("POST", tokensURL, map[string]any{}), 400, `{"detail":["The name cannot be blank."]}`)
+	expect(t, c.do("POST", tokensURL, map[string]any{"name": ""}), 400, `{"detail":["The name cannot be blank."]}`)
+	expect(t, c.do("POST", tokensURL, map[string]any{"name": strings.Repeat("n", 256)}), 400,
+		`{"detail":["Ensure this value has at most 255 characters (it has 256)."]}`)
+	var ids []string
+	for _, n := range []string{"zeta", " alpha", "mid"} {
+		r := c.do("POST", tokensURL, map[string]any{"name": n}).obj(t)
+		if r["name"] != n || !strings.HasPrefix(fmt.Sprint(r["token"]), "sntrys_") {
+			t.Fatalf("created %v", r)
+		}
+		ids = append(ids, r["id"].(string))
+	}
+	var names []string
+	for _, tok := range c.get(tokensURL).list(t) {
+		if _, has := tok["token"]; has {
+			t.Fatal("the list shows a token's secret")
+		}
+		if tok["dateLastUsed"] == nil {
+			names = append(names, tok["name"].(string))
+		}
+	}
+	if i, j, k := indexOf(names, " alpha"), indexOf(names, "mid"), indexOf(names, "zeta"); i < 0 || !(i < j && j < k) {
+		t.Fatalf("never-used tokens in order %q, want by name", names)
+	}
+	expect(t, c.get(tokensURL+ids[0]+"/"), 200, `"name":"zeta"`)
+	expect(t, c.do("DELETE", tokensURL+ids[0]+"/", nil), 204, "")
+	expect(t, c.do("DELETE", tokensURL+ids[0]+"/", nil), 404, "")
+	cr, rm := auditOf(srv.Sandbox, "org-auth-token.create"), auditOf(srv.Sandbox, "org-auth-token.remove")
+	if len(rm) != 1 || rm[0].Data["name"] != "zeta" || fmt.Sprint(rm[0].Data["scopes"]) != "[org:ci]" ||
+		cr[len(cr)-1].Data["name"] != "mid" {
+		t.Fatalf("audit create=%v remove=%v", cr, rm)
+	}
+}
+
+func indexOf(list []string, v string) int {
+	for i, x := range list {
+		if x == v {
+			return i
+		}
+	}
+	return -1
+}

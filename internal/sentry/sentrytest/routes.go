@@ -63,6 +63,8 @@ func (s *Sandbox) routes() {
 
 	s.handle("GET", PatternOrgAuthTokens, s.listOrgTokens)
 	s.handle("POST", PatternOrgAuthTokens, s.createOrgToken)
+	s.handle("GET", PatternOrgAuthToken, s.getOrgToken)
+	s.handle("PUT", PatternOrgAuthToken, s.putOrgToken)
 	s.handle("DELETE", PatternOrgAuthToken, s.deleteOrgToken)
 	s.handle("GET", PatternAuditLogs, s.auditLogs)
 

@@ -575,7 +575,7 @@ func TestActAsAndOrgTokens(t *testing.T) {
 		t.Fatalf("jane's token creations = %d", len(rows))
 	}
 	newest := rows[0].(map[string]any)
-	if newest["note"] != "created org auth token jane-ci" || newest["actor"].(map[string]any)["email"] != "jane.doe@acme.test" {
+	if newest["note"] != "added org auth token jane-ci" || newest["actor"].(map[string]any)["email"] != "jane.doe@acme.test" {
 		t.Fatalf("newest row = %v", newest)
 	}
 	if _, ok := newest["targetObject"].(float64); !ok {
