@@ -343,3 +343,117 @@ func indexOf(list []string, v string) int {
 	}
 	return -1
 }
+
+// src/sentry/core/endpoints/project_index.py: GET /api/0/projects/ lists the
+// projects of the user's teams, newest first (DateTimePaginator on
+// -date_added), each with its organization; project_details.py serves one
+// project (404 when unknown).
+func TestFidelityProjectIndexAndDetails(t *testing.T) {
+	srv := NewServer(t, Options{RateLimit: -1})
+	c := newClient(t, srv).as("jane.doe@acme.test")
+	mine := c.get("/api/0/projects/").list(t)
+	jane, _ := srv.Member("jane.doe@acme.test")
+	if len(mine) == 0 {
+		t.Fatal("no projects for jane")
+	}
+	prev := ""
+	for _, p := range mine {
+		ok := false
+		for _, tm := range p["teams"].([]any) {
+			if _, on := jane.Teams[tm.(map[string]any)["slug"].(string)]; on {
+				ok = true
+			}
+		}
+		if !ok {
+			t.Fatalf("project %v is not on one of jane's teams %v", p["slug"], jane.Teams)
+		}
+		if org, _ := p["organization"].(map[string]any); org["slug"] != "acme" {
+			t.Fatalf("project without organization: %v", p["organization"])
+		}
+		if d := p["dateCreated"].(string); prev != "" && d > prev {
+			t.Fatalf("not newest first: %s after %s", d, prev)
+		}
+		prev = p["dateCreated"].(string)
+	}
+	all := newClient(t, srv).as("olivia.owner@acme.test").get("/api/0/projects/?per_page=1")
+	if len(all.list(t)) != 1 || !strings.Contains(all.header.Get("Link"), `rel="next"; results="true"`) {
+		t.Fatalf("per_page=1 page: %d rows, Link %q", len(all.list(t)), all.header.Get("Link"))
+	}
+	expect(t, c.get("/api/0/projects/acme/checkout-api/"), 200, `"organization":{"id"`)
+	expect(t, c.get("/api/0/projects/acme/nope/"), 404, `{"detail":"The requested resource does not exist"}`)
+}
+
+// src/sentry/core/endpoints/project_team_details.py: an unknown team is 404
+// "Team does not exist."; POST 201 / DELETE 200 write project-team.add /
+// project-team.remove with {team_slug, project_slug} every time.
+func TestFidelityProjectTeam(t *testing.T) {
+	srv := NewServer(t, Options{RateLimit: -1})
+	c := newClient(t, srv)
+	u := "/api/0/projects/acme/checkout-api/teams/"
+	expect(t, c.do("POST", u+"nope/", nil), 404, `{"detail":"Team does not exist."}`)
+	expect(t, c.do("POST", u+"data/", nil), 201, `"slug":"data"`)
+	expect(t, c.do("POST", u+"data/", nil), 201, `"slug":"data"`)
+	expect(t, c.do("DELETE", u+"data/", nil), 200, `"slug":"checkout-api"`)
+	add, rm := auditOf(srv.Sandbox, "project-team.add"), auditOf(srv.Sandbox, "project-team.remove")
+	if len(add) != 2 || len(rm) != 1 || add[0].Data["team_slug"] != "data" || rm[0].Data["project_slug"] != "checkout-api" {
+		t.Fatalf("audit add=%v remove=%v", add, rm)
+	}
+	if srv.Stats().Mutations["project-team.add"]["checkout-api/data"] != 1 {
+		t.Fatal("a repeated add counted as a mutation")
+	}
+}
+
+// src/sentry/core/endpoints/organization_auditlogs.py and
+// src/sentry/audit_log/register.py: {rows, options} newest first, an
+// unknown event name is an empty page (not a 400), a non-integer actor is a
+// 400, DateTimePaginator cursors page without overlap; the sandbox's member
+// mutations write Sentry's event names and get_audit_log_data fields.
+func TestFidelityAuditLog(t *testing.T) {
+	srv := NewServer(t, Options{RateLimit: -1})
+	c := newClient(t, srv)
+	const au = "/api/0/organizations/acme/audit-logs/"
+	expect(t, c.do("POST", membersURL, map[string]any{"email": "joiner@acme.test",
+		"teamRoles": []map[string]any{{"teamSlug": "payments", "role": "admin"}}}), 201, "")
+	inv := auditOf(srv.Sandbox, "member.invite")
+	d := inv[len(inv)-1].Data
+	if d["email"] != "joiner@acme.test" || d["invite_status"] != "approved" || fmt.Sprint(d["teams_slugs"]) != "[payments]" ||
+		d["role"] != "member" || d["user"] != nil {
+		t.Fatalf("member.invite data = %v", d)
+	}
+	id := memberID(t, srv.Sandbox, "joiner@acme.test")
+	expect(t, c.do("DELETE", membersURL+id+"/", nil), 204, "")
+	rm := auditOf(srv.Sandbox, "member.remove")
+	if d := rm[len(rm)-1].Data; d["email"] != "joiner@acme.test" || fmt.Sprint(d["teams_slugs"]) != "[payments]" {
+		t.Fatalf("member.remove data = %v", d)
+	}
+	body := c.get(au).obj(t)
+	rows, _ := body["rows"].([]any)
+	opts, _ := body["options"].([]any)
+	if len(rows) == 0 || len(opts) == 0 || rows[0].(map[string]any)["event"] != "member.remove" {
+		t.Fatalf("audit-logs body: %d rows, %d options, first %v", len(rows), len(opts), rows[0])
+	}
+	expect(t, c.get(au+"?event=no.such-event"), 200, `"rows":[]`)
+	expect(t, c.get(au+"?actor=x"), 400, `{"actor":["A valid integer is required."]}`)
+	seen := map[string]bool{}
+	next := au + "?per_page=2"
+	for pages := 0; next != "" && pages < 100; pages++ {
+		r := c.get(next)
+		for _, row := range r.obj(t)["rows"].([]any) {
+			id := row.(map[string]any)["id"].(string)
+			if seen[id] {
+				t.Fatalf("row %s on two pages", id)
+			}
+			seen[id] = true
+		}
+		next = ""
+		for _, part := range strings.Split(r.header.Get("Link"), ",") {
+			if strings.Contains(part, `rel="next"; results="true"`) {
+				u := part[strings.Index(part, "<")+1 : strings.Index(part, ">")]
+				next = u[strings.Index(u, "/api/0/"):]
+			}
+		}
+	}
+	if len(seen) != len(srv.AuditLog()) {
+		t.Fatalf("paged %d rows, log has %d", len(seen), len(srv.AuditLog()))
+	}
+}

@@ -347,7 +347,11 @@ func (s *Sandbox) deleteMember(c *call) {
 // writes the audit entry and counts the mutation. Call with s.mu held.
 func (s *Sandbox) removeMember(st *state, p *principal, m *member) {
 	email := m.Email()
-	s.audit(st, p, "member.remove", "removed member "+email, m.id, userID(m), map[string]any{"email": email, "role": m.role})
+	note := "removed member " + email
+	if p != nil && p.user != nil && m.user == p.user {
+		note = "left the organization"
+	}
+	s.audit(st, p, "member.remove", note, m.id, userID(m), auditDataOf(m))
 	st.removeMember(m)
 	if m.user != nil {
 		for _, o := range append([]*member(nil), st.memberOrder...) {
@@ -458,6 +462,11 @@ func (s *Sandbox) inviteMember(c *call) {
 	for _, tr := range teams {
 		st.setMemberTeam(m, tr.t, "")
 	}
+	// organization_member_index.py writes member.invite after the team
+	// assignments: its data (get_audit_log_data) lists the teams.
+	if n := len(st.audit); n > 0 && st.audit[n-1].event == "member.invite" && st.audit[n-1].targetObject == m.id {
+		st.audit[n-1].data = auditDataOf(m)
+	}
 	c.json(http.StatusCreated, s.wireMember(st, m))
 }
 
@@ -503,7 +512,7 @@ func (s *Sandbox) createInvite(st *state, p *principal, email, role string, flag
 		m.inviterID = p.user.id
 	}
 	st.addMember(m)
-	s.audit(st, p, "member.invite", "invited member "+email, m.id, 0, map[string]any{"email": email, "role": role})
+	s.audit(st, p, "member.invite", "invited member "+email, m.id, 0, auditDataOf(m))
 	s.stats.mutation("member.invite", email)
 	return m
 }
@@ -704,7 +713,7 @@ func (s *Sandbox) putMember(c *call) {
 		m.invalidate()
 		s.stats.mutation("member.edit", m.Email())
 	}
-	s.audit(st, c.p, "member.edit", "edited member "+m.Email(), m.id, userID(m), auditDataOf(m))
+	s.audit(st, c.p, "member.edit", memberEditNote(m), m.id, userID(m), auditDataOf(m))
 	c.json(http.StatusOK, s.wireMemberDetail(st, m, c.p))
 }
 
@@ -747,6 +756,14 @@ func (s *Sandbox) reinvitePut(c *call, st *state, m *member, b memberPutBody) {
 }
 
 // auditDataOf mirrors OrganizationMember.get_audit_log_data.
+// memberEditNote renders member.edit as MemberEditAuditLogEvent does: it
+// looks for "team_slugs" while the data has "teams_slugs", so teams is N/A.
+func memberEditNote(m *member) string {
+	return "edited member " + m.Email() + " (role: " + m.role + ", teams: N/A)"
+}
+
+// auditDataOf is OrganizationMember.get_audit_log_data
+// (src/sentry/models/organizationmember.py).
 func auditDataOf(m *member) map[string]any {
 	ids := []int64{}
 	slugs := []string{}
@@ -759,7 +776,7 @@ func auditDataOf(m *member) map[string]any {
 		uid = m.user.id
 	}
 	return map[string]any{"email": m.Email(), "user": uid, "teams": ids, "teams_slugs": slugs,
-		"has_global_access": m.role == "manager" || m.role == "owner", "role": m.role, "invite_status": 0}
+		"has_global_access": m.role == "manager" || m.role == "owner", "role": m.role, "invite_status": "approved"}
 }
 
 // replaceTeams makes m's team set exactly assign, as Sentry's
@@ -778,7 +795,7 @@ func (s *Sandbox) replaceTeams(st *state, p *principal, m *member, assign []team
 	for _, t := range sortedTeamsOf(m) {
 		st.unsetMemberTeam(m, t)
 		if _, ok := want[t]; !ok {
-			s.audit(st, p, "member.leave-team", m.Email()+" left team "+t.slug, m.id, userID(m), map[string]any{"email": m.Email(), "team_slug": t.slug})
+			s.audit(st, p, "member.leave-team", leaveTeamNote(p, m, t.slug), m.id, userID(m), map[string]any{"email": m.Email(), "team_slug": t.slug})
 			s.stats.mutation("member.leave-team", m.Email())
 		}
 	}
@@ -790,7 +807,7 @@ func (s *Sandbox) replaceTeams(st *state, p *principal, m *member, assign []team
 		r, had := old[a.t]
 		switch {
 		case !had:
-			s.audit(st, p, "member.join-team", m.Email()+" joined team "+a.t.slug, m.id, userID(m), map[string]any{"email": m.Email(), "team_slug": a.t.slug})
+			s.audit(st, p, "member.join-team", joinTeamNote(p, m, a.t.slug), m.id, userID(m), map[string]any{"email": m.Email(), "team_slug": a.t.slug})
 			s.stats.mutation("member.join-team", m.Email())
 		case r != a.role:
 			s.stats.mutation("member.team-role", m.Email())
@@ -845,7 +862,7 @@ func (s *Sandbox) addMemberTeam(c *call) {
 		return
 	}
 	st.setMemberTeam(m, t, "")
-	s.audit(st, c.p, "member.join-team", m.Email()+" joined team "+t.slug, m.id, userID(m), map[string]any{"email": m.Email(), "team_slug": t.slug})
+	s.audit(st, c.p, "member.join-team", joinTeamNote(c.p, m, t.slug), m.id, userID(m), map[string]any{"email": m.Email(), "team_slug": t.slug})
 	s.stats.mutation("member.join-team", m.Email())
 	c.json(http.StatusCreated, s.wireTeam(st, t, c.p))
 }
@@ -896,7 +913,7 @@ func (s *Sandbox) removeMemberTeam(c *call) {
 		return
 	}
 	if _, had := m.teams[t]; had {
-		s.audit(st, c.p, "member.leave-team", m.Email()+" left team "+t.slug, m.id, userID(m), map[string]any{"email": m.Email(), "team_slug": t.slug})
+		s.audit(st, c.p, "member.leave-team", leaveTeamNote(c.p, m, t.slug), m.id, userID(m), map[string]any{"email": m.Email(), "team_slug": t.slug})
 		st.unsetMemberTeam(m, t)
 		s.stats.mutation("member.leave-team", m.Email())
 	}

@@ -453,6 +453,10 @@ func (s *Sandbox) teamProjects(c *call) {
 	c.json(http.StatusOK, res)
 }
 
+// projectTeam follows project_team_details.py: an unknown team is 404
+// "Team does not exist."; POST is 201 and DELETE 200 with the project, and
+// both write their audit entry even when nothing changed (add_team and
+// remove_team are idempotent, the audit call is unconditional).
 func (s *Sandbox) projectTeam(c *call) {
 	st := c.lockW()
 	defer s.mu.Unlock()
@@ -460,29 +464,32 @@ func (s *Sandbox) projectTeam(c *call) {
 		return
 	}
 	p := st.projectByIDOrSlug(c.r.PathValue("project_id_or_slug"))
-	t := st.teamByIDOrSlug(c.r.PathValue("team_id_or_slug"))
-	if p == nil || t == nil {
+	if p == nil {
 		c.detail(http.StatusNotFound, msgNotFound)
 		return
 	}
+	t := st.teamByIDOrSlug(c.r.PathValue("team_id_or_slug"))
+	if t == nil {
+		c.detail(http.StatusNotFound, "Team does not exist.")
+		return
+	}
+	data := map[string]any{"team_slug": t.slug, "project_slug": p.slug}
 	if c.r.Method == http.MethodPost {
 		if _, on := p.teams[t]; !on {
 			p.teams[t] = struct{}{}
 			t.projects[p] = struct{}{}
-			s.audit(st, c.p, "project-team.add", "added team "+t.slug+" to project "+p.slug, p.id, 0,
-				map[string]any{"team_slug": t.slug, "project_slug": p.slug})
 			s.stats.mutation("project-team.add", p.slug+"/"+t.slug)
 		}
+		s.audit(st, c.p, "project-team.add", "added team "+t.slug+" to project "+p.slug, p.id, 0, data)
 		c.json(http.StatusCreated, s.wireProject(p))
 		return
 	}
 	if _, on := p.teams[t]; on {
 		delete(p.teams, t)
 		delete(t.projects, p)
-		s.audit(st, c.p, "project-team.remove", "removed team "+t.slug+" from project "+p.slug, p.id, 0,
-			map[string]any{"team_slug": t.slug, "project_slug": p.slug})
 		s.stats.mutation("project-team.remove", p.slug+"/"+t.slug)
 	}
+	s.audit(st, c.p, "project-team.remove", "removed team "+t.slug+" from project "+p.slug, p.id, 0, data)
 	c.json(http.StatusOK, s.wireProject(p))
 }
 
@@ -529,4 +536,12 @@ func (s *Sandbox) createTeamProject(c *call) {
 	st.projectSlug[slug] = p
 	s.audit(st, c.p, "project.create", "created project "+slug, p.id, 0, map[string]any{"slug": slug})
 	c.json(http.StatusCreated, s.wireProject(p))
+}
+
+// leaveTeamNote renders member.leave-team as MemberLeaveTeamAuditLogEvent does.
+func leaveTeamNote(p *principal, m *member, slug string) string {
+	if p != nil && p.user != nil && m.user == p.user {
+		return "left team " + slug
+	}
+	return "removed " + m.Email() + " from team " + slug
 }
