@@ -457,3 +457,20 @@ func TestFidelityAuditLog(t *testing.T) {
 		t.Fatalf("paged %d rows, log has %d", len(seen), len(srv.AuditLog()))
 	}
 }
+
+// src/sentry/models/organizationmember.py (get_allowed_org_roles_to_invite)
+// with src/sentry/conf/server.py (SENTRY_ROLES order = priority): a manager
+// may assign any role up to manager — billing (the lowest) included — but
+// not owner; the retired admin is refused on invite.
+func TestFidelityManagerAssignableRoles(t *testing.T) {
+	srv := NewServer(t, Options{RateLimit: -1})
+	c := newClient(t, srv) // jml-bot, a manager
+	for _, role := range []string{"billing", "member", "manager"} {
+		expect(t, c.do("POST", membersURL, map[string]any{"email": role + ".hire@acme.test", "orgRole": role}), 201, `"orgRole":"`+role+`"`)
+	}
+	expect(t, c.do("POST", membersURL, map[string]any{"email": "owner.hire@acme.test", "orgRole": "owner"}), 400,
+		"You do not have permission to set that org-level role")
+	expect(t, c.do("POST", membersURL, map[string]any{"email": "admin.hire@acme.test", "orgRole": "admin"}), 400, "deprecated")
+	jane := memberID(t, srv.Sandbox, "jane.doe@acme.test")
+	expect(t, c.do("PUT", membersURL+jane+"/", map[string]any{"orgRole": "billing", "teamRoles": []any{}}), 200, `"orgRole":"billing"`)
+}

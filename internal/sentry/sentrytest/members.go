@@ -470,10 +470,12 @@ func (s *Sandbox) inviteMember(c *call) {
 	c.json(http.StatusCreated, s.wireMember(st, m))
 }
 
-// allowedRoleFor approximates OrganizationMember.get_allowed_org_roles_to_invite:
-// the roles up to the caller's own. (Sentry's model test lists member, admin,
-// manager for a manager — without billing; whether billing is excluded in
-// current Sentry is not settled here, see docs/sandbox.md.)
+// allowedRoleFor is OrganizationMember.get_allowed_org_roles_to_invite
+// (src/sentry/models/organizationmember.py): every role whose priority is at
+// most the caller's. Priority is the position in the role list (RoleManager);
+// open-source SENTRY_ROLES (src/sentry/conf/server.py) has member, admin,
+// manager, owner, and sentry.io adds billing ahead of member (lowest), so a
+// manager may assign billing, member and manager, never owner.
 func allowedRoleFor(callerRole, role string) bool {
 	return rolePriority(role) >= 0 && rolePriority(role) <= rolePriority(callerRole)
 }
