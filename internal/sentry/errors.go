@@ -206,7 +206,8 @@ func newAPIError(method, endpoint, path string, status int, body []byte) *APIErr
 //
 //	{"detail":"..."}                                 DRF, SCIM (with schemas/status/scimType)
 //	{"detail":{"code":"sso-required","message":"..."}} SSO/2FA
-//	"You are attempting to use this endpoint too frequently..."  rate limiter
+//	{"detail":"You are attempting to use this endpoint too..."} rate-limit middleware (text/html)
+//	"You are attempting to use this endpoint too frequently..."  the same, older releases
 //	{"email":["The user x is already a member"]}      validation field map
 //	{"role":"You do not have permission ..."}         member PUT refusals
 func parseErrorBody(body []byte) (detail, code string) {

@@ -23,6 +23,9 @@ func TestAPIErrorClassification(t *testing.T) {
 		{"NotFound", 404, `{"detail":"The requested resource does not exist"}`, []error{ErrNotFound}, "The requested resource does not exist", false},
 		{"SCIMNotFound", 404, `{"schemas":["urn:ietf:params:scim:api:messages:2.0:Error"],"detail":"The requested resource does not exist","status":"404"}`, []error{ErrNotFound}, "The requested resource does not exist", false},
 		{"RateLimited", 429, `"You are attempting to use this endpoint too frequently. Limit is 40 requests in 1 seconds"`, []error{ErrRateLimited}, "You are attempting to use this endpoint too frequently. Limit is 40 requests in 1 seconds", true},
+		// src/sentry/middleware/ratelimit.py: {"detail": ...} (served as text/html); older releases sent a bare string.
+		{"RateLimitedDetail", 429, `{"detail":"You are attempting to use this endpoint too frequently. Limit is 40 requests in 1 seconds"}`, []error{ErrRateLimited}, "You are attempting to use this endpoint too frequently. Limit is 40 requests in 1 seconds", true},
+		{"RateLimitedConcurrent", 429, `{"detail":"You are attempting to go above the allowed concurrency for this endpoint. Concurrency limit is 25"}`, []error{ErrRateLimited}, "You are attempting to go above the allowed concurrency for this endpoint. Concurrency limit is 25", true},
 		{"InviteQuota", 429, `{"detail":"You are being rate limited for too many invitations."}`, []error{ErrInviteQuota}, "You are being rate limited for too many invitations.", false},
 		{"IdPManagedMember", 403, `{"detail":"This user is managed through your organization's identity provider."}`, []error{ErrIdPManaged, ErrPermission}, "", false},
 		{"IdPManagedTeam", 403, `{"detail":"This team is managed through your organization's identity provider."}`, []error{ErrIdPManaged, ErrPermission}, "", false},

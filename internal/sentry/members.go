@@ -181,10 +181,8 @@ func (c *Client) InviteMember(ctx context.Context, req InviteRequest) (m *Member
 }
 
 type memberUpdate struct {
-	OrgRole    string     `json:"orgRole,omitempty"`
-	TeamRoles  []TeamRole `json:"teamRoles"`
-	Reinvite   bool       `json:"reinvite,omitempty"`
-	Regenerate bool       `json:"regenerate,omitempty"`
+	OrgRole   string     `json:"orgRole,omitempty"`
+	TeamRoles []TeamRole `json:"teamRoles"`
 }
 
 // UpdateMemberRole sets a member's org role (PUT members/{id}/). Sentry replaces
@@ -208,19 +206,30 @@ func (c *Client) UpdateMemberRole(ctx context.Context, id, orgRole string, teamR
 }
 
 // ReinviteMember re-sends a pending invite (regenerate makes a new link, for
-// expired invites). teamRoles must be the invite's current team set (see
-// UpdateMemberRole).
-func (c *Client) ReinviteMember(ctx context.Context, id string, regenerate bool, teamRoles []TeamRole) (m *Member, err error) {
+// expired invites; it needs member:admin). Sentry refuses a reinvite that
+// carries any other field ("You cannot modify member details when resending an
+// invitation"), so the body is only reinvite and regenerate; the invite's role
+// and teams are left as they are.
+func (c *Client) ReinviteMember(ctx context.Context, id string, regenerate bool) (m *Member, err error) {
 	ctx, span := c.start(ctx, "ReinviteMember", attribute.String("sentry.member_id", id))
 	defer func() { end(span, err) }()
-	if teamRoles == nil {
-		teamRoles = []TeamRole{}
-	}
-	m, err = c.putMember(ctx, id, memberUpdate{TeamRoles: teamRoles, Reinvite: true, Regenerate: regenerate})
+	resp, err := c.do(ctx, call{method: http.MethodPut, pattern: patMember, args: []string{id},
+		body: reinviteBody{Reinvite: true, Regenerate: regenerate}})
 	if err != nil {
 		return nil, fmt.Errorf("reinvite member %s: %w", id, err)
 	}
+	m = new(Member)
+	if len(resp.body) > 0 {
+		if err := resp.decode(m); err != nil {
+			return nil, fmt.Errorf("reinvite member %s: %w", id, err)
+		}
+	}
 	return m, nil
+}
+
+type reinviteBody struct {
+	Reinvite   bool `json:"reinvite"`
+	Regenerate bool `json:"regenerate,omitempty"`
 }
 
 func (c *Client) putMember(ctx context.Context, id string, body memberUpdate) (*Member, error) {

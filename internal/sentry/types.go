@@ -91,6 +91,11 @@ func (m Member) IdPProvisioned() bool { return m.Flags["idp:provisioned"] }
 // SSOLinked reports the "sso:linked" flag.
 func (m Member) SSOLinked() bool { return m.Flags["sso:linked"] }
 
+// RoleRestricted reports the idp:role-restricted flag: the identity provider
+// owns the member's org role. Sentry's member PUT does not enforce it (its
+// check is disabled), so callers must.
+func (m Member) RoleRestricted() bool { return m.Flags["idp:role-restricted"] }
+
 // UserID is the Sentry user id, "" for pending invites.
 func (m Member) UserID() string {
 	if m.User == nil {

@@ -115,11 +115,17 @@ func (c *Converger) applyStep(ctx context.Context, s Step) (string, error) {
 			}
 		}
 		if _, err := api.UpdateMemberRole(ctx, s.MemberID, s.Role, teamRoles); err != nil {
+			if errors.Is(err, sentry.ErrPermission) || errors.Is(err, sentry.ErrBadRequest) {
+				// Sentry's member PUT is not transactional: the team set is saved
+				// before the role checks, so a refusal may have changed the
+				// member. Re-read it rather than assume nothing happened.
+				return "", fmt.Errorf("%w: %w (%s)", errNeedsHuman, err, c.reread(ctx, s.MemberID))
+			}
 			return "", err
 		}
 		return "done", nil
 	case ActReinvite:
-		if _, err := api.ReinviteMember(ctx, s.MemberID, true, s.teamRoles); err != nil {
+		if _, err := api.ReinviteMember(ctx, s.MemberID, true); err != nil {
 			return "", err
 		}
 		return "done", nil
@@ -180,6 +186,19 @@ func (c *Converger) applyStep(ctx context.Context, s Step) (string, error) {
 }
 
 var errNeedsHuman = errors.New("needs a human")
+
+// reread describes a member as Sentry has it now (after a refused request).
+func (c *Converger) reread(ctx context.Context, id string) string {
+	m, err := c.o.Sentry.GetMember(ctx, id)
+	if err != nil {
+		return "re-read failed: " + err.Error()
+	}
+	teams := make([]string, 0, len(m.TeamRoles))
+	for _, tr := range m.TeamRoles {
+		teams = append(teams, tr.TeamSlug+":"+deref(tr.Role))
+	}
+	return fmt.Sprintf("re-read after the refusal: org role %s, teams [%s]", m.OrgRole, strings.Join(teams, " "))
+}
 
 // snapshot stores the member's access before it is removed.
 func (c *Converger) snapshot(ctx context.Context, rec state.PersonRecord, m *sentry.Member) error {

@@ -30,7 +30,7 @@ type Sentry interface {
 	SCIMDeleteUser(ctx context.Context, memberID string) error
 	InviteMember(ctx context.Context, req sentry.InviteRequest) (*sentry.Member, error)
 	UpdateMemberRole(ctx context.Context, id, orgRole string, teamRoles []sentry.TeamRole) (*sentry.Member, error)
-	ReinviteMember(ctx context.Context, id string, regenerate bool, teamRoles []sentry.TeamRole) (*sentry.Member, error)
+	ReinviteMember(ctx context.Context, id string, regenerate bool) (*sentry.Member, error)
 	AddMemberToTeam(ctx context.Context, memberID, teamSlug string) (bool, error)
 	RemoveMemberFromTeam(ctx context.Context, memberID, teamSlug string) error
 	SetTeamRole(ctx context.Context, memberID, teamSlug, role string) (*string, error)
@@ -280,6 +280,11 @@ func (c *Converger) run(ctx context.Context, rec state.PersonRecord, check Lease
 	}
 	if err := c.evidence(ctx, rec, res, "convergence"); err != nil {
 		return res, err
+	}
+	if res.Outcome == OutcomeNeedsHuman {
+		// Steps were applied, but part of the plan is held for a human (an
+		// IdP-managed org role): the evidence says why, and so does the alert.
+		c.alert(ctx, string(res.Outcome), rec.Person.Email, res.Reason)
 	}
 	if pl.rehired {
 		// The snapshot's access is re-granted; now converge the new invite to the

@@ -113,6 +113,12 @@ func planActive(in planInput) planResult {
 	finalRole := m.OrgRole
 	var lower, raise *Step
 	switch {
+	case want.OrgRole != m.OrgRole && m.RoleRestricted():
+		// The identity provider owns this member's org role. Sentry's PUT would
+		// accept the change (its lock is disabled), so the daemon holds back.
+		res.Outcome = OutcomeNeedsHuman
+		res.Reason = fmt.Sprintf("org role %s is managed by the identity provider (idp:role-restricted): policy role %s not applied; change it in the IdP", m.OrgRole, want.OrgRole)
+		res.Notes = append(res.Notes, "org role held: idp:role-restricted")
 	case want.OrgRole != m.OrgRole && rank(want.OrgRole) > rank(in.selfRol):
 		res.Notes = append(res.Notes, "policy role "+want.OrgRole+" outranks the service user: not granted")
 	case want.OrgRole != m.OrgRole:
@@ -182,7 +188,9 @@ func planActive(in planInput) planResult {
 	if raise != nil {
 		res.Steps = append(res.Steps, *raise)
 	}
-	res.Outcome = outcomeOf(res.Steps)
+	if res.Outcome != OutcomeNeedsHuman {
+		res.Outcome = outcomeOf(res.Steps)
+	}
 	return res
 }
 
@@ -201,9 +209,12 @@ func planInvite(in planInput, m *sentry.Member, actual map[string]string, finalR
 			teams[slug] = role
 		}
 	}
+	// Only the team set counts: Sentry stores an invite's team roles as null
+	// ("Do not set team-roles when inviting"), so the roles are set once the
+	// invite is accepted, by the member plan (set_team_role).
 	same := len(teams) == len(actual) && finalRole == m.OrgRole
-	for slug, role := range teams {
-		if stored, ok := actual[slug]; !ok || policy.EffectiveTeamRole(finalRole, stored) != policy.EffectiveTeamRole(finalRole, role) {
+	for slug := range teams {
+		if _, ok := actual[slug]; !ok {
 			same = false
 		}
 	}
@@ -223,7 +234,9 @@ func planInvite(in planInput, m *sentry.Member, actual map[string]string, finalR
 		}
 		res.Steps = append(res.Steps, s)
 	}
-	res.Outcome = outcomeOf(res.Steps)
+	if res.Outcome != OutcomeNeedsHuman {
+		res.Outcome = outcomeOf(res.Steps)
+	}
 	return res
 }
 

@@ -14,6 +14,7 @@ import (
 type memberRec struct {
 	ID, Email, UserEmail, UserID, Role string
 	Pending, Expired, IdP, SSO         bool
+	RoleRestricted                     bool // idp:role-restricted
 	Teams                              []membership
 }
 
@@ -63,7 +64,8 @@ type orgState struct {
 func (o *orgState) member(i int32) *sentry.Member {
 	mr := &o.members[i]
 	m := &sentry.Member{ID: mr.ID, Email: mr.Email, OrgRole: mr.Role, Pending: mr.Pending, Expired: mr.Expired,
-		Flags: map[string]bool{"idp:provisioned": mr.IdP, "sso:linked": mr.SSO}, Teams: []string{}, TeamRoles: []sentry.TeamRole{}}
+		Flags: map[string]bool{"idp:provisioned": mr.IdP, "sso:linked": mr.SSO, "idp:role-restricted": mr.RoleRestricted},
+		Teams: []string{}, TeamRoles: []sentry.TeamRole{}}
 	if mr.UserID != "" {
 		m.User = &sentry.User{ID: mr.UserID, Email: mr.UserEmail}
 	}
@@ -82,7 +84,7 @@ func (o *orgState) member(i int32) *sentry.Member {
 
 func compact(m sentry.Member) memberRec {
 	mr := memberRec{ID: m.ID, Email: m.Email, Role: m.OrgRole, Pending: m.Pending, Expired: m.Expired,
-		IdP: m.IdPProvisioned(), SSO: m.SSOLinked()}
+		IdP: m.IdPProvisioned(), SSO: m.SSOLinked(), RoleRestricted: m.RoleRestricted()}
 	if m.User != nil {
 		mr.UserID, mr.UserEmail = m.User.ID, m.User.Email
 	}

@@ -26,7 +26,7 @@ func TestConcurrentLimit(t *testing.T) {
 	if res[0].status != 200 || res[1].status != 429 {
 		t.Fatalf("statuses %d %d: %s", res[0].status, res[1].status, res[1].body)
 	}
-	if string(res[1].body) != `"You are attempting to go above the allowed concurrency for this endpoint. Concurrency limit is 1"` ||
+	if string(res[1].body) != `{"detail":"You are attempting to go above the allowed concurrency for this endpoint. Concurrency limit is 1"}` ||
 		res[1].header.Get("X-Sentry-Rate-Limit-ConcurrentRemaining") != "0" {
 		t.Fatalf("concurrency 429: %s %v", res[1].body, res[1].header)
 	}

@@ -2,7 +2,7 @@
 // one Sentry organization (users with secondary emails, members and pending
 // invites with their flags, org roles, teams and team roles stored the way
 // Sentry stores them, projects, org auth tokens, the audit log) serving the
-// member, team, SCIM, org-auth-token and audit-log endpoints under /api/0/
+// member, team, project, SCIM, org-auth-token and audit-log endpoints under /api/0/
 // with Sentry's status codes, bodies, Link pagination, rate-limit headers and
 // invite quotas, plus a /_sandbox/ control surface (stats, fault injection,
 // invite acceptance). It owns its own wire structs and must not import
@@ -47,6 +47,7 @@
 //	                                             "latency":"250ms","after":false}
 //	DELETE /_sandbox/faults                     remove all faults
 //	POST   /_sandbox/invites/{member_id}/accept accept a pending invite as the invited user
+//	                                            (member.accept-invite; team memberships kept, null roles)
 //	GET    /_sandbox/members[?email=]           MemberView list (or one member)
 //	GET    /_sandbox/audit-log                  the audit log, oldest first
 //	GET    /_sandbox/org-auth-tokens            org auth tokens incl. plaintext and creator
@@ -85,8 +86,14 @@
 //
 // # Modelled behaviour worth knowing
 //
-// A member PUT always replaces the whole team set (an absent teamRoles
-// clears it, as Sentry's replace step runs unconditionally). SCIM
+// An invite stores its team memberships with a null team role whatever
+// teamRoles says; a member PUT stores team roles as given (contributor stays
+// contributor) and always replaces the whole team set (an absent teamRoles
+// clears it, as Sentry's replace step runs unconditionally). A 429 from the
+// rate limiter is {"detail": "..."} with Content-Type text/html. Creating a
+// team adds the creating user with a null team role; team member lists
+// include pending invites. See docs/sandbox.md for the behaviours checked
+// against Sentry's source and the remaining differences. SCIM
 // active=false deletes the member. Stats.Mutations counts only real state
 // changes (a repeated, no-op request is not a mutation); kinds are
 // member.remove, member.invite, member.reinvite, member.accept-invite,

@@ -180,7 +180,7 @@ func (s *Sandbox) applyFault(sw *statusWriter, r *http.Request, f *Fault) bool {
 		hd.Set("X-Sentry-Rate-Limit-Reset", strconv.FormatInt(s.now().Unix()+1, 10))
 		hd.Set("X-Sentry-Rate-Limit-ConcurrentLimit", strconv.Itoa(s.opts.ConcurrentLimit))
 		hd.Set("X-Sentry-Rate-Limit-ConcurrentRemaining", strconv.Itoa(s.opts.ConcurrentLimit-1))
-		writeJSON(sw, http.StatusTooManyRequests, fmt.Sprintf("You are attempting to use this endpoint too frequently. Limit is %d requests in 1 seconds", lim))
+		writeRateLimited(sw, fmt.Sprintf("You are attempting to use this endpoint too frequently. Limit is %d requests in 1 seconds", lim))
 		return true
 	case FaultTimeout:
 		s.stats.fault()
@@ -222,4 +222,14 @@ func (s *Sandbox) applyFault(sw *statusWriter, r *http.Request, f *Fault) bool {
 		writeRaw(sw, status, []byte(body))
 		return true
 	}
+}
+
+// writeRateLimited answers 429 as Sentry's RatelimitMiddleware does
+// (src/sentry/middleware/ratelimit.py): the JSON {"detail": msg} in a plain
+// Django HttpResponse, whose Content-Type is the default text/html.
+func writeRateLimited(w http.ResponseWriter, msg string) {
+	b, _ := json.Marshal(detail(msg))
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(http.StatusTooManyRequests)
+	_, _ = w.Write(b)
 }

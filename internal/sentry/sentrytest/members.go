@@ -3,7 +3,9 @@ package sentrytest
 import (
 	"bytes"
 	"fmt"
+	"net"
 	"net/http"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -345,7 +347,11 @@ func (s *Sandbox) deleteMember(c *call) {
 // writes the audit entry and counts the mutation. Call with s.mu held.
 func (s *Sandbox) removeMember(st *state, p *principal, m *member) {
 	email := m.Email()
-	s.audit(st, p, "member.remove", "removed member "+email, m.id, userID(m), map[string]any{"email": email, "role": m.role})
+	note := "removed member " + email
+	if p != nil && p.user != nil && m.user == p.user {
+		note = "left the organization"
+	}
+	s.audit(st, p, "member.remove", note, m.id, userID(m), auditDataOf(m))
 	st.removeMember(m)
 	if m.user != nil {
 		for _, o := range append([]*member(nil), st.memberOrder...) {
@@ -401,11 +407,6 @@ func (s *Sandbox) inviteMember(c *call) {
 	if !c.decode(&b) {
 		return
 	}
-	email := strings.TrimSpace(b.Email)
-	if email == "" || !strings.Contains(email, "@") || len(email) > 75 {
-		c.json(http.StatusBadRequest, map[string][]string{"email": {"Enter a valid email address."}})
-		return
-	}
 	role := b.OrgRole
 	if role == "" {
 		role = b.Role
@@ -413,59 +414,91 @@ func (s *Sandbox) inviteMember(c *call) {
 	if role == "" {
 		role = "member"
 	}
-	if rolePriority(role) < 0 {
-		c.json(http.StatusBadRequest, map[string][]string{"orgRole": {fmt.Sprintf("\"%s\" is not a valid choice.", role)}})
-		return
-	}
-	if c.p.member != nil && rolePriority(role) > rolePriority(c.p.member.role) {
-		c.json(http.StatusBadRequest, map[string][]string{"orgRole": {"You do not have permission to set that org-level role"}})
-		return
-	}
 	if c.p.kind != kindUser && role != "member" {
-		c.json(http.StatusBadRequest, map[string][]string{"orgRole": {"Integration tokens are restricted to inviting new members with the member role only."}})
+		// raised outside the serializer: DRF renders a bare list.
+		c.json(http.StatusBadRequest, []string{"Integration tokens are restricted to inviting new members with the member role only."})
 		return
 	}
-	if role == "admin" {
-		c.json(http.StatusBadRequest, map[string][]string{"orgRole": {"The role 'admin' is deprecated and may no longer be assigned."}})
-		return
+	// The request serializer validates every field and reports them together.
+	errs := map[string][]string{}
+	email := b.Email
+	if msg := validateInviteEmail(email); msg != "" {
+		errs["email"] = []string{msg}
+	} else if ex := st.memberByEmail[lower(email)]; ex != nil && ex.pending() {
+		// Sentry refuses any approved pending invite, whatever "reinvite" says;
+		// only a PUT re-sends.
+		errs["email"] = []string{fmt.Sprintf("The user %s has already been invited", email)}
+	} else if ex != nil || (st.userByEmail[lower(email)] != nil && st.memberByUser[st.userByEmail[lower(email)].id] != nil) ||
+		(st.userByAlt[lower(email)] != nil && st.memberByUser[st.userByAlt[lower(email)].id] != nil) {
+		errs["email"] = []string{fmt.Sprintf("The user %s is already a member", email)}
 	}
-	if ex := st.memberByEmail[lower(email)]; ex != nil {
-		if !ex.pending() {
-			c.json(http.StatusBadRequest, map[string][]string{"email": {fmt.Sprintf("The user %s is already a member", email)}})
-			return
+	for field, v := range map[string]string{"orgRole": b.OrgRole, "role": b.Role} {
+		if v == "" {
+			continue
 		}
-		if !b.Reinvite {
-			c.json(http.StatusBadRequest, map[string][]string{"email": {fmt.Sprintf("The user %s has already been invited", email)}})
-			return
+		if msg := c.validateAllowedRole(v, true); msg != "" {
+			errs[field] = []string{msg}
 		}
 	}
-	if u := st.userByEmail[lower(email)]; u != nil && st.memberByUser[u.id] != nil {
-		c.json(http.StatusBadRequest, map[string][]string{"email": {fmt.Sprintf("The user %s is already a member", email)}})
-		return
+	teams, terrs := resolveTeams(st, b.TeamRoles, b.Teams)
+	for k, v := range terrs {
+		errs[k] = v
 	}
-	teams, ok := c.resolveTeamRoles(st, b.TeamRoles, b.Teams, role)
-	if !ok {
+	if len(errs) > 0 {
+		c.json(http.StatusBadRequest, errs)
 		return
 	}
 	if !s.inviteQuota(email) {
 		c.detail(http.StatusTooManyRequests, msgInviteQuota)
 		return
 	}
-	now := s.now().UTC()
-	if ex := st.memberByEmail[lower(email)]; ex != nil {
-		// reinvite: refresh the token and expiry.
-		ex.inviteExpiry = now.Add(30 * 24 * time.Hour)
-		ex.inviteToken = fmt.Sprintf("%032x", now.UnixNano())
-		s.audit(st, c.p, "member.reinvite", "resent invite to "+ex.Email(), ex.id, 0, map[string]any{"email": ex.Email()})
-		s.stats.mutation("member.reinvite", ex.Email())
-		c.json(http.StatusCreated, s.wireMember(st, ex))
+	if len(teams) > 0 && role == "billing" {
+		c.json(http.StatusBadRequest, map[string]string{"email": "The user with a 'billing' role cannot have team-level permissions."})
 		return
 	}
 	m := s.createInvite(st, c.p, email, role, nil)
+	// "Do not set team-roles when inviting": the memberships are stored with a
+	// null role whatever teamRoles said.
 	for _, tr := range teams {
-		st.setMemberTeam(m, tr.t, tr.role)
+		st.setMemberTeam(m, tr.t, "")
+	}
+	// organization_member_index.py writes member.invite after the team
+	// assignments: its data (get_audit_log_data) lists the teams.
+	if n := len(st.audit); n > 0 && st.audit[n-1].event == "member.invite" && st.audit[n-1].targetObject == m.id {
+		st.audit[n-1].data = auditDataOf(m)
 	}
 	c.json(http.StatusCreated, s.wireMember(st, m))
+}
+
+// allowedRoleFor is OrganizationMember.get_allowed_org_roles_to_invite
+// (src/sentry/models/organizationmember.py): every role whose priority is at
+// most the caller's. Priority is the position in the role list (RoleManager);
+// open-source SENTRY_ROLES (src/sentry/conf/server.py) has member, admin,
+// manager, owner, and sentry.io adds billing ahead of member (lowest), so a
+// manager may assign billing, member and manager, never owner.
+func allowedRoleFor(callerRole, role string) bool {
+	return rolePriority(role) >= 0 && rolePriority(role) <= rolePriority(callerRole)
+}
+
+// validateAllowedRole is the request serializer's orgRole/role check: a known
+// choice the caller may assign (for invites, the retired admin is refused).
+func (c *call) validateAllowedRole(role string, invite bool) string {
+	if rolePriority(role) < 0 {
+		return fmt.Sprintf("\"%s\" is not a valid choice.", role)
+	}
+	if c.p.kind != kindUser {
+		if role != "member" {
+			return "You do not have permission to set that org-level role"
+		}
+		return ""
+	}
+	if c.p.member == nil || (!invite && !c.p.has("member:admin")) || !allowedRoleFor(c.p.member.role, role) {
+		return "You do not have permission to set that org-level role"
+	}
+	if invite && role == "admin" {
+		return "The role 'admin' is deprecated and may no longer be assigned."
+	}
+	return ""
 }
 
 func (s *Sandbox) createInvite(st *state, p *principal, email, role string, flags map[string]bool) *member {
@@ -481,7 +514,7 @@ func (s *Sandbox) createInvite(st *state, p *principal, email, role string, flag
 		m.inviterID = p.user.id
 	}
 	st.addMember(m)
-	s.audit(st, p, "member.invite", "invited member "+email, m.id, 0, map[string]any{"email": email, "role": role})
+	s.audit(st, p, "member.invite", "invited member "+email, m.id, 0, auditDataOf(m))
 	s.stats.mutation("member.invite", email)
 	return m
 }
@@ -491,57 +524,82 @@ type teamAssign struct {
 	role string // stored (normalized)
 }
 
-// resolveTeamRoles validates teamRoles/teams for an org role.
-func (c *call) resolveTeamRoles(st *state, trs []teamRoleInput, slugs []string, orgRoleID string) ([]teamAssign, bool) {
+// resolveTeams validates teamRoles and teams as the request serializer does:
+// unknown roles are "Invalid team-role", unknown slugs "Invalid teams". When
+// teamRoles is non-empty it wins over teams. Roles are kept as given.
+func resolveTeams(st *state, trs []teamRoleInput, slugs []string) ([]teamAssign, map[string][]string) {
+	errs := map[string][]string{}
 	var out []teamAssign
 	seen := map[*team]bool{}
-	add := func(slug string, role string) bool {
+	if len(trs) > 0 {
+		for _, tr := range trs {
+			if tr.Role != nil && teamRolePriority(*tr.Role) < 0 {
+				errs["teamRoles"] = []string{"Invalid team-role"}
+				return nil, errs
+			}
+		}
+		for _, tr := range trs {
+			if st.teamBySlug[tr.TeamSlug] == nil {
+				errs["teamRoles"] = []string{"Invalid teams"}
+				return nil, errs
+			}
+		}
+		roles := map[string]string{}
+		for _, tr := range trs {
+			roles[tr.TeamSlug] = ""
+			if tr.Role != nil {
+				roles[tr.TeamSlug] = *tr.Role
+			}
+		}
+		for _, tr := range trs {
+			t := st.teamBySlug[tr.TeamSlug]
+			if !seen[t] {
+				seen[t] = true
+				out = append(out, teamAssign{t: t, role: roles[tr.TeamSlug]})
+			}
+		}
+		return out, nil
+	}
+	for _, slug := range slugs {
 		t := st.teamBySlug[slug]
 		if t == nil {
-			c.json(http.StatusBadRequest, map[string][]string{"teamRoles": {"Invalid team: " + slug}})
-			return false
-		}
-		if role != "" && teamRolePriority(role) < 0 {
-			c.json(http.StatusBadRequest, map[string][]string{"teamRoles": {"Invalid team-role: " + role}})
-			return false
+			errs["teams"] = []string{"Invalid teams"}
+			return nil, errs
 		}
 		if !seen[t] {
 			seen[t] = true
-			out = append(out, teamAssign{t: t, role: normalizeTeamRole(orgRoleID, role)})
-		}
-		return true
-	}
-	for _, tr := range trs {
-		role := ""
-		if tr.Role != nil {
-			role = *tr.Role
-		}
-		if !add(tr.TeamSlug, role) {
-			return nil, false
+			out = append(out, teamAssign{t: t})
 		}
 	}
-	for _, slug := range slugs {
-		if !add(slug, "") {
-			return nil, false
-		}
-	}
-	if len(out) > 0 && orgRoleID == "billing" {
-		c.detail(http.StatusBadRequest, "The user with a 'billing' role cannot have team-level permissions.")
-		return nil, false
-	}
-	return out, true
+	return out, nil
 }
 
 // ---- PUT /organizations/{org}/members/{member_id}/ ----
 
 type memberPutBody struct {
-	OrgRole   string           `json:"orgRole"`
-	Role      string           `json:"role"`
-	TeamRoles *[]teamRoleInput `json:"teamRoles"`
-	Teams     *[]string        `json:"teams"`
-	Reinvite  bool             `json:"reinvite"`
+	OrgRole    *string          `json:"orgRole"`
+	Role       *string          `json:"role"`
+	TeamRoles  *[]teamRoleInput `json:"teamRoles"`
+	Teams      *[]string        `json:"teams"`
+	Reinvite   *bool            `json:"reinvite"`
+	Regenerate *bool            `json:"regenerate"`
+	Email      *string          `json:"email"`
+	SendInvite *bool            `json:"sendInvite"`
 }
 
+const (
+	msgEditWhenReinviting = "You cannot modify member details when resending an invitation. Separate requests are required."
+	msgExpiredInvite      = "You cannot resend an expired invitation without regenerating the token."
+	msgUninvitable        = "You cannot send an invitation to a user who is already a full member."
+	msgMissingAdmin       = "You are missing the member:admin scope."
+	msgMemberInvite       = "You cannot modify invitations sent by someone else."
+)
+
+// putMember follows Sentry's member PUT step by step. It is not
+// transactional: the team set is saved before the org-role checks, so a role
+// change refused with 403 or 400 still leaves the team changes of the same
+// request in place. It does not enforce the idp:role-restricted lock (Sentry's
+// check is commented out pending SCIM fixes).
 func (s *Sandbox) putMember(c *call) {
 	st := c.lockW()
 	defer s.mu.Unlock()
@@ -561,110 +619,199 @@ func (s *Sandbox) putMember(c *call) {
 	if !c.decode(&b) {
 		return
 	}
-	if m.flags[flagPartnership] {
-		c.detail(http.StatusForbidden, msgPartnership)
-		return
-	}
-	caller := c.p.member
-	newRole := b.OrgRole
-	if newRole == "" {
-		newRole = b.Role
-	}
-	roleChange := newRole != "" && newRole != m.role
-	if newRole != "" {
-		if rolePriority(newRole) < 0 {
-			c.json(http.StatusBadRequest, map[string][]string{"orgRole": {fmt.Sprintf("\"%s\" is not a valid choice.", newRole)}})
-			return
-		}
-		if roleChange && m == caller {
-			c.detail(http.StatusBadRequest, "You cannot make changes to your own role.")
-			return
-		}
-		if roleChange {
-			if !c.p.has("member:admin") && !c.p.has("member:write") {
-				c.json(http.StatusForbidden, map[string]string{"role": "You do not have permission to assign the given role."})
-				return
-			}
-			if !canManage(caller.role, m.role) {
-				c.json(http.StatusForbidden, map[string]string{"role": "You do not have permission to assign a role to the given user."})
-				return
-			}
-			if rolePriority(newRole) > rolePriority(caller.role) {
-				c.json(http.StatusForbidden, map[string]string{"role": "You do not have permission to assign the given role."})
-				return
-			}
-			if newRole == "admin" {
-				c.detail(http.StatusBadRequest, "The role 'admin' is deprecated and may no longer be assigned.")
-				return
-			}
-			if m.flags[flagIdPRoleRestrict] {
-				c.json(http.StatusForbidden, map[string]string{"role": "This user's org-role is managed through your organization's identity provider."})
-				return
-			}
-			if st.isLastWriteMember(m) && newRole != "owner" && newRole != "manager" {
-				c.detail(http.StatusForbidden, msgLastOwnerMgr)
-				return
-			}
+	// The request serializer (partial): every present field is validated.
+	errs := map[string][]string{}
+	if b.Email != nil {
+		if msg := validateInviteEmail(*b.Email); msg != "" {
+			errs["email"] = []string{msg}
 		}
 	}
-	effRole := m.role
-	if newRole != "" {
-		effRole = newRole
+	if b.OrgRole != nil {
+		if msg := c.validateAllowedRole(*b.OrgRole, false); msg != "" {
+			errs["orgRole"] = []string{msg}
+		}
+	}
+	if b.Role != nil {
+		if msg := c.validateAllowedRole(*b.Role, false); msg != "" {
+			errs["role"] = []string{msg}
+		}
 	}
 	var trs []teamRoleInput
 	var slugs []string
 	if b.TeamRoles != nil {
 		trs = *b.TeamRoles
-	} else if b.Teams != nil {
+	}
+	if b.Teams != nil {
 		slugs = *b.Teams
 	}
-	// Sentry replaces the whole team set on every PUT (see doc.go).
-	assign, ok := c.resolveTeamRoles(st, trs, slugs, effRole)
-	if !ok {
+	assign, terrs := resolveTeams(st, trs, slugs)
+	for k, v := range terrs {
+		errs[k] = v
+	}
+	if len(errs) > 0 {
+		c.json(http.StatusBadRequest, errs)
 		return
 	}
-	if effRole != m.role {
-		m.role = effRole
-		for t, r := range m.teams {
-			m.teams[t] = normalizeTeamRole(effRole, r)
-		}
-		s.stats.mutation("member.edit", m.Email())
+	if m.flags[flagPartnership] {
+		c.detail(http.StatusForbidden, msgPartnership)
+		return
 	}
-	// The reinvite happens once the request is known to be valid (a 400 or
-	// 403 above changes nothing).
-	if b.Reinvite && m.pending() {
-		m.inviteExpiry = s.now().UTC().Add(30 * 24 * time.Hour)
-		s.audit(st, c.p, "member.reinvite", "resent invite to "+m.Email(), m.id, 0, nil)
-		s.stats.mutation("member.reinvite", m.Email())
+	caller := c.p.member
+	if !c.p.has("member:admin") && c.p.has("member:invite") {
+		reinviteOnly := b.OrgRole == nil && b.Role == nil && b.TeamRoles == nil && b.Teams == nil && b.Email == nil && b.SendInvite == nil
+		if !(m.pending() && reinviteOnly) {
+			c.detail(http.StatusForbidden, msgNoPermission)
+			return
+		}
+		if m.inviterID != caller.user.id {
+			c.detail(http.StatusForbidden, msgMemberInvite)
+			return
+		}
+	}
+	if b.Reinvite != nil && *b.Reinvite {
+		s.reinvitePut(c, st, m, b)
+		return
+	}
+	newRole := ""
+	if b.OrgRole != nil && *b.OrgRole != "" {
+		newRole = *b.OrgRole
+	} else if b.Role != nil && *b.Role != "" {
+		newRole = *b.Role
+	}
+	// Team roles are saved first ("if the org-role has elevated permissions on
+	// the teams, the team-roles can be overwritten later").
+	if len(assign) > 0 || (b.TeamRoles == nil && b.Teams == nil && len(m.teams) > 0) {
+		r := m.role
+		if newRole != "" {
+			r = newRole
+		}
+		if r == "billing" {
+			c.detail(http.StatusBadRequest, fmt.Sprintf("The user with a '%s' role cannot have team-level permissions.", r))
+			return
+		}
 	}
 	s.replaceTeams(st, c.p, m, assign)
 	m.invalidate()
-	s.audit(st, c.p, "member.edit", "edited member "+m.Email(), m.id, userID(m), map[string]any{"email": m.Email(), "role": m.role})
+	if newRole != "" && newRole != m.role {
+		if !allowedRoleFor(caller.role, newRole) || !c.p.has("member:admin") {
+			c.json(http.StatusForbidden, map[string]string{"role": "You do not have permission to assign the given role."})
+			return
+		}
+		if !allowedRoleFor(caller.role, m.role) {
+			c.json(http.StatusForbidden, map[string]string{"role": "You do not have permission to assign a role to the given user."})
+			return
+		}
+		if m == caller {
+			c.detail(http.StatusBadRequest, "You cannot make changes to your own role.")
+			return
+		}
+		if newRole == "admin" {
+			c.detail(http.StatusBadRequest, "The role 'admin' is deprecated and may no longer be assigned.")
+			return
+		}
+		// Sentry's _change_org_role means to null team roles at or below the new
+		// minimum team role, but never saves them: stored team roles survive.
+		m.role = newRole
+		m.invalidate()
+		s.stats.mutation("member.edit", m.Email())
+	}
+	s.audit(st, c.p, "member.edit", memberEditNote(m), m.id, userID(m), auditDataOf(m))
 	c.json(http.StatusOK, s.wireMemberDetail(st, m, c.p))
 }
 
-// replaceTeams makes m's team set exactly assign. Call with s.mu held.
+// reinvitePut is the reinvite branch of the member PUT.
+func (s *Sandbox) reinvitePut(c *call, st *state, m *member, b memberPutBody) {
+	if b.OrgRole != nil || b.Role != nil || b.TeamRoles != nil || b.Teams != nil || b.Email != nil || b.SendInvite != nil {
+		c.detail(http.StatusForbidden, msgEditWhenReinviting)
+		return
+	}
+	if !m.pending() {
+		if st.samlEnabled && !m.flags["sso:linked"] {
+			// Sentry e-mails an SSO link instead.
+			s.audit(st, c.p, "member.reinvite", "resent SSO link to "+m.Email(), m.id, userID(m), auditDataOf(m))
+			c.json(http.StatusOK, s.wireMemberDetail(st, m, c.p))
+			return
+		}
+		c.detail(http.StatusBadRequest, msgUninvitable)
+		return
+	}
+	if !s.inviteQuota(m.Email()) {
+		c.detail(http.StatusTooManyRequests, msgInviteQuota)
+		return
+	}
+	now := s.now().UTC()
+	if b.Regenerate != nil && *b.Regenerate {
+		if !c.p.has("member:admin") {
+			c.detail(http.StatusBadRequest, msgMissingAdmin)
+			return
+		}
+		m.inviteToken = fmt.Sprintf("%032x", m.id*7919+now.UnixNano())
+		m.inviteExpiry = now.Add(30 * 24 * time.Hour)
+	}
+	if !m.inviteExpiry.IsZero() && now.After(m.inviteExpiry) {
+		c.detail(http.StatusBadRequest, msgExpiredInvite)
+		return
+	}
+	s.audit(st, c.p, "member.reinvite", "resent invite to "+m.Email(), m.id, 0, auditDataOf(m))
+	s.stats.mutation("member.reinvite", m.Email())
+	c.json(http.StatusOK, s.wireMemberDetail(st, m, c.p))
+}
+
+// auditDataOf mirrors OrganizationMember.get_audit_log_data.
+// memberEditNote renders member.edit as MemberEditAuditLogEvent does: it
+// looks for "team_slugs" while the data has "teams_slugs", so teams is N/A.
+func memberEditNote(m *member) string {
+	return "edited member " + m.Email() + " (role: " + m.role + ", teams: N/A)"
+}
+
+// auditDataOf is OrganizationMember.get_audit_log_data
+// (src/sentry/models/organizationmember.py).
+func auditDataOf(m *member) map[string]any {
+	ids := []int64{}
+	slugs := []string{}
+	for _, t := range sortedTeamsOf(m) {
+		ids = append(ids, t.id)
+		slugs = append(slugs, t.slug)
+	}
+	var uid any
+	if m.user != nil {
+		uid = m.user.id
+	}
+	return map[string]any{"email": m.Email(), "user": uid, "teams": ids, "teams_slugs": slugs,
+		"has_global_access": m.role == "manager" || m.role == "owner", "role": m.role, "invite_status": "approved"}
+}
+
+// replaceTeams makes m's team set exactly assign, as Sentry's
+// save_team_assignments does: every membership row is deleted and recreated
+// (so the join order of all of them is renewed) with the role given (null
+// for "teams"). Call with s.mu held.
 func (s *Sandbox) replaceTeams(st *state, p *principal, m *member, assign []teamAssign) {
 	want := map[*team]string{}
 	for _, a := range assign {
 		want[a.t] = a.role
 	}
+	old := map[*team]string{}
+	for t, r := range m.teams {
+		old[t] = r
+	}
 	for _, t := range sortedTeamsOf(m) {
+		st.unsetMemberTeam(m, t)
 		if _, ok := want[t]; !ok {
-			st.unsetMemberTeam(m, t)
-			s.audit(st, p, "member.leave-team", m.Email()+" left team "+t.slug, m.id, userID(m), map[string]any{"team_slug": t.slug})
+			s.audit(st, p, "member.leave-team", leaveTeamNote(p, m, t.slug), m.id, userID(m), map[string]any{"email": m.Email(), "team_slug": t.slug})
 			s.stats.mutation("member.leave-team", m.Email())
 		}
 	}
 	for _, a := range assign {
-		old, had := m.teams[a.t]
+		if _, done := m.teams[a.t]; done {
+			continue
+		}
+		st.setMemberTeam(m, a.t, a.role)
+		r, had := old[a.t]
 		switch {
 		case !had:
-			st.setMemberTeam(m, a.t, a.role)
-			s.audit(st, p, "member.join-team", m.Email()+" joined team "+a.t.slug, m.id, userID(m), map[string]any{"team_slug": a.t.slug})
+			s.audit(st, p, "member.join-team", joinTeamNote(p, m, a.t.slug), m.id, userID(m), map[string]any{"email": m.Email(), "team_slug": a.t.slug})
 			s.stats.mutation("member.join-team", m.Email())
-		case old != a.role:
-			st.setMemberTeam(m, a.t, a.role)
+		case r != a.role:
 			s.stats.mutation("member.team-role", m.Email())
 		}
 	}
@@ -682,20 +829,6 @@ func (s *Sandbox) memberTeamTarget(c *call, st *state) (*member, *team, bool) {
 	return m, t, true
 }
 
-// canAdminTeam: org:write or org-level team:write (team:admin for removals),
-// or team admin of t.
-func (c *call) canAdminTeam(t *team) bool {
-	if c.p.has("org:write") || c.p.has("org:admin") || c.p.has("team:write") || c.p.has("team:admin") {
-		return true
-	}
-	if cm := c.p.member; cm != nil {
-		if r, ok := cm.teams[t]; ok && effectiveTeamRole(cm.role, r) == "admin" {
-			return true
-		}
-	}
-	return false
-}
-
 func (s *Sandbox) addMemberTeam(c *call) {
 	st := c.lockW()
 	defer s.mu.Unlock()
@@ -704,11 +837,16 @@ func (s *Sandbox) addMemberTeam(c *call) {
 		c.detail(http.StatusUnauthorized, "Authentication credentials were not provided.")
 		return
 	}
-	if !c.need("org:read", "org:write", "org:admin", "team:write") {
+	if !c.need("org:read", "org:write", "team:write") {
 		return
 	}
 	m, t, ok := s.memberTeamTarget(c, st)
 	if !ok {
+		return
+	}
+	// Order as in Sentry's post(): the role check, then "already on it", then IdP.
+	if m.role == "billing" {
+		c.detail(http.StatusForbidden, "The user with a 'billing' role cannot have team-level permissions.")
 		return
 	}
 	if _, already := m.teams[t]; already {
@@ -719,52 +857,75 @@ func (s *Sandbox) addMemberTeam(c *call) {
 		c.detail(http.StatusForbidden, msgIdPTeam)
 		return
 	}
-	if m.role == "billing" {
-		c.detail(http.StatusForbidden, "The user with a 'billing' role cannot have team-level permissions.")
-		return
-	}
-	if !st.openMembership && !c.canAdminTeam(t) {
+	if !st.openMembership && !c.hasGlobalAccess() && !c.canAdminTeam(t) {
 		// Sentry creates an access request instead of a membership.
 		s.audit(st, c.p, "member.pending", m.Email()+" requested to join "+t.slug, m.id, userID(m), map[string]any{"team_slug": t.slug})
 		writeEmpty(c.w, http.StatusAccepted)
 		return
 	}
 	st.setMemberTeam(m, t, "")
-	s.audit(st, c.p, "member.join-team", m.Email()+" joined team "+t.slug, m.id, userID(m), map[string]any{"team_slug": t.slug})
+	s.audit(st, c.p, "member.join-team", joinTeamNote(c.p, m, t.slug), m.id, userID(m), map[string]any{"email": m.Email(), "team_slug": t.slug})
 	s.stats.mutation("member.join-team", m.Email())
-	c.json(http.StatusCreated, s.wireTeam(st, t, c.p, false))
+	c.json(http.StatusCreated, s.wireTeam(st, t, c.p))
+}
+
+// hasGlobalAccess: the caller's org role gives access to every team (manager,
+// owner) or, for integrations, org-wide scopes.
+func (c *call) hasGlobalAccess() bool {
+	if c.p.kind == kindIntegration {
+		return c.p.has("org:write") || c.p.has("team:write")
+	}
+	return c.p.member != nil && (c.p.member.role == "manager" || c.p.member.role == "owner") && c.p.has("org:write")
+}
+
+// canAdminTeam is Sentry's can_admin_team: on the team, with team:write
+// there (an org role's scopes or the team role's) or org:write/member:write.
+func (c *call) canAdminTeam(t *team) bool {
+	cm := c.p.member
+	if cm == nil {
+		return false
+	}
+	r, on := cm.teams[t]
+	if !on {
+		return false
+	}
+	if c.p.has("org:write") || c.p.has("member:write") || c.p.has("team:write") {
+		return true
+	}
+	return effectiveTeamRole(cm.role, r) == "admin"
 }
 
 func (s *Sandbox) removeMemberTeam(c *call) {
 	st := c.lockW()
 	defer s.mu.Unlock()
-	if !c.need("org:read", "org:write", "org:admin", "member:read", "member:write", "member:admin") {
+	if !c.need("org:read", "org:write", "org:admin", "team:admin") {
 		return
 	}
 	m, t, ok := s.memberTeamTarget(c, st)
 	if !ok {
 		return
 	}
+	// _can_delete comes before the IdP check.
+	if !(c.p.kind == kindUser && (m == c.p.member || c.p.has("org:write") || c.canAdminTeam(t))) {
+		c.detail(http.StatusBadRequest, "You do not have permission to edit that user's membership.")
+		return
+	}
 	if t.idp {
 		c.detail(http.StatusForbidden, msgIdPTeam)
 		return
 	}
-	if m != c.p.member && !c.canAdminTeam(t) {
-		c.detail(http.StatusBadRequest, "You do not have permission to edit that user's membership.")
-		return
-	}
 	if _, had := m.teams[t]; had {
+		s.audit(st, c.p, "member.leave-team", leaveTeamNote(c.p, m, t.slug), m.id, userID(m), map[string]any{"email": m.Email(), "team_slug": t.slug})
 		st.unsetMemberTeam(m, t)
-		s.audit(st, c.p, "member.leave-team", m.Email()+" left team "+t.slug, m.id, userID(m), map[string]any{"team_slug": t.slug})
 		s.stats.mutation("member.leave-team", m.Email())
 	}
-	c.json(http.StatusOK, s.wireTeam(st, t, c.p, false))
+	c.json(http.StatusOK, s.wireTeam(st, t, c.p))
 }
 
 func (s *Sandbox) putMemberTeam(c *call) {
 	st := c.lockW()
 	defer s.mu.Unlock()
-	if !c.need("org:read", "org:write", "org:admin", "member:read", "member:write", "member:admin") {
+	if !c.need("org:read", "org:write", "org:admin", "member:read", "member:write", "member:admin", "team:admin", "team:write") {
 		return
 	}
 	m, t, ok := s.memberTeamTarget(c, st)
@@ -777,30 +938,57 @@ func (s *Sandbox) putMemberTeam(c *call) {
 		return
 	}
 	var b struct {
-		TeamRole string `json:"teamRole"`
+		TeamRole *string `json:"teamRole"`
+		IsActive *bool   `json:"isActive"`
 	}
 	if !c.decode(&b) {
 		return
 	}
-	if teamRolePriority(b.TeamRole) < 0 {
-		c.json(http.StatusBadRequest, map[string][]string{"teamRole": {fmt.Sprintf("\"%s\" is not a valid choice.", b.TeamRole)}})
+	if b.TeamRole == nil {
+		// A partial serializer without teamRole (e.g. {}): a 200 that changes nothing.
+		c.json(http.StatusOK, map[string]any{"isActive": true, "teamRole": nullable(old)})
 		return
 	}
-	if !c.canAdminTeam(t) {
+	if teamRolePriority(*b.TeamRole) < 0 {
+		c.json(http.StatusBadRequest, map[string][]string{"teamRole": {fmt.Sprintf("\"%s\" is not a valid choice.", *b.TeamRole)}})
+		return
+	}
+	oldRole := old
+	if oldRole == "" {
+		oldRole = minTeamRoleFor(m.role)
+	}
+	if !c.canSetTeamRole(t, *b.TeamRole) || !c.canSetTeamRole(t, oldRole) {
 		c.detail(http.StatusBadRequest, "You do not have permission to edit that user's membership.")
 		return
 	}
-	if m.role == "billing" {
-		c.detail(http.StatusBadRequest, "The user with a 'billing' role cannot have team-level permissions.")
-		return
-	}
-	stored := normalizeTeamRole(m.role, b.TeamRole)
+	stored := normalizeTeamRole(m.role, *b.TeamRole)
 	if stored != old {
-		st.setMemberTeam(m, t, stored)
 		s.stats.mutation("member.team-role", m.Email())
-		s.audit(st, c.p, "member.edit", "changed team role of "+m.Email()+" on "+t.slug, m.id, userID(m), map[string]any{"team_slug": t.slug, "teamRole": b.TeamRole})
 	}
+	st.setMemberTeam(m, t, stored)
+	s.audit(st, c.p, "member.edit", "changed team role of "+m.Email()+" on "+t.slug, m.id, userID(m),
+		map[string]any{"email": m.Email(), "role": m.role, "team_slug": t.slug, "team_role": *b.TeamRole})
 	c.json(http.StatusOK, map[string]any{"isActive": true, "teamRole": nullable(stored)})
+}
+
+// canSetTeamRole is Sentry's can_set_team_role: can_admin_team, or an org
+// role that may manage the team role (manager, owner: any; admin: any), or a
+// team role on t that may.
+func (c *call) canSetTeamRole(t *team, role string) bool {
+	if c.canAdminTeam(t) {
+		return true
+	}
+	cm := c.p.member
+	if cm == nil {
+		return false
+	}
+	if rolePriority(cm.role) >= rolePriority("admin") {
+		return true
+	}
+	if r, on := cm.teams[t]; on && teamRolePriority(effectiveTeamRole(cm.role, r)) >= teamRolePriority(role) && effectiveTeamRole(cm.role, r) == "admin" {
+		return true
+	}
+	return false
 }
 
 // ---- sandbox helpers: views ----
@@ -855,7 +1043,12 @@ func (s *Sandbox) Members() []MemberView {
 	return out
 }
 
-// acceptInvite turns a pending invite into a member with a user.
+// acceptInvite turns a pending invite into a member with a user, as Sentry's
+// invite acceptance does: an expired link is refused, a user who is already a
+// member makes the invite go away, otherwise the member gets the user (its
+// invite email and token are cleared), its team memberships stay as stored
+// (invites carry null team roles), and a member.accept-invite audit entry is
+// written with the user as actor and target.
 func (s *Sandbox) acceptInvite(memberID string) (MemberView, int, string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -868,29 +1061,76 @@ func (s *Sandbox) acceptInvite(memberID string) (MemberView, int, string) {
 		return MemberView{}, http.StatusBadRequest, "member is not a pending invite"
 	}
 	now := s.now().UTC()
+	if !m.inviteExpiry.IsZero() && now.After(m.inviteExpiry) {
+		return MemberView{}, http.StatusBadRequest, "the invitation link has expired"
+	}
 	u := st.userByEmail[lower(m.email)]
 	if u == nil {
 		u = &user{id: st.newID(), name: nameFromEmail(m.email), email: m.email, dateJoined: now}
 		u.emails = []userEmail{{id: st.newID(), email: m.email, verified: true}}
 		st.addUser(u)
 	} else if st.memberByUser[u.id] != nil {
+		st.removeMember(m)
 		return MemberView{}, http.StatusConflict, "user is already a member"
 	}
+	email := m.email
 	m.user = u
 	m.inviteToken = ""
-	for t, r := range m.teams {
-		m.teams[t] = normalizeTeamRole(m.role, r)
-	}
+	m.inviteExpiry = time.Time{}
 	st.memberByUser[u.id] = m
+	if st.memberByEmail[lower(email)] == m {
+		delete(st.memberByEmail, lower(email))
+	}
 	st.memberByEmail[lower(m.Email())] = m
 	st.scimOrder = nil
 	m.invalidate()
 	st.addAudit(&auditEntry{actorUserID: u.id, event: "member.accept-invite", ip: "127.0.0.1",
 		note: "accepted the membership invite", targetObject: m.id, targetUserID: u.id,
-		data: map[string]any{"email": m.email}, dateCreated: now})
-	s.stats.mutation("member.accept-invite", m.email)
+		data: auditDataOf(m), dateCreated: now})
+	s.stats.mutation("member.accept-invite", email)
 	return viewOf(m), http.StatusOK, ""
 }
+
+// validateInviteEmail is the invite serializer's email field: required,
+// at most 75 characters, and an address Django's EmailValidator accepts.
+func validateInviteEmail(email string) string {
+	switch {
+	case email == "":
+		return "This field may not be blank."
+	case len([]rune(email)) > 75:
+		return "Ensure this field has no more than 75 characters."
+	case !djangoEmail(email):
+		return "Enter a valid email address."
+	}
+	return ""
+}
+
+// djangoEmail follows django.core.validators.EmailValidator: a dot-atom or
+// quoted user part, and a domain that is "localhost", a bracketed IP
+// literal, or dot-separated labels ending in a TLD of 2-63 characters.
+func djangoEmail(v string) bool {
+	at := strings.LastIndex(v, "@")
+	if at <= 0 || at == len(v)-1 {
+		return false
+	}
+	userPart, domain := v[:at], v[at+1:]
+	if !emailUserRe.MatchString(userPart) {
+		return false
+	}
+	d := strings.ToLower(domain)
+	if d == "localhost" {
+		return true
+	}
+	if strings.HasPrefix(d, "[") && strings.HasSuffix(d, "]") {
+		return net.ParseIP(strings.TrimPrefix(strings.TrimSuffix(d, "]"), "[")) != nil
+	}
+	return emailDomainRe.MatchString(d)
+}
+
+var (
+	emailUserRe   = regexp.MustCompile(`(?i)^(?:[-!#$%&'*+/=?^_` + "`" + `{}|~0-9A-Z]+(?:\.[-!#$%&'*+/=?^_` + "`" + `{}|~0-9A-Z]+)*|"(?:[\x01-\x08\x0b\x0c\x0e-\x1f!#-\[\]-\x7f]|\\[\x01-\x09\x0b\x0c\x0e-\x7f])*")$`)
+	emailDomainRe = regexp.MustCompile(`(?i)^(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{1,62}[a-z0-9]$`)
+)
 
 // AcceptInvite accepts the pending invite of email as the invited user would.
 func (s *Sandbox) AcceptInvite(email string) (MemberView, error) {

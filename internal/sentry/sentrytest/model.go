@@ -180,6 +180,7 @@ type member struct {
 	role         string
 	flags        map[string]bool
 	teams        map[*team]string // stored team role, "" = NULL
+	joined       map[*team]int64  // OrganizationMemberTeam id: the join order
 	dateCreated  time.Time
 	inviterName  string
 	inviterID    int64
@@ -477,12 +478,19 @@ func (st *state) setMemberTeam(m *member, t *team, stored string) {
 	if m.teams == nil {
 		m.teams = map[*team]string{}
 	}
+	if _, on := m.teams[t]; !on {
+		if m.joined == nil {
+			m.joined = map[*team]int64{}
+		}
+		m.joined[t] = st.newID()
+	}
 	m.teams[t] = stored
 	t.members[m] = struct{}{}
 }
 
 func (st *state) unsetMemberTeam(m *member, t *team) {
 	delete(m.teams, t)
+	delete(m.joined, t)
 	delete(t.members, m)
 }
 

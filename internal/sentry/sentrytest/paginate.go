@@ -12,6 +12,7 @@ type page struct {
 	limit  int
 	offset int
 	pageNo int // OffsetPaginator page number (cursor offset)
+	value  int // the cursor's value (0 = none)
 }
 
 // parsePerPage validates per_page as Sentry's base endpoint does.
@@ -60,7 +61,11 @@ func (cu cursor) String() string {
 	return strconv.FormatInt(cu.value, 10) + ":" + strconv.Itoa(cu.offset) + ":" + p
 }
 
-// offsetPage decodes an OffsetPaginator request: cursor "limit:page:is_prev".
+// offsetPage decodes an OffsetPaginator request (src/sentry/api/paginator.py):
+// the cursor is "value:offset:is_prev"; the rows start at offset*value (so
+// "0:N:0" is the first page and, with value = per_page, offset counts pages),
+// value+1 rows are read (per_page+1 when value is 0) and, when value differs
+// from per_page, only the last per_page+1 of them are kept.
 func (c *call) offsetPage() (page, bool) {
 	limit, ok := c.parsePerPage()
 	if !ok {
@@ -75,18 +80,12 @@ func (c *call) offsetPage() (page, bool) {
 		c.detail(http.StatusBadRequest, "Invalid cursor parameter.")
 		return page{}, false
 	}
-	if cu.value > 0 {
-		if cu.value > 100 {
-			c.detail(http.StatusBadRequest, "Invalid cursor parameter.")
-			return page{}, false
-		}
-		limit = int(cu.value)
-	}
-	if cu.offset < 0 {
+	offset := int64(cu.offset) * cu.value
+	if offset < 0 {
 		c.detail(http.StatusBadRequest, "Pagination offset cannot be negative")
 		return page{}, false
 	}
-	return page{limit: limit, offset: cu.offset * limit, pageNo: cu.offset}, true
+	return page{limit: limit, offset: int(offset), pageNo: cu.offset, value: int(cu.value)}, true
 }
 
 // linkBase is the absolute URL of the request with the query minus cursor,
@@ -128,9 +127,20 @@ func (pg page) window(n int) (int, int, bool) {
 	if lo > n {
 		lo = n
 	}
-	hi := lo + pg.limit
-	if hi > n {
-		hi = n
+	span := pg.limit
+	if pg.value > 0 {
+		span = pg.value
 	}
-	return lo, hi, hi < n
+	stop := lo + span + 1
+	if stop > n {
+		stop = n
+	}
+	if pg.value > 0 && pg.value != pg.limit && stop-lo > pg.limit+1 {
+		lo = stop - (pg.limit + 1)
+	}
+	hi := lo + pg.limit
+	if hi > stop {
+		hi = stop
+	}
+	return lo, hi, stop-lo > pg.limit
 }

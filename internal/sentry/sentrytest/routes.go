@@ -20,6 +20,8 @@ const (
 	PatternTeamMembers   = "/api/0/teams/{organization_id_or_slug}/{team_id_or_slug}/members/"
 	PatternTeamProjects  = "/api/0/teams/{organization_id_or_slug}/{team_id_or_slug}/projects/"
 	PatternProjects      = "/api/0/organizations/{organization_id_or_slug}/projects/"
+	PatternMyProjects    = "/api/0/projects/"
+	PatternProject       = "/api/0/projects/{organization_id_or_slug}/{project_id_or_slug}/"
 	PatternProjectTeam   = "/api/0/projects/{organization_id_or_slug}/{project_id_or_slug}/teams/{team_id_or_slug}/"
 	PatternOrgAuthTokens = "/api/0/organizations/{organization_id_or_slug}/org-auth-tokens/"
 	PatternOrgAuthToken  = "/api/0/organizations/{organization_id_or_slug}/org-auth-tokens/{token_id}/"
@@ -58,11 +60,15 @@ func (s *Sandbox) routes() {
 	s.handle("GET", PatternTeamProjects, s.teamProjects)
 	s.handle("POST", PatternTeamProjects, s.createTeamProject)
 	s.handle("GET", PatternProjects, s.listProjects)
+	s.handle("GET", PatternMyProjects, s.listMyProjects)
+	s.handle("GET", PatternProject, s.getProject)
 	s.handle("POST", PatternProjectTeam, s.projectTeam)
 	s.handle("DELETE", PatternProjectTeam, s.projectTeam)
 
 	s.handle("GET", PatternOrgAuthTokens, s.listOrgTokens)
 	s.handle("POST", PatternOrgAuthTokens, s.createOrgToken)
+	s.handle("GET", PatternOrgAuthToken, s.getOrgToken)
+	s.handle("PUT", PatternOrgAuthToken, s.putOrgToken)
 	s.handle("DELETE", PatternOrgAuthToken, s.deleteOrgToken)
 	s.handle("GET", PatternAuditLogs, s.auditLogs)
 

@@ -322,7 +322,7 @@ func (s *Sandbox) serveAPI(w http.ResponseWriter, r *http.Request, rt *route) {
 		}
 	}
 	if limitMsg != "" {
-		writeJSON(sw, http.StatusTooManyRequests, limitMsg)
+		writeRateLimited(sw, limitMsg)
 		return
 	}
 	if fault != nil && !fault.After && s.applyFault(sw, r, fault) {

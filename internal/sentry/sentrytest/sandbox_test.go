@@ -486,7 +486,9 @@ func TestRateLimit(t *testing.T) {
 	}
 	r := c.get(membersURL + "me/")
 	expect(t, r, 429, "")
-	if string(r.body) != `"You are attempting to use this endpoint too frequently. Limit is 40 requests in 1 seconds"` {
+	// src/sentry/middleware/ratelimit.py: {"detail": ...} in a plain HttpResponse (text/html).
+	if string(r.body) != `{"detail":"You are attempting to use this endpoint too frequently. Limit is 40 requests in 1 seconds"}` ||
+		!strings.HasPrefix(r.header.Get("Content-Type"), "text/html") {
 		t.Fatalf("429 body %s", r.body)
 	}
 	if r.header.Get("Retry-After") != "" || r.header.Get("X-Sentry-Rate-Limit-Remaining") != "0" {
@@ -573,7 +575,7 @@ func TestActAsAndOrgTokens(t *testing.T) {
 		t.Fatalf("jane's token creations = %d", len(rows))
 	}
 	newest := rows[0].(map[string]any)
-	if newest["note"] != "created org auth token jane-ci" || newest["actor"].(map[string]any)["email"] != "jane.doe@acme.test" {
+	if newest["note"] != "added org auth token jane-ci" || newest["actor"].(map[string]any)["email"] != "jane.doe@acme.test" {
 		t.Fatalf("newest row = %v", newest)
 	}
 	if _, ok := newest["targetObject"].(float64); !ok {
@@ -634,11 +636,12 @@ func TestInviteQuota(t *testing.T) {
 	}
 	clk.Add(24 * 3600e9)
 	expect(t, c.do("POST", membersURL, map[string]any{"email": "hire100@acme.test"}), 201, "")
-	// 10 per email per day (reinvites count).
+	// 10 per email per day (reinvites count; only a PUT re-sends).
+	hire := memberID(t, srv.Sandbox, "hire100@acme.test")
 	for i := 0; i < 9; i++ {
-		expect(t, c.do("POST", membersURL, map[string]any{"email": "hire100@acme.test", "reinvite": true}), 201, "")
+		expect(t, c.do("PUT", membersURL+hire+"/", map[string]any{"reinvite": true}), 200, "")
 	}
-	expect(t, c.do("POST", membersURL, map[string]any{"email": "hire100@acme.test", "reinvite": true}), 429, "too many invitations")
+	expect(t, c.do("PUT", membersURL+hire+"/", map[string]any{"reinvite": true}), 429, "too many invitations")
 
 	off := NewServer(t, Options{DisableInviteQuota: true, RateLimit: -1})
 	oc := newClient(t, off)
@@ -656,7 +659,8 @@ func TestMemberPut(t *testing.T) {
 		"teamRoles": []map[string]any{{"teamSlug": "payments", "role": "contributor"}, {"teamSlug": "platform", "role": "admin"}}})
 	expect(t, r, 200, "")
 	v, _ := srv.Member("jane.doe@acme.test")
-	if fmt.Sprint(v.Teams) != "map[payments: platform:admin]" {
+	// Sentry stores the team roles as given (contributor stays contributor).
+	if fmt.Sprint(v.Teams) != "map[payments:contributor platform:admin]" {
 		t.Fatalf("teams = %v", v.Teams)
 	}
 	// a PUT without teamRoles clears the team set (Sentry's replace step always runs).
@@ -671,11 +675,13 @@ func TestMemberPut(t *testing.T) {
 	}
 	olivia := memberID(t, srv.Sandbox, "olivia.owner@acme.test")
 	expect(t, c.do("PUT", membersURL+olivia+"/", map[string]any{"orgRole": "member"}), 403, `{"role":"You do not have permission to assign a role to the given user."}`)
-	expect(t, c.do("PUT", membersURL+jane+"/", map[string]any{"orgRole": "owner"}), 403, `{"role":"You do not have permission to assign the given role."}`)
+	// the request serializer refuses a role above the caller's before the view's own 403s.
+	expect(t, c.do("PUT", membersURL+jane+"/", map[string]any{"orgRole": "owner"}), 400, `{"orgRole":["You do not have permission to set that org-level role"]}`)
 	expect(t, c.do("PUT", membersURL+"me/", map[string]any{"orgRole": "member"}), 400, `You cannot make changes to your own role.`)
 	expect(t, c.do("PUT", membersURL+jane+"/", map[string]any{"orgRole": "admin"}), 400, `deprecated`)
 	ivan := memberID(t, srv.Sandbox, "ivan.petrov@acme.test")
-	expect(t, c.do("PUT", membersURL+ivan+"/", map[string]any{"orgRole": "manager"}), 403, `identity provider`)
+	// Sentry does not enforce the idp:role-restricted lock on PUT (see fidelity_rest_test.go).
+	expect(t, c.do("PUT", membersURL+ivan+"/", map[string]any{"orgRole": "manager"}), 200, `"orgRole":"manager"`)
 }
 
 func TestMemberTeams(t *testing.T) {
@@ -745,13 +751,11 @@ func TestTeams(t *testing.T) {
 	expect(t, c.do("POST", "/api/0/organizations/acme/teams/", map[string]string{"slug": "12345"}), 400, `slug`)
 	expect(t, c.get("/api/0/teams/acme/growth/"), 200, `"isMember":true`)
 	expect(t, c.get("/api/0/teams/acme/nope/"), 404, "")
-	// team members: pending invites absent, teamRole as stored.
+	// team members: pending invites listed (team_members.py, see
+	// TestFidelityTeamMembersOrder), teamRole as stored.
 	tm := c.get("/api/0/teams/acme/payments/members/")
 	expect(t, tm, 200, `"teamSlug":"payments"`)
 	for _, m := range tm.list(t) {
-		if m["email"] == "new.hire@acme.test" {
-			t.Fatal("pending invite listed as team member")
-		}
 		if m["email"] == "jane.doe@acme.test" && m["teamRole"] != "admin" {
 			t.Fatalf("jane teamRole %v", m["teamRole"])
 		}

@@ -365,7 +365,7 @@ func (s *Seed) build(orgSlug string, now time.Time) (*state, error) {
 		st.tokens[tok.id] = tok
 		st.tokenByText[tok.token] = tok
 		st.addAudit(&auditEntry{actorUserID: actor, event: "org-auth-token.create", ip: "10.0.0.7",
-			note: "created org auth token " + tok.name, targetObject: tok.id,
+			note: "added org auth token " + tok.name, targetObject: tok.id,
 			data: map[string]any{"name": tok.name, "scopes": []string{"org:ci"}}, dateCreated: tok.dateCreated})
 	}
 	sort.SliceStable(st.audit, func(i, j int) bool { return st.audit[i].dateCreated.Before(st.audit[j].dateCreated) })

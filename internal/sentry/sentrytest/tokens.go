@@ -5,7 +5,6 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
-	"strings"
 )
 
 type wireOrgToken struct {
@@ -40,6 +39,8 @@ func (s *Sandbox) listOrgTokens(c *call) {
 			toks = append(toks, t)
 		}
 	}
+	// org_auth_tokens.py (get): last use descending with never-used last,
+	// then name, then newest first.
 	sort.Slice(toks, func(i, j int) bool {
 		a, b := toks[i], toks[j]
 		switch {
@@ -47,6 +48,10 @@ func (s *Sandbox) listOrgTokens(c *call) {
 			return a.dateLastUsed.After(*b.dateLastUsed)
 		case (a.dateLastUsed == nil) != (b.dateLastUsed == nil):
 			return a.dateLastUsed != nil
+		case a.name != b.name:
+			return a.name < b.name
+		case !a.dateCreated.Equal(b.dateCreated):
+			return a.dateCreated.After(b.dateCreated)
 		}
 		return a.id > b.id
 	})
@@ -67,19 +72,25 @@ func (s *Sandbox) createOrgToken(c *call) {
 		c.detail(http.StatusForbidden, msgNoPermission)
 		return
 	}
+	// org_auth_tokens.py (post): a missing or empty name is a 400 with the
+	// message in a list; the name is not trimmed; model validation
+	// (full_clean, max_length 255) reports Django's message, also in a list.
 	var b struct {
-		Name string `json:"name"`
+		Name any `json:"name"`
 	}
 	if !c.decode(&b) {
 		return
 	}
-	name := strings.TrimSpace(b.Name)
-	if name == "" {
-		c.detail(http.StatusBadRequest, "The name cannot be blank.")
+	name, _ := b.Name.(string)
+	if b.Name == nil || b.Name == "" || b.Name == false {
+		c.json(http.StatusBadRequest, map[string][]string{"detail": {"The name cannot be blank."}})
 		return
 	}
-	if len(name) > 255 {
-		c.detail(http.StatusBadRequest, "The name cannot be longer than 255 characters.")
+	if name == "" {
+		name = fmt.Sprint(b.Name)
+	}
+	if n := len([]rune(name)); n > 255 {
+		c.json(http.StatusBadRequest, map[string][]string{"detail": {fmt.Sprintf("Ensure this value has at most 255 characters (it has %d).", n)}})
 		return
 	}
 	now := s.now().UTC()
@@ -88,10 +99,64 @@ func (s *Sandbox) createOrgToken(c *call) {
 	t.token = fmt.Sprintf("sntrys_sandbox%d_%016x%016x", t.id, uint64(now.UnixNano())*0x9e3779b97f4a7c15, uint64(t.id)*0xbf58476d1ce4e5b9)
 	st.tokens[t.id] = t
 	st.tokenByText[t.token] = t
-	s.audit(st, c.p, "org-auth-token.create", "created org auth token "+name, t.id, 0,
+	s.audit(st, c.p, "org-auth-token.create", "added org auth token "+name, t.id, 0,
 		map[string]any{"name": name, "scopes": []string{"org:ci"}})
 	s.stats.mutation("org-auth-token.create", t.creatorEmail)
 	c.json(http.StatusCreated, wireToken(t, true))
+}
+
+// activeToken is the details endpoints' lookup: an active token of the org.
+func (c *call) activeToken(st *state) *orgToken {
+	id, _ := strconv.ParseInt(c.r.PathValue("token_id"), 10, 64)
+	t := st.tokens[id]
+	if t == nil || !t.active {
+		c.detail(http.StatusNotFound, msgNotFound)
+		return nil
+	}
+	return t
+}
+
+// getOrgToken follows org_auth_token_details.py (get): the token without
+// its secret.
+func (s *Sandbox) getOrgToken(c *call) {
+	st := c.lockR()
+	defer s.mu.RUnlock()
+	if !c.need("org:read", "org:write", "org:admin") {
+		return
+	}
+	if t := c.activeToken(st); t != nil {
+		c.json(http.StatusOK, wireToken(t, false))
+	}
+}
+
+// putOrgToken follows org_auth_token_details.py (put): only the name
+// changes, 204, no audit entry.
+func (s *Sandbox) putOrgToken(c *call) {
+	st := c.lockW()
+	defer s.mu.Unlock()
+	if !c.need("org:read", "org:write", "org:admin") {
+		return
+	}
+	t := c.activeToken(st)
+	if t == nil {
+		return
+	}
+	var b struct {
+		Name string `json:"name"`
+	}
+	if !c.decode(&b) {
+		return
+	}
+	if b.Name == "" {
+		c.detail(http.StatusBadRequest, "The name cannot be blank.")
+		return
+	}
+	if len([]rune(b.Name)) > 255 {
+		c.detail(http.StatusBadRequest, "The name cannot be longer than 255 characters.")
+		return
+	}
+	t.name = b.Name
+	writeEmpty(c.w, http.StatusNoContent)
 }
 
 func (s *Sandbox) deleteOrgToken(c *call) {
@@ -100,15 +165,14 @@ func (s *Sandbox) deleteOrgToken(c *call) {
 	if !c.need("org:write", "org:admin") {
 		return
 	}
-	id, _ := strconv.ParseInt(c.r.PathValue("token_id"), 10, 64)
-	t := st.tokens[id]
-	if t == nil || !t.active {
-		c.detail(http.StatusNotFound, msgNotFound)
+	t := c.activeToken(st)
+	if t == nil {
 		return
 	}
 	t.active = false
 	delete(st.tokenByText, t.token)
-	s.audit(st, c.p, "org-auth-token.remove", "removed org auth token "+t.name, t.id, 0, map[string]any{"name": t.name})
+	s.audit(st, c.p, "org-auth-token.remove", "removed org auth token "+t.name, t.id, 0,
+		map[string]any{"name": t.name, "scopes": []string{"org:ci"}})
 	key := t.creatorEmail
 	if key == "" {
 		key = "token:" + t.name

@@ -132,7 +132,40 @@ type wireTeam struct {
 	IsPending   bool            `json:"isPending"`
 	MemberCount int             `json:"memberCount"`
 	Avatar      wireAvatar      `json:"avatar"`
-	Projects    []wireProject   `json:"projects,omitempty"`
+	// Expandable (TeamSerializer): absent unless expanded.
+	ExternalTeams *[]any            `json:"externalTeams,omitempty"`
+	Organization  *wireOrganization `json:"organization,omitempty"`
+	Projects      *[]wireProject    `json:"projects,omitempty"`
+}
+
+// wireOrganization is OrganizationSerializer's shape (the base organization
+// fields Sentry embeds in a team GET).
+type wireOrganization struct {
+	ID                         string            `json:"id"`
+	Slug                       string            `json:"slug"`
+	Status                     map[string]string `json:"status"`
+	Name                       string            `json:"name"`
+	DateCreated                string            `json:"dateCreated"`
+	IsEarlyAdopter             bool              `json:"isEarlyAdopter"`
+	Require2FA                 bool              `json:"require2FA"`
+	RequireEmailVerification   bool              `json:"requireEmailVerification"`
+	Avatar                     wireAvatar        `json:"avatar"`
+	Links                      map[string]string `json:"links"`
+	HasAuthProvider            bool              `json:"hasAuthProvider"`
+	AllowMemberInvite          bool              `json:"allowMemberInvite"`
+	AllowMemberProjectCreation bool              `json:"allowMemberProjectCreation"`
+	AllowSuperuserAccess       bool              `json:"allowSuperuserAccess"`
+	Features                   []string          `json:"features"`
+}
+
+func wireOrg(st *state) *wireOrganization {
+	return &wireOrganization{ID: strconv.FormatInt(st.orgID, 10), Slug: st.orgSlug,
+		Status: map[string]string{"id": "active", "name": "active"}, Name: st.orgName,
+		DateCreated: ts(st.dateCreated), Avatar: wireAvatar{AvatarType: "letter_avatar"},
+		Links: map[string]string{"organizationUrl": "https://" + st.orgSlug + ".sentry.io",
+			"regionUrl": "https://us.sentry.io"},
+		HasAuthProvider: st.samlEnabled, AllowMemberInvite: true, AllowMemberProjectCreation: true,
+		AllowSuperuserAccess: true, Features: []string{"team-roles"}}
 }
 
 type wireTeamRef struct {
@@ -292,17 +325,13 @@ func nullable(s string) *string {
 	return &s
 }
 
-func memberCount(t *team) int {
-	n := 0
-	for m := range t.members {
-		if !m.pending() {
-			n++
-		}
-	}
-	return n
-}
+// memberCount is get_member_totals: every membership of an approved
+// member, pending invites included (their invite_status is approved).
+func memberCount(t *team) int { return len(t.members) }
 
-func (s *Sandbox) wireTeam(st *state, t *team, caller *principal, withProjects bool) wireTeam {
+// wireTeam is TeamSerializer with the given expansions ("projects",
+// "externalTeams", "organization").
+func (s *Sandbox) wireTeam(st *state, t *team, caller *principal, expand ...string) wireTeam {
 	dc := ts(t.dateCreated)
 	w := wireTeam{ID: t.idStr(), Slug: t.slug, Name: t.name, DateCreated: &dc,
 		Flags: map[string]bool{"idp:provisioned": t.idp}, Access: []string{}, HasAccess: true,
@@ -310,8 +339,10 @@ func (s *Sandbox) wireTeam(st *state, t *team, caller *principal, withProjects b
 	if caller != nil && caller.member != nil {
 		if role, ok := caller.member.teams[t]; ok {
 			w.IsMember = true
+			// TeamSerializer: teamRole is the stored role (null when none);
+			// access is the effective role's scopes.
 			r := effectiveTeamRole(caller.member.role, role)
-			w.TeamRole = &r
+			w.TeamRole = nullable(role)
 			for _, tr := range teamRoleTable() {
 				if tr.id == r {
 					w.Access = tr.scopes
@@ -319,11 +350,18 @@ func (s *Sandbox) wireTeam(st *state, t *team, caller *principal, withProjects b
 			}
 		}
 	}
-	if withProjects {
-		w.Projects = []wireProject{}
+	if contains(expand, "projects") {
+		ps := []wireProject{}
 		for _, p := range sortedProjects(t.projects) {
-			w.Projects = append(w.Projects, s.wireProject(p))
+			ps = append(ps, s.wireProject(p))
 		}
+		w.Projects = &ps
+	}
+	if contains(expand, "externalTeams") {
+		w.ExternalTeams = &[]any{} // no external (Slack, GitHub…) team links are modelled
+	}
+	if contains(expand, "organization") {
+		w.Organization = wireOrg(st)
 	}
 	return w
 }
