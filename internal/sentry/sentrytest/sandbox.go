@@ -353,7 +353,7 @@ func writeEmpty(w http.ResponseWriter, status int) {
 const scimErrorSchema = "urn:ietf:params:scim:api:messages:2.0:Error"
 
 func scimError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]any{"schemas": []string{scimErrorSchema}, "detail": msg, "status": fmt.Sprint(status)})
+	writeJSON(w, status, map[string]any{"schemas": []string{scimErrorSchema}, "detail": msg})
 }
 
 func (c *call) json(status int, v any) { writeJSON(c.w, status, v) }
