@@ -248,3 +248,23 @@ func TestFidelitySCIMGroupsExcludedAttributes(t *testing.T) {
 		t.Fatal(`"members,displayName" is one element, not "members"`)
 	}
 }
+
+// src/sentry/models/authprovider.py (enable_scim creates an internal
+// integration with member:read/write/admin and team:write/admin) and
+// src/sentry/core/endpoints/scim/utils.py (OrganizationSCIMPermission is an
+// OrganizationPermission with a scope map, nothing token-specific): the SCIM
+// token works on REST routes its scopes allow and nowhere else; a user token
+// with the scopes works on the SCIM routes.
+func TestFidelitySCIMTokenKinds(t *testing.T) {
+	srv := NewServer(t, Options{SCIMToken: "scim-tok"})
+	user := newClient(t, srv)
+	scim := user.withToken("scim-tok")
+	expect(t, scim.get(scimUsers), 200, "ListResponse")
+	expect(t, scim.get(membersURL), 200, "")
+	expect(t, scim.get("/api/0/organizations/acme/projects/"), 403, msgNoPermission)
+	expect(t, user.get(scimUsers), 200, "ListResponse")
+	expect(t, user.withToken("not-a-token").get(scimUsers), 401, "")
+	if v := srv.SCIM(); v.Token != "scim-tok" || !v.Enabled {
+		t.Fatalf("SCIM() = %+v", v)
+	}
+}

@@ -130,6 +130,9 @@ func (s *Sandbox) routes() {
 	s.ctl.HandleFunc("GET /_sandbox/audit-log", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.AuditLog())
 	})
+	s.ctl.HandleFunc("GET /_sandbox/scim", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.SCIM())
+	})
 	s.ctl.HandleFunc("GET /_sandbox/org-auth-tokens", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.OrgAuthTokens())
 	})

@@ -1000,3 +1000,21 @@ func (s *Sandbox) scimDeleteGroup(c *call) {
 	s.deleteTeamLocked(st, c.p, t)
 	writeEmpty(c.w, http.StatusNoContent)
 }
+
+// SCIMView is what the organization's SCIM settings page shows.
+type SCIMView struct {
+	Enabled  bool   `json:"enabled"`  // SAML and SCIM both on (the SCIM routes answer)
+	Provider string `json:"provider"` // "okta" or "azure"
+	Token    string `json:"token"`    // the SCIM integration token ("" = none issued)
+}
+
+// SCIM returns the SCIM settings, token included (GET /_sandbox/scim).
+func (s *Sandbox) SCIM() SCIMView {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	p := s.st.scimProvider
+	if p == "" {
+		p = "okta"
+	}
+	return SCIMView{Enabled: s.st.scimEnabled && s.st.samlEnabled, Provider: p, Token: s.st.scimToken}
+}
