@@ -86,6 +86,9 @@ type Client struct {
 	mRetries  metric.Int64Counter
 	mWait     metric.Float64Histogram
 	remaining *remainingGauge
+
+	regional bool // base is sentry.io: follow links.regionUrl (region.go)
+	region   region
 }
 
 // TokenKind classifies a Sentry token by its prefix.
@@ -166,6 +169,7 @@ func New(cfg Config) (*Client, error) {
 		backoffMin: 200 * time.Millisecond,
 		backoffMax: 5 * time.Second,
 	}
+	c.regional = followsRegion(u)
 	c.scimKey = c.tokenKey
 	if cfg.SCIMToken != "" {
 		c.scimKey = tokenKey(cfg.SCIMToken)
@@ -299,6 +303,9 @@ type call struct {
 	// removal marks a request that removes a member or an invite (the gate's
 	// brakes count it).
 	removal bool
+	// control sends the call to the configured base even when the client
+	// follows the org's region (the region lookup itself).
+	control bool
 }
 
 func (cl call) safe() bool {
@@ -374,7 +381,11 @@ func (c *Client) do(ctx context.Context, cl call) (*response, error) {
 			return nil, fmt.Errorf("sentry: encode %s %s: %w", cl.method, cl.pattern, err)
 		}
 	}
-	full := c.base.String() + path
+	base, err := c.apiBase(ctx, cl)
+	if err != nil {
+		return nil, err
+	}
+	full := base + path
 	if len(cl.query) > 0 {
 		full += "?" + cl.query.Encode()
 	}
