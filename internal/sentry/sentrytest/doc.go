@@ -19,8 +19,10 @@
 // "X-Sandbox-Act-As: <email>" acts as any seeded user with the full scopes of
 // that user's role. Org auth tokens (sntrys_…, created through the API or the
 // seed) carry only org:ci. Options.SCIMToken is the SCIM internal-integration
-// token (member:* and team:* scopes); SCIM endpoints also need SAML and SCIM
-// enabled on the organization.
+// token (member:read/write/admin, team:write/admin, as Sentry creates it; it
+// also works on the REST routes those scopes allow); SCIM endpoints also need
+// SAML and SCIM enabled on the organization. `jml sandbox --scim-token`
+// sets it (generated and printed when empty).
 //
 // # Control endpoints (no authentication)
 //
@@ -37,6 +39,7 @@
 //	GET    /_sandbox/members[?email=]           MemberView list (or one member)
 //	GET    /_sandbox/audit-log                  the audit log, oldest first
 //	GET    /_sandbox/org-auth-tokens            org auth tokens incl. plaintext and creator
+//	GET    /_sandbox/scim                       SCIM settings: enabled, provider, token
 //
 // # Seed file format
 //
