@@ -28,6 +28,7 @@ const (
 
 func (s *Sandbox) routes() {
 	s.mux = http.NewServeMux()
+	s.handle("GET", PatternOrganization, s.getOrganization)
 	s.handle("GET", PatternMembers, s.listMembers)
 	s.handle("POST", PatternMembers, s.inviteMember)
 	s.handle("GET", PatternMember, s.getMember)
