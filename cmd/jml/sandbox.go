@@ -59,6 +59,7 @@ func cmdSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("sandbox: -addr %s: %w", *addr, err)
 	}
 	srv := &http.Server{Handler: sb, ReadHeaderTimeout: 10 * time.Second}
+	drainNew(srv)
 	fmt.Fprintf(stdout, "Sentry sandbox listening on http://%s (stats: /_sandbox/stats)\n", ln.Addr())
 	// A sandbox secret, not a real one: printed so the SCIM path can be tried
 	// (JML_SENTRY_SCIM_TOKEN); GET /_sandbox/scim shows it too.

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -30,10 +32,18 @@ func TestRunAgainstSandboxWithSCIMToken(t *testing.T) {
 	go func() {
 		done <- cmdSandbox(ctx, []string{"--addr", addr, "--token", userToken, "--scim-token", scimToken}, &syncWriter{w: &out}, io.Discard)
 	}()
+	// The sandbox must drain at once: the daemon has closed its pooled
+	// connections (sentry.Client.Close) by then. A connection dialed and never
+	// used would hold http.Server.Shutdown for 5 s, its whole drain limit.
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Logf("sandbox shutdown: %v", err) // a lingering keep-alive can outlast its 5 s drain
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("sandbox shutdown: %v", err)
+			}
+		case <-time.After(4 * time.Second):
+			t.Errorf("sandbox shutdown still draining after 4 s")
 		}
 	})
 	sbURL := "http://" + addr
@@ -107,5 +117,104 @@ func TestRunAgainstSandboxWithSCIMToken(t *testing.T) {
 	}
 	if scimRemovals != 1 || otherRemovals != 0 {
 		t.Fatalf("removals: %d through SCIM with the SCIM token, %d otherwise; log %+v", scimRemovals, otherRemovals, reqs)
+	}
+
+	// jml doctor with the same environment: the API base (no region to
+	// follow off sentry.io), SCIM enabled for the SCIM token, no secret shown.
+	for k, v := range map[string]string{"JML_SENTRY_URL": sbURL, "JML_SENTRY_ORG": "acme", "JML_SENTRY_TOKEN": userToken,
+		"JML_SENTRY_SCIM_TOKEN": scimToken, "JML_DATA_DIR": cfg.DataDir} {
+		t.Setenv(k, v)
+	}
+	var doc bytes.Buffer
+	_ = cmdDoctor(context.Background(), nil, &doc, io.Discard)
+	for _, want := range []string{"ok    region         API at " + sbURL + " (JML_SENTRY_URL)", "ok    scim           enabled"} {
+		if !strings.Contains(doc.String(), want) {
+			t.Fatalf("doctor lacks %q:\n%s", want, doc.String())
+		}
+	}
+	if strings.Contains(doc.String(), scimToken) || strings.Contains(doc.String(), userToken) {
+		t.Fatalf("doctor shows a token:\n%s", doc.String())
+	}
+}
+
+// TestRunEmbeddedSandboxSCIMToken: the all-in-one's own sandbox issues a SCIM
+// token (generated into the data dir, mode 0600, reused on restart, never
+// printed or logged), the daemon uses it for SCIM removals as
+// JML_SENTRY_SCIM_TOKEN would be used, and the sandbox drains at once on Close.
+func TestRunEmbeddedSandboxSCIMToken(t *testing.T) {
+	cfg := config.Common{
+		HTTPAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", SandboxAddr: "127.0.0.1:0", SandboxToken: "sandbox",
+		DataDir: t.TempDir(), LogLevel: "debug", MaxBodyBytes: 1 << 20, StreamReplicas: 1, RedisURL: testRedisURL(),
+		RedisPrefix: "jmltest:" + randomID() + ":",
+	}
+	var logs, banner bytes.Buffer
+	sys, err := startAll(context.Background(), cfg, runOptions{stdout: io.Discard, logs: &syncWriter{w: &logs}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := false
+	t.Cleanup(func() {
+		if !closed {
+			sys.Close()
+		}
+		if t.Failed() {
+			t.Logf("daemon logs:\n%s", logs.String())
+		}
+	})
+	path := filepath.Join(cfg.DataDir, sandboxSCIMTokenFile)
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("%s: %v %v", path, fi, err)
+	}
+	b, _ := os.ReadFile(path)
+	tok := strings.TrimSpace(string(b))
+	if len(tok) != 64 {
+		t.Fatalf("generated SCIM token %q: want 64 hex digits", tok)
+	}
+	if v := sys.sandbox.SCIM(); v.Token != tok || !v.Enabled {
+		t.Fatalf("sandbox SCIM settings %+v, want the token of %s", v, path)
+	}
+	sys.banner(&banner)
+	if !strings.Contains(banner.String(), path) || strings.Contains(banner.String(), tok) {
+		t.Fatalf("banner must name %s and never show the token:\n%s", path, banner.String())
+	}
+
+	const john = "john.smith@acme.test" // idp:provisioned in the demo seed
+	c := newSignedClient(t, sys)
+	if r := c.send("msg_embedded_scim_leaver", leaverBody(john)); r.status != http.StatusAccepted {
+		t.Fatalf("leaver: %d %v", r.status, r.body)
+	}
+	eventually(t, john+" is gone", func() bool { _, ok := sys.sandbox.Member(john); return !ok })
+	scim := 0
+	for _, q := range sys.sandbox.RequestLog() {
+		if q.Pattern == sentrytest.PatternSCIMUser && q.Method == http.MethodDelete && q.Status/100 == 2 {
+			if q.Caller != "scim" {
+				t.Fatalf("SCIM removal by %q, want the SCIM token", q.Caller)
+			}
+			scim++
+		}
+	}
+	if scim != 1 {
+		t.Fatalf("%d SCIM removals, want 1", scim)
+	}
+
+	sys.Close()
+	closed = true
+	if sys.sandboxDrain > 2*time.Second {
+		t.Fatalf("the embedded sandbox took %v to drain", sys.sandboxDrain)
+	}
+	if strings.Contains(logs.String(), tok) {
+		t.Fatal("the SCIM token is in the logs")
+	}
+
+	// A restart reuses the token.
+	cfg.RedisPrefix = "jmltest:" + randomID() + ":"
+	sys2, err := startAll(context.Background(), cfg, runOptions{stdout: io.Discard, logs: io.Discard})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sys2.Close()
+	if v := sys2.sandbox.SCIM(); v.Token != tok {
+		t.Fatal("restart generated a new SCIM token")
 	}
 }

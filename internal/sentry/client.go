@@ -89,6 +89,21 @@ type Client struct {
 
 	regional bool // base is sentry.io: follow links.regionUrl (region.go)
 	region   region
+	// own is the transport New created (nil when the caller gave an
+	// HTTPClient): Close releases its pooled connections.
+	own *http.Transport
+}
+
+// Close releases the connections the client keeps to Sentry. Pooled ones
+// include connections dialed but never used (the transport dials while an
+// earlier connection is being freed, then keeps both): a server sees those
+// as new connections that have not sent a request yet, and its graceful
+// shutdown waits up to 5 s for each of them. Call it once the client's last
+// request is done; the client must not be used afterwards.
+func (c *Client) Close() {
+	if c.own != nil {
+		c.own.CloseIdleConnections()
+	}
 }
 
 // TokenKind classifies a Sentry token by its prefix.
@@ -229,7 +244,7 @@ func New(cfg Config) (*Client, error) {
 			t.MaxIdleConnsPerHost = 64
 			t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 			t.ResponseHeaderTimeout = 20 * time.Second
-			base = t
+			base, c.own = t, t
 		} else {
 			base = http.DefaultTransport
 		}

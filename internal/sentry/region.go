@@ -80,3 +80,15 @@ func (c *Client) apiBase(ctx context.Context, cl call) (string, error) {
 	c.logger.Info("sentry region resolved", "region_url", u.String())
 	return u.String(), nil
 }
+
+// APIBase returns the base URL the organization's API calls go to: the
+// configured one, or — when that is sentry.io — the region named by the
+// organization details' links.regionUrl (resolved on first use; followed is
+// then true). jml doctor shows it.
+func (c *Client) APIBase(ctx context.Context) (base string, followed bool, err error) {
+	base, err = c.apiBase(ctx, call{})
+	if err != nil {
+		return "", false, err
+	}
+	return base, c.regional, nil
+}
