@@ -425,7 +425,7 @@ func (s *system) banner(w io.Writer) {
 	}
 	fmt.Fprintf(w, "  generic secret    %s (mode 0600; never printed)\n", genericSecretSource(s.cfg))
 	if s.sandbox != nil {
-		fmt.Fprintf(w, "  SCIM token        %s (never printed; the daemon's SCIM calls use it; GET %s/_sandbox/scim shows it)\n", sandboxSCIMTokenSource(s.cfg), s.sandboxURL)
+		fmt.Fprintf(w, "  SCIM token        %snever printed; the daemon's SCIM calls use it; GET %s/_sandbox/scim shows it)\n", sandboxSCIMTokenSource(s.cfg), s.sandboxURL)
 	}
 	fmt.Fprintf(w, "  admin token       %s\n", adminTokenSource(s.adminAuth))
 	fmt.Fprintln(w)
@@ -476,9 +476,9 @@ func writePrivate(path string, data []byte) error {
 // from, never the token.
 func sandboxSCIMTokenSource(cfg config.Common) string {
 	if cfg.SandboxSCIMToken != "" {
-		return "from JML_SANDBOX_SCIM_TOKEN"
+		return "from JML_SANDBOX_SCIM_TOKEN ("
 	}
-	return filepath.Join(cfg.DataDir, sandboxSCIMTokenFile) + " (mode 0600)"
+	return filepath.Join(cfg.DataDir, sandboxSCIMTokenFile) + " (mode 0600; "
 }
 
 // sandboxSCIMToken returns JML_SANDBOX_SCIM_TOKEN, or the token generated
