@@ -80,6 +80,11 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			report("sentry", fmt.Errorf("%w (the token must be a user auth token, sntryu_…, of a Manager service user with scopes org:read org:write member:read member:write member:admin team:read team:write project:read project:write)", err), "")
 		} else {
 			report("sentry", nil, fmt.Sprintf("token %s, service user member %s (%s), role %s, org %s", r.TokenKind, r.MemberID, r.Email, r.OrgRole, cfg.SentryOrg))
+			region := "API at " + r.APIBase + " (JML_SENTRY_URL)"
+			if r.RegionFollowed {
+				region = "API at " + r.APIBase + " (the organization's links.regionUrl; " + cfg.SentryBaseURL() + " only for that lookup)"
+			}
+			fmt.Fprintf(stdout, "ok    %-14s %s\n", "region", region)
 			scim := "not enabled for the org: IdP-provisioned leavers cannot be removed (" + r.SCIMDetail + ")"
 			if r.SCIMEnabled {
 				scim = "enabled"

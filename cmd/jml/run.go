@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -39,7 +40,9 @@ import (
 const (
 	genericSecretFile = "generic.secret"
 	natsURLFile       = "nats.url"
-	adminAddrFile     = "admin.addr"
+	// sandboxSCIMTokenFile holds the embedded sandbox's generated SCIM token.
+	sandboxSCIMTokenFile = "sandbox-scim.token"
+	adminAddrFile        = "admin.addr"
 )
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -121,6 +124,10 @@ type system struct {
 	adminAuth  config.AdminAuth
 	alerts     *alert.Notifier
 	worker     *app.Worker
+	sentry     *sentry.Client
+	sandboxSrv *http.Server // the embedded sandbox's server, shut down last
+	// sandboxDrain is how long the embedded sandbox's graceful shutdown took.
+	sandboxDrain time.Duration
 }
 
 // currentPolicy is the policy in force (replaced on SIGHUP).
@@ -184,7 +191,14 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 			return nil, err
 		}
 	} else {
-		sopts := sentrytest.Options{Token: cfg.SandboxToken}
+		// The sandbox issues a SCIM token as Sentry does when SCIM is enabled;
+		// the daemon uses it for its SCIM calls, as JML_SENTRY_SCIM_TOKEN
+		// would be used against a real Sentry.
+		scimToken, err := sandboxSCIMToken(cfg)
+		if err != nil {
+			return nil, err
+		}
+		sopts := sentrytest.Options{Token: cfg.SandboxToken, SCIMToken: scimToken}
 		if err := withSpecCheck(&sopts); err != nil {
 			return nil, err
 		}
@@ -194,7 +208,8 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 			return nil, err
 		}
 		s.sandboxURL = "http://" + addr
-		scfg.BaseURL, scfg.Org, scfg.Token, scfg.AllowAnyToken = s.sandboxURL, "acme", cfg.SandboxToken, true
+		s.sandboxSrv = s.servers[len(s.servers)-1]
+		scfg.BaseURL, scfg.Org, scfg.Token, scfg.SCIMToken, scfg.AllowAnyToken = s.sandboxURL, "acme", cfg.SandboxToken, scimToken, true
 	}
 	// Coordination: Redis when configured, else in-process.
 	var redis *redisstate.Store
@@ -286,6 +301,7 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	if err != nil {
 		return nil, fmt.Errorf("sentry client: %w", err)
 	}
+	s.sentry = client
 	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: s.nc, Coord: s.coord, Sentry: client, Telemetry: s.tel, Logger: s.log, MaxClockSkew: cfg.MaxClockSkew, IDSpaces: cfg.IDSpaces(),
 		Owner: owner, Policy: s.currentPolicy, Gate: gate,
 		Streams: cfg.Streams(), Ready: ready, Target: s.target(), SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts, OktaCatchUp: okta,
@@ -321,6 +337,7 @@ func (s *system) serve(addr string, h http.Handler, envName string) (string, err
 		return "", fmt.Errorf("%s=%s: %w", envName, addr, err)
 	}
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	drainNew(srv)
 	s.servers = append(s.servers, srv)
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -330,13 +347,16 @@ func (s *system) serve(addr string, h http.Handler, envName string) (string, err
 	return ln.Addr().String(), nil
 }
 
-// Close shuts down in order: stop accepting webhooks, drain the worker, close
-// NATS, flush telemetry.
+// Close shuts down in order: stop accepting webhooks, drain the worker,
+// release the Sentry connections, stop the embedded sandbox, close NATS,
+// flush telemetry.
 func (s *system) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	for i := len(s.servers) - 1; i >= 0; i-- {
-		_ = s.servers[i].Shutdown(ctx)
+		if s.servers[i] != s.sandboxSrv {
+			_ = s.servers[i].Shutdown(ctx)
+		}
 	}
 	if s.cancel != nil {
 		s.cancel()
@@ -346,6 +366,19 @@ func (s *system) Close() {
 		case <-s.workerDone:
 		case <-ctx.Done():
 		}
+	}
+	// The worker is done with Sentry: drop the pooled connections, so a
+	// Sentry (or sandbox) shutting down is not kept waiting by them.
+	if s.sentry != nil {
+		s.sentry.Close()
+	}
+	// The embedded sandbox goes last: the worker used it until now.
+	if s.sandboxSrv != nil {
+		start := time.Now()
+		if err := s.sandboxSrv.Shutdown(ctx); err != nil {
+			s.log.Warn("sandbox shutdown", "error", err.Error())
+		}
+		s.sandboxDrain = time.Since(start)
 	}
 	if s.nc != nil {
 		s.nc.Close()
@@ -395,6 +428,9 @@ func (s *system) banner(w io.Writer) {
 		fmt.Fprintf(w, "  Sentry            %s (org %s)\n", s.cfg.SentryBaseURL(), s.cfg.SentryOrg)
 	}
 	fmt.Fprintf(w, "  generic secret    %s (mode 0600; never printed)\n", genericSecretSource(s.cfg))
+	if s.sandbox != nil {
+		fmt.Fprintf(w, "  SCIM token        %snever printed; the daemon's SCIM calls use it; GET %s/_sandbox/scim shows it)\n", sandboxSCIMTokenSource(s.cfg), s.sandboxURL)
+	}
 	fmt.Fprintf(w, "  admin token       %s\n", adminTokenSource(s.adminAuth))
 	fmt.Fprintln(w)
 	if s.sandbox != nil {
@@ -438,6 +474,42 @@ func writePrivate(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(f.Name(), path)
+}
+
+// sandboxSCIMTokenSource says where the embedded sandbox's SCIM token comes
+// from, never the token.
+func sandboxSCIMTokenSource(cfg config.Common) string {
+	if cfg.SandboxSCIMToken != "" {
+		return "from JML_SANDBOX_SCIM_TOKEN ("
+	}
+	return filepath.Join(cfg.DataDir, sandboxSCIMTokenFile) + " (mode 0600; "
+}
+
+// sandboxSCIMToken returns JML_SANDBOX_SCIM_TOKEN, or the token generated
+// into the data dir on first start (mode 0600, reused on restart, never
+// printed): 64 hex digits, the shape of Sentry's SCIM integration tokens.
+func sandboxSCIMToken(cfg config.Common) (string, error) {
+	if cfg.SandboxSCIMToken != "" {
+		return cfg.SandboxSCIMToken, nil
+	}
+	path := filepath.Join(cfg.DataDir, sandboxSCIMTokenFile)
+	if b, err := os.ReadFile(path); err == nil {
+		if tok := strings.TrimSpace(string(b)); tok != "" {
+			return tok, nil
+		}
+		return "", fmt.Errorf("sandbox SCIM token: %s is empty", path)
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("sandbox SCIM token: %w", err)
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("sandbox SCIM token: %w", err)
+	}
+	tok := hex.EncodeToString(b)
+	if err := writePrivate(path, []byte(tok+"\n")); err != nil {
+		return "", fmt.Errorf("sandbox SCIM token: %w", err)
+	}
+	return tok, nil
 }
 
 func genericSecretSource(cfg config.Common) string {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +21,8 @@ func cmdSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.SetOutput(stderr)
 	addr := fs.String("addr", envOr("JML_SANDBOX_ADDR", "127.0.0.1:9000"), "listen address")
 	token := fs.String("token", envOr("JML_SANDBOX_TOKEN", "sandbox"), "service user token")
+	scimToken := fs.String("scim-token", os.Getenv("JML_SANDBOX_SCIM_TOKEN"),
+		"the org's SCIM token (Sentry issues one when SCIM is enabled; empty: one is generated and printed)")
 	seedFile := fs.String("seed", "", "seed JSON file (default: the demo organization acme)")
 	rate := fs.Int("rate-limit", 0, "requests per second per token, URL pattern and method (0 = 40 like Sentry; -1 = off)")
 	latency := fs.Duration("latency", 0, "added latency per API request")
@@ -28,7 +32,14 @@ func cmdSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	opts := sentrytest.Options{Token: *token, RateLimit: *rate, Latency: *latency, ConcurrentLimit: *conc,
+	if *scimToken == "" {
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return fmt.Errorf("sandbox: scim token: %w", err)
+		}
+		*scimToken = hex.EncodeToString(b)
+	}
+	opts := sentrytest.Options{Token: *token, SCIMToken: *scimToken, RateLimit: *rate, Latency: *latency, ConcurrentLimit: *conc,
 		DisableInviteQuota: !*quota, FaultSeed: *faultSeed}
 	if *seedFile != "" {
 		f, err := os.Open(*seedFile)
@@ -51,7 +62,11 @@ func cmdSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("sandbox: -addr %s: %w", *addr, err)
 	}
 	srv := &http.Server{Handler: sb, ReadHeaderTimeout: 10 * time.Second}
+	drainNew(srv)
 	fmt.Fprintf(stdout, "Sentry sandbox listening on http://%s (stats: /_sandbox/stats)\n", ln.Addr())
+	// A sandbox secret, not a real one: printed so the SCIM path can be tried
+	// (JML_SENTRY_SCIM_TOKEN); GET /_sandbox/scim shows it too.
+	fmt.Fprintf(stdout, "SCIM token (SCIM routes only): %s\n", *scimToken)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

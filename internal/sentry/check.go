@@ -56,6 +56,11 @@ type CheckResult struct {
 	// without a Date header.
 	ClockSkew  time.Duration
 	ClockKnown bool
+	// APIBase is where the organization's API calls go: the configured base
+	// URL, or the org's region (links.regionUrl of the organization details)
+	// when the base is sentry.io; RegionFollowed says which.
+	APIBase        string
+	RegionFollowed bool
 	// Warnings are non-fatal findings, one line each.
 	Warnings []string
 }
@@ -90,6 +95,10 @@ func (c *Client) Check(ctx context.Context) (r *CheckResult, err error) {
 		}
 	}
 	r.Member, r.MemberID, r.Email, r.OrgRole = me, me.ID, me.Email, me.OrgRole
+	// members/me went through the region lookup already: this reads it back.
+	if r.APIBase, r.RegionFollowed, err = c.APIBase(ctx); err != nil {
+		return r, fmt.Errorf("check token: %w", err)
+	}
 	if me.User != nil {
 		r.UserID = me.User.ID
 		if r.Email == "" {

@@ -86,6 +86,24 @@ type Client struct {
 	mRetries  metric.Int64Counter
 	mWait     metric.Float64Histogram
 	remaining *remainingGauge
+
+	regional bool // base is sentry.io: follow links.regionUrl (region.go)
+	region   region
+	// own is the transport New created (nil when the caller gave an
+	// HTTPClient): Close releases its pooled connections.
+	own *http.Transport
+}
+
+// Close releases the connections the client keeps to Sentry. Pooled ones
+// include connections dialed but never used (the transport dials while an
+// earlier connection is being freed, then keeps both): a server sees those
+// as new connections that have not sent a request yet, and its graceful
+// shutdown waits up to 5 s for each of them. Call it once the client's last
+// request is done; the client must not be used afterwards.
+func (c *Client) Close() {
+	if c.own != nil {
+		c.own.CloseIdleConnections()
+	}
 }
 
 // TokenKind classifies a Sentry token by its prefix.
@@ -166,6 +184,7 @@ func New(cfg Config) (*Client, error) {
 		backoffMin: 200 * time.Millisecond,
 		backoffMax: 5 * time.Second,
 	}
+	c.regional = followsRegion(u)
 	c.scimKey = c.tokenKey
 	if cfg.SCIMToken != "" {
 		c.scimKey = tokenKey(cfg.SCIMToken)
@@ -225,7 +244,7 @@ func New(cfg Config) (*Client, error) {
 			t.MaxIdleConnsPerHost = 64
 			t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 			t.ResponseHeaderTimeout = 20 * time.Second
-			base = t
+			base, c.own = t, t
 		} else {
 			base = http.DefaultTransport
 		}
@@ -299,6 +318,9 @@ type call struct {
 	// removal marks a request that removes a member or an invite (the gate's
 	// brakes count it).
 	removal bool
+	// control sends the call to the configured base even when the client
+	// follows the org's region (the region lookup itself).
+	control bool
 }
 
 func (cl call) safe() bool {
@@ -374,7 +396,11 @@ func (c *Client) do(ctx context.Context, cl call) (*response, error) {
 			return nil, fmt.Errorf("sentry: encode %s %s: %w", cl.method, cl.pattern, err)
 		}
 	}
-	full := c.base.String() + path
+	base, err := c.apiBase(ctx, cl)
+	if err != nil {
+		return nil, err
+	}
+	full := base + path
 	if len(cl.query) > 0 {
 		full += "?" + cl.query.Encode()
 	}

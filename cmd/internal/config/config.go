@@ -58,6 +58,9 @@ type Common struct {
 
 	SandboxAddr  string `envconfig:"SANDBOX_ADDR" default:"127.0.0.1:9000"`
 	SandboxToken string `envconfig:"SANDBOX_TOKEN" default:"sandbox"`
+	// SandboxSCIMToken is the embedded sandbox's SCIM token (jml run; also
+	// the default of jml sandbox --scim-token); empty: generated.
+	SandboxSCIMToken string `envconfig:"SANDBOX_SCIM_TOKEN"`
 
 	GenericSecret string `envconfig:"SOURCE_GENERIC_SECRET"`
 
@@ -81,7 +84,7 @@ type Common struct {
 }
 
 // secretVars are read from <NAME>_FILE when <NAME> is unset.
-var secretVars = []string{"SENTRY_TOKEN", "SENTRY_SCIM_TOKEN", "REDIS_URL", "REDIS_PASSWORD", "ADMIN_TOKEN", "SOURCE_GENERIC_SECRET", "SANDBOX_TOKEN", "ALERT_SLACK_URL", "ALERT_WEBHOOK_SECRET", "ROSTER_AUTHORIZATION"}
+var secretVars = []string{"SENTRY_TOKEN", "SENTRY_SCIM_TOKEN", "REDIS_URL", "REDIS_PASSWORD", "ADMIN_TOKEN", "SOURCE_GENERIC_SECRET", "SANDBOX_TOKEN", "SANDBOX_SCIM_TOKEN", "ALERT_SLACK_URL", "ALERT_WEBHOOK_SECRET", "ROSTER_AUTHORIZATION"}
 
 // Load reads the environment into c. Every secret may come from a file named by
 // JML_<NAME>_FILE. Errors name the variable.

@@ -44,7 +44,11 @@ func (p *principal) has(scope string) bool {
 		return scope == "org:ci"
 	case kindIntegration:
 		switch scope {
-		case "member:read", "member:write", "member:admin", "team:read", "team:write", "team:admin", "org:read":
+		// The SCIM internal integration Sentry creates when SCIM is enabled
+		// (AuthProvider.enable_scim, src/sentry/models/authprovider.py) has
+		// exactly these scopes; like any integration token it works on every
+		// route they allow, the REST ones included.
+		case "member:read", "member:write", "member:admin", "team:write", "team:admin":
 			return true
 		}
 		return false

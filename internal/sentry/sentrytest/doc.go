@@ -2,7 +2,8 @@
 // one Sentry organization (users with secondary emails, members and pending
 // invites with their flags, org roles, teams and team roles stored the way
 // Sentry stores them, projects, org auth tokens, the audit log) serving the
-// member, team, project, SCIM, org-auth-token and audit-log endpoints under /api/0/
+// organization details, member, team, project, SCIM, org-auth-token and audit-log
+// endpoints under /api/0/
 // with Sentry's status codes, bodies, Link pagination, rate-limit headers and
 // invite quotas, plus a /_sandbox/ control surface (stats, fault injection,
 // invite acceptance). It owns its own wire structs and must not import
@@ -32,8 +33,21 @@
 // "X-Sandbox-Act-As: <email>" acts as any seeded user with the full scopes of
 // that user's role. Org auth tokens (sntrys_…, created through the API or the
 // seed) carry only org:ci. Options.SCIMToken is the SCIM internal-integration
-// token (member:* and team:* scopes); SCIM endpoints also need SAML and SCIM
-// enabled on the organization.
+// token (member:read/write/admin, team:write/admin, as Sentry creates it; it
+// also works on the REST routes those scopes allow); SCIM endpoints also need
+// SAML and SCIM enabled on the organization. `jml sandbox --scim-token`
+// sets it (generated and printed when empty); `jml run`'s embedded sandbox
+// takes JML_SANDBOX_SCIM_TOKEN or generates one into its data dir.
+//
+// # Organization details and regions
+//
+// GET /api/0/organizations/{org}/ answers as Sentry's
+// OrganizationDetailsEndpoint: base fields for any caller with an org:*
+// scope, the detailed ones (access, role lists, the caller's orgRole) with
+// org:read, teams and projects unless detailed=0, features only with
+// include_feature_flags. links.regionUrl and links.organizationUrl are the
+// sandbox's own URL (a single-host Sentry), or Options.RegionURL and
+// Options.OrganizationURL to stand in for sentry.io and its region.
 //
 // # Control endpoints (no authentication)
 //
@@ -51,6 +65,7 @@
 //	GET    /_sandbox/members[?email=]           MemberView list (or one member)
 //	GET    /_sandbox/audit-log                  the audit log, oldest first
 //	GET    /_sandbox/org-auth-tokens            org auth tokens incl. plaintext and creator
+//	GET    /_sandbox/scim                       SCIM settings: enabled, provider, token
 //
 // # Seed file format
 //

@@ -1,6 +1,7 @@
 package sentrytest
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -379,7 +380,20 @@ func TestFidelityProjectIndexAndDetails(t *testing.T) {
 	if len(all.list(t)) != 1 || !strings.Contains(all.header.Get("Link"), `rel="next"; results="true"`) {
 		t.Fatalf("per_page=1 page: %d rows, Link %q", len(all.list(t)), all.header.Get("Link"))
 	}
-	expect(t, c.get("/api/0/projects/acme/checkout-api/"), 200, `"organization":{"id"`)
+	// DetailedProjectSerializer: the details carry the organization and the
+	// project settings (defaults for a new project).
+	detail := c.get("/api/0/projects/acme/checkout-api/")
+	expect(t, detail, 200, `"slug":"checkout-api"`)
+	var pd map[string]any
+	if err := json.Unmarshal(detail.body, &pd); err != nil {
+		t.Fatal(err)
+	}
+	if org, _ := pd["organization"].(map[string]any); org["slug"] != "acme" || org["id"] == nil {
+		t.Fatalf("project details without organization: %v", pd["organization"])
+	}
+	if pd["subjectTemplate"] != "$shortID - $title" || pd["securityToken"] == "" || pd["dataScrubber"] != true {
+		t.Fatalf("project details without Sentry's defaults: %v %v %v", pd["subjectTemplate"], pd["securityToken"], pd["dataScrubber"])
+	}
 	expect(t, c.get("/api/0/projects/acme/nope/"), 404, `{"detail":"The requested resource does not exist"}`)
 }
 

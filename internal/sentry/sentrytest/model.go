@@ -287,7 +287,7 @@ type state struct {
 	memberOrder   []*member          // sorted by id
 	memberByEmail map[string]*member // lower-case effective email
 	memberByUser  map[int64]*member
-	scimOrder     []*member // sorted by email, id; nil = stale
+	scimOrder     []*member // pending invites by email, then members by id; nil = stale
 
 	teams      map[int64]*team
 	teamBySlug map[string]*team
@@ -404,10 +404,18 @@ func (st *state) sortedSCIM() []*member {
 	defer st.orderMu.Unlock()
 	if st.scimOrder == nil {
 		st.scimOrder = append(make([]*member, 0, len(st.memberOrder)), st.memberOrder...)
+		// Sentry orders by the member row's own email column, then id
+		// (src/sentry/core/endpoints/scim/members.py, order_by("email", "id")).
+		// Only pending invites carry that email; an accepted member's is NULL,
+		// and PostgreSQL sorts NULLs last: invites first (by email), then
+		// members by id.
 		sort.SliceStable(st.scimOrder, func(i, j int) bool {
 			a, b := st.scimOrder[i], st.scimOrder[j]
-			if a.Email() != b.Email() {
-				return a.Email() < b.Email()
+			if a.pending() != b.pending() {
+				return a.pending()
+			}
+			if a.pending() && a.email != b.email {
+				return a.email < b.email
 			}
 			return a.id < b.id
 		})

@@ -43,6 +43,7 @@ type oaCase struct {
 }
 
 const (
+	tOrg         = "/api/0/organizations/{organization_id_or_slug}/"
 	tMembers     = "/api/0/organizations/{organization_id_or_slug}/members/"
 	tMember      = "/api/0/organizations/{organization_id_or_slug}/members/{member_id}/"
 	tMemberTeam  = "/api/0/organizations/{organization_id_or_slug}/members/{member_id}/teams/{team_id_or_slug}/"
@@ -166,7 +167,13 @@ func specificCases() []oaCase {
 		{name: "invite team role null", method: "POST", tmpl: tMembers, path: "/api/0/organizations/acme/members/", body: `{"email":"null.role@acme.test","orgRole":"member","teamRoles":[{"teamSlug":"payments","role":null}]}`, status: 201},
 		{name: "scim create role case", method: "POST", tmpl: tSCIMUsers, path: "/api/0/organizations/acme/scim/v2/Users", body: `{"schemas":["urn:ietf:params:scim:schemas:core:2.0:User"],"userName":"case.role@acme.test","sentryOrgRole":"Manager","active":true}`, token: "scim", status: 201},
 
+		{name: "scim filter value not a number", method: "GET", tmpl: tSCIMUsers, path: "/api/0/organizations/acme/scim/v2/Users?filter=value+eq+%22abc%22", token: "scim", status: 500},
+		{name: "scim count zero", method: "GET", tmpl: tSCIMUsers, path: "/api/0/organizations/acme/scim/v2/Users?count=0", token: "scim", status: 500},
+		{name: "scim patch no operations", method: "PATCH", tmpl: tSCIMUser, path: "/api/0/organizations/acme/scim/v2/Users/{m:jane.doe@acme.test}", body: `{"schemas":["urn:ietf:params:scim:api:messages:2.0:PatchOp"],"Operations":[]}`, token: "scim", status: 200},
+		{name: "org details with feature flags", method: "GET", tmpl: tOrg, path: "/api/0/organizations/acme/?include_feature_flags=1", status: 200},
+
 		// projects
+		{name: "project details", method: "GET", tmpl: "/api/0/projects/{organization_id_or_slug}/{project_id_or_slug}/", path: "/api/0/projects/acme/checkout-api/", status: 200},
 		{name: "projects", method: "GET", tmpl: tProjects, path: "/api/0/organizations/acme/projects/", status: 200},
 		{name: "project team add", method: "POST", tmpl: tProjectTeam, path: "/api/0/projects/acme/checkout-api/teams/mobile/", status: 201},
 		{name: "project team remove", method: "DELETE", tmpl: tProjectTeam, path: "/api/0/projects/acme/checkout-api/teams/payments/", status: 200},

@@ -1,6 +1,8 @@
 package sentrytest
 
 import (
+	"fmt"
+	"encoding/json"
 	"net/http"
 	"sort"
 	"time"
@@ -68,7 +70,54 @@ func (s *Sandbox) getProject(c *call) {
 		c.detail(http.StatusNotFound, msgNotFound)
 		return
 	}
-	c.json(http.StatusOK, wireProjectWithOrg{wireProject: s.wireProject(p), Organization: wireOrg(st)})
+	b, err := json.Marshal(wireProjectWithOrg{wireProject: s.wireProject(p), Organization: wireOrg(st)})
+	if err != nil {
+		c.detail(http.StatusInternalServerError, err.Error())
+		return
+	}
+	out := detailedProjectDefaults(p)
+	if err := json.Unmarshal(b, &out); err != nil {
+		c.detail(http.StatusInternalServerError, err.Error())
+		return
+	}
+	c.json(http.StatusOK, out)
+}
+
+// detailedProjectDefaults are the fields DetailedProjectSerializer
+// (src/sentry/api/serializers/models/project.py) adds to a project's details,
+// with the values a new project has: project options at their defaults
+// (src/sentry/projectoptions/defaults.py), no events, no releases, no
+// insights data. The sandbox models none of these settings; they are here so
+// clients that decode the details (go-sentry, Terraform) see Sentry's shape.
+func detailedProjectDefaults(p *project) map[string]any {
+	token := fmt.Sprintf("%032x", uint64(p.id)*0x9e3779b97f4a7c15)
+	if len(token) > 32 {
+		token = token[len(token)-32:]
+	}
+	m := map[string]any{
+		"allowedDomains": []string{"*"}, "autofixAutomationTuning": "off", "builtinSymbolSources": []string{},
+		"color": "#3f70bf", "dataScrubber": true, "dataScrubberDefaults": true, "debugFilesRole": nil,
+		"defaultEnvironment": nil, "derivedGroupingEnhancements": "", "digestsMaxDelay": 1800, "digestsMinDelay": 300,
+		"dynamicSamplingBiases": []any{}, "enableAutoReleaseCreation": true, "fingerprintingRules": "",
+		"groupingConfig": "newstyle:2023-01-11", "groupingEnhancements": "",
+		"highlightContext": map[string]any{}, "highlightPreset": map[string]any{"context": map[string]any{}, "tags": []string{}},
+		"highlightTags": []string{}, "isDynamicallySampled": false, "isInternal": false, "isPublic": false,
+		"latestRelease": nil, "options": map[string]any{"sentry:scrub_data": true, "sentry:scrub_defaults": true,
+			"sentry:scrape_javascript": true, "sentry:resolve_age": 0, "sentry:token": token},
+		"platforms": []string{}, "processingIssues": 0, "relayPiiConfig": nil, "resolveAge": 0, "safeFields": []string{},
+		"scmSourceContextEnabled": false, "scrapeJavaScript": true, "scrubIPAddresses": false,
+		"secondaryGroupingConfig": nil, "secondaryGroupingExpiry": 0, "securityToken": token,
+		"securityTokenHeader": nil, "seerNightshiftTweaks": nil, "seerScannerAutomation": true, "sensitiveFields": []string{},
+		"status": "active", "storeCrashReports": nil, "subjectPrefix": "", "subjectTemplate": "$shortID - $title",
+		"symbolSources": "[]", "tempestFetchScreenshots": false, "verifySSL": false,
+	}
+	for _, k := range []string{"hasFeedbacks", "hasFlags", "hasInsightsAgentMonitoring", "hasInsightsAppStart", "hasInsightsAssets",
+		"hasInsightsCaches", "hasInsightsDb", "hasInsightsHttp", "hasInsightsMCP", "hasInsightsQueues", "hasInsightsScreenLoad",
+		"hasInsightsVitals", "hasLogs", "hasMinifiedStackTrace", "hasMonitors", "hasNewFeedbacks", "hasProfiles", "hasReplays",
+		"hasSessions", "hasTraceMetrics"} {
+		m[k] = false
+	}
+	return m
 }
 
 // dateTimePage is DateTimePaginator over rows sorted newest first (at(i)

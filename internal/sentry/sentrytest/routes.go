@@ -8,6 +8,7 @@ import (
 
 // Route patterns (Sentry's URL shapes; the OpenAPI subset's templates where it has them).
 const (
+	PatternOrganization  = "/api/0/organizations/{organization_id_or_slug}/"
 	PatternMembers       = "/api/0/organizations/{organization_id_or_slug}/members/"
 	PatternMember        = "/api/0/organizations/{organization_id_or_slug}/members/{member_id}/"
 	PatternMemberTeam    = "/api/0/organizations/{organization_id_or_slug}/members/{member_id}/teams/{team_id_or_slug}/"
@@ -30,6 +31,7 @@ const (
 
 func (s *Sandbox) routes() {
 	s.mux = http.NewServeMux()
+	s.handle("GET", PatternOrganization, s.getOrganization)
 	s.handle("GET", PatternMembers, s.listMembers)
 	s.handle("POST", PatternMembers, s.inviteMember)
 	s.handle("GET", PatternMember, s.getMember)
@@ -135,6 +137,9 @@ func (s *Sandbox) routes() {
 	})
 	s.ctl.HandleFunc("GET /_sandbox/audit-log", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.AuditLog())
+	})
+	s.ctl.HandleFunc("GET /_sandbox/scim", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, s.SCIM())
 	})
 	s.ctl.HandleFunc("GET /_sandbox/org-auth-tokens", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, s.OrgAuthTokens())

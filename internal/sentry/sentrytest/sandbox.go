@@ -20,6 +20,8 @@ type Options struct {
 	Token              string        // user auth token of the service user, default "sandbox"
 	ServiceUser        string        // email of the service user the Token belongs to, default "jml-bot@acme.test"
 	SCIMToken          string        // optional SCIM integration token (empty = none)
+	RegionURL          string        // links.regionUrl of the organization details; empty = the sandbox's own URL
+	OrganizationURL    string        // links.organizationUrl; empty = the sandbox's own URL
 	RateLimit          int           // requests per 1-second fixed window per (token, URL pattern, method); 0 = 40; <0 = disabled
 	ConcurrentLimit    int           // 0 = 25
 	Latency            time.Duration // added to every API request
@@ -400,7 +402,7 @@ func writeEmpty(w http.ResponseWriter, status int) {
 const scimErrorSchema = "urn:ietf:params:scim:api:messages:2.0:Error"
 
 func scimError(w http.ResponseWriter, status int, msg string) {
-	writeJSON(w, status, map[string]any{"schemas": []string{scimErrorSchema}, "detail": msg, "status": fmt.Sprint(status)})
+	writeJSON(w, status, map[string]any{"schemas": []string{scimErrorSchema}, "detail": msg})
 }
 
 func (c *call) json(status int, v any) { writeJSON(c.w, status, v) }

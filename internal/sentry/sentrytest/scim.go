@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -103,60 +104,161 @@ func (c *call) scimGate(st *state, scopes ...string) bool {
 	return true
 }
 
-// parseSCIMFilter implements Sentry's single-condition filter grammar.
-func parseSCIMFilter(f string) (key, value string, ok bool) {
+// filterOutcome is how Sentry's parse_filter_conditions ends.
+type filterOutcome int
+
+const (
+	filterOK      filterOutcome = iota
+	filterInvalid               // SCIMFilterError: 400 scimType invalidFilter
+	filterCrash                 // int() on a non-number "value": an uncaught ValueError, 500
+)
+
+// parseSCIMFilter follows parse_filter_conditions in
+// src/sentry/core/endpoints/scim/utils.py: exactly one `key eq value`
+// clause, no comma anywhere, the value's first and last characters dropped
+// whatever they are, keys userName, value (an integer) and displayName. The
+// value may come back empty; Sentry then applies no filter at all.
+func parseSCIMFilter(f string) (string, filterOutcome) {
 	if strings.Contains(f, ",") {
-		return "", "", false
+		return "", filterInvalid
 	}
 	parts := strings.Split(f, " eq ")
-	if len(parts) != 2 {
-		return "", "", false
+	if len(parts) != 2 || parts[0] == "" || parts[1] == "" {
+		return "", filterInvalid
 	}
-	key = strings.TrimSpace(parts[0])
-	v := strings.TrimSpace(parts[1])
-	if len(v) < 2 {
-		return "", "", false
+	key := strings.TrimSpace(parts[0])
+	v := []rune(strings.TrimSpace(parts[1]))
+	value := ""
+	if len(v) >= 2 {
+		value = string(v[1 : len(v)-1])
 	}
-	value = v[1 : len(v)-1]
 	switch key {
 	case "userName", "displayName":
+		return value, filterOK
 	case "value":
-		if _, err := strconv.Atoi(value); err != nil {
-			return "", "", false
+		n, err := strconv.ParseInt(strings.TrimPrefix(strings.TrimSpace(value), "+"), 10, 64)
+		if err != nil {
+			return "", filterCrash
 		}
-	default:
-		return "", "", false
+		if n == 0 {
+			return "", filterOK // Python's 0 is falsy: no filter
+		}
+		return strconv.FormatInt(n, 10), filterOK
 	}
-	return key, value, true
+	return "", filterInvalid
 }
 
 func invalidFilter(w http.ResponseWriter) {
 	writeJSON(w, http.StatusBadRequest, map[string]any{"schemas": []string{scimErrorSchema}, "scimType": "invalidFilter"})
 }
 
-// scimPaging parses startIndex and count.
-func (c *call) scimPaging() (start, count int, ok bool) {
-	q := c.r.URL.Query()
-	start, count = 1, 100
-	if v := q.Get("startIndex"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 {
-			writeJSON(c.w, http.StatusBadRequest, map[string]any{"schemas": []string{scimErrorSchema}, "scimType": "invalidValue",
-				"detail": `{"startIndex":["Ensure this value is greater than or equal to 1."]}`})
-			return 0, 0, false
+// internalError is Sentry's answer to an uncaught exception.
+func internalError(w http.ResponseWriter) {
+	writeJSON(w, http.StatusInternalServerError, map[string]string{"detail": "Internal Error", "errorId": "sandbox-scim"})
+}
+
+// scimQuery is SCIMQueryParamSerializer's result plus the page size the
+// base endpoint's paginate settles on.
+type scimQuery struct {
+	start, limit int
+	filter       string // "" = no filter
+	excluded     []string
+}
+
+func (q scimQuery) excludes(attr string) bool {
+	for _, a := range q.excluded {
+		if a == attr {
+			return true
 		}
-		start = n
 	}
-	if v := q.Get("count"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			writeJSON(c.w, http.StatusBadRequest, map[string]any{"schemas": []string{scimErrorSchema}, "scimType": "invalidValue",
-				"detail": `{"count":["Ensure this value is greater than or equal to 0."]}`})
-			return 0, 0, false
+	return false
+}
+
+// drfInt parses like DRF's IntegerField (surrounding spaces and a ".0"
+// tail are accepted).
+func drfInt(v string) (int, bool) {
+	v = strings.TrimSpace(v)
+	if i := strings.IndexByte(v, '.'); i >= 0 && strings.Trim(v[i+1:], "0") == "" {
+		v = v[:i]
+	}
+	n, err := strconv.Atoi(v)
+	return n, err == nil
+}
+
+// scimQueryParams validates the query string as SCIMEndpoint.get_query_parameters
+// (src/sentry/core/endpoints/scim/utils.py) does, then pages as
+// Endpoint.paginate (src/sentry/api/base.py) with default_per_page=count and
+// GenericOffsetPaginator (src/sentry/api/paginator.py). A bad filter is the
+// SCIM invalidFilter body; bad startIndex/count are DRF's plain field-error
+// dict (ParseError(serializer.errors)), not SCIM bodies. It answers the
+// request itself when it returns false.
+func (c *call) scimQueryParams() (scimQuery, bool) {
+	qv := c.r.URL.Query()
+	q := scimQuery{start: 1, excluded: qv["excludedAttributes"]}
+	count := 100
+	errs := map[string][]string{}
+	if vs, ok := qv["startIndex"]; ok {
+		n, ok := drfInt(vs[0])
+		switch {
+		case !ok:
+			errs["startIndex"] = []string{"A valid integer is required."}
+		case n < 1:
+			errs["startIndex"] = []string{"Ensure this value is greater than or equal to 1."}
+		default:
+			q.start = n
 		}
-		count = n
 	}
-	return start, count, true
+	if vs, ok := qv["count"]; ok {
+		n, ok := drfInt(vs[0])
+		switch {
+		case !ok:
+			errs["count"] = []string{"A valid integer is required."}
+		case n < 0:
+			errs["count"] = []string{"Ensure this value is greater than or equal to 0."}
+		default:
+			count = n
+		}
+	}
+	if vs, ok := qv["filter"]; ok {
+		if vs[0] == "" {
+			invalidFilter(c.w) // CharField: "This field may not be blank."
+			return q, false
+		}
+		v, out := parseSCIMFilter(vs[0])
+		switch out {
+		case filterInvalid:
+			invalidFilter(c.w)
+			return q, false
+		case filterCrash:
+			internalError(c.w)
+			return q, false
+		}
+		q.filter = v
+	}
+	if len(errs) > 0 {
+		c.json(http.StatusBadRequest, errs)
+		return q, false
+	}
+	// paginate: per_page (if given) overrides count, capped at max(100, count).
+	q.limit = count
+	if v := qv.Get("per_page"); v != "" {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil {
+			c.detail(http.StatusBadRequest, "Invalid per_page parameter.")
+			return q, false
+		}
+		if max := max(100, count); n > max {
+			c.detail(http.StatusBadRequest, fmt.Sprintf("Invalid per_page value. Cannot exceed %d.", max))
+			return q, false
+		}
+		q.limit = n
+	}
+	if q.limit <= 0 {
+		// GenericOffsetPaginator.get_result asserts limit > 0: count=0 is a 500.
+		internalError(c.w)
+		return q, false
+	}
+	return q, true
 }
 
 func scimPage[T any](items []T, start, count int) []T {
@@ -179,29 +281,36 @@ func (s *Sandbox) scimListUsers(c *call) {
 	if !c.scimGate(st, "member:read", "member:write", "member:admin") {
 		return
 	}
-	start, count, ok := c.scimPaging()
+	q, ok := c.scimQueryParams()
 	if !ok {
 		return
 	}
-	var items []*member
-	if f := c.r.URL.Query().Get("filter"); f != "" {
-		_, v, ok := parseSCIMFilter(f)
-		if !ok {
-			invalidFilter(c.w)
-			return
+	items := st.sortedSCIM()
+	if q.filter != "" {
+		// An invite's own email, or any email of a member's user (primary
+		// or secondary, verified or not: user_service.get_many_by_email
+		// with is_verified=False), case-insensitively.
+		v := lower(q.filter)
+		var out []*member
+		for _, m := range items {
+			if m.pending() {
+				if lower(m.email) == v {
+					out = append(out, m)
+				}
+				continue
+			}
+			if lower(m.user.email) == v || st.userByAlt[v] == m.user {
+				out = append(out, m)
+			}
 		}
-		if m := st.memberByEmail[lower(v)]; m != nil {
-			items = []*member{m}
-		}
-	} else {
-		items = st.sortedSCIM()
+		items = out
 	}
-	pg := scimPage(items, start, count)
+	pg := scimPage(items, q.start, q.limit)
 	res := make([]any, 0, len(pg))
 	for _, m := range pg {
 		res = append(res, s.scimUserOf(st, m))
 	}
-	c.json(http.StatusOK, scimList{Schemas: []string{scimListSchema}, TotalResults: len(items), StartIndex: start,
+	c.json(http.StatusOK, scimList{Schemas: []string{scimListSchema}, TotalResults: len(items), StartIndex: q.start,
 		ItemsPerPage: len(res), Resources: res})
 }
 
@@ -224,30 +333,14 @@ func (s *Sandbox) scimGetUser(c *call) {
 	}
 }
 
-type scimOp struct {
-	Op    string          `json:"op"`
-	Path  string          `json:"path"`
-	Value json.RawMessage `json:"value"`
-}
-
-type scimPatch struct {
-	Schemas    []string `json:"schemas"`
-	Operations []scimOp `json:"Operations"`
-}
-
-// isFalse accepts false and the strings "false"/"False" (Entra ID).
-func isFalse(raw json.RawMessage) bool {
-	var b bool
-	if json.Unmarshal(raw, &b) == nil {
-		return !b
-	}
-	var s string
-	if json.Unmarshal(raw, &s) == nil {
-		return strings.EqualFold(s, "false")
-	}
-	return false
-}
-
+// scimPatchUser is OrganizationSCIMMemberDetails.patch
+// (src/sentry/core/endpoints/scim/members.py): the body must pass
+// SCIMPatchRequestSerializer (Operations required, at most 100, each op
+// "replace" in any case and a value that is a bool, an object or a
+// "true"/"false" string); a partnership member is refused; then the FIRST
+// operation decides: active=false (path "active", or an object value with
+// active false) deletes the member (204), anything else is "Invalid Patch
+// Operation." An empty Operations list answers 200 with the user.
 func (s *Sandbox) scimPatchUser(c *call) {
 	st := c.lockW()
 	defer s.mu.Unlock()
@@ -258,50 +351,66 @@ func (s *Sandbox) scimPatchUser(c *call) {
 	if m == nil {
 		return
 	}
-	var p scimPatch
-	if err := json.Unmarshal(c.body, &p); err != nil || p.Operations == nil {
-		scimError(c.w, http.StatusBadRequest, `{"Operations":["This field is required."]}`)
+	top, ok := decodeLoose(c.body)
+	if !ok {
+		c.detail(http.StatusBadRequest, "JSON parse error - Expecting value")
 		return
 	}
-	if len(p.Operations) > 100 {
-		scimError(c.w, http.StatusBadRequest, `{"Operations":["Ensure this field has no more than 100 elements."]}`)
+	obj, ok := top.(map[string]any)
+	if !ok {
+		scimError(c.w, http.StatusBadRequest, compactJSON(map[string][]string{"non_field_errors": {"Invalid data. Expected a dictionary, but got " + pyType(top) + "."}}))
 		return
 	}
-	deactivate := false
-	for _, op := range p.Operations {
-		if !strings.EqualFold(op.Op, "replace") {
-			scimError(c.w, http.StatusBadRequest, "Invalid Patch Operation.")
-			return
-		}
-		switch {
-		case strings.EqualFold(op.Path, "active") && isFalse(op.Value):
-			deactivate = true
-		case op.Path == "":
-			var obj map[string]json.RawMessage
-			if json.Unmarshal(op.Value, &obj) != nil {
-				scimError(c.w, http.StatusBadRequest, "Invalid Patch Operation.")
-				return
-			}
-			a, ok := obj["active"]
-			if !ok || !isFalse(a) {
-				scimError(c.w, http.StatusBadRequest, "Invalid Patch Operation.")
-				return
-			}
-			deactivate = true
-		default:
-			scimError(c.w, http.StatusBadRequest, "Invalid Patch Operation.")
-			return
+	var errs orderedObj
+	if sv, present := obj["schemas"]; present {
+		if msg := listField(sv, true); msg != "" {
+			errs = append(errs, kv{"schemas", []string{msg}})
 		}
 	}
-	if !deactivate {
+	ov, present := obj["Operations"]
+	ops, _ := ov.([]any)
+	if msg := listField(ov, present); msg != "" {
+		errs = append(errs, kv{"Operations", []string{msg}})
+	} else if oe := validateOps(ops, func(op string) bool { return op == "replace" }, true); oe != nil {
+		errs = append(errs, kv{"Operations", oe})
+	} else if len(ops) > 100 {
+		errs = append(errs, kv{"Operations", []string{"Ensure this field has no more than 100 elements."}})
+	}
+	if errs != nil {
+		scimError(c.w, http.StatusBadRequest, compactJSON(errs))
+		return
+	}
+	if m.flags[flagPartnership] {
+		c.detail(http.StatusForbidden, msgPartnership)
+		return
+	}
+	if len(ops) == 0 {
+		c.json(http.StatusOK, s.scimUserOf(st, m))
+		return
+	}
+	if !shouldDeleteMember(ops[0].(map[string]any)) {
 		scimError(c.w, http.StatusBadRequest, "Invalid Patch Operation.")
 		return
 	}
-	if !c.scimCanDelete(st, m) {
+	if st.isOnlyOwner(m) {
+		c.detail(http.StatusForbidden, msgLastOwner)
 		return
 	}
 	s.removeMember(st, c.p, m)
 	writeEmpty(c.w, http.StatusNoContent)
+}
+
+// shouldDeleteMember is _should_delete_member over a validated operation.
+func shouldDeleteMember(op map[string]any) bool {
+	if v, ok := op["value"].(map[string]any); ok {
+		b, ok := maybeBool(v["active"])
+		return ok && !b
+	}
+	if p, _ := op["path"].(string); p == "active" {
+		b, ok := maybeBool(op["value"])
+		return ok && !b
+	}
+	return false
 }
 
 func (c *call) scimCanDelete(st *state, m *member) bool {
@@ -333,8 +442,11 @@ func (s *Sandbox) scimDeleteUser(c *call) {
 	writeEmpty(c.w, http.StatusNoContent)
 }
 
+// scimRole checks a sentryOrgRole against the roles SCIM may set: every
+// role without org:admin (src/sentry/core/endpoints/scim/members.py). The
+// value is lower-cased, not trimmed.
 func scimRole(r string) (string, bool) {
-	r = strings.ToLower(strings.TrimSpace(r))
+	r = strings.ToLower(r)
 	switch r {
 	case "member", "admin", "manager", "billing":
 		return r, true
@@ -342,42 +454,76 @@ func scimRole(r string) (string, bool) {
 	return "", false
 }
 
+const msgInvalidOrgRole = "Invalid organization role."
+
+// sentryOrgRole reads a truthy sentryOrgRole; crash is a non-string value
+// (Python's .lower() on it raises).
+func sentryOrgRole(obj map[string]any) (role string, given, crash bool) {
+	v, ok := obj["sentryOrgRole"]
+	if !ok || v == nil || v == false || v == "" {
+		return "", false, false
+	}
+	sv, ok := v.(string)
+	if !ok {
+		return "", false, true
+	}
+	return sv, true, false
+}
+
+// scimCreateUser is OrganizationSCIMMemberIndex.post: the role is checked
+// first, then the email through OrganizationMemberRequestSerializer; an
+// email already in the organization (member or approved pending invite) is
+// 409 "User already exists in the database."
 func (s *Sandbox) scimCreateUser(c *call) {
 	st := c.lockW()
 	defer s.mu.Unlock()
 	if !c.scimGate(st, "member:write", "member:admin") {
 		return
 	}
-	var b struct {
-		UserName      string `json:"userName"`
-		SentryOrgRole string `json:"sentryOrgRole"`
-	}
-	if err := json.Unmarshal(c.body, &b); err != nil || strings.TrimSpace(b.UserName) == "" {
-		scimError(c.w, http.StatusBadRequest, `{"email":["This field is required."]}`)
+	top, ok := decodeLoose(c.body)
+	if !ok {
+		c.detail(http.StatusBadRequest, "JSON parse error - Expecting value")
 		return
 	}
-	role := "member"
-	restricted := false
-	if strings.TrimSpace(b.SentryOrgRole) != "" {
-		r, ok := scimRole(b.SentryOrgRole)
-		if !ok {
-			scimError(c.w, http.StatusBadRequest, "Invalid organization role.")
-			return
-		}
-		role, restricted = r, true
+	obj, ok := top.(map[string]any)
+	if !ok {
+		internalError(c.w) // request.data.get on a list
+		return
 	}
-	email := strings.TrimSpace(b.UserName)
-	if ex := st.memberByEmail[lower(email)]; ex != nil {
-		if !ex.pending() {
+	role, restricted := "member", false
+	if r, given, crash := sentryOrgRole(obj); crash {
+		internalError(c.w)
+		return
+	} else if given {
+		role, restricted = strings.ToLower(r), true
+	}
+	if _, ok := scimRole(role); !ok {
+		scimError(c.w, http.StatusBadRequest, msgInvalidOrgRole)
+		return
+	}
+	email, isStr := obj["userName"].(string)
+	switch {
+	case obj["userName"] == nil:
+		scimError(c.w, http.StatusBadRequest, `{"email":["This field may not be null."]}`)
+		return
+	case !isStr || strings.TrimSpace(email) == "":
+		scimError(c.w, http.StatusBadRequest, `{"email":["This field may not be blank."]}`)
+		return
+	}
+	email = strings.TrimSpace(email)
+	if at := strings.LastIndexByte(email, '@'); at < 1 || at == len(email)-1 || strings.ContainsAny(email, " \t") {
+		scimError(c.w, http.StatusBadRequest, `{"email":["Enter a valid email address."]}`)
+		return
+	}
+	if st.memberByEmail[lower(email)] != nil {
+		scimError(c.w, http.StatusConflict, "User already exists in the database.")
+		return
+	}
+	for _, u := range []*user{st.userByEmail[lower(email)], st.userByAlt[lower(email)]} {
+		if u != nil && st.memberByUser[u.id] != nil {
 			scimError(c.w, http.StatusConflict, "User already exists in the database.")
 			return
 		}
-		scimError(c.w, http.StatusBadRequest, fmt.Sprintf(`{"email":["The user %s has already been invited"]}`, email))
-		return
-	}
-	if u := st.userByEmail[lower(email)]; u != nil && st.memberByUser[u.id] != nil {
-		scimError(c.w, http.StatusConflict, "User already exists in the database.")
-		return
 	}
 	if !s.inviteQuota(email) {
 		c.detail(http.StatusTooManyRequests, msgInviteQuota)
@@ -387,6 +533,7 @@ func (s *Sandbox) scimCreateUser(c *call) {
 	c.json(http.StatusCreated, s.scimUserOf(st, m))
 }
 
+// scimPutUser is OrganizationSCIMMemberDetails.put: only the org role.
 func (s *Sandbox) scimPutUser(c *call) {
 	st := c.lockW()
 	defer s.mu.Unlock()
@@ -397,35 +544,56 @@ func (s *Sandbox) scimPutUser(c *call) {
 	if m == nil {
 		return
 	}
-	var b struct {
-		SentryOrgRole string `json:"sentryOrgRole"`
+	top, ok := decodeLoose(c.body)
+	if !ok {
+		c.detail(http.StatusBadRequest, "JSON parse error - Expecting value")
+		return
 	}
-	if err := json.Unmarshal(c.body, &b); err != nil {
-		scimError(c.w, http.StatusBadRequest, "Malformed request.")
+	obj, ok := top.(map[string]any)
+	if !ok {
+		internalError(c.w)
+		return
+	}
+	// The top role (owner) is never changed; the flags are set and 200.
+	if m.role == "owner" {
+		m.flags[flagIdPRoleRestrict] = false
+		m.flags[flagIdPProvisioned] = true
+		m.invalidate()
+		c.json(http.StatusOK, s.scimUserOf(st, m))
+		return
+	}
+	if m.flags[flagPartnership] {
+		c.detail(http.StatusForbidden, msgPartnership)
+		return
+	}
+	r, given, crash := sentryOrgRole(obj)
+	if crash {
+		internalError(c.w)
+		return
+	}
+	var requested string
+	var restrict bool
+	if given {
+		if m.flags[flagIdPRoleRestrict] && strings.EqualFold(m.role, r) {
+			c.json(http.StatusOK, s.scimUserOf(st, m))
+			return
+		}
+		requested, restrict = strings.ToLower(r), true
+	} else {
+		if m.role != "member" && !m.flags[flagIdPRoleRestrict] {
+			c.json(http.StatusOK, s.scimUserOf(st, m))
+			return
+		}
+		requested, restrict = "member", false
+	}
+	if _, ok := scimRole(requested); !ok {
+		scimError(c.w, http.StatusBadRequest, msgInvalidOrgRole)
 		return
 	}
 	before := m.role
-	switch {
-	case m.role == "owner":
-		m.flags[flagIdPProvisioned] = true
-		m.flags[flagIdPRoleRestrict] = false
-	case strings.TrimSpace(b.SentryOrgRole) != "":
-		r, ok := scimRole(b.SentryOrgRole)
-		if !ok {
-			scimError(c.w, http.StatusBadRequest, "Invalid organization role.")
-			return
-		}
-		m.role = r
-		m.flags[flagIdPRoleRestrict] = true
-		m.flags[flagIdPProvisioned] = true
-	default:
-		if m.flags[flagIdPRoleRestrict] || m.role != "member" {
-			if m.flags[flagIdPRoleRestrict] {
-				m.role = "member"
-			}
-			m.flags[flagIdPRoleRestrict] = false
-		}
-	}
+	m.role = requested
+	m.flags[flagIdPRoleRestrict] = restrict
+	m.flags[flagIdPProvisioned] = true
 	if m.role != before {
 		for t, r := range m.teams {
 			m.teams[t] = normalizeTeamRole(m.role, r)
@@ -439,36 +607,32 @@ func (s *Sandbox) scimPutUser(c *call) {
 
 // ---- Groups ----
 
+// scimListGroups is OrganizationSCIMTeamIndex.get: active teams by slug,
+// a filter matching the slugified value case-insensitively,
+// excludedAttributes=members (an exact list element) dropping members.
 func (s *Sandbox) scimListGroups(c *call) {
 	st := c.lockR()
 	defer s.mu.RUnlock()
 	if !c.scimGate(st, "team:read", "team:write", "team:admin") {
 		return
 	}
-	start, count, ok := c.scimPaging()
+	q, ok := c.scimQueryParams()
 	if !ok {
 		return
 	}
-	withMembers := !strings.Contains(c.r.URL.Query().Get("excludedAttributes"), "members")
-	var items []*team
-	if f := c.r.URL.Query().Get("filter"); f != "" {
-		_, v, ok := parseSCIMFilter(f)
-		if !ok {
-			invalidFilter(c.w)
-			return
-		}
-		if t := st.teamBySlug[slugify(v)]; t != nil {
+	items := st.sortedTeams()
+	if q.filter != "" {
+		items = nil
+		if t := st.teamBySlug[slugify(q.filter)]; t != nil {
 			items = []*team{t}
 		}
-	} else {
-		items = st.sortedTeams()
 	}
-	pg := scimPage(items, start, count)
+	pg := scimPage(items, q.start, q.limit)
 	res := make([]any, 0, len(pg))
 	for _, t := range pg {
-		res = append(res, s.scimGroupOf(t, withMembers))
+		res = append(res, s.scimGroupOf(t, !q.excludes("members")))
 	}
-	c.json(http.StatusOK, scimList{Schemas: []string{scimListSchema}, TotalResults: len(items), StartIndex: start,
+	c.json(http.StatusOK, scimList{Schemas: []string{scimListSchema}, TotalResults: len(items), StartIndex: q.start,
 		ItemsPerPage: len(res), Resources: res})
 }
 
@@ -480,15 +644,23 @@ func (c *call) scimTeam(st *state) *team {
 	return t
 }
 
+// scimGetGroup validates the query string like the list does
+// (get_query_parameters runs here too) and honours excludedAttributes.
 func (s *Sandbox) scimGetGroup(c *call) {
 	st := c.lockR()
 	defer s.mu.RUnlock()
 	if !c.scimGate(st, "team:read", "team:write", "team:admin") {
 		return
 	}
-	if t := c.scimTeam(st); t != nil {
-		c.json(http.StatusOK, s.scimGroupOf(t, !strings.Contains(c.r.URL.Query().Get("excludedAttributes"), "members")))
+	t := c.scimTeam(st)
+	if t == nil {
+		return
 	}
+	q, ok := c.scimQueryParams()
+	if !ok {
+		return
+	}
+	c.json(http.StatusOK, s.scimGroupOf(t, !q.excludes("members")))
 }
 
 func (s *Sandbox) scimCreateGroup(c *call) {
@@ -524,28 +696,103 @@ func (s *Sandbox) createTeam(st *state, p *principal, slug, name string) *team {
 	return t
 }
 
-func parseMemberRefs(raw json.RawMessage) ([]string, bool) {
-	var refs []struct {
-		Value json.RawMessage `json:"value"`
-	}
-	if err := json.Unmarshal(raw, &refs); err != nil {
-		return nil, false
-	}
-	out := make([]string, 0, len(refs))
-	for _, r := range refs {
-		var s string
-		if json.Unmarshal(r.Value, &s) != nil {
-			var n int64
-			if json.Unmarshal(r.Value, &n) != nil {
-				return nil, false
-			}
-			s = strconv.FormatInt(n, 10)
-		}
-		out = append(out, s)
-	}
-	return out, true
+// groupFail is how a Group PATCH operation fails. Sentry runs the
+// operations inside one transaction: an exception (member not found, bad
+// filter, rename refused, a crash) rolls every earlier operation back, but
+// the unsupported-replace answer is a plain return, so the operations
+// before it (and idp_provisioned) are committed.
+type groupFail struct {
+	status int
+	body   any
+	commit bool
 }
 
+var (
+	failCrash    = &groupFail{status: http.StatusInternalServerError, body: map[string]string{"detail": "Internal Error", "errorId": "sandbox-scim"}}
+	failFilter   = &groupFail{status: http.StatusBadRequest, body: map[string]any{"schemas": []string{scimErrorSchema}, "scimType": "invalidFilter"}}
+	failNoUser   = &groupFail{status: http.StatusNotFound, body: map[string]any{"schemas": []string{scimErrorSchema}, "detail": "User not found."}}
+	failReplAttr = &groupFail{status: http.StatusBadRequest, commit: true,
+		body: map[string]any{"schemas": []string{scimErrorSchema}, "detail": "Invalid Replace attr. Only displayName and members supported."}}
+)
+
+// memberRef resolves one {"value": id} reference (an int or a numeric
+// string, as Django casts it; anything else raises).
+func memberRef(st *state, ref any) (*member, *groupFail) {
+	obj, ok := ref.(map[string]any)
+	if !ok {
+		return nil, failCrash
+	}
+	var id string
+	switch v := obj["value"].(type) {
+	case json.Number:
+		id = v.String()
+	case string:
+		id = strings.TrimSpace(v)
+	default:
+		return nil, failCrash
+	}
+	if _, err := strconv.ParseInt(id, 10, 64); err != nil {
+		return nil, failCrash
+	}
+	m := st.memberByIDStr(id)
+	if m == nil {
+		return nil, failNoUser
+	}
+	return m, nil
+}
+
+func memberRefs(st *state, v any) ([]*member, *groupFail) {
+	list, ok := v.([]any)
+	if !ok {
+		return nil, failCrash
+	}
+	out := make([]*member, 0, len(list))
+	for _, r := range list {
+		m, f := memberRef(st, r)
+		if f != nil {
+			return nil, f
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+var bracketRe = regexp.MustCompile(`\[(.*?)\]`)
+
+// removeTarget is _get_member_id_for_remove_op: Azure's value list (only
+// its first element counts) or the members[value eq "id"] path filter.
+func removeTarget(st *state, op map[string]any) (*member, *groupFail) {
+	if v, ok := op["value"]; ok {
+		list, ok := v.([]any)
+		if !ok || len(list) == 0 {
+			return nil, failCrash
+		}
+		return memberRef(st, list[0])
+	}
+	path, _ := op["path"].(string)
+	mm := bracketRe.FindStringSubmatch(path)
+	if mm == nil {
+		return nil, failFilter
+	}
+	v, out := parseSCIMFilter(mm[1])
+	switch out {
+	case filterInvalid:
+		return nil, failFilter
+	case filterCrash:
+		return nil, failCrash
+	}
+	if _, err := strconv.ParseInt(v, 10, 64); err != nil {
+		return nil, failCrash // a userName filter reaches the id lookup
+	}
+	m := st.memberByIDStr(v)
+	if m == nil {
+		return nil, failNoUser
+	}
+	return m, nil
+}
+
+// scimPatchGroup is OrganizationSCIMTeamDetails.patch
+// (src/sentry/core/endpoints/scim/teams.py).
 func (s *Sandbox) scimPatchGroup(c *call) {
 	st := c.lockW()
 	defer s.mu.Unlock()
@@ -556,28 +803,56 @@ func (s *Sandbox) scimPatchGroup(c *call) {
 	if t == nil {
 		return
 	}
-	var p scimPatch
-	if err := json.Unmarshal(c.body, &p); err != nil || p.Schemas == nil || p.Operations == nil {
-		scimError(c.w, http.StatusBadRequest, `{"schemas":["This field is required."]}`)
+	top, ok := decodeLoose(c.body)
+	if !ok {
+		c.detail(http.StatusBadRequest, "JSON parse error - Expecting value")
 		return
 	}
-	if len(p.Operations) > 100 {
+	obj, ok := top.(map[string]any)
+	if !ok {
+		scimError(c.w, http.StatusBadRequest, compactJSON(map[string][]string{"non_field_errors": {"Invalid data. Expected a dictionary, but got " + pyType(top) + "."}}))
+		return
+	}
+	var errs orderedObj
+	sv, present := obj["schemas"]
+	if msg := listField(sv, present); msg != "" {
+		errs = append(errs, kv{"schemas", []string{msg}})
+	}
+	ov, present := obj["Operations"]
+	ops, _ := ov.([]any)
+	if msg := listField(ov, present); msg != "" {
+		errs = append(errs, kv{"Operations", []string{msg}})
+	} else if oe := validateOps(ops, func(op string) bool { return op == "add" || op == "remove" || op == "replace" }, false); oe != nil {
+		errs = append(errs, kv{"Operations", oe})
+	}
+	if errs != nil {
+		scimError(c.w, http.StatusBadRequest, compactJSON(errs))
+		return
+	}
+	if len(ops) > 100 {
 		scimError(c.w, http.StatusBadRequest, "Too many patch ops sent, limit is 100.")
 		return
 	}
-	lookup := func(ids []string) ([]*member, bool) {
-		var out []*member
-		for _, id := range ids {
-			m := st.memberByIDStr(id)
-			if m == nil {
-				scimError(c.w, http.StatusNotFound, "User not found.")
-				return nil, false
-			}
-			out = append(out, m)
-		}
-		return out, true
+	// Dry run to find the first failure, then apply what Sentry commits.
+	k, fail := s.scimGroupOps(c, st, t, ops, false)
+	if fail != nil && !fail.commit {
+		c.json(fail.status, fail.body)
+		return
 	}
-	apply := false // first pass validates every operation, second applies them
+	s.scimGroupOps(c, st, t, ops[:k], true)
+	t.idp = true
+	if fail != nil {
+		c.json(fail.status, fail.body)
+		return
+	}
+	writeEmpty(c.w, http.StatusNoContent)
+}
+
+// scimGroupOps runs the operations in order (applying them when apply is
+// set) and returns the index of the first failing one and its failure.
+// Operations that match no branch (say "add" with a path other than
+// "members") are skipped silently, as Sentry's if/elif chain does.
+func (s *Sandbox) scimGroupOps(c *call, st *state, t *team, ops []any, apply bool) (int, *groupFail) {
 	join := func(m *member) {
 		if _, on := m.teams[t]; !on && apply {
 			st.setMemberTeam(m, t, "")
@@ -592,14 +867,20 @@ func (s *Sandbox) scimPatchGroup(c *call) {
 			s.stats.mutation("member.leave-team", m.Email())
 		}
 	}
-	rename := func(name string) bool {
+	rename := func(v any) *groupFail {
+		name, ok := v.(string)
+		if !ok {
+			return failCrash
+		}
 		slug := slugify(name)
+		if !validSlug(slug) {
+			return &groupFail{status: http.StatusBadRequest, body: map[string][]string{"slug": {"Enter a valid slug consisting of lowercase letters, numbers, underscores or hyphens. It cannot be entirely numeric."}}}
+		}
 		if o := st.teamBySlug[slug]; o != nil && o != t {
-			scimError(c.w, http.StatusBadRequest, `{"slug":["A team with this slug already exists."]}`)
-			return false
+			return &groupFail{status: http.StatusBadRequest, body: map[string][]string{"slug": {"Another team is already using that slug"}}}
 		}
 		if !apply {
-			return true
+			return nil
 		}
 		delete(st.teamBySlug, t.slug)
 		t.name, t.slug = name, slug
@@ -609,78 +890,48 @@ func (s *Sandbox) scimPatchGroup(c *call) {
 			m.invalidate()
 		}
 		s.audit(st, c.p, "team.edit", "edited team "+slug, t.id, 0, map[string]any{"slug": slug})
-		return true
+		return nil
 	}
-	for pass := 0; pass < 2; pass++ {
-		apply = pass == 1
-		if !s.scimGroupOps(c, st, t, p.Operations, lookup, join, leave, rename) {
-			return
-		}
-	}
-	t.idp = true
-	writeEmpty(c.w, http.StatusNoContent)
-}
-
-// scimGroupOps runs the PATCH operations through the given effects; it
-// answers the request and returns false on the first invalid operation.
-func (s *Sandbox) scimGroupOps(c *call, st *state, t *team, ops []scimOp, lookup func([]string) ([]*member, bool),
-	join, leave func(*member), rename func(string) bool) bool {
-	for _, op := range ops {
-		switch strings.ToLower(op.Op) {
+	for i, raw := range ops {
+		op := raw.(map[string]any)
+		name := strings.ToLower(scalarString(op["op"]))
+		var fail *groupFail
+		switch name {
 		case "add":
-			if op.Path != "members" {
-				scimError(c.w, http.StatusBadRequest, "Invalid Patch Operation.")
-				return false
-			}
-			ids, ok := parseMemberRefs(op.Value)
+			path, ok := op["path"]
 			if !ok {
-				scimError(c.w, http.StatusBadRequest, "Invalid Patch Operation.")
-				return false
+				return i, failCrash
 			}
-			ms, ok := lookup(ids)
-			if !ok {
-				return false
+			if path != "members" {
+				continue
+			}
+			ms, f := memberRefs(st, op["value"])
+			if f != nil {
+				return i, f
 			}
 			for _, m := range ms {
 				join(m)
 			}
 		case "remove":
-			var ids []string
-			if rest, ok := strings.CutPrefix(op.Path, "members["); ok && strings.HasSuffix(rest, "]") {
-				_, v, ok := parseSCIMFilter(strings.TrimSuffix(rest, "]"))
-				if !ok {
-					invalidFilter(c.w)
-					return false
-				}
-				ids = []string{v}
-			} else if op.Path == "members" {
-				var ok bool
-				if ids, ok = parseMemberRefs(op.Value); !ok {
-					scimError(c.w, http.StatusBadRequest, "Invalid Patch Operation.")
-					return false
-				}
-			} else {
-				scimError(c.w, http.StatusBadRequest, "Invalid Patch Operation.")
-				return false
-			}
-			ms, ok := lookup(ids)
+			path, ok := op["path"].(string)
 			if !ok {
-				return false
+				return i, failCrash
 			}
-			for _, m := range ms {
-				leave(m)
+			if !strings.Contains(path, "members") {
+				continue
 			}
+			m, f := removeTarget(st, op)
+			if f != nil {
+				return i, f
+			}
+			leave(m)
 		case "replace":
+			path, hasPath := op["path"]
 			switch {
-			case op.Path == "members":
-				ids, ok := parseMemberRefs(op.Value)
-				if !ok {
-					scimError(c.w, http.StatusBadRequest, "Invalid Patch Operation.")
-					return false
-				}
-				ms, ok := lookup(ids)
-				if !ok {
-					return false
+			case path == "members":
+				ms, f := memberRefs(st, op["value"])
+				if f != nil {
+					return i, f
 				}
 				keep := map[*member]bool{}
 				for _, m := range ms {
@@ -699,36 +950,27 @@ func (s *Sandbox) scimGroupOps(c *call, st *state, t *team, ops []scimOp, lookup
 				for _, m := range ms {
 					join(m)
 				}
-			case op.Path == "displayName":
-				var name string
-				if json.Unmarshal(op.Value, &name) != nil || name == "" {
-					scimError(c.w, http.StatusBadRequest, "Invalid Patch Operation.")
-					return false
+			case !hasPath || path == nil:
+				v, ok := op["value"].(map[string]any)
+				if !ok {
+					return i, failCrash
 				}
-				if !rename(name) {
-					return false
+				dn, ok := v["displayName"]
+				if !ok {
+					return i, failCrash
 				}
-			case op.Path == "":
-				var obj struct {
-					DisplayName string `json:"displayName"`
-				}
-				if json.Unmarshal(op.Value, &obj) != nil || obj.DisplayName == "" {
-					scimError(c.w, http.StatusBadRequest, "Invalid Replace attr. Only displayName and members supported.")
-					return false
-				}
-				if !rename(obj.DisplayName) {
-					return false
-				}
+				fail = rename(dn)
+			case path == "displayName":
+				fail = rename(op["value"])
 			default:
-				scimError(c.w, http.StatusBadRequest, "Invalid Replace attr. Only displayName and members supported.")
-				return false
+				return i, failReplAttr
 			}
-		default:
-			scimError(c.w, http.StatusBadRequest, "Invalid Patch Operation.")
-			return false
+		}
+		if fail != nil {
+			return i, fail
 		}
 	}
-	return true
+	return len(ops), nil
 }
 
 func (s *Sandbox) deleteTeamLocked(st *state, p *principal, t *team) {
@@ -757,4 +999,22 @@ func (s *Sandbox) scimDeleteGroup(c *call) {
 	}
 	s.deleteTeamLocked(st, c.p, t)
 	writeEmpty(c.w, http.StatusNoContent)
+}
+
+// SCIMView is what the organization's SCIM settings page shows.
+type SCIMView struct {
+	Enabled  bool   `json:"enabled"`  // SAML and SCIM both on (the SCIM routes answer)
+	Provider string `json:"provider"` // "okta" or "azure"
+	Token    string `json:"token"`    // the SCIM integration token ("" = none issued)
+}
+
+// SCIM returns the SCIM settings, token included (GET /_sandbox/scim).
+func (s *Sandbox) SCIM() SCIMView {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	p := s.st.scimProvider
+	if p == "" {
+		p = "okta"
+	}
+	return SCIMView{Enabled: s.st.scimEnabled && s.st.samlEnabled, Provider: p, Token: s.st.scimToken}
 }

@@ -1,0 +1,80 @@
+package sentry
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+
+	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
+)
+
+// Check against the sandbox standing in for sentry.io and its us region
+// (one sandbox behind two TLS hosts): the organization details
+// (src/sentry/core/endpoints/organization_details.py, links.regionUrl from
+// src/sentry/api/serializers/models/organization.py) are read from
+// sentry.io once, everything else goes to us.sentry.io, and the result names
+// the region jml doctor shows.
+func TestCheckResolvesRegionFromSandbox(t *testing.T) {
+	sb := sentrytest.New(sentrytest.Options{Token: "sntryu_tok", RegionURL: "https://us.sentry.io", OrganizationURL: "https://acme.sentry.io"})
+	hits := map[string]*atomic.Int32{}
+	addrs := map[string]string{}
+	var cert *x509.Certificate
+	for _, host := range []string{"sentry.io", "us.sentry.io"} {
+		n := new(atomic.Int32)
+		hits[host] = n
+		srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			n.Add(1)
+			sb.ServeHTTP(w, r)
+		}))
+		t.Cleanup(srv.Close)
+		addrs[host+":443"] = srv.Listener.Addr().String()
+		cert = srv.Certificate()
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			a, ok := addrs[addr]
+			if !ok {
+				return nil, errors.New("test: no such host " + addr)
+			}
+			return (&net.Dialer{}).DialContext(ctx, network, a)
+		},
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "example.com"},
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	c, err := New(Config{BaseURL: "https://sentry.io", Org: "acme", Token: "sntryu_tok", HTTPClient: &http.Client{Transport: tr}, MaxRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.Check(context.Background())
+	if err != nil {
+		t.Fatalf("Check: %v (result %+v)", err, r)
+	}
+	if r.APIBase != "https://us.sentry.io" || !r.RegionFollowed {
+		t.Fatalf("APIBase %q followed %v, want https://us.sentry.io followed", r.APIBase, r.RegionFollowed)
+	}
+	if !r.ScopesKnown || len(r.MissingScopes) != 0 {
+		t.Fatalf("scopes from the organization details: known %v missing %v", r.ScopesKnown, r.MissingScopes)
+	}
+	if hits["sentry.io"].Load() != 1 || hits["us.sentry.io"].Load() < 2 {
+		t.Fatalf("hits sentry.io=%d us=%d, want 1 lookup on sentry.io and the rest on the region", hits["sentry.io"].Load(), hits["us.sentry.io"].Load())
+	}
+
+	// A base that is not sentry.io is used as is.
+	plain := httptest.NewServer(sb)
+	t.Cleanup(plain.Close)
+	c2, err := New(Config{BaseURL: plain.URL, Org: "acme", Token: "sntryu_tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := c2.Check(context.Background()); err != nil || r.APIBase != plain.URL || r.RegionFollowed {
+		t.Fatalf("plain base: %+v, %v", r, err)
+	}
+}
