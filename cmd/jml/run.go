@@ -54,9 +54,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	sys, err := startAll(ctx, cfg, runOptions{
 		sentryConfigured: config.SentryConfigured(),
-		tracesExporter:   os.Getenv("OTEL_TRACES_EXPORTER"),
-		metricsExporter:  os.Getenv("OTEL_METRICS_EXPORTER"),
-		serviceName:      os.Getenv("OTEL_SERVICE_NAME"),
+		getenv:           os.Getenv,
 		stdout:           stdout,
 		logs:             stderr,
 	})
@@ -90,12 +88,12 @@ type runOptions struct {
 	sentryConfigured bool
 	// noWorker starts NATS and the receiver only (bench revoke runs the
 	// worker as its own process).
-	noWorker        bool
-	tracesExporter  string
-	metricsExporter string
-	serviceName     string
-	stdout          io.Writer // console spans
-	logs            io.Writer // JSON logs
+	noWorker bool
+	// getenv reads the OTEL_* variables (nil: none set). `jml run` is the one
+	// process whose traces default to none when OTEL_TRACES_EXPORTER is unset.
+	getenv func(string) string
+	stdout io.Writer // console spans
+	logs   io.Writer // JSON logs
 	// telemetry overrides the providers (tests use an in-memory span exporter).
 	telemetry *telemetry.Telemetry
 }
@@ -169,9 +167,16 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	// Telemetry.
 	s.tel = o.telemetry
 	if s.tel == nil {
-		s.tel, err = telemetry.New(ctx, telemetry.Options{ServiceName: firstNonEmpty(o.serviceName, "sentry-jml"), TracesExporter: o.tracesExporter,
-			MetricsExporter: o.metricsExporter, Console: o.stdout})
+		getenv := o.getenv
+		if getenv == nil {
+			getenv = func(string) string { return "" }
+		}
+		topts, err := config.TelemetryOptions(getenv, "sentry-jml", "none")
 		if err != nil {
+			return nil, err
+		}
+		topts.Console = o.stdout
+		if s.tel, err = telemetry.New(ctx, topts); err != nil {
 			return nil, err
 		}
 	}
