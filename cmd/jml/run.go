@@ -40,6 +40,8 @@ const (
 	genericSecretFile = "generic.secret"
 	natsURLFile       = "nats.url"
 	adminAddrFile     = "admin.addr"
+	httpAddrFile      = "http.addr"
+	natsStoreDir      = "nats"
 )
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -225,8 +227,22 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 
 	// Embedded NATS, reachable by `jml` subcommands through the URL in the data
 	// dir, which carries the server's generated credentials (mode 0600).
-	s.ns, err = embednats.Start(embednats.Options{StoreDir: filepath.Join(cfg.DataDir, "nats"), Listen: true})
+	// The sandbox lives in memory and starts from its seed, so with the
+	// sandbox the JetStream state (directory, links, snapshots, evidence, runs)
+	// starts afresh too: a directory that remembers people the new sandbox
+	// never had would make the first reconcile halt on removals.
+	if s.sandbox != nil {
+		if err := resetSandboxState(cfg.DataDir); err != nil {
+			return nil, err
+		}
+		s.log.Warn("sandbox: the Sentry sandbox starts from its seed, so the JetStream state in the data dir was reset with it (directory, evidence, runs); secrets and the admin token are kept",
+			"dir", filepath.Join(cfg.DataDir, natsStoreDir))
+	}
+	s.ns, err = embednats.Start(embednats.Options{StoreDir: filepath.Join(cfg.DataDir, natsStoreDir), Listen: true, Port: cfg.NATSPort})
 	if err != nil {
+		if cfg.NATSPort != 0 {
+			return nil, fmt.Errorf("JML_NATS_PORT=%d: %w", cfg.NATSPort, err)
+		}
 		return nil, err
 	}
 	if err := writePrivate(filepath.Join(cfg.DataDir, natsURLFile), []byte(s.ns.ClientURL()+"\n")); err != nil {
@@ -262,6 +278,11 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	}
 	if s.httpAddr, err = s.serve(cfg.HTTPAddr, recv, "JML_HTTP_ADDR"); err != nil {
 		return nil, err
+	}
+	// `jml send-sample` with this data dir sends to this receiver, with this
+	// secret: the two always belong to one instance.
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, httpAddrFile), []byte(s.httpAddr+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("JML_DATA_DIR: %w", err)
 	}
 	if o.noWorker {
 		return s, nil
@@ -446,6 +467,15 @@ func genericSecretSource(cfg config.Common) string {
 		return "from JML_SOURCE_GENERIC_SECRET"
 	}
 	return filepath.Join(cfg.DataDir, genericSecretFile)
+}
+
+// resetSandboxState removes the embedded server's JetStream files under
+// dataDir (nothing else: the generated secrets stay).
+func resetSandboxState(dataDir string) error {
+	if err := os.RemoveAll(filepath.Join(dataDir, natsStoreDir)); err != nil {
+		return fmt.Errorf("JML_DATA_DIR: resetting the sandbox's JetStream state: %w", err)
+	}
+	return nil
 }
 
 // genericSecret returns JML_SOURCE_GENERIC_SECRET, or the secret generated into
