@@ -408,8 +408,10 @@ func (s *system) banner(w io.Writer) {
 	fmt.Fprintf(w, "sentry-jml %s is running (all-in-one)\n", version())
 	fmt.Fprintf(w, "  webhook receiver  http://%s   POST /hooks/generic, GET /healthz /readyz\n", s.httpAddr)
 	fmt.Fprintf(w, "  admin API         http://%s   GET /healthz /readyz /metrics; /v1/* with a bearer token\n", s.adminAddr)
-	fmt.Fprintf(w, "  NATS (embedded)   %s   JetStream on disk in %s\n", s.ns.RedactedURL(), filepath.Join(s.cfg.DataDir, "nats"))
+	fmt.Fprintf(w, "  NATS (embedded)   %s   JetStream on disk in %s\n", s.ns.RedactedURL(), filepath.Join(s.cfg.DataDir, natsStoreDir))
 	fmt.Fprintf(w, "  coordination      %s\n", s.coordName)
+	abs, _ := filepath.Abs(s.cfg.DataDir)
+	fmt.Fprintf(w, "  data dir          %s   (JML_DATA_DIR: send-sample and the CLI find this instance through it)\n", abs)
 	if s.sandbox != nil {
 		fmt.Fprintf(w, "  Sentry            SANDBOX at %s (org acme, token from JML_SANDBOX_TOKEN)\n", s.sandboxURL)
 		fmt.Fprintf(w, "                    *** nothing reaches a real Sentry: set JML_SENTRY_URL/ORG/TOKEN for that ***\n")
