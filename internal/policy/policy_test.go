@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
 )
 
@@ -35,7 +36,11 @@ func TestValidationNamesFileLineField(t *testing.T) {
 	cases := []struct{ name, yaml, want string }{
 		{"owner", "organization: acme\nrules:\n  - match: {group: x}\n    org_role: owner\n", "bad.yaml:4: rules[0].org_role"},
 		{"admin", "default_org_role: admin\n", "bad.yaml:1: default_org_role"},
-		{"billing teams", "rules:\n  - match: {department: Finance}\n    org_role: billing\n    teams: [{slug: payments}]\n", "bad.yaml:4: rules[0].teams"},
+		{"billing teams", "default_org_role: billing\nrules:\n  - match: {department: Finance}\n    org_role: billing\n    teams: [{slug: payments}]\n", "bad.yaml:5: rules[0].teams"},
+		// Issue 16: billing ranks below member, so with the default member this
+		// rule silently lost; it is refused, naming the rule.
+		{"billing never wins", "default_org_role: member\nrules:\n  - match: {department: Finance}\n    org_role: billing\n", "bad.yaml:4: rules[0].org_role"},
+		{"member under manager default", "default_org_role: manager\nrules:\n  - match: {group: x}\n  - match: {group: y}\n    org_role: member\n", "bad.yaml:5: rules[1].org_role"},
 		{"team role", "rules:\n  - match: {department: X}\n    teams:\n      - {slug: a, role: owner}\n", "bad.yaml:4: rules[0].teams[0].role"},
 		{"bad regexp", "protected: [ok@a.co, \"re:(\"]\n", "bad.yaml:1: protected[1]"},
 		{"suspend", "suspend: delete\n", "bad.yaml:1: suspend"},
@@ -64,6 +69,26 @@ func TestValidationNamesFileLineField(t *testing.T) {
 	}
 	if _, err := policy.Parse("bad.yaml", []byte("orgnization: acme\n")); err == nil || !strings.Contains(err.Error(), "line 1") {
 		t.Fatalf("unknown key: %v", err)
+	}
+}
+
+// TestBillingByDefault: the way to give billing to some people is a billing
+// default with higher roles granted by rules; a billing rule then validates,
+// and the highest matching role wins.
+func TestBillingByDefault(t *testing.T) {
+	p, err := policy.Parse("ok.yaml", []byte("default_org_role: billing\nrules:\n  - match: {department: Finance}\n    org_role: billing\n  - match: {department: Engineering}\n    org_role: member\n    teams: [{slug: backend}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := p.Evaluate(events.Person{Department: "Finance"}); d.OrgRole != "billing" || len(d.Teams) != 0 {
+		t.Errorf("finance: %+v", d)
+	}
+	if d := p.Evaluate(events.Person{Department: "Engineering"}); d.OrgRole != "member" || len(d.Teams) != 1 {
+		t.Errorf("engineering: %+v", d)
+	}
+	_, err = policy.Parse("bad.yaml", []byte("rules:\n  - match: {department: Finance}\n    org_role: billing\n"))
+	if err == nil || !strings.Contains(err.Error(), "can never grant it") {
+		t.Fatalf("a billing rule under the member default: %v", err)
 	}
 }
 
