@@ -98,3 +98,39 @@ func TestBrakesApprovals(t *testing.T) {
 		t.Fatalf("approvals 2: %+v %v", p.Brakes, err)
 	}
 }
+
+// TestIdPProfileFeedsDepartmentAndTitle: department: and title: rules match
+// the SCIM enterprise extension's and Okta profile's values when the directory
+// has no HR value (IdP-only shops); an HR value wins; the scim.*/okta.*
+// attributes stay matchable by name; Explain names the value that matched.
+func TestIdPProfileFeedsDepartmentAndTitle(t *testing.T) {
+	p, err := policy.Parse("p.yaml", []byte(`rules:
+  - name: payments
+    match: {department: Payments}
+    teams: [{slug: payments}]
+  - name: managers
+    match: {title: "re:(?i)manager"}
+    org_role: manager
+  - name: okta-raw
+    match: {okta.department: Payments}
+    teams: [{slug: okta-raw}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scim := events.Person{Email: "a@acme.test", Attributes: map[string]string{"scim.department": "Payments", "scim.title": "Engineering Manager"}}
+	if d := p.Evaluate(scim); d.OrgRole != "manager" || len(d.Teams) != 1 {
+		t.Errorf("SCIM-only person: %+v", d)
+	}
+	okta := events.Person{Email: "b@acme.test", Attributes: map[string]string{"okta.department": "Payments", "okta.title": "Engineer"}}
+	if d := p.Evaluate(okta); d.OrgRole != "member" || len(d.Teams) != 2 {
+		t.Errorf("Okta-only person: %+v", d)
+	}
+	hr := events.Person{Email: "c@acme.test", Department: "Finance", Attributes: map[string]string{"scim.department": "Payments"}}
+	if d := p.Evaluate(hr); len(d.Teams) != 0 {
+		t.Errorf("the HR department must win over the IdP's: %+v", d)
+	}
+	if policy.ProfileValue(scim, "department") != "Payments" || policy.ProfileValue(okta, "title") != "Engineer" {
+		t.Error("ProfileValue")
+	}
+}
