@@ -156,3 +156,20 @@ func TestNATSPort(t *testing.T) {
 		}
 	}
 }
+
+// TestDoctorSaysBambooHRCannotProvision: `jml doctor` warns that BambooHR
+// without API access cannot provision joiners, and stops warning once the API
+// is configured.
+func TestDoctorSaysBambooHRCannotProvision(t *testing.T) {
+	var out bytes.Buffer
+	doctorSources(&out, map[string]config.SourceEnv{"bamboohr": {Secrets: []string{"k"}}, "deel": {Secrets: []string{"k"}}, "hibob": {}})
+	got := out.String()
+	if !strings.Contains(got, "warn  source bamboohr") || !strings.Contains(got, "jml unresolved") || !strings.Contains(got, "ok    source deel") || strings.Contains(got, "hibob") {
+		t.Fatalf("doctor:\n%s", got)
+	}
+	out.Reset()
+	doctorSources(&out, map[string]config.SourceEnv{"bamboohr": {Secrets: []string{"k"}, APIURL: "https://api.bamboohr.com/api/gateway.php/acme", APIToken: "t"}})
+	if !strings.Contains(out.String(), "ok    source bamboohr") {
+		t.Fatalf("doctor with the API:\n%s", out.String())
+	}
+}

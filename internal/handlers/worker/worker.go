@@ -578,6 +578,18 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 		}
 		return outcome, err
 	}
+	if rec.Person.Status == "" && (ev.Type == events.Joiner || ev.Type == events.Rehire) {
+		// A joiner whose payload does not say the person is active (BambooHR
+		// sends none) and no provider API to re-read it: converging would find
+		// nothing to do and the person would never be invited. List it.
+		up := strings.ToUpper(ev.Source)
+		outcome, err := w.unresolvedEvent(ctx, ev, dedupeKey, ev.Source+" "+string(ev.Type)+" without a status for "+key+
+			": the payload does not say the person is active and no provider API is configured to re-read it, so nobody was invited (set JML_SOURCE_"+up+"_API_URL/_API_TOKEN)", log)
+		if err == nil {
+			done()
+		}
+		return outcome, err
+	}
 	check := func(ctx context.Context) error { return held.check(ctx, w.o.Leases) }
 	res, err := w.o.Converger.Converge(ctx, rec, check)
 	if err != nil {
