@@ -513,12 +513,3 @@ func randomID() string {
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%x", b)
 }
-
-func firstNonEmpty(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
-}
