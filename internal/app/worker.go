@@ -459,7 +459,7 @@ func (w *Worker) releaseDue(ctx context.Context) error {
 // the convergence it causes continues the story of the original webhook.
 func (w *Worker) releaseOne(ctx context.Context, d state.Due, ev events.Event) error {
 	var opts []trace.SpanStartOption
-	if sc := trace.SpanContextFromContext(w.o.Telemetry.Propagator.Extract(context.Background(), propagation.MapCarrier(d.Trace))); sc.IsValid() {
+	if sc := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier(d.Trace))); sc.IsValid() {
 		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String("jml.link", "scheduled_by")}}))
 	}
 	opts = append(opts, trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(

@@ -454,8 +454,10 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 			return "deferred", fmt.Errorf("%w: effective at %s", errDeferred, ev.EffectiveAt.Format(time.RFC3339))
 		}
 		raw, _ := events.Marshal(ev)
+		// Stored in W3C form whatever OTEL_PROPAGATORS says: the release may
+		// come after a configuration change.
 		carrier := propagation.MapCarrier{}
-		w.prop.Inject(ctx, carrier)
+		propagation.TraceContext{}.Inject(ctx, carrier)
 		ok, err := w.o.Due.Schedule(ctx, state.Due{ID: ev.MsgID(), PersonKey: key, Field: changedField(ev.Person),
 			Version: version, Event: raw, EffectiveAt: *ev.EffectiveAt, Trace: carrier})
 		if err != nil {
