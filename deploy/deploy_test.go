@@ -1232,3 +1232,110 @@ func TestKustomizeRenders(t *testing.T) {
 		}
 	}
 }
+
+// pinned reports whether an image reference names one build: a digest, or a tag
+// other than latest.
+func pinned(ref string) bool {
+	if _, d, ok := strings.Cut(ref, "@"); ok {
+		return strings.HasPrefix(d, "sha256:")
+	}
+	i := strings.LastIndex(ref, ":")
+	if i < 0 || strings.Contains(ref[i:], "/") {
+		return false // no tag: Docker means :latest
+	}
+	return ref[i+1:] != "" && ref[i+1:] != "latest"
+}
+
+// TestImagesPinnedAndBuilt: the sentry-jml services build their image from the
+// Dockerfile (nobody publishes one), every other image in compose and
+// Kubernetes names a pinned tag, the kustomization pins sentry-jml's, and the
+// build-and-push instructions in deploy/k8s/README.md use that same reference.
+func TestImagesPinnedAndBuilt(t *testing.T) {
+	c := loadCompose(t)
+	jml := 0
+	for name, s := range c.Services {
+		if isJML(s) {
+			jml++
+			if s.Build == nil {
+				t.Errorf("compose %s: sentry-jml must be built from the Dockerfile (build:)", name)
+			}
+			continue
+		}
+		if !pinned(interpolated(s.Image)) {
+			t.Errorf("compose %s: image %q is not pinned (no tag, or :latest)", name, s.Image)
+		}
+	}
+	if jml < 2 {
+		t.Errorf("compose builds sentry-jml for %d services, want webhook and worker at least", jml)
+	}
+
+	var kust struct {
+		Images []struct {
+			Name    string `yaml:"name"`
+			NewName string `yaml:"newName"`
+			NewTag  string `yaml:"newTag"`
+			Digest  string `yaml:"digest"`
+		} `yaml:"images"`
+	}
+	mustYAML(t, path("deploy", "k8s", "kustomization.yaml"), &kust)
+	var ref string
+	for _, im := range kust.Images {
+		if im.Name != "sentry-jml" {
+			continue
+		}
+		switch {
+		case im.Digest != "":
+			ref = im.NewName + "@" + im.Digest
+		case im.NewTag != "":
+			ref = im.NewName + ":" + im.NewTag
+		default:
+			ref = im.NewName
+		}
+	}
+	if ref == "" || !pinned(ref) {
+		t.Fatalf("kustomization.yaml: the sentry-jml image %q is not pinned", ref)
+	}
+	readme := string(mustRead(t, path("deploy", "k8s", "README.md")))
+	newName, tag, _ := strings.Cut(ref, ":")
+	if !strings.Contains(readme, "IMAGE="+newName) || !strings.Contains(readme, "TAG="+tag) || !strings.Contains(readme, "docker push") {
+		t.Errorf("deploy/k8s/README.md does not build and push %s (IMAGE=%s, TAG=%s)", ref, newName, tag)
+	}
+	imageLine := regexp.MustCompile(`(?m)^\s*-?\s*image:\s*"?([^"\s#]+)`)
+	var files []string
+	for _, glob := range []string{"*.yaml", "monitoring/*.yaml"} {
+		m, _ := filepath.Glob(path("deploy", "k8s", glob))
+		files = append(files, m...)
+	}
+	for _, f := range files {
+		for _, m := range imageLine.FindAllStringSubmatch(string(mustRead(t, f)), -1) {
+			if m[1] != "sentry-jml" && !pinned(m[1]) { // sentry-jml is replaced by the kustomization
+				t.Errorf("%s: image %q is not pinned", f, m[1])
+			}
+		}
+	}
+	if kubectl, err := exec.LookPath("kubectl"); err == nil {
+		out, err := exec.Command(kubectl, "kustomize", path("deploy", "k8s")).CombinedOutput()
+		if err != nil {
+			t.Fatalf("kubectl kustomize: %v\n%s", err, out)
+		}
+		found := false
+		for _, m := range imageLine.FindAllStringSubmatch(string(out), -1) {
+			found = found || m[1] == ref
+			if !pinned(m[1]) {
+				t.Errorf("rendered manifests: image %q is not pinned", m[1])
+			}
+		}
+		if !found {
+			t.Errorf("rendered manifests do not run %s", ref)
+		}
+	}
+}
+
+func TestPinned(t *testing.T) {
+	for ref, want := range map[string]bool{"nats:2.12-alpine": true, "r.example.com:5000/x": false, "r.example.com:5000/x:1.2": true,
+		"x:latest": false, "x": false, "x@sha256:abc": true, "x:1@sha256:abc": true} {
+		if pinned(ref) != want {
+			t.Errorf("pinned(%q) = %v", ref, !want)
+		}
+	}
+}

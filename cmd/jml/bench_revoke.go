@@ -171,7 +171,7 @@ func benchRevoke(ctx context.Context, o revokeOptions, progress io.Writer) (*rev
 		defer sink.close()
 		sink.setEnv()
 		otlpEnv = sink.env()
-		ro.tracesExporter, ro.metricsExporter = "otlp", "otlp"
+		ro.getenv = os.Getenv // sink.setEnv set the OTEL_* variables of this process
 	}
 	sys, err := startAll(ctx, cfg, ro)
 	if err != nil {

@@ -8,12 +8,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/sentry-jml/sentry-jml/cmd/internal/config"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/state/redisstate"
 )
@@ -71,6 +73,11 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	} else if cfg.PolicyFile != "" {
 		report("policy", nil, cfg.PolicyFile+" is valid")
 	}
+	if srcs, err := config.Sources(); err != nil {
+		report("sources", err, "")
+	} else {
+		doctorSources(stdout, srcs)
+	}
 	if config.SentryConfigured() {
 		if err := cfg.CheckSentry(); err != nil {
 			report("sentry", err, "")
@@ -121,4 +128,27 @@ func redactURL(list string) string {
 		}
 	}
 	return strings.Join(parts, ",")
+}
+
+// doctorSources says, per enabled source, what it cannot do without its
+// provider's API (warnings: the source works, with that limit).
+func doctorSources(w io.Writer, srcs map[string]config.SourceEnv) {
+	names := make([]string, 0, len(srcs))
+	for n, s := range srcs {
+		if len(s.Secrets) > 0 {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		s := srcs[n]
+		switch {
+		case n == "bamboohr" && sources.BambooHRWithoutAPI(s.APIURL, s.APIToken) != "":
+			fmt.Fprintf(w, "warn  %-14s %s\n", "source "+n, sources.BambooHRWithoutAPI(s.APIURL, s.APIToken))
+		case (n == "personio" || n == "rippling") && s.APIURL == "" && s.APIToken == "":
+			fmt.Fprintf(w, "warn  %-14s terminations are applied unconfirmed (unsigned webhook, no API); set JML_SOURCE_%s_API_TOKEN\n", "source "+n, strings.ToUpper(n))
+		default:
+			fmt.Fprintf(w, "ok    %-14s enabled\n", "source "+n)
+		}
+	}
 }

@@ -43,6 +43,8 @@ const (
 	// sandboxSCIMTokenFile holds the embedded sandbox's generated SCIM token.
 	sandboxSCIMTokenFile = "sandbox-scim.token"
 	adminAddrFile        = "admin.addr"
+	httpAddrFile         = "http.addr"
+	natsStoreDir         = "nats"
 )
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -57,9 +59,7 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	}
 	sys, err := startAll(ctx, cfg, runOptions{
 		sentryConfigured: config.SentryConfigured(),
-		tracesExporter:   os.Getenv("OTEL_TRACES_EXPORTER"),
-		metricsExporter:  os.Getenv("OTEL_METRICS_EXPORTER"),
-		serviceName:      os.Getenv("OTEL_SERVICE_NAME"),
+		getenv:           os.Getenv,
 		stdout:           stdout,
 		logs:             stderr,
 	})
@@ -93,12 +93,12 @@ type runOptions struct {
 	sentryConfigured bool
 	// noWorker starts NATS and the receiver only (bench revoke runs the
 	// worker as its own process).
-	noWorker        bool
-	tracesExporter  string
-	metricsExporter string
-	serviceName     string
-	stdout          io.Writer // console spans
-	logs            io.Writer // JSON logs
+	noWorker bool
+	// getenv reads the OTEL_* variables (nil: none set). `jml run` is the one
+	// process whose traces default to none when OTEL_TRACES_EXPORTER is unset.
+	getenv func(string) string
+	stdout io.Writer // console spans
+	logs   io.Writer // JSON logs
 	// telemetry overrides the providers (tests use an in-memory span exporter).
 	telemetry *telemetry.Telemetry
 }
@@ -176,9 +176,16 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	// Telemetry.
 	s.tel = o.telemetry
 	if s.tel == nil {
-		s.tel, err = telemetry.New(ctx, telemetry.Options{ServiceName: firstNonEmpty(o.serviceName, "sentry-jml"), TracesExporter: o.tracesExporter,
-			MetricsExporter: o.metricsExporter, Console: o.stdout})
+		getenv := o.getenv
+		if getenv == nil {
+			getenv = func(string) string { return "" }
+		}
+		topts, err := config.TelemetryOptions(getenv, "sentry-jml", "none")
 		if err != nil {
+			return nil, err
+		}
+		topts.Console = o.stdout
+		if s.tel, err = telemetry.New(ctx, topts); err != nil {
 			return nil, err
 		}
 	}
@@ -239,8 +246,22 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 
 	// Embedded NATS, reachable by `jml` subcommands through the URL in the data
 	// dir, which carries the server's generated credentials (mode 0600).
-	s.ns, err = embednats.Start(embednats.Options{StoreDir: filepath.Join(cfg.DataDir, "nats"), Listen: true})
+	// The sandbox lives in memory and starts from its seed, so with the
+	// sandbox the JetStream state (directory, links, snapshots, evidence, runs)
+	// starts afresh too: a directory that remembers people the new sandbox
+	// never had would make the first reconcile halt on removals.
+	if s.sandbox != nil {
+		if err := resetSandboxState(cfg.DataDir); err != nil {
+			return nil, err
+		}
+		s.log.Warn("sandbox: the Sentry sandbox starts from its seed, so the JetStream state in the data dir was reset with it (directory, evidence, runs); secrets and the admin token are kept",
+			"dir", filepath.Join(cfg.DataDir, natsStoreDir))
+	}
+	s.ns, err = embednats.Start(embednats.Options{StoreDir: filepath.Join(cfg.DataDir, natsStoreDir), Listen: true, Port: cfg.NATSPort})
 	if err != nil {
+		if cfg.NATSPort != 0 {
+			return nil, fmt.Errorf("JML_NATS_PORT=%d: %w", cfg.NATSPort, err)
+		}
 		return nil, err
 	}
 	if err := writePrivate(filepath.Join(cfg.DataDir, natsURLFile), []byte(s.ns.ClientURL()+"\n")); err != nil {
@@ -276,6 +297,11 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	}
 	if s.httpAddr, err = s.serve(cfg.HTTPAddr, recv, "JML_HTTP_ADDR"); err != nil {
 		return nil, err
+	}
+	// `jml send-sample` with this data dir sends to this receiver, with this
+	// secret: the two always belong to one instance.
+	if err := os.WriteFile(filepath.Join(cfg.DataDir, httpAddrFile), []byte(s.httpAddr+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("JML_DATA_DIR: %w", err)
 	}
 	if o.noWorker {
 		return s, nil
@@ -419,8 +445,10 @@ func (s *system) banner(w io.Writer) {
 	fmt.Fprintf(w, "sentry-jml %s is running (all-in-one)\n", version())
 	fmt.Fprintf(w, "  webhook receiver  http://%s   POST /hooks/generic, GET /healthz /readyz\n", s.httpAddr)
 	fmt.Fprintf(w, "  admin API         http://%s   GET /healthz /readyz /metrics; /v1/* with a bearer token\n", s.adminAddr)
-	fmt.Fprintf(w, "  NATS (embedded)   %s   JetStream on disk in %s\n", s.ns.RedactedURL(), filepath.Join(s.cfg.DataDir, "nats"))
+	fmt.Fprintf(w, "  NATS (embedded)   %s   JetStream on disk in %s\n", s.ns.RedactedURL(), filepath.Join(s.cfg.DataDir, natsStoreDir))
 	fmt.Fprintf(w, "  coordination      %s\n", s.coordName)
+	abs, _ := filepath.Abs(s.cfg.DataDir)
+	fmt.Fprintf(w, "  data dir          %s   (JML_DATA_DIR: send-sample and the CLI find this instance through it)\n", abs)
 	if s.sandbox != nil {
 		fmt.Fprintf(w, "  Sentry            SANDBOX at %s (org acme, token from JML_SANDBOX_TOKEN)\n", s.sandboxURL)
 		fmt.Fprintf(w, "                    *** nothing reaches a real Sentry: set JML_SENTRY_URL/ORG/TOKEN for that ***\n")
@@ -519,6 +547,15 @@ func genericSecretSource(cfg config.Common) string {
 	return filepath.Join(cfg.DataDir, genericSecretFile)
 }
 
+// resetSandboxState removes the embedded server's JetStream files under
+// dataDir (nothing else: the generated secrets stay).
+func resetSandboxState(dataDir string) error {
+	if err := os.RemoveAll(filepath.Join(dataDir, natsStoreDir)); err != nil {
+		return fmt.Errorf("JML_DATA_DIR: resetting the sandbox's JetStream state: %w", err)
+	}
+	return nil
+}
+
 // genericSecret returns JML_SOURCE_GENERIC_SECRET, or the secret generated into
 // the data dir on first start (created with mode 0600, never printed).
 func genericSecret(cfg config.Common) (string, error) {
@@ -551,13 +588,4 @@ func randomID() string {
 	b := make([]byte, 4)
 	_, _ = rand.Read(b)
 	return fmt.Sprintf("%x", b)
-}
-
-func firstNonEmpty(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

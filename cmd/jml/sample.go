@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -28,7 +31,7 @@ func cmdSendSample(ctx context.Context, args []string, stdout, stderr io.Writer)
 	fs.SetOutput(stderr)
 	email := fs.String("email", "", "the person's email (required unless --id)")
 	id := fs.String("id", "", "the person's HR id")
-	url := fs.String("url", "", "receiver base URL (default http://$JML_HTTP_ADDR)")
+	url := fs.String("url", "", "receiver base URL (default: the receiver of the `jml run` in $JML_DATA_DIR, else http://$JML_HTTP_ADDR)")
 	eventID := fs.String("event-id", "", "webhook-id (default: a fresh one; repeat one to see duplicate handling)")
 	dept := fs.String("department", "", "department")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -41,18 +44,18 @@ func cmdSendSample(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	secret, err := genericSecret(cfg)
+	secret, from, err := sampleSecret(cfg)
 	if err != nil {
 		return err
 	}
 	secrets := config.Secrets(secret)
 	key, err := signature.DecodeStandardSecret(secrets[0])
 	if err != nil {
-		return fmt.Errorf("generic secret: %w", err)
+		return fmt.Errorf("send-sample: the generic secret %s: %w", from, err)
 	}
 	base := *url
 	if base == "" {
-		base = "http://" + cfg.HTTPAddr
+		base = "http://" + sampleAddr(cfg)
 	}
 	status := map[events.Type]events.Status{events.Leaver: events.Terminated, events.Suspend: events.Suspended, events.Joiner: events.Active, events.Rehire: events.Active}[typ]
 	now := time.Now().UTC()
@@ -83,8 +86,51 @@ func cmdSendSample(ctx context.Context, args []string, stdout, stderr io.Writer)
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
 	fmt.Fprintf(stdout, "POST %s/hooks/generic webhook-id=%s → %s %s\n", strings.TrimRight(base, "/"), wid, resp.Status, strings.TrimSpace(string(out)))
-	if resp.StatusCode != http.StatusAccepted {
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized:
+		return fmt.Errorf("send-sample: %s refused the signature made with the secret %s: that receiver uses another secret. "+
+			"Run send-sample with the JML_DATA_DIR of the `jml run` you are talking to (its banner names it), "+
+			"or set JML_SOURCE_GENERIC_SECRET to the secret that receiver is configured with", base, from)
+	case resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("send-sample: %s has no generic source (404): it is not a sentry-jml receiver, or JML_SOURCE_GENERIC_SECRET is not set there", base)
+	case resp.StatusCode != http.StatusAccepted:
 		return fmt.Errorf("send-sample: receiver answered %s", resp.Status)
 	}
 	return nil
+}
+
+// sampleSecret finds the generic secret of the instance send-sample talks to:
+// JML_SOURCE_GENERIC_SECRET, else the one `jml run` generated into the data
+// dir. It never creates one: a new secret would only earn a 401.
+func sampleSecret(cfg config.Common) (secret, from string, err error) {
+	if cfg.GenericSecret != "" {
+		return cfg.GenericSecret, "from JML_SOURCE_GENERIC_SECRET", nil
+	}
+	path := filepath.Join(cfg.DataDir, genericSecretFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		abs, _ := filepath.Abs(cfg.DataDir)
+		return "", "", fmt.Errorf("send-sample: no generic secret in %s (JML_DATA_DIR=%s): `jml run` writes it there at start. "+
+			"Run send-sample with the JML_DATA_DIR of the running `jml run` (its banner names it), or set JML_SOURCE_GENERIC_SECRET", path, abs)
+	case err != nil:
+		return "", "", fmt.Errorf("send-sample: the generic secret: %w", err)
+	}
+	secret = strings.TrimSpace(string(b))
+	if secret == "" {
+		return "", "", fmt.Errorf("send-sample: %s is empty", path)
+	}
+	return secret, "in " + path, nil
+}
+
+// sampleAddr is the receiver to send to: JML_HTTP_ADDR when set, else the
+// address the `jml run` of this data dir listens on, else the default.
+func sampleAddr(cfg config.Common) string {
+	if _, set := os.LookupEnv("JML_HTTP_ADDR"); set {
+		return cfg.HTTPAddr
+	}
+	if b, err := os.ReadFile(filepath.Join(cfg.DataDir, httpAddrFile)); err == nil && strings.TrimSpace(string(b)) != "" {
+		return strings.TrimSpace(string(b))
+	}
+	return cfg.HTTPAddr
 }

@@ -37,7 +37,8 @@ func TestSplitProcesses(t *testing.T) {
 	const secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
 	httpAddr := freeAddr(t)
 
-	common := []string{"JML_NATS_URL=" + ns.ClientURL(), "JML_LOG_LEVEL=debug", "PATH=" + os.Getenv("PATH")}
+	// Traces default to otlp in the production processes (the spec); nothing listens here.
+	common := []string{"JML_NATS_URL=" + ns.ClientURL(), "JML_LOG_LEVEL=debug", "PATH=" + os.Getenv("PATH"), "OTEL_TRACES_EXPORTER=none"}
 	start := func(name string, env ...string) {
 		cmd := exec.Command(filepath.Join(bin, name))
 		cmd.Env = append(append([]string{}, common...), env...)

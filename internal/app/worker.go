@@ -16,6 +16,10 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sentry-jml/sentry-jml/internal/alert"
 	"github.com/sentry-jml/sentry-jml/internal/events"
@@ -441,16 +445,37 @@ func (w *Worker) releaseDue(ctx context.Context) error {
 			_ = w.records.Due.Done(ctx, d)
 			continue
 		}
-		m := nats.NewMsg(ev.Subject())
-		m.Data = d.Event
-		m.Header.Set(events.HeaderSource, ev.Source)
-		if _, err := w.js.PublishMsg(ctx, m, jetstream.WithMsgID("due:"+d.ID)); err != nil {
-			return fmt.Errorf("release due change %s: %w", d.ID, err)
-		}
-		if err := w.records.Due.Done(ctx, d); err != nil {
-			return fmt.Errorf("due change %s done: %w", d.ID, err)
+		if err := w.releaseOne(ctx, d, ev); err != nil {
+			return err
 		}
 		w.o.Logger.InfoContext(ctx, "future-dated change released", "id", d.ID, "person", d.PersonKey, "effective_at", d.EffectiveAt)
+	}
+	return nil
+}
+
+// releaseOne publishes one due change under a span of its own: a new trace
+// (the release is the scheduler's work, perhaps months later) with a link to
+// the handling that scheduled it, and whose context the message carries, so
+// the convergence it causes continues the story of the original webhook.
+func (w *Worker) releaseOne(ctx context.Context, d state.Due, ev events.Event) error {
+	var opts []trace.SpanStartOption
+	if sc := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier(d.Trace))); sc.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String("jml.link", "scheduled_by")}}))
+	}
+	opts = append(opts, trace.WithNewRoot(), trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(
+		attribute.String("jml.due.id", d.ID), attribute.String("jml.due.effective_at", d.EffectiveAt.Format(time.RFC3339))))
+	ctx, span := w.o.Telemetry.TracerProvider.Tracer("github.com/sentry-jml/sentry-jml/internal/app").Start(ctx, "release "+ev.Subject(), opts...)
+	defer span.End()
+	m := nats.NewMsg(ev.Subject())
+	m.Data = d.Event
+	m.Header.Set(events.HeaderSource, ev.Source)
+	w.o.Telemetry.Propagator.Inject(ctx, events.HeaderCarrier(m.Header))
+	if _, err := w.js.PublishMsg(ctx, m, jetstream.WithMsgID("due:"+d.ID)); err != nil {
+		span.SetStatus(codes.Error, err.Error())
+		return fmt.Errorf("release due change %s: %w", d.ID, err)
+	}
+	if err := w.records.Due.Done(ctx, d); err != nil {
+		return fmt.Errorf("due change %s done: %w", d.ID, err)
 	}
 	return nil
 }

@@ -111,13 +111,34 @@ func (pol Policy) matches(r Rule, p events.Person) bool {
 	return true
 }
 
+// ProfileValue is the person's department or title as rules see it: the HR
+// value when the directory has one, else the identity provider's (SCIM
+// enterprise extension, Okta profile), so department: and title: rules work
+// for shops whose only source is an IdP. The scim.* and okta.* attributes stay
+// matchable under their own names too.
+func ProfileValue(p events.Person, key string) string {
+	// The IdP attributes, in order of preference: the SCIM enterprise
+	// extension (scimserver), then the Okta profile (sources/okta).
+	v, idp := p.Department, []string{"scim.department", "okta.department"}
+	if key == "title" {
+		v, idp = p.Title, []string{"scim.title", "okta.title"}
+	}
+	if v != "" {
+		return v
+	}
+	for _, k := range idp {
+		if a := p.Attributes[k]; a != "" {
+			return a
+		}
+	}
+	return ""
+}
+
 func (pol Policy) matchKey(p events.Person, key, want string) bool {
 	var values []string
 	switch key {
-	case "department":
-		values = []string{p.Department}
-	case "title":
-		values = []string{p.Title}
+	case "department", "title":
+		values = []string{ProfileValue(p, key)}
 	case "group", "groups":
 		values = p.Groups
 	case "email":

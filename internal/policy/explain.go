@@ -100,10 +100,8 @@ func (pol Policy) matchedValue(p events.Person, key, want string) string {
 			}
 		}
 		return ""
-	case "department":
-		return p.Department
-	case "title":
-		return p.Title
+	case "department", "title":
+		return ProfileValue(p, key)
 	case "email":
 		return p.Email
 	case "manager_email":

@@ -185,6 +185,15 @@ func Parse(name string, b []byte) (Policy, error) {
 			if err := checkOrgRole(r.OrgRole); err != nil {
 				return Policy{}, fail(fmt.Sprintf("rules[%d].org_role", i), append(path, "org_role"), "%v", err)
 			}
+			// The highest org role wins, starting from the default: a rule
+			// granting a lower one can never win, so it is refused rather
+			// than silently ignored.
+			if OrgRoleRank(r.OrgRole) < OrgRoleRank(p.DefaultOrgRole) {
+				return Policy{}, fail(fmt.Sprintf("rules[%d].org_role", i), append(path, "org_role"),
+					"%s ranks below default_org_role %s (billing < member < manager; the highest role wins), so this rule can never grant it; "+
+						"to give %s to the people it matches, set default_org_role: %s and grant the higher role by rules",
+					r.OrgRole, p.DefaultOrgRole, r.OrgRole, r.OrgRole)
+			}
 		}
 		for j, t := range r.Teams {
 			tpath := append(append([]string{}, path...), "teams", fmt.Sprint(j))

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
 )
 
@@ -35,7 +36,11 @@ func TestValidationNamesFileLineField(t *testing.T) {
 	cases := []struct{ name, yaml, want string }{
 		{"owner", "organization: acme\nrules:\n  - match: {group: x}\n    org_role: owner\n", "bad.yaml:4: rules[0].org_role"},
 		{"admin", "default_org_role: admin\n", "bad.yaml:1: default_org_role"},
-		{"billing teams", "rules:\n  - match: {department: Finance}\n    org_role: billing\n    teams: [{slug: payments}]\n", "bad.yaml:4: rules[0].teams"},
+		{"billing teams", "default_org_role: billing\nrules:\n  - match: {department: Finance}\n    org_role: billing\n    teams: [{slug: payments}]\n", "bad.yaml:5: rules[0].teams"},
+		// Issue 16: billing ranks below member, so with the default member this
+		// rule silently lost; it is refused, naming the rule.
+		{"billing never wins", "default_org_role: member\nrules:\n  - match: {department: Finance}\n    org_role: billing\n", "bad.yaml:4: rules[0].org_role"},
+		{"member under manager default", "default_org_role: manager\nrules:\n  - match: {group: x}\n  - match: {group: y}\n    org_role: member\n", "bad.yaml:5: rules[1].org_role"},
 		{"team role", "rules:\n  - match: {department: X}\n    teams:\n      - {slug: a, role: owner}\n", "bad.yaml:4: rules[0].teams[0].role"},
 		{"bad regexp", "protected: [ok@a.co, \"re:(\"]\n", "bad.yaml:1: protected[1]"},
 		{"suspend", "suspend: delete\n", "bad.yaml:1: suspend"},
@@ -67,9 +72,65 @@ func TestValidationNamesFileLineField(t *testing.T) {
 	}
 }
 
+// TestBillingByDefault: the way to give billing to some people is a billing
+// default with higher roles granted by rules; a billing rule then validates,
+// and the highest matching role wins.
+func TestBillingByDefault(t *testing.T) {
+	p, err := policy.Parse("ok.yaml", []byte("default_org_role: billing\nrules:\n  - match: {department: Finance}\n    org_role: billing\n  - match: {department: Engineering}\n    org_role: member\n    teams: [{slug: backend}]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := p.Evaluate(events.Person{Department: "Finance"}); d.OrgRole != "billing" || len(d.Teams) != 0 {
+		t.Errorf("finance: %+v", d)
+	}
+	if d := p.Evaluate(events.Person{Department: "Engineering"}); d.OrgRole != "member" || len(d.Teams) != 1 {
+		t.Errorf("engineering: %+v", d)
+	}
+	_, err = policy.Parse("bad.yaml", []byte("rules:\n  - match: {department: Finance}\n    org_role: billing\n"))
+	if err == nil || !strings.Contains(err.Error(), "can never grant it") {
+		t.Fatalf("a billing rule under the member default: %v", err)
+	}
+}
+
 func TestBrakesApprovals(t *testing.T) {
 	p, err := policy.Parse("two.yaml", []byte("brakes: {approvals: 2}\n"))
 	if err != nil || p.Brakes.Approvals != 2 {
 		t.Fatalf("approvals 2: %+v %v", p.Brakes, err)
+	}
+}
+
+// TestIdPProfileFeedsDepartmentAndTitle: department: and title: rules match
+// the SCIM enterprise extension's and Okta profile's values when the directory
+// has no HR value (IdP-only shops); an HR value wins; the scim.*/okta.*
+// attributes stay matchable by name; Explain names the value that matched.
+func TestIdPProfileFeedsDepartmentAndTitle(t *testing.T) {
+	p, err := policy.Parse("p.yaml", []byte(`rules:
+  - name: payments
+    match: {department: Payments}
+    teams: [{slug: payments}]
+  - name: managers
+    match: {title: "re:(?i)manager"}
+    org_role: manager
+  - name: okta-raw
+    match: {okta.department: Payments}
+    teams: [{slug: okta-raw}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	scim := events.Person{Email: "a@acme.test", Attributes: map[string]string{"scim.department": "Payments", "scim.title": "Engineering Manager"}}
+	if d := p.Evaluate(scim); d.OrgRole != "manager" || len(d.Teams) != 1 {
+		t.Errorf("SCIM-only person: %+v", d)
+	}
+	okta := events.Person{Email: "b@acme.test", Attributes: map[string]string{"okta.department": "Payments", "okta.title": "Engineer"}}
+	if d := p.Evaluate(okta); d.OrgRole != "member" || len(d.Teams) != 2 {
+		t.Errorf("Okta-only person: %+v", d)
+	}
+	hr := events.Person{Email: "c@acme.test", Department: "Finance", Attributes: map[string]string{"scim.department": "Payments"}}
+	if d := p.Evaluate(hr); len(d.Teams) != 0 {
+		t.Errorf("the HR department must win over the IdP's: %+v", d)
+	}
+	if policy.ProfileValue(scim, "department") != "Payments" || policy.ProfileValue(okta, "title") != "Engineer" {
+		t.Error("ProfileValue")
 	}
 }

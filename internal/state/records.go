@@ -208,6 +208,10 @@ type Due struct {
 	// Event is the encoded event to apply when due (opaque to the queue).
 	Event       json.RawMessage `json:"event"`
 	EffectiveAt time.Time       `json:"effective_at"`
+	// Trace is the trace context (W3C traceparent/tracestate, as the
+	// propagator writes it) of the handling that scheduled the change: the
+	// release links to it, so the story of the webhook goes on.
+	Trace map[string]string `json:"trace,omitempty"`
 	// Revision and ClaimedUntil are set by the queue: the stored revision, and
 	// for a popped change until when its popper holds the claim.
 	Revision     uint64    `json:"-"`

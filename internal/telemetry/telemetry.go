@@ -6,14 +6,19 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/propagators/autoprop"
+	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	otelprom "go.opentelemetry.io/otel/exporters/prometheus"
+	"go.opentelemetry.io/otel/exporters/stdout/stdoutmetric"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
@@ -22,19 +27,37 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+	tracenoop "go.opentelemetry.io/otel/trace/noop"
 )
 
-// Options choose exporters. cmd/* fills them from the standard OTEL_* variables.
+// Options choose exporters. cmd/* fills them from the standard OTEL_* variables
+// (see the OpenTelemetry SDK environment variable specification); the OTLP
+// exporters themselves read OTEL_EXPORTER_OTLP_{ENDPOINT,HEADERS,TIMEOUT,…}.
 type Options struct {
+	// ServiceName is the default service.name: used only when the resource from
+	// OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES names none.
 	ServiceName string
-	// TracesExporter is "none" (default), "console" (JSON spans to Console) or "otlp"
-	// (OTLP/HTTP; endpoint and headers from OTEL_EXPORTER_OTLP_* as the SDK reads them).
+	// TracesExporter is OTEL_TRACES_EXPORTER: a comma-separated list of "otlp",
+	// "console" (JSON spans to Console) and "none". Empty means none here; cmd
+	// applies the spec default (otlp) for the production processes.
 	TracesExporter string
-	// MetricsExporter is "prometheus" or "" (the default: /metrics only), "otlp"
-	// (also pushed over OTLP/HTTP every 15 s; endpoint from OTEL_EXPORTER_OTLP_*)
-	// or "none" (/metrics still served).
+	// MetricsExporter is OTEL_METRICS_EXPORTER: a comma-separated list of
+	// "prometheus", "otlp" (pushed every 15 s), "console" and "none". /metrics
+	// is always served, whatever the list says.
 	MetricsExporter string
-	Console         io.Writer
+	// OTLPProtocol is OTEL_EXPORTER_OTLP_PROTOCOL ("grpc" or "http/protobuf",
+	// the default); OTLPTracesProtocol and OTLPMetricsProtocol are the
+	// per-signal OTEL_EXPORTER_OTLP_{TRACES,METRICS}_PROTOCOL and win over it.
+	OTLPProtocol, OTLPTracesProtocol, OTLPMetricsProtocol string
+	// Propagators is OTEL_PROPAGATORS (autoprop names: tracecontext, baggage,
+	// b3, b3multi, jaeger, xray, ottrace, none); empty means
+	// "tracecontext,baggage".
+	Propagators string
+	// Disabled is OTEL_SDK_DISABLED=true: no span is recorded or exported and
+	// nothing is pushed; /metrics on the admin listener keeps serving, since
+	// the alert rules and probes read it.
+	Disabled bool
+	Console  io.Writer
 	// SpanExporter, when set, overrides TracesExporter (tests use an in-memory one).
 	SpanExporter sdktrace.SpanExporter
 	// Synchronous exports spans as they end (tests); default batches.
@@ -47,71 +70,83 @@ type Telemetry struct {
 	MeterProvider  metric.MeterProvider
 	Propagator     propagation.TextMapPropagator
 	Registry       *prometheus.Registry
-	shutdown       []func(context.Context) error
+	// Resource is the resource every span and metric carries.
+	Resource *resource.Resource
+	shutdown []func(context.Context) error
 }
 
-// New builds the providers. Spans are always recorded (so logs carry trace ids)
-// even when nothing is exported.
+// List splits an OTEL_* list value: comma separated, spaces trimmed, empty
+// items and repeats dropped, lower-cased.
+func List(v string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, s := range strings.Split(v, ",") {
+		s = strings.ToLower(strings.TrimSpace(s))
+		if s == "" || seen[s] {
+			continue
+		}
+		seen[s] = true
+		out = append(out, s)
+	}
+	return out
+}
+
+// New builds the providers. Unless Disabled, spans are always recorded (so logs
+// carry trace ids) even when nothing is exported.
 func New(ctx context.Context, o Options) (*Telemetry, error) {
 	if o.ServiceName == "" {
 		o.ServiceName = "sentry-jml"
 	}
-	res, err := resource.Merge(resource.Default(), resource.NewWithAttributes(semconv.SchemaURL, semconv.ServiceName(o.ServiceName)))
+	// Detectors apply in order, later ones winning: the default name first, so
+	// OTEL_RESOURCE_ATTRIBUTES=service.name=… and OTEL_SERVICE_NAME keep theirs.
+	res, err := resource.New(ctx,
+		resource.WithSchemaURL(semconv.SchemaURL),
+		resource.WithTelemetrySDK(),
+		resource.WithAttributes(semconv.ServiceName(o.ServiceName)),
+		resource.WithFromEnv())
 	if err != nil {
-		return nil, fmt.Errorf("telemetry resource: %w", err)
+		return nil, fmt.Errorf("telemetry resource (OTEL_RESOURCE_ATTRIBUTES): %w", err)
 	}
-	t := &Telemetry{
-		Propagator: propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}),
-		Registry:   prometheus.NewRegistry(),
+	prop, err := propagators(o.Propagators)
+	if err != nil {
+		return nil, err
 	}
+	t := &Telemetry{Propagator: prop, Registry: prometheus.NewRegistry(), Resource: res}
 	t.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	exp := o.SpanExporter
-	if exp == nil {
-		switch o.TracesExporter {
-		case "", "none":
-		case "console":
-			w := o.Console
-			if w == nil {
-				w = io.Discard
+	if o.Disabled {
+		t.TracerProvider = tracenoop.NewTracerProvider()
+	} else {
+		exps := []sdktrace.SpanExporter{o.SpanExporter}
+		if o.SpanExporter == nil {
+			if exps, err = spanExporters(ctx, o); err != nil {
+				return nil, err
 			}
-			exp, err = stdouttrace.New(stdouttrace.WithWriter(w))
-		case "otlp":
-			exp, err = otlptracehttp.New(ctx)
-		default:
-			return nil, fmt.Errorf("OTEL_TRACES_EXPORTER=%q: want otlp, console or none", o.TracesExporter)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("trace exporter: %w", err)
+		topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+		for _, exp := range exps {
+			if o.Synchronous {
+				topts = append(topts, sdktrace.WithSyncer(exp))
+			} else {
+				topts = append(topts, sdktrace.WithBatcher(exp))
+			}
 		}
+		tp := sdktrace.NewTracerProvider(topts...)
+		t.TracerProvider = tp
+		t.shutdown = append(t.shutdown, tp.Shutdown)
 	}
-	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
-	if exp != nil {
-		if o.Synchronous {
-			topts = append(topts, sdktrace.WithSyncer(exp))
-		} else {
-			topts = append(topts, sdktrace.WithBatcher(exp))
-		}
-	}
-	tp := sdktrace.NewTracerProvider(topts...)
-	t.TracerProvider = tp
-	t.shutdown = append(t.shutdown, tp.Shutdown)
 
 	pexp, err := otelprom.New(otelprom.WithRegisterer(t.Registry), otelprom.WithoutScopeInfo())
 	if err != nil {
 		return nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
 	mopts := []sdkmetric.Option{sdkmetric.WithReader(pexp)}
-	switch o.MetricsExporter {
-	case "", "none", "prometheus":
-	case "otlp":
-		mexp, err := otlpmetrichttp.New(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("metric exporter: %w", err)
-		}
-		mopts = append(mopts, sdkmetric.WithReader(sdkmetric.NewPeriodicReader(mexp, sdkmetric.WithInterval(15*time.Second))))
-	default:
-		return nil, fmt.Errorf("OTEL_METRICS_EXPORTER=%q: want otlp, prometheus or none", o.MetricsExporter)
+	readers, err := metricReaders(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range readers {
+		mopts = append(mopts, sdkmetric.WithReader(r))
 	}
 	mp := sdkmetric.NewMeterProvider(append(mopts, sdkmetric.WithResource(res),
 		sdkmetric.WithView(sdkmetric.NewView(
@@ -121,6 +156,122 @@ func New(ctx context.Context, o Options) (*Telemetry, error) {
 	t.MeterProvider = mp
 	t.shutdown = append(t.shutdown, mp.Shutdown)
 	return t, nil
+}
+
+// propagators builds OTEL_PROPAGATORS through autoprop (which knows every
+// propagator the spec names); empty means W3C trace context and baggage.
+func propagators(v string) (propagation.TextMapPropagator, error) {
+	names := List(v)
+	if len(names) == 0 {
+		names = []string{"tracecontext", "baggage"}
+	}
+	p, err := autoprop.TextMapPropagator(names...)
+	if err != nil {
+		return nil, fmt.Errorf("OTEL_PROPAGATORS=%q: %w", v, err)
+	}
+	return p, nil
+}
+
+func protocol(signal, general string) (string, error) {
+	p := firstNonEmpty(signal, general, "http/protobuf")
+	switch p {
+	case "grpc", "http/protobuf":
+		return p, nil
+	}
+	return "", fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL=%q: want grpc or http/protobuf", p)
+}
+
+func spanExporters(ctx context.Context, o Options) ([]sdktrace.SpanExporter, error) {
+	names := List(o.TracesExporter)
+	var exps []sdktrace.SpanExporter
+	for _, n := range names {
+		var exp sdktrace.SpanExporter
+		var err error
+		switch n {
+		case "none":
+			if len(names) > 1 {
+				return nil, fmt.Errorf("OTEL_TRACES_EXPORTER=%q: none cannot be combined with other exporters", o.TracesExporter)
+			}
+			continue
+		case "console":
+			exp, err = stdouttrace.New(stdouttrace.WithWriter(orDiscard(o.Console)))
+		case "otlp":
+			var proto string
+			if proto, err = protocol(o.OTLPTracesProtocol, o.OTLPProtocol); err != nil {
+				return nil, err
+			}
+			if proto == "grpc" {
+				exp, err = otlptracegrpc.New(ctx)
+			} else {
+				exp, err = otlptracehttp.New(ctx)
+			}
+		default:
+			return nil, fmt.Errorf("OTEL_TRACES_EXPORTER=%q: %q is not otlp, console or none", o.TracesExporter, n)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("trace exporter %s: %w", n, err)
+		}
+		exps = append(exps, exp)
+	}
+	return exps, nil
+}
+
+func metricReaders(ctx context.Context, o Options) ([]sdkmetric.Reader, error) {
+	names := List(o.MetricsExporter)
+	var out []sdkmetric.Reader
+	for _, n := range names {
+		var exp sdkmetric.Exporter
+		var err error
+		switch n {
+		case "none", "prometheus":
+			// /metrics is served on the admin listener in every case.
+			if n == "none" && len(names) > 1 {
+				return nil, fmt.Errorf("OTEL_METRICS_EXPORTER=%q: none cannot be combined with other exporters", o.MetricsExporter)
+			}
+			continue
+		case "console":
+			if o.Disabled {
+				continue
+			}
+			exp, err = stdoutmetric.New(stdoutmetric.WithWriter(orDiscard(o.Console)))
+		case "otlp":
+			var proto string
+			if proto, err = protocol(o.OTLPMetricsProtocol, o.OTLPProtocol); err != nil {
+				return nil, err
+			}
+			if o.Disabled {
+				continue
+			}
+			if proto == "grpc" {
+				exp, err = otlpmetricgrpc.New(ctx)
+			} else {
+				exp, err = otlpmetrichttp.New(ctx)
+			}
+		default:
+			return nil, fmt.Errorf("OTEL_METRICS_EXPORTER=%q: %q is not otlp, prometheus, console or none", o.MetricsExporter, n)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("metric exporter %s: %w", n, err)
+		}
+		out = append(out, sdkmetric.NewPeriodicReader(exp, sdkmetric.WithInterval(15*time.Second)))
+	}
+	return out, nil
+}
+
+func orDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 // MetricsHandler serves the Prometheus text format.

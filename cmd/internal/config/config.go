@@ -40,16 +40,18 @@ type Common struct {
 	// AdminTokensFile holds named operator tokens, one "name token" per line.
 	AdminTokensFile string `envconfig:"ADMIN_TOKENS_FILE"`
 	// AdminAllowedHosts are extra Host names for a loopback admin API (port-forwards).
-	AdminAllowedHosts []string      `envconfig:"ADMIN_ALLOWED_HOSTS"`
-	DataDir           string        `envconfig:"DATA_DIR" default:"./.jml-data"`
-	LogLevel          string        `envconfig:"LOG_LEVEL" default:"info"`
-	MaxBodyBytes      int64         `envconfig:"MAX_BODY_BYTES" default:"1048576"`
-	MaxClockSkew      time.Duration `envconfig:"MAX_CLOCK_SKEW" default:"5m"`
-	PublicURL         string        `envconfig:"PUBLIC_URL"`
-	StreamReplicas    int           `envconfig:"STREAM_REPLICAS" default:"1"`
-	EventsMaxAge      time.Duration `envconfig:"EVENTS_MAX_AGE" default:"2160h"`
-	PolicyFile        string        `envconfig:"POLICY_FILE"`
-	Protected         []string      `envconfig:"PROTECTED"`
+	AdminAllowedHosts []string `envconfig:"ADMIN_ALLOWED_HOSTS"`
+	DataDir           string   `envconfig:"DATA_DIR" default:"./.jml-data"`
+	// NATSPort fixes the loopback port of `jml run`'s embedded NATS (0 = random).
+	NATSPort       int           `envconfig:"NATS_PORT" default:"0"`
+	LogLevel       string        `envconfig:"LOG_LEVEL" default:"info"`
+	MaxBodyBytes   int64         `envconfig:"MAX_BODY_BYTES" default:"1048576"`
+	MaxClockSkew   time.Duration `envconfig:"MAX_CLOCK_SKEW" default:"5m"`
+	PublicURL      string        `envconfig:"PUBLIC_URL"`
+	StreamReplicas int           `envconfig:"STREAM_REPLICAS" default:"1"`
+	EventsMaxAge   time.Duration `envconfig:"EVENTS_MAX_AGE" default:"2160h"`
+	PolicyFile     string        `envconfig:"POLICY_FILE"`
+	Protected      []string      `envconfig:"PROTECTED"`
 
 	SentryURL       string `envconfig:"SENTRY_URL"`
 	SentryOrg       string `envconfig:"SENTRY_ORG"`
@@ -103,6 +105,9 @@ func Load() (Common, error) {
 	var c Common
 	if err := envconfig.Process(Prefix, &c); err != nil {
 		return Common{}, fmt.Errorf("config: %w", err)
+	}
+	if c.NATSPort < 0 || c.NATSPort > 65535 {
+		return Common{}, errors.New("config: JML_NATS_PORT must be a TCP port (1-65535), or 0 for a random one")
 	}
 	if c.MaxBodyBytes <= 0 {
 		return Common{}, errors.New("config: JML_MAX_BODY_BYTES must be positive")

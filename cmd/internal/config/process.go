@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -26,14 +27,41 @@ func Logger(w io.Writer, level string) *slog.Logger {
 	return slog.New(telemetry.LogHandler(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lv})))
 }
 
-// Telemetry builds providers from the standard OTEL_* variables.
+// Telemetry builds providers from the standard OTEL_* variables, with the
+// spec's default exporter for traces (otlp) when OTEL_TRACES_EXPORTER is unset.
 func Telemetry(ctx context.Context, defaultName string) (*telemetry.Telemetry, error) {
-	name := os.Getenv("OTEL_SERVICE_NAME")
-	if name == "" {
-		name = defaultName
+	o, err := TelemetryOptions(os.Getenv, defaultName, "otlp")
+	if err != nil {
+		return nil, err
 	}
-	return telemetry.New(ctx, telemetry.Options{ServiceName: name, TracesExporter: os.Getenv("OTEL_TRACES_EXPORTER"),
-		MetricsExporter: os.Getenv("OTEL_METRICS_EXPORTER"), Console: os.Stdout})
+	o.Console = os.Stdout
+	return telemetry.New(ctx, o)
+}
+
+// TelemetryOptions maps the OpenTelemetry SDK environment variables to
+// telemetry.Options: OTEL_TRACES_EXPORTER (a list; defaultTraces when unset),
+// OTEL_METRICS_EXPORTER (a list; prometheus when unset: /metrics is always
+// served), OTEL_EXPORTER_OTLP_PROTOCOL and its per-signal forms,
+// OTEL_PROPAGATORS and OTEL_SDK_DISABLED. OTEL_SERVICE_NAME and
+// OTEL_RESOURCE_ATTRIBUTES are read by the SDK's resource detector, which keeps
+// their service.name; defaultName applies only when they name none.
+func TelemetryOptions(getenv func(string) string, defaultName, defaultTraces string) (telemetry.Options, error) {
+	o := telemetry.Options{
+		ServiceName:         defaultName,
+		TracesExporter:      getenv("OTEL_TRACES_EXPORTER"),
+		MetricsExporter:     getenv("OTEL_METRICS_EXPORTER"),
+		OTLPProtocol:        getenv("OTEL_EXPORTER_OTLP_PROTOCOL"),
+		OTLPTracesProtocol:  getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"),
+		OTLPMetricsProtocol: getenv("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"),
+		Propagators:         getenv("OTEL_PROPAGATORS"),
+	}
+	if strings.TrimSpace(o.TracesExporter) == "" {
+		o.TracesExporter = defaultTraces
+	}
+	// The spec: only "true" (case-insensitive) disables; every other value,
+	// empty included, is false.
+	o.Disabled = strings.EqualFold(strings.TrimSpace(getenv("OTEL_SDK_DISABLED")), "true")
+	return o, nil
 }
 
 // FlushTelemetry flushes and stops tel within 5 s on a context of its own

@@ -10,6 +10,8 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
@@ -326,6 +328,14 @@ func (r *Reconciler) ApplyApproved(ctx context.Context, id string) (Summary, err
 		return Summary{RunID: id}, err
 	}
 	start := r.o.Now()
+	// The changes of an approved plan run under a span of their own that
+	// links to the run that planned them (perhaps hours earlier, elsewhere).
+	opts := []trace.SpanStartOption{trace.WithAttributes(attribute.String("jml.run_id", id), attribute.String("jml.approved_by", run.ApprovedBy))}
+	if sc := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier(pl.Trace))); sc.IsValid() {
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String("jml.link", "planned_by")}}))
+	}
+	ctx, span := r.tracer().Start(ctx, "reconcile.apply_approved", opts...)
+	defer span.End()
 	prog := r.progress.start(ctx, id, nil, r.m)
 	defer prog.finish()
 	res := r.apply(ctx, pl, r.o.Policy(), prog, true)

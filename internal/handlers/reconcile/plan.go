@@ -98,6 +98,9 @@ type Plan struct {
 	People  int            `json:"people"`
 	Owner   string         `json:"owner,omitempty"`   // the replica that planned it
 	Trigger string         `json:"trigger,omitempty"` // schedule, operator, bench
+	// Trace is the W3C trace context of the run that planned it: applying
+	// an approved plan later links to it.
+	Trace map[string]string `json:"trace,omitempty"`
 }
 
 func encodePlan(p *Plan) (json.RawMessage, error) {

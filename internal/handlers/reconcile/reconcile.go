@@ -12,7 +12,11 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
@@ -75,7 +79,10 @@ type Options struct {
 	Alert  func(ctx context.Context, kind, summary string)
 	Logger *slog.Logger
 	Meter  metric.MeterProvider
-	Now    func() time.Time
+	// TracerProvider traces runs: a run's changes are under its span, and an
+	// approved plan applied later links to the span of the run that planned it.
+	TracerProvider trace.TracerProvider
+	Now            func() time.Time
 	// Target is recorded in evidence ("sandbox" or "sentry").
 	Target string
 }
@@ -124,6 +131,9 @@ func New(o Options) (*Reconciler, error) {
 	}
 	if o.Meter == nil {
 		o.Meter = otel.GetMeterProvider()
+	}
+	if o.TracerProvider == nil {
+		o.TracerProvider = otel.GetTracerProvider()
 	}
 	if o.Now == nil {
 		o.Now = time.Now
@@ -257,7 +267,7 @@ func (r *Reconciler) lockRun(ctx context.Context, key string) (context.Context, 
 
 // Run reads the organization and the directory, plans, and (unless DryRun or
 // halted by the brakes) applies the plan. The run is stored in Runs.
-func (r *Reconciler) Run(ctx context.Context, ro RunOptions) (Summary, error) {
+func (r *Reconciler) Run(ctx context.Context, ro RunOptions) (sum Summary, err error) {
 	ctx = sentry.WithPriority(ctx, sentry.PriorityReconcile)
 	ctx, release, err := r.lockRun(ctx, "reconcile:run")
 	if err != nil {
@@ -265,10 +275,19 @@ func (r *Reconciler) Run(ctx context.Context, ro RunOptions) (Summary, error) {
 	}
 	defer release()
 	start := r.o.Now()
-	sum := Summary{RunID: ro.RunID, DryRun: ro.DryRun, Trigger: ro.Trigger, StartedAt: start.UTC()}
+	sum = Summary{RunID: ro.RunID, DryRun: ro.DryRun, Trigger: ro.Trigger, StartedAt: start.UTC()}
 	if sum.RunID == "" {
 		sum.RunID = r.NewRunID()
 	}
+	ctx, span := r.tracer().Start(ctx, "reconcile.run", trace.WithAttributes(attribute.String("jml.run_id", sum.RunID),
+		attribute.String("jml.trigger", ro.Trigger), attribute.Bool("jml.dry_run", ro.DryRun)))
+	defer func() {
+		span.SetAttributes(attribute.String("jml.run_status", sum.Status))
+		if err != nil {
+			span.SetStatus(codes.Error, err.Error())
+		}
+		span.End()
+	}()
 	prog := r.progress.start(ctx, sum.RunID, ro.Progress, r.m)
 	defer prog.finish()
 	pol := r.o.Policy()
@@ -284,6 +303,9 @@ func (r *Reconciler) Run(ctx context.Context, ro RunOptions) (Summary, error) {
 	pl, err := r.plan(ctx, org, pol, prog)
 	if pl != nil {
 		pl.Owner, pl.Trigger = r.o.Owner, ro.Trigger
+		tc := propagation.MapCarrier{}
+		propagation.TraceContext{}.Inject(ctx, tc)
+		pl.Trace = tc
 	}
 	if err != nil {
 		r.m.runs.Add(ctx, 1, metric.WithAttributes(statusAttr("error")))
@@ -420,3 +442,7 @@ func (r *Reconciler) SelfMemberID() string { return r.o.SelfMemberID }
 
 // SelfEmail is the daemon's own email.
 func (r *Reconciler) SelfEmail() string { return r.o.SelfEmail }
+
+func (r *Reconciler) tracer() trace.Tracer {
+	return r.o.TracerProvider.Tracer("github.com/sentry-jml/sentry-jml/internal/handlers/reconcile")
+}

@@ -6,9 +6,14 @@ import (
 	"fmt"
 	"iter"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/sentry-jml/sentry-jml/internal/embednats/natstest"
 	"github.com/sentry-jml/sentry-jml/internal/events"
@@ -441,5 +446,49 @@ func TestApprovalSkipsAnOrphanNowInTheDirectory(t *testing.T) {
 	}
 	if !strings.Contains(strings.Join(app.Errors, "\n"), "no longer an orphan") {
 		t.Errorf("the skipped orphan removal was not reported: %+v", app)
+	}
+}
+
+// TestApprovedChangesLinkToTheirRun: a run is a span; the approved plan,
+// applied later, runs under a span that links to the run that planned it, so
+// a reconcile change can be traced back to its run.
+func TestApprovedChangesLinkToTheirRun(t *testing.T) {
+	h := setupDrift(t)
+	ctx := context.Background()
+	exp := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
+	o := h.opts
+	o.TracerProvider = tp
+	rec, err := reconcile.New(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := rec.Run(ctx, reconcile.RunOptions{})
+	if err != nil || sum.Status != state.RunHalted {
+		t.Fatalf("run: %+v %v", sum, err)
+	}
+	if _, err := rec.Approve(ctx, sum.RunID, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	var run, applied tracetest.SpanStub
+	for _, s := range exp.GetSpans() {
+		switch s.Name {
+		case "reconcile.run":
+			run = s
+		case "reconcile.apply_approved":
+			applied = s
+		}
+	}
+	if !run.SpanContext.IsValid() || !applied.SpanContext.IsValid() {
+		t.Fatalf("spans: run %v, apply %v", run.Name, applied.Name)
+	}
+	if len(applied.Links) != 1 || applied.Links[0].SpanContext.SpanID() != run.SpanContext.SpanID() ||
+		applied.Links[0].SpanContext.TraceID() != run.SpanContext.TraceID() {
+		t.Fatalf("apply links %+v, want the run span %s", applied.Links, run.SpanContext.SpanID())
+	}
+	if !slices.ContainsFunc(run.Attributes, func(kv attribute.KeyValue) bool {
+		return kv.Key == "jml.run_id" && kv.Value.AsString() == sum.RunID
+	}) {
+		t.Errorf("run span attributes %v lack the run id", run.Attributes)
 	}
 }

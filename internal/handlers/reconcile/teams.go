@@ -92,6 +92,18 @@ func (r *Reconciler) applyOrgStep(ctx context.Context, s PlannedStep) string {
 		if errors.Is(err, sentry.ErrConflict) {
 			return "already_done"
 		}
+		if err == nil && r.o.SelfMemberID != "" {
+			// Sentry adds the user who creates a team to it
+			// (src/sentry/core/endpoints/organization_teams.py, post: an
+			// OrganizationMemberTeam for the creator), and the service user's
+			// Manager role makes it team admin there. It joined only by
+			// creating the team, so it leaves: team structure as code declares
+			// teams, not the daemon's own membership.
+			if lerr := api.RemoveMemberFromTeam(ctx, r.o.SelfMemberID, s.Team); lerr != nil && !isNotFound(lerr) {
+				r.o.Logger.WarnContext(ctx, "created team; the service user could not leave it", "team", s.Team, "err", lerr)
+				return "error: team created, but the service user could not leave it: " + lerr.Error()
+			}
+		}
 	case ActAddProjectTeam:
 		err = api.AddProjectTeam(ctx, s.Project, s.Team)
 		if errors.Is(err, sentry.ErrConflict) {

@@ -111,7 +111,11 @@ func TestTeamStructureConvergesToTheDeclaration(t *testing.T) {
 	}
 	muts := h.sb.Stats().Mutations
 	want := map[string]map[string]int{
-		"team.create":         {"search": 1},
+		"team.create": {"search": 1},
+		// Sentry makes the creator a member of the team it creates
+		// (src/sentry/core/endpoints/organization_teams.py); the service
+		// user leaves it.
+		"member.leave-team":   {"jml-bot@acme.test": 1},
 		"project-team.add":    {"web-frontend/search": 1, "ledger/search": 1, "etl-pipeline/payments": 1},
 		"project-team.remove": {"ledger/payments": 1, "auth-gateway/platform": 1},
 		// Sentry adds the user who creates a team to it (null team role):
@@ -145,6 +149,12 @@ func TestTeamStructureConvergesToTheDeclaration(t *testing.T) {
 		if !slices.Equal(got, wl) {
 			t.Errorf("team %s projects = %v, want %v", slug, got, wl)
 		}
+	}
+	// The service user is in no team it joined only by creating it.
+	if m, ok := h.sb.Member("jml-bot@acme.test"); !ok {
+		t.Error("the service user is gone")
+	} else if _, in := m.Teams["search"]; in {
+		t.Errorf("the service user is still in team search it created: %+v", m)
 	}
 	// Sanity: the seed really had links that would have been touched.
 	if len(before["mobile"]) == 0 || len(before["security"]) == 0 || !slices.Contains(before["platform"], "auth-gateway") {

@@ -49,7 +49,22 @@ func NewBambooHR(cfg Config) (*BambooHR, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bamboohr source: %w", err)
 	}
-	return &BambooHR{mac: mac, tolerance: BambooHRTolerance, log: loggerOf(cfg)}, nil
+	b := &BambooHR{mac: mac, tolerance: BambooHRTolerance, log: loggerOf(cfg)}
+	if msg := BambooHRWithoutAPI(cfg.APIURL, cfg.APIToken); msg != "" {
+		b.log.Warn(msg, "source", "bamboohr")
+	}
+	return b, nil
+}
+
+// BambooHRWithoutAPI is the warning, said at start and by `jml doctor`, when
+// BambooHR is enabled without API access ("" when it has it): its webhooks
+// carry no employment status, so a new hire cannot be known to be active.
+func BambooHRWithoutAPI(apiURL, apiToken string) string {
+	if apiURL != "" || apiToken != "" {
+		return ""
+	}
+	return "bamboohr joiners cannot be provisioned: BambooHR webhooks carry no employment status and no API is configured to re-read it, " +
+		"so new hires are listed by `jml unresolved`, never invited; set JML_SOURCE_BAMBOOHR_API_URL and _API_TOKEN (on the worker)"
 }
 
 // Name implements Source.

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -324,4 +325,24 @@ func FuzzBambooHR(f *testing.F) {
 			t.Fatal("events from an empty body")
 		}
 	})
+}
+
+// TestBambooHRWithoutAPIWarnsAtStart: enabled without API access, the source
+// says at start that joiners cannot be provisioned (issue 16).
+func TestBambooHRWithoutAPIWarnsAtStart(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	if _, err := sources.NewBambooHR(sources.Config{Secrets: []string{"k"}, Logger: log}); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(buf.String(), "level=WARN") || !strings.Contains(buf.String(), "joiners cannot be provisioned") {
+		t.Fatalf("no warning at start: %q", buf.String())
+	}
+	buf.Reset()
+	if _, err := sources.NewBambooHR(sources.Config{Secrets: []string{"k"}, APIURL: "https://api.bamboohr.com/api/gateway.php/acme", APIToken: "t", Logger: log}); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), "cannot be provisioned") {
+		t.Fatalf("warned with the API configured: %q", buf.String())
+	}
 }

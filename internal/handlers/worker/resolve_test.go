@@ -117,3 +117,30 @@ func TestUnsignedTerminationUnknownToProviderNotApplied(t *testing.T) {
 		t.Fatalf("%d unresolved, want the unconfirmed termination listed", unres.len())
 	}
 }
+
+// TestStatuslessJoinerWithoutAPIIsListed: BambooHR's "created" carries no
+// status; without its API the worker cannot know the person is active. The
+// joiner used to be logged in_sync and never invited; it is listed as
+// unresolved (and nobody is invited on a guess).
+func TestStatuslessJoinerWithoutAPIIsListed(t *testing.T) {
+	unres := &unresolvedList{}
+	h := startWith(t, policy.Default(), resolve.BySource{}, unres)
+	ev := thin("E-777", "bamboohr", events.Joiner, "")
+	ev.Person.Email = "new.joiner@acme.test"
+	h.publishEvent(t, ev)
+	h.quiet(t)
+	if unres.len() != 1 || unres.evs[0].Person.ID != "E-777" {
+		t.Fatalf("unresolved %+v, want the joiner listed", unres.evs)
+	}
+	if _, ok := h.sb.Member("new.joiner@acme.test"); ok {
+		t.Fatal("a status-less joiner was invited")
+	}
+	// With a status the joiner is invited as before.
+	ok := thin("E-778", "bamboohr", events.Joiner, events.Active)
+	ok.Person.Email = "other.joiner@acme.test"
+	h.publishEvent(t, ok)
+	h.quiet(t)
+	if _, in := h.sb.Member("other.joiner@acme.test"); !in || unres.len() != 1 {
+		t.Fatalf("an active joiner: invited=%v unresolved=%d", in, unres.len())
+	}
+}

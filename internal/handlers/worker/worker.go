@@ -454,8 +454,12 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 			return "deferred", fmt.Errorf("%w: effective at %s", errDeferred, ev.EffectiveAt.Format(time.RFC3339))
 		}
 		raw, _ := events.Marshal(ev)
+		// Stored in W3C form whatever OTEL_PROPAGATORS says: the release may
+		// come after a configuration change.
+		carrier := propagation.MapCarrier{}
+		propagation.TraceContext{}.Inject(ctx, carrier)
 		ok, err := w.o.Due.Schedule(ctx, state.Due{ID: ev.MsgID(), PersonKey: key, Field: changedField(ev.Person),
-			Version: version, Event: raw, EffectiveAt: *ev.EffectiveAt})
+			Version: version, Event: raw, EffectiveAt: *ev.EffectiveAt, Trace: carrier})
 		if err != nil {
 			return "error", fmt.Errorf("schedule future-dated change: %w", err)
 		}
@@ -573,6 +577,18 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 		outcome, err := w.unresolvedEvent(ctx, ev, dedupeKey, "no email for "+key+" (thin payload; set JML_SOURCE_"+strings.ToUpper(ev.Source)+"_API_URL/_API_TOKEN to re-read people)", log)
 		if err == nil {
 			done() // only once it is listed: a failed listing is retried
+		}
+		return outcome, err
+	}
+	if rec.Person.Status == "" && (ev.Type == events.Joiner || ev.Type == events.Rehire) {
+		// A joiner whose payload does not say the person is active (BambooHR
+		// sends none) and no provider API to re-read it: converging would find
+		// nothing to do and the person would never be invited. List it.
+		up := strings.ToUpper(ev.Source)
+		outcome, err := w.unresolvedEvent(ctx, ev, dedupeKey, ev.Source+" "+string(ev.Type)+" without a status for "+key+
+			": the payload does not say the person is active and no provider API is configured to re-read it, so nobody was invited (set JML_SOURCE_"+up+"_API_URL/_API_TOKEN)", log)
+		if err == nil {
+			done()
 		}
 		return outcome, err
 	}

@@ -1,8 +1,8 @@
 package sentrytest
 
 import (
-	"fmt"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"sort"
 	"time"
