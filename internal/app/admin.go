@@ -120,11 +120,12 @@ func adminMux(o AdminOptions) (http.Handler, []string) {
 				}
 				ro.Policy = &pol
 			}
-			rec, err := wk.Reconciler()
+			s, err := wk.reconcile()
 			if err != nil {
 				return nil, err
 			}
-			return rec.Run(r.Context(), ro)
+			ro.RunID = s.rec.NewRunID()
+			return s.startRun(r, "plan --all", ro.RunID, ro).answer(r)
 		})
 		handle("POST /v1/pause", func(r *http.Request) (any, error) {
 			// Answers once every live replica enforces the pause (and has
@@ -247,6 +248,10 @@ func adminMux(o AdminOptions) (http.Handler, []string) {
 			return map[string]any{"source": "gusto", "armed_until": until, "armed_by": OperatorFrom(r.Context()),
 				"next": "create the Gusto webhook subscription now; its verification POST is accepted once, then run `jml sources show gusto`"}, nil
 		})
+	}
+	if wk := o.Worker; wk != nil {
+		wk.jobs.routes(handle, wk.o.Logger.InfoContext)
+		wk.operationRoutes(handle)
 	}
 	for _, reg := range o.Routes {
 		reg(handle)

@@ -113,6 +113,8 @@ type Worker struct {
 	// recon is the reconciler and its job state (reconcile.go), built on first use.
 	reconMu sync.Mutex
 	recon   *reconcileService
+	// jobs is the operator's long work running in this process (jobs.go).
+	jobs *jobs
 }
 
 // alert logs an operator alert and sends it to the configured sinks.
@@ -179,7 +181,7 @@ func NewWorker(ctx context.Context, o WorkerOptions) (*Worker, error) {
 		return nil, err
 	}
 	w := &Worker{o: o, js: js, records: records, gate: o.Gate, members: converge.NewMemberIndex(), tokens: converge.NewTokenIndex(),
-		unresolved: unresolved}
+		unresolved: unresolved, jobs: newJobs()}
 	if w.metrics, err = newWorkerMetrics(o.Telemetry.MeterProvider, o.Policy); err != nil {
 		return nil, fmt.Errorf("worker metrics: %w", err)
 	}
