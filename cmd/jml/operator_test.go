@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,10 +16,13 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// runCLI runs a jml subcommand against sys (found through JML_ADMIN_ADDR) and
-// decodes its --json output.
+// runCLI runs a jml subcommand against sys (found through JML_ADMIN_ADDR) with
+// --json (added when missing) and decodes its output.
 func runCLI(t *testing.T, sys *system, args ...string) (map[string]any, error) {
 	t.Helper()
+	if !slices.Contains(args, "--json") {
+		args = append(slices.Clone(args), "--json")
+	}
 	t.Setenv("JML_ADMIN_ADDR", sys.adminAddr)
 	t.Setenv("JML_DATA_DIR", sys.cfg.DataDir)
 	var out, errb bytes.Buffer

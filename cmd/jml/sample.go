@@ -31,7 +31,7 @@ func cmdSendSample(ctx context.Context, args []string, stdout, stderr io.Writer)
 	url := fs.String("url", "", "receiver base URL (default http://$JML_HTTP_ADDR)")
 	eventID := fs.String("event-id", "", "webhook-id (default: a fresh one; repeat one to see duplicate handling)")
 	dept := fs.String("department", "", "department")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if *email == "" && *id == "" {
