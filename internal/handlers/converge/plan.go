@@ -37,12 +37,12 @@ type Step struct {
 	// an invite sets its whole team set): what the PUT really changes.
 	FromTeams []string `json:"from_teams,omitempty"`
 	// Invite says the step changes a pending invite, not a member.
-	Invite bool `json:"invite,omitempty"`
-	TokenID  string   `json:"token_id,omitempty"`
-	Token    string   `json:"token,omitempty"` // token name
-	Via      string   `json:"via,omitempty"`   // rest | scim
-	Result   string   `json:"result,omitempty"`
-	At       string   `json:"at,omitempty"`
+	Invite  bool   `json:"invite,omitempty"`
+	TokenID string `json:"token_id,omitempty"`
+	Token   string `json:"token,omitempty"` // token name
+	Via     string `json:"via,omitempty"`   // rest | scim
+	Result  string `json:"result,omitempty"`
+	At      string `json:"at,omitempty"`
 
 	teamRoles []sentry.TeamRole
 }
