@@ -174,7 +174,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return nil
 	}
 	if args[0] == "help" {
-		if len(args) == 1 {
+		if len(args) == 1 || wantsHelp(args[1:]) {
 			printUsage(stdout, cmds)
 			return nil
 		}
