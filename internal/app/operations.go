@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"maps"
 	"fmt"
 	"net/http"
 	"net/mail"
@@ -170,7 +171,11 @@ func (w *Worker) LinkUnresolved(ctx context.Context, source, eventID, email, ope
 	}
 	plan, _ := json.Marshal(map[string]any{"operator": operator, "source": source, "event_id": eventID, "linked_email": email,
 		"republished_as": ev.ID, "reason": u.Reason})
-	if _, err := w.records.Evidence.Append(ctx, state.Evidence{PersonKey: "email:" + strings.ToLower(email), Email: email,
+	key, err := w.linkKey(ctx, ev.Person.ID, email)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := w.records.Evidence.Append(ctx, state.Evidence{PersonKey: key, Email: email,
 		At: time.Now().UTC(), Kind: KindUnresolvedLinked, EventIDs: []string{eventID, ev.ID}, Plan: plan, Outcome: "linked", Target: w.o.Target}); err != nil {
 		return nil, fmt.Errorf("link: evidence not written, nothing published: %w", err)
 	}
@@ -185,6 +190,30 @@ func (w *Worker) LinkUnresolved(ctx context.Context, source, eventID, email, ope
 	}
 	w.o.Logger.InfoContext(ctx, "unresolved event linked", "source", source, "event_id", eventID, "republished_as", ev.ID, "operator", operator)
 	return map[string]any{"source": source, "event_id": eventID, "email": email, "republished_as": ev.ID, "linked_by": operator}, nil
+}
+
+// linkKey is the directory key the linked person's evidence goes under: the
+// record the email already names, else the one email-less record carrying
+// the event's HR id (the unresolved event created it), else the email's key.
+func (w *Worker) linkKey(ctx context.Context, hrID, email string) (string, error) {
+	if rec, err := w.findPerson(ctx, email); err == nil {
+		return rec.Key, nil
+	} else if !errors.Is(err, state.ErrNotFound) {
+		return "", err
+	}
+	var keys []string
+	for rec, err := range w.records.Directory.List(ctx) {
+		if err != nil {
+			return "", err
+		}
+		if hrID != "" && rec.Person.Email == "" && (rec.Person.ID == hrID || slices.Contains(slices.Collect(maps.Values(rec.IDs)), hrID)) {
+			keys = append(keys, rec.Key)
+		}
+	}
+	if len(keys) == 1 {
+		return keys[0], nil
+	}
+	return "email:" + strings.ToLower(email), nil
 }
 
 // DismissUnresolved removes an entry without acting on it (logged with the

@@ -554,18 +554,27 @@ func (w *Worker) Plan(ctx context.Context, email string) (PlanView, error) {
 	} else {
 		v.Safety = SafetyView{Paused: st.Paused, PausedBy: st.PausedBy, BrakesHalted: st.BrakesHalted}
 	}
+	all, err := w.Pending(ctx, "")
+	if err != nil {
+		return PlanView{}, err
+	}
+	v.Pending = []PendingView{}
+	for _, p := range all {
+		if (known && p.Person == rec.Key) || strings.EqualFold(p.Email, email) {
+			v.Pending = append(v.Pending, p)
+		}
+	}
 	if !known {
-		// Nothing names this person: no event, no roster row. Convergence
-		// never runs for them, whatever policy would grant.
+		// Nothing names this person yet: no event applied, no roster row.
+		// Convergence never runs for them, whatever policy would grant.
 		v.Outcome = OutcomeUnknownPerson
 		v.Reason = "no event or roster row names this email: nothing is planned (Sentry access shown as read)"
-		v.Pending = []PendingView{}
+		if len(v.Pending) > 0 {
+			v.Reason = "no record yet: only future-dated changes name this email (listed below)"
+		}
 		return v, nil
 	}
 	v.Person = rec.Key
-	if v.Pending, err = w.Pending(ctx, rec.Key); err != nil {
-		return PlanView{}, err
-	}
 	var ex policy.Explanation
 	if res.Desired != nil {
 		ex = w.o.Policy().Explain(rec.Person)
