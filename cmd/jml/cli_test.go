@@ -90,6 +90,9 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"worker", "extra"},
 		{"help", "nope"},
 		{"version", "extra"},
+		{"send-sample"},
+		{"send-sample", "nope", "--email", "a@b.c"},
+		{"send-sample", "leaver"},
 	} {
 		var out, errb bytes.Buffer
 		err := dispatch(context.Background(), args, &out, &errb)

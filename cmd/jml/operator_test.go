@@ -28,6 +28,12 @@ func runCLI(t *testing.T, sys *system, args ...string) (map[string]any, error) {
 	var out, errb bytes.Buffer
 	err := dispatch(context.Background(), args, &out, &errb)
 	if err != nil {
+		// A command that answered and then exits with a status of its own
+		// (3 halted, 4 changes, 5 pause unconfirmed) printed its JSON.
+		var v map[string]any
+		if code := exitCode(err); code >= exitHalted && json.Unmarshal(out.Bytes(), &v) == nil {
+			return v, err
+		}
 		return nil, err
 	}
 	var v map[string]any
