@@ -301,8 +301,10 @@ func (v planView) print(w io.Writer) {
 			}
 			fmt.Fprintln(w)
 		}
+	} else if v.Known && v.Desired.Status == "" {
+		fmt.Fprintln(w, "  desired: unknown (no event has set the person's status yet)")
 	} else if v.Known {
-		fmt.Fprintf(w, "  desired: no access (%s)\n", orDash(v.Desired.Status))
+		fmt.Fprintf(w, "  desired: no access (%s)\n", v.Desired.Status)
 	}
 	if v.Actual.Present {
 		kind := "member"
@@ -324,7 +326,7 @@ func (v planView) print(w io.Writer) {
 	switch {
 	case len(v.Steps) > 0:
 		fmt.Fprintln(w, "  steps:")
-	case v.Outcome == "in_sync" || v.Outcome == "planned":
+	case v.Known && v.Status != "" && v.Reason == "" && (v.Outcome == "in_sync" || v.Outcome == "planned"):
 		fmt.Fprintln(w, "  no steps: in sync")
 	default:
 		fmt.Fprintln(w, "  no steps")

@@ -28,6 +28,9 @@ type simple struct {
 	text func(w io.Writer, v any)
 	// status turns the answer into the exit status (nil: success).
 	status func(v any) error
+	// long: the route may answer with a running job, which is followed to
+	// its result.
+	long bool
 }
 
 // leaf makes s a command: --json prints the answer as one JSON object,
@@ -59,7 +62,15 @@ func (s simple) leaf() leaf {
 			return err
 		}
 		var v any
-		if err := c.do(ctx, s.method, s.path, vals, &v); err != nil {
+		if s.long {
+			raw, _, err := longCall(ctx, c, s.method, s.path, vals, nil, "", false, stderr)
+			if err != nil {
+				return err
+			}
+			if err := json.Unmarshal(raw, &v); err != nil {
+				return fmt.Errorf("%s: %w", s.name, err)
+			}
+		} else if err := c.do(ctx, s.method, s.path, vals, &v); err != nil {
 			return err
 		}
 		switch {
@@ -177,9 +188,9 @@ var (
 	cmdResume   = simple{name: "resume", method: http.MethodPost, path: "/v1/resume"}.leaf()
 	cmdStatus   = simple{name: "status", method: http.MethodGet, path: "/v1/status"}.leaf()
 	cmdApprove  = simple{name: "approve", method: http.MethodPost, path: "/v1/approve", pos: []string{"RUN_ID (a halted reconcile run, or \"brakes\")"},
-		flags: oneArg("run_id"), status: approveStatus}.leaf()
+		flags: oneArg("run_id"), status: approveStatus, long: true}.leaf()
 	cmdReconcileApprove = simple{name: "reconcile approve", method: http.MethodPost, path: "/v1/reconcile/approve", pos: []string{"RUN_ID"},
-		flags: oneArg("run_id")}.leaf()
+		flags: oneArg("run_id"), long: true}.leaf()
 	cmdReconcilePlan = simple{name: "reconcile plan", method: http.MethodGet, path: "/v1/reconcile/plan", pos: []string{"RUN_ID"},
 		flags: oneArg("run_id")}.leaf()
 	cmdDLQList   = simple{name: "dlq list", method: http.MethodGet, path: "/v1/dlq"}.leaf()

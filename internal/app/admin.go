@@ -159,12 +159,8 @@ func adminMux(o AdminOptions) (http.Handler, []string) {
 				}{st, released, max(1, wk.o.Policy().Brakes.Approvals)}, nil
 			}
 			// A halted reconcile run: approve it and apply exactly its stored
-			// plan, each step re-checked.
-			rec, err := wk.Reconciler()
-			if err != nil {
-				return nil, err
-			}
-			return rec.Approve(r.Context(), id, OperatorFrom(r.Context()))
+			// plan, each step re-checked, as a job.
+			return wk.approveRun(r, id)
 		})
 		handle("GET /v1/evidence", func(r *http.Request) (any, error) {
 			email := r.URL.Query().Get("email")

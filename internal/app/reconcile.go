@@ -368,7 +368,7 @@ func ReconcileRoutes(w *Worker, o ReconcileOptions) []func(handle func(pattern s
 			if id == "" {
 				return nil, errBad("run_id is required")
 			}
-			return s.rec.Approve(context.WithoutCancel(r.Context()), id, OperatorFrom(r.Context()))
+			return w.approveRun(r, id)
 		})
 		handle("POST /v1/roster/import", func(r *http.Request) (any, error) {
 			q := r.URL.Query()
@@ -466,6 +466,19 @@ func (s *reconcileService) startRun(r *http.Request, kind, id string, ro reconci
 		}
 		return sum, err
 	})
+}
+
+// approveRun approves the halted run id and applies its stored plan, as a
+// job (a large plan outlasts any request).
+func (w *Worker) approveRun(r *http.Request, id string) (any, error) {
+	s, err := w.reconcile()
+	if err != nil {
+		return nil, err
+	}
+	op := OperatorFrom(r.Context())
+	return w.jobs.start(context.WithoutCancel(r.Context()), "reconcile approve", op, id, nil, func(ctx context.Context) (any, error) {
+		return s.rec.Approve(ctx, id, op)
+	}).answer(r)
 }
 
 // countingFile counts the bytes read through it (a roster job's progress).
