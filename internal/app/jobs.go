@@ -54,10 +54,9 @@ type JobView struct {
 // restart forgets it (the reconcile runs themselves are stored in Runs).
 // Finished jobs are kept for jobKeep, at most jobMax of them.
 type jobs struct {
-	mu   sync.Mutex
-	all  map[string]*job
-	now  func() time.Time
-	done sync.WaitGroup
+	mu  sync.Mutex
+	all map[string]*job
+	now func() time.Time
 }
 
 const (
@@ -88,9 +87,7 @@ func (js *jobs) start(ctx context.Context, kind, operator, runID string, progres
 	js.prune()
 	js.all[id] = j
 	js.mu.Unlock()
-	js.done.Add(1)
 	go func() {
-		defer js.done.Done()
 		defer cancel()
 		res, err := fn(ctx)
 		j.mu.Lock()
