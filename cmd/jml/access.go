@@ -2,38 +2,45 @@ package main
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 
 	"github.com/sentry-jml/sentry-jml/internal/handlers/reconcile"
 )
 
-// cmdAccess: jml access review [--json|--csv].
+// cmdAccess: jml access review [--json|--csv] [--detach].
 func cmdAccess(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "review" {
-		return errors.New("access: usage: jml access review [--json|--csv]")
-	}
 	fs := flag.NewFlagSet("access review", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	asCSV := fs.Bool("csv", false, "print CSV (one row per member)")
-	if err := fs.Parse(args[1:]); err != nil {
+	detach := fs.Bool("detach", false, "start the review as a job and return at once with its id")
+	if _, err := parseWithPositional(fs, args, 0); err != nil {
 		return err
+	}
+	if *asJSON && *asCSV {
+		return usageErrorf("access review: --json and --csv exclude each other")
 	}
 	c, err := newAdminClient()
 	if err != nil {
 		return err
 	}
+	raw, job, err := longCall(ctx, c, http.MethodGet, "/v1/access/review", nil, nil, "", *detach, stderr)
+	if err != nil {
+		return err
+	}
+	if job != nil {
+		return printDetached(stdout, *asJSON, job)
+	}
 	var v struct {
 		Members []reconcile.ReviewRow `json:"members"`
 	}
-	if err := c.do(ctx, http.MethodGet, "/v1/access/review", nil, &v); err != nil {
-		return err
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return fmt.Errorf("access review: %w", err)
 	}
 	switch {
 	case *asJSON:
@@ -56,23 +63,30 @@ func cmdAccess(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-// cmdTokens: jml tokens hygiene [--revoke].
+// cmdTokens: jml tokens hygiene [--revoke] [--json].
 func cmdTokens(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "hygiene" {
-		return errors.New("tokens: usage: jml tokens hygiene [--revoke]")
-	}
 	fs := flag.NewFlagSet("tokens hygiene", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	revoke := fs.Bool("revoke", false, "apply the policy's token_hygiene.action (revoke) now")
-	fs.Bool("json", true, "print one JSON object (the default)")
-	if err := fs.Parse(args[1:]); err != nil {
+	asJSON := fs.Bool("json", false, "print one JSON object")
+	if _, err := parseWithPositional(fs, args, 0); err != nil {
 		return err
 	}
 	method := http.MethodGet
 	if *revoke {
 		method = http.MethodPost
 	}
-	return cmdSimple(method, "/v1/tokens/hygiene", func(*flag.FlagSet) func() (url.Values, error) {
-		return func() (url.Values, error) { return nil, nil }
-	})(ctx, nil, stdout, stderr)
+	c, err := newAdminClient()
+	if err != nil {
+		return err
+	}
+	var v any
+	if err := c.do(ctx, method, "/v1/tokens/hygiene", nil, &v); err != nil {
+		return err
+	}
+	if *asJSON {
+		return printJSON(stdout, v)
+	}
+	printText(stdout, v)
+	return nil
 }

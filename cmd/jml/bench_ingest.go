@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -26,19 +25,6 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/signature"
 	"github.com/sentry-jml/sentry-jml/internal/telemetry"
 )
-
-func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("bench: ingest | revoke")
-	}
-	switch args[0] {
-	case "ingest":
-		return cmdBenchIngest(ctx, args[1:], stdout, stderr)
-	case "revoke":
-		return cmdBenchRevoke(ctx, args[1:], stdout, stderr)
-	}
-	return fmt.Errorf("bench: unknown benchmark %q (ingest | revoke)", args[0])
-}
 
 // ingestResult is `jml bench ingest --json`.
 type ingestResult struct {
@@ -69,7 +55,7 @@ func cmdBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 	rate := fs.Int("rate", 1000, "paced phase: events per second")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	otlp := fs.Bool("otlp", false, "export the receiver's traces and metrics over OTLP/HTTP to a local receiver (counted in the result)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	var sink *otlpSink

@@ -54,10 +54,7 @@ type benchResult struct {
 }
 
 // cmdBenchReconcile: jml bench reconcile --members N --teams N [--drift F] [--json].
-func cmdBenchReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "reconcile" {
-		return errors.New("bench: usage: jml bench reconcile --members N --teams N [--drift 0.01] [--json]")
-	}
+func cmdBenchReconcileLeaf(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench reconcile", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	members := fs.Int("members", 100000, "generated members")
@@ -65,7 +62,7 @@ func cmdBenchReconcile(ctx context.Context, args []string, stdout, stderr io.Wri
 	drift := fs.Float64("drift", 0, "share of people made leavers in the directory (e.g. 0.01)")
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	concurrency := fs.Int("concurrency", 16, "reconciler concurrency")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	res, err := benchReconcile(ctx, *members, *teams, *drift, *concurrency, stderr)

@@ -63,7 +63,7 @@ func cmdBenchRevoke(ctx context.Context, args []string, stdout, stderr io.Writer
 	workerProfile := fs.String("worker-cpuprofile", "", "write a CPU profile of the worker process (its whole run) to this file")
 	otlp := fs.Bool("otlp", false, "export traces and metrics of the receiver and the worker over OTLP/HTTP to a local receiver (counted in the result)")
 	redisURL := fs.String("redis", "redis://127.0.0.1:6379", "Redis for the worker process (keys under a random prefix)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	res, err := benchRevoke(ctx, revokeOptions{seq: *seq, burst: *burst, latency: *latency, redisURL: *redisURL, profile: *cpuprofile, workerProfile: *workerProfile, otlp: *otlp}, stderr)

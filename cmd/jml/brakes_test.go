@@ -112,8 +112,9 @@ func TestTwoPersonBrakeApproval(t *testing.T) {
 		ctl, err := runCLIControl(t, sys)
 		return err == nil && ctl["brakes_halted"] == true && gone() == 1
 	})
+	// The first of two approvals answers, and exits 3: still halted.
 	v, err := runCLI(t, sys, "approve", "brakes")
-	if err != nil || v["released"] != false || v["brakes_halted"] != true || v["approvals_needed"] != float64(2) {
+	if exitCode(err) != exitHalted || v["released"] != false || v["brakes_halted"] != true || v["approvals_needed"] != float64(2) {
 		t.Fatalf("first approval (alice): %v %v", v, err)
 	}
 	if _, err := runCLI(t, sys, "approve", "brakes"); err == nil || !strings.Contains(err.Error(), "409") {

@@ -24,7 +24,8 @@ import (
 func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("doctor", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
+	asJSON := fs.Bool("json", false, "print one JSON object: {\"checks\":[{\"status\",\"check\",\"detail\"}],\"failed\":N}")
+	if _, err := parseWithPositional(fs, args, 0); err != nil {
 		return err
 	}
 	cfg, err := config.Load()
@@ -34,13 +35,29 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	failed := 0
+	type check struct {
+		Status string `json:"status"` // ok | warn | fail
+		Check  string `json:"check"`
+		Detail string `json:"detail"`
+	}
+	checks := []check{}
+	line := func(status, name, detail string) {
+		checks = append(checks, check{status, name, detail})
+		if !*asJSON {
+			label := status
+			if status == "fail" {
+				label = "FAIL"
+			}
+			fmt.Fprintf(stdout, "%-5s %-14s %s\n", label, name, detail)
+		}
+	}
 	report := func(name string, err error, ok string) {
 		if err != nil {
 			failed++
-			fmt.Fprintf(stdout, "FAIL  %-14s %v\n", name, err)
+			line("fail", name, err.Error())
 			return
 		}
-		fmt.Fprintf(stdout, "ok    %-14s %s\n", name, ok)
+		line("ok", name, ok)
 	}
 
 	natsURL := cfg.NatsURL
@@ -65,7 +82,7 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		report("redis", err, "reachable")
 	} else {
-		fmt.Fprintf(stdout, "ok    %-14s embedded (JML_REDIS_URL unset; use Redis when running several workers)\n", "coordination")
+		line("ok", "coordination", "embedded (JML_REDIS_URL unset; use Redis when running several workers)")
 	}
 
 	if _, err := cfg.Policy(); err != nil {
@@ -96,21 +113,26 @@ func cmdDoctor(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			if r.SCIMEnabled {
 				scim = "enabled"
 			}
-			fmt.Fprintf(stdout, "ok    %-14s %s\n", "scim", scim)
+			line("ok", "scim", scim)
 			if r.RateLimitHeaders {
-				fmt.Fprintf(stdout, "ok    %-14s Sentry sends rate-limit headers (limit %d, concurrency %d)\n", "rate-limits", r.RateLimit, r.ConcurrentLimit)
+				line("ok", "rate-limits", fmt.Sprintf("Sentry sends rate-limit headers (limit %d, concurrency %d)", r.RateLimit, r.ConcurrentLimit))
 			} else {
-				fmt.Fprintf(stdout, "ok    %-14s no rate-limit headers (self-hosted): pacing from defaults\n", "rate-limits")
+				line("ok", "rate-limits", "no rate-limit headers (self-hosted): pacing from defaults")
 			}
 			if r.ClockKnown && r.ClockSkew.Abs() <= sentry.MaxClockSkew {
-				fmt.Fprintf(stdout, "ok    %-14s within %s of Sentry's Date header\n", "clock", sentry.MaxClockSkew)
+				line("ok", "clock", fmt.Sprintf("within %s of Sentry's Date header", sentry.MaxClockSkew))
 			}
 			for _, w := range r.Warnings {
-				fmt.Fprintf(stdout, "warn  %-14s %s\n", "sentry", w)
+				line("warn", "sentry", w)
 			}
 		}
 	} else {
-		fmt.Fprintf(stdout, "ok    %-14s sandbox mode (no JML_SENTRY_* set): nothing reaches a real Sentry\n", "sentry")
+		line("ok", "sentry", "sandbox mode (no JML_SENTRY_* set): nothing reaches a real Sentry")
+	}
+	if *asJSON {
+		if err := printJSON(stdout, map[string]any{"checks": checks, "failed": failed}); err != nil {
+			return err
+		}
 	}
 	if failed > 0 {
 		return fmt.Errorf("doctor: %d check(s) failed", failed)

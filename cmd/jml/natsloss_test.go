@@ -101,7 +101,7 @@ func TestRosterImportCLIStreamsTheFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmdRoster(ctx, []string{"import", bad, "--as-of", "2026-01-01T00:00:00Z"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "line 3") {
+	if err := dispatch(ctx, []string{"roster", "import", bad, "--as-of", "2026-01-01T00:00:00Z"}, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "line 3") {
 		t.Fatalf("invalid file: %v", err)
 	}
 	if _, err := recs.Directory.Get(ctx, "id:E-1"); err == nil {
@@ -113,7 +113,7 @@ func TestRosterImportCLIStreamsTheFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	var out strings.Builder
-	if err := cmdRoster(ctx, []string{"import", good, "--as-of", "2026-01-01T00:00:00Z"}, &out, io.Discard); err != nil {
+	if err := dispatch(ctx, []string{"roster", "import", good, "--as-of", "2026-01-01T00:00:00Z"}, &out, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(out.String(), "2 rows, 2 applied") {

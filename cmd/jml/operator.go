@@ -9,10 +9,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -121,10 +123,15 @@ func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs.SetOutput(stderr)
 	email := fs.String("email", "", "the person's email")
 	asJSON := fs.Bool("json", false, "print one JSON object")
-	all := fs.Bool("all", false, "plan everyone (a dry-run reconcile)")
+	all := fs.Bool("all", false, "plan everyone (a dry-run reconcile, run as a job)")
 	polFile := fs.String("policy", "", "with --all: preview this policy file instead of the one in force")
-	if err := fs.Parse(args); err != nil {
+	detailed := fs.Bool("detailed-exitcode", false, "exit 4 when there are changes to make, 3 when they would halt (or a pause or the brakes hold them), 0 when in sync")
+	detach := fs.Bool("detach", false, "with --all: start the job and return at once with its id")
+	if _, err := parseWithPositional(fs, args, 0); err != nil {
 		return err
+	}
+	if *all == (*email != "") {
+		return usageErrorf("plan: give exactly one of --email E or --all")
 	}
 	if *all {
 		var body []byte
@@ -142,101 +149,219 @@ func cmdPlan(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err != nil {
 			return err
 		}
-		var v map[string]any
-		if err := c.doBody(ctx, http.MethodPost, "/v1/plan/all", nil, body, &v); err != nil {
+		var rd io.Reader
+		if body != nil {
+			rd = bytes.NewReader(body)
+		}
+		raw, job, err := longCall(ctx, c, http.MethodPost, "/v1/plan/all", nil, rd, "application/yaml", *detach, stderr)
+		if err != nil {
 			return err
 		}
+		if job != nil {
+			return printDetached(stdout, *asJSON, job)
+		}
+		var v map[string]any
+		if err := json.Unmarshal(raw, &v); err != nil {
+			return fmt.Errorf("plan --all: %w", err)
+		}
 		if *asJSON {
-			return printJSON(stdout, v)
+			if err := printJSON(stdout, v); err != nil {
+				return err
+			}
+		} else {
+			counts, _ := json.Marshal(v["counts"])
+			fmt.Fprintf(stdout, "run %v (dry run): %v members, %v people; changes %s\n", v["run_id"], v["members"], v["people"], counts)
+			if h, _ := v["halted"].(string); h != "" {
+				fmt.Fprintln(stdout, h)
+			}
+			fmt.Fprintf(stdout, "details: jml reconcile plan %v\n", v["run_id"])
 		}
-		counts, _ := json.Marshal(v["counts"])
-		fmt.Fprintf(stdout, "run %v (dry run): %v members, %v people; changes %s\n", v["run_id"], v["members"], v["people"], counts)
+		if !*detailed {
+			return nil
+		}
 		if h, _ := v["halted"].(string); h != "" {
-			fmt.Fprintln(stdout, h)
+			return withCode(exitHalted, nil)
 		}
-		fmt.Fprintf(stdout, "details: jml reconcile plan %v\n", v["run_id"])
+		if cm, _ := v["counts"].(map[string]any); cm != nil {
+			for _, k := range []string{"remove", "invite", "update"} {
+				if n, _ := cm[k].(float64); n > 0 {
+					return withCode(exitChanges, nil)
+				}
+			}
+		}
 		return nil
-	}
-	if *email == "" {
-		return errors.New("plan: --email or --all is required")
 	}
 	c, err := newAdminClient()
 	if err != nil {
 		return err
 	}
-	var v map[string]any
-	if err := c.do(ctx, http.MethodGet, "/v1/plan", url.Values{"email": {*email}}, &v); err != nil {
+	var raw json.RawMessage
+	if err := c.do(ctx, http.MethodGet, "/v1/plan", url.Values{"email": {*email}}, &raw); err != nil {
 		return err
 	}
+	var v planView
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return fmt.Errorf("plan: %w", err)
+	}
 	if *asJSON {
-		return printJSON(stdout, v)
-	}
-	fmt.Fprintf(stdout, "%s  status=%v  outcome=%v\n", *email, v["status"], v["outcome"])
-	if r, _ := v["reason"].(string); r != "" {
-		fmt.Fprintf(stdout, "  reason: %s\n", r)
-	}
-	d, _ := json.Marshal(v["desired"])
-	a, _ := json.Marshal(v["actual"])
-	fmt.Fprintf(stdout, "  desired: %s\n  actual:  %s\n", d, a)
-	steps, _ := v["steps"].([]any)
-	if len(steps) == 0 {
-		fmt.Fprintln(stdout, "  no steps: in sync")
-	}
-	for i, s := range steps {
-		m, _ := s.(map[string]any)
-		fmt.Fprintf(stdout, "  %d. %v", i+1, m["action"])
-		for _, k := range []string{"team", "role", "via", "token"} {
-			if x, ok := m[k]; ok && x != "" {
-				fmt.Fprintf(stdout, " %s=%v", k, x)
-			}
+		var pretty any
+		_ = json.Unmarshal(raw, &pretty)
+		if err := printJSON(stdout, pretty); err != nil {
+			return err
 		}
-		fmt.Fprintln(stdout)
+	} else {
+		v.print(stdout)
 	}
-	if notes, _ := v["notes"].([]any); len(notes) > 0 {
-		for _, n := range notes {
-			fmt.Fprintf(stdout, "  note: %v\n", n)
-		}
+	if !*detailed {
+		return nil
+	}
+	switch {
+	case len(v.Steps) > 0 && (v.Safety.Paused || v.Safety.BrakesHalted):
+		return withCode(exitHalted, nil)
+	case len(v.Steps) > 0 || len(v.Pending) > 0:
+		return withCode(exitChanges, nil)
 	}
 	return nil
 }
 
-// cmdSimple runs one admin call and prints its JSON answer.
-func cmdSimple(method, path string, q func(fs *flag.FlagSet) func() (url.Values, error)) func(context.Context, []string, io.Writer, io.Writer) error {
-	return func(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-		fs := flag.NewFlagSet(strings.TrimPrefix(path, "/v1/"), flag.ContinueOnError)
-		fs.SetOutput(stderr)
-		fs.Bool("json", true, "print one JSON object (the default)")
-		var query func() (url.Values, error)
-		if q != nil {
-			query = q(fs)
+// planView is GET /v1/plan (internal/app.PlanView).
+type planView struct {
+	Email   string `json:"email"`
+	Person  string `json:"person"`
+	Known   bool   `json:"known"`
+	Status  string `json:"status"`
+	Desired struct {
+		Status         string            `json:"status"`
+		OrgRole        string            `json:"org_role"`
+		Teams          map[string]string `json:"teams"`
+		EffectiveTeams map[string]string `json:"effective_teams"`
+		OrgRoleFrom    string            `json:"org_role_from"`
+		TeamsFrom      map[string]string `json:"teams_from"`
+	} `json:"desired"`
+	Actual struct {
+		Present bool              `json:"present"`
+		OrgRole string            `json:"org_role"`
+		Pending bool              `json:"pending"`
+		Teams   map[string]string `json:"teams"`
+	} `json:"actual"`
+	Steps []struct {
+		Action string `json:"action"`
+		Change string `json:"change"`
+		Rule   string `json:"rule"`
+	} `json:"steps"`
+	Outcome string   `json:"outcome"`
+	Reason  string   `json:"reason"`
+	Notes   []string `json:"notes"`
+	Pending []struct {
+		ID          string    `json:"id"`
+		Type        string    `json:"type"`
+		Field       string    `json:"field"`
+		Status      string    `json:"status"`
+		EffectiveAt time.Time `json:"effective_at"`
+	} `json:"pending"`
+	Safety struct {
+		Paused       bool   `json:"paused"`
+		PausedBy     string `json:"paused_by"`
+		BrakesHalted bool   `json:"brakes_halted"`
+		Error        string `json:"error"`
+	} `json:"safety"`
+}
+
+// print renders the plan for people: what matters first.
+func (v planView) print(w io.Writer) {
+	fmt.Fprintf(w, "%s", v.Email)
+	if v.Person != "" {
+		fmt.Fprintf(w, " (%s)", v.Person)
+	}
+	fmt.Fprintf(w, "  status=%s  outcome=%s\n", orDash(v.Status), v.Outcome)
+	switch v.Outcome {
+	case "unknown_person":
+		fmt.Fprintln(w, "  UNKNOWN PERSON: no event or roster row names this email; nothing will change until one does")
+	case "needs_human":
+		fmt.Fprintf(w, "  NEEDS A HUMAN: %s\n", v.Reason)
+	default:
+		if v.Reason != "" {
+			fmt.Fprintf(w, "  reason: %s\n", v.Reason)
 		}
-		if err := fs.Parse(args); err != nil {
-			return err
+	}
+	if v.Known && v.Desired.OrgRole != "" {
+		fmt.Fprintf(w, "  desired: org role %s", v.Desired.OrgRole)
+		if v.Desired.OrgRoleFrom != "" {
+			fmt.Fprintf(w, "  ← %s", v.Desired.OrgRoleFrom)
 		}
-		var vals url.Values
-		if query != nil {
-			var err error
-			if vals, err = query(); err != nil {
-				return err
+		fmt.Fprintln(w)
+		for _, slug := range slices.Sorted(maps.Keys(v.Desired.Teams)) {
+			eff := v.Desired.EffectiveTeams[slug]
+			fmt.Fprintf(w, "    team %-20s effective %-11s", slug, orDash(eff))
+			if eff != "" && v.Desired.Teams[slug] != "" && v.Desired.Teams[slug] != eff {
+				fmt.Fprintf(w, " (policy says %s; the org role gives more)", v.Desired.Teams[slug])
 			}
+			if from := v.Desired.TeamsFrom[slug]; from != "" {
+				fmt.Fprintf(w, "  ← %s", from)
+			}
+			fmt.Fprintln(w)
 		}
-		c, err := newAdminClient()
-		if err != nil {
-			return err
+	} else if v.Known && v.Desired.Status == "" {
+		fmt.Fprintln(w, "  desired: unknown (no event has set the person's status yet)")
+	} else if v.Known {
+		fmt.Fprintf(w, "  desired: no access (%s)\n", v.Desired.Status)
+	}
+	if v.Actual.Present {
+		kind := "member"
+		if v.Actual.Pending {
+			kind = "pending invite"
 		}
-		var v any
-		if err := c.do(ctx, method, path, vals, &v); err != nil {
-			return err
+		fmt.Fprintf(w, "  actual:  %s, org role %s", kind, v.Actual.OrgRole)
+		if len(v.Actual.Teams) > 0 {
+			var ts []string
+			for _, slug := range slices.Sorted(maps.Keys(v.Actual.Teams)) {
+				ts = append(ts, slug+":"+orDash(v.Actual.Teams[slug]))
+			}
+			fmt.Fprintf(w, ", teams %s", strings.Join(ts, ", "))
 		}
-		return printJSON(stdout, v)
+		fmt.Fprintln(w)
+	} else {
+		fmt.Fprintln(w, "  actual:  no member or invite in Sentry")
+	}
+	switch {
+	case len(v.Steps) > 0:
+		fmt.Fprintln(w, "  steps:")
+	case v.Known && v.Status != "" && v.Reason == "" && (v.Outcome == "in_sync" || v.Outcome == "planned"):
+		fmt.Fprintln(w, "  no steps: in sync")
+	default:
+		fmt.Fprintln(w, "  no steps")
+	}
+	for i, s := range v.Steps {
+		fmt.Fprintf(w, "    %d. %s", i+1, s.Change)
+		if s.Rule != "" {
+			fmt.Fprintf(w, "  ← %s", s.Rule)
+		}
+		fmt.Fprintln(w)
+	}
+	for _, n := range v.Notes {
+		fmt.Fprintf(w, "  note: %s\n", n)
+	}
+	for _, p := range v.Pending {
+		fmt.Fprintf(w, "  pending: %s sets %s=%s at %s (cancel: jml pending cancel %s)\n", p.Type, p.Field, orDash(p.Status),
+			p.EffectiveAt.Local().Format(time.DateTime), p.ID)
+	}
+	switch {
+	case v.Safety.Error != "":
+		fmt.Fprintf(w, "  safety: state unreadable (%s): every mutation is held\n", v.Safety.Error)
+	case v.Safety.Paused:
+		fmt.Fprintf(w, "  safety: PAUSED by %s: no step is applied until jml resume\n", orDash(v.Safety.PausedBy))
+	}
+	if v.Safety.BrakesHalted {
+		fmt.Fprintln(w, "  safety: BRAKES HALTED: removals wait for jml approve brakes")
 	}
 }
 
-var (
-	cmdReplicas = cmdSimple(http.MethodGet, "/v1/replicas", nil)
-	cmdResume   = cmdSimple(http.MethodPost, "/v1/resume", nil)
-	cmdStatus   = cmdSimple(http.MethodGet, "/v1/status", nil)
-)
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
 
 // cmdPause pauses every mutation and returns once every live replica has
 // confirmed it (none sends a mutation any more, none has one in flight); it
@@ -244,9 +369,9 @@ var (
 func cmdPause(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("pause", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Bool("json", true, "print one JSON object (the default)")
+	asJSON := fs.Bool("json", false, "print one JSON object")
 	wait := fs.Duration("wait", 15*time.Second, "how long to wait for every live replica to confirm (at most 25s)")
-	if err := fs.Parse(args); err != nil {
+	if _, err := parseWithPositional(fs, args, 0); err != nil {
 		return err
 	}
 	c, err := newAdminClient()
@@ -266,55 +391,18 @@ func cmdPause(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	var pretty any
 	_ = json.Unmarshal(raw, &pretty)
-	if err := printJSON(stdout, pretty); err != nil {
-		return err
+	if *asJSON {
+		if err := printJSON(stdout, pretty); err != nil {
+			return err
+		}
+	} else {
+		printText(stdout, pretty)
 	}
 	if !v.Complete {
-		return fmt.Errorf("pause is stored, but %d live replica(s) did not confirm it within %s: %s (they may still send mutations; check them, then run jml pause again)",
-			len(v.Missing), *wait, strings.Join(v.Missing, ", "))
+		return withCode(exitPauseIncomplete, fmt.Errorf("pause is stored, but %d live replica(s) did not confirm it within %s: %s (they may still send mutations; check them, then run jml pause again)",
+			len(v.Missing), *wait, strings.Join(v.Missing, ", ")))
 	}
 	return nil
-}
-
-func cmdApprove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return errors.New("approve: RUN_ID is required (a halted reconcile run, or \"brakes\" for event-driven removals)")
-	}
-	id := args[0]
-	return cmdSimple(http.MethodPost, "/v1/approve", func(*flag.FlagSet) func() (url.Values, error) {
-		return func() (url.Values, error) { return url.Values{"run_id": {id}}, nil }
-	})(ctx, args[1:], stdout, stderr)
-}
-
-func cmdEvidence(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return cmdSimple(http.MethodGet, "/v1/evidence", func(fs *flag.FlagSet) func() (url.Values, error) {
-		email := fs.String("email", "", "the person's email")
-		return func() (url.Values, error) {
-			if *email == "" {
-				return nil, errors.New("evidence: --email is required")
-			}
-			return url.Values{"email": {*email}}, nil
-		}
-	})(ctx, args, stdout, stderr)
-}
-
-func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("dlq: list | replay SEQ|all")
-	}
-	switch args[0] {
-	case "list":
-		return cmdSimple(http.MethodGet, "/v1/dlq", nil)(ctx, args[1:], stdout, stderr)
-	case "replay":
-		if len(args) < 2 {
-			return errors.New("dlq replay: SEQ or all is required")
-		}
-		seq := args[1]
-		return cmdSimple(http.MethodPost, "/v1/dlq/replay", func(*flag.FlagSet) func() (url.Values, error) {
-			return func() (url.Values, error) { return url.Values{"seq": {seq}}, nil }
-		})(ctx, args[2:], stdout, stderr)
-	}
-	return fmt.Errorf("dlq: unknown subcommand %q (list | replay)", args[0])
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

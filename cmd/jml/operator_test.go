@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -15,15 +16,24 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// runCLI runs a jml subcommand against sys (found through JML_ADMIN_ADDR) and
-// decodes its --json output.
+// runCLI runs a jml subcommand against sys (found through JML_ADMIN_ADDR) with
+// --json (added when missing) and decodes its output.
 func runCLI(t *testing.T, sys *system, args ...string) (map[string]any, error) {
 	t.Helper()
+	if !slices.Contains(args, "--json") {
+		args = append(slices.Clone(args), "--json")
+	}
 	t.Setenv("JML_ADMIN_ADDR", sys.adminAddr)
 	t.Setenv("JML_DATA_DIR", sys.cfg.DataDir)
 	var out, errb bytes.Buffer
 	err := dispatch(context.Background(), args, &out, &errb)
 	if err != nil {
+		// A command that answered and then exits with a status of its own
+		// (3 halted, 4 changes, 5 pause unconfirmed) printed its JSON.
+		var v map[string]any
+		if code := exitCode(err); code >= exitHalted && json.Unmarshal(out.Bytes(), &v) == nil {
+			return v, err
+		}
 		return nil, err
 	}
 	var v map[string]any

@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -10,7 +10,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"time"
 )
 
 // reconcileView is `jml reconcile --json`.
@@ -24,75 +23,31 @@ type reconcileView struct {
 }
 
 func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		switch args[0] {
-		case "approve":
-			if len(args) < 2 {
-				return errors.New("reconcile approve: RUN_ID is required")
-			}
-			id := args[1]
-			return cmdSimple(http.MethodPost, "/v1/reconcile/approve", func(*flag.FlagSet) func() (url.Values, error) {
-				return func() (url.Values, error) { return url.Values{"run_id": {id}}, nil }
-			})(ctx, args[2:], stdout, stderr)
-		case "plan":
-			if len(args) < 2 {
-				return errors.New("reconcile plan: RUN_ID is required")
-			}
-			id := args[1]
-			return cmdSimple(http.MethodGet, "/v1/reconcile/plan", func(*flag.FlagSet) func() (url.Values, error) {
-				return func() (url.Values, error) { return url.Values{"run_id": {id}}, nil }
-			})(ctx, args[2:], stdout, stderr)
-		}
-		return fmt.Errorf("reconcile: unknown subcommand %q (approve RUN_ID | plan RUN_ID)", args[0])
-	}
 	fs := flag.NewFlagSet("reconcile", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dry := fs.Bool("dry-run", false, "plan only: change nothing")
 	asJSON := fs.Bool("json", false, "print one JSON object")
-	if err := fs.Parse(args); err != nil {
+	detach := fs.Bool("detach", false, "start the run as a job and return at once with its id")
+	if _, err := parseWithPositional(fs, args, 0); err != nil {
 		return err
 	}
 	c, err := newAdminClient()
 	if err != nil {
 		return err
 	}
-	var first map[string]any
-	if err := c.do(ctx, http.MethodPost, "/v1/reconcile", url.Values{"dry_run": {fmt.Sprint(*dry)}, "wait": {"2s"}}, &first); err != nil {
+	raw, job, err := longCall(ctx, c, http.MethodPost, "/v1/reconcile", url.Values{"dry_run": {fmt.Sprint(*dry)}}, nil, "", *detach, stderr)
+	if err != nil {
 		return err
 	}
-	id, _ := first["run_id"].(string)
-	if first["status"] == "running" {
-		bar := newBar(stderr)
-		for {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(500 * time.Millisecond):
-			}
-			var p struct {
-				RunID   string         `json:"run_id"`
-				Running bool           `json:"running"`
-				Done    map[string]int `json:"done"`
-				Total   map[string]int `json:"total"`
-			}
-			if err := c.do(ctx, http.MethodGet, "/v1/reconcile/progress", nil, &p); err != nil {
-				return err
-			}
-			if p.RunID == id {
-				bar.draw(p.Done, p.Total)
-				if !p.Running {
-					break
-				}
-			}
-		}
-		bar.end()
-		var run map[string]any
-		if err := c.do(ctx, http.MethodGet, "/v1/reconcile/run", url.Values{"run_id": {id}}, &run); err != nil {
-			return err
-		}
-		first = run
+	if job != nil {
+		return printDetached(stdout, *asJSON, job)
 	}
-	v := reconcileView{RunID: id, Detail: first, Counts: map[string]int{}}
+	var first map[string]any
+	if err := json.Unmarshal(raw, &first); err != nil {
+		return fmt.Errorf("reconcile: %w", err)
+	}
+	v := reconcileView{Detail: first, Counts: map[string]int{}}
+	v.RunID, _ = first["run_id"].(string)
 	v.Status, _ = first["status"].(string)
 	v.Halted, _ = first["halted"].(string)
 	v.Expires = first["expires_at"]
@@ -109,13 +64,21 @@ func cmdReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		}
 	}
 	if *asJSON {
-		return printJSON(stdout, v)
+		if err := printJSON(stdout, v); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(stdout, "run %s: %s  remove=%d invite=%d update=%d report=%d\n", v.RunID, v.Status,
+			v.Counts["remove"], v.Counts["invite"], v.Counts["update"], v.Counts["report"])
+		if v.Halted != "" && v.Status == "halted" {
+			fmt.Fprintf(stdout, "  halted by the brakes: %s\n  review: jml reconcile plan %s\n  apply exactly this plan: jml approve %s (expires %v)\n",
+				v.Halted, v.RunID, v.RunID, v.Expires)
+		} else if v.Halted != "" {
+			fmt.Fprintf(stdout, "  %s\n", v.Halted)
+		}
 	}
-	fmt.Fprintf(stdout, "run %s: %s  remove=%d invite=%d update=%d report=%d\n", v.RunID, v.Status,
-		v.Counts["remove"], v.Counts["invite"], v.Counts["update"], v.Counts["report"])
-	if v.Halted != "" {
-		fmt.Fprintf(stdout, "  halted by the brakes: %s\n  review: jml reconcile plan %s\n  apply exactly this plan: jml approve %s (expires %v)\n",
-			v.Halted, v.RunID, v.RunID, v.Expires)
+	if v.Status == "halted" {
+		return withCode(exitHalted, nil)
 	}
 	return nil
 }
@@ -137,11 +100,19 @@ func newBar(w io.Writer) *bar {
 }
 
 func (b *bar) draw(done, total map[string]int) {
+	b.drawPhases("", []string{"members", "teams", "invites", "directory", "apply"}, done, total)
+}
+
+// drawPhases draws a prefix and each phase's done/total.
+func (b *bar) drawPhases(prefix string, phases []string, done, total map[string]int) {
 	if !b.tty {
 		return
 	}
 	var parts []string
-	for _, ph := range []string{"members", "teams", "invites", "directory", "apply"} {
+	if prefix != "" {
+		parts = append(parts, prefix)
+	}
+	for _, ph := range phases {
 		d, t := done[ph], total[ph]
 		switch {
 		case t > 0:

@@ -21,11 +21,11 @@ import (
 
 func cmdSendSample(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-		return fmt.Errorf("send-sample: first argument is the event type (leaver, joiner, mover, suspend, rehire, update)")
+		return usageErrorf("send-sample: first argument is the event type (leaver, joiner, mover, suspend, rehire, update)")
 	}
 	typ := events.Type(args[0])
 	if !typ.Valid() {
-		return fmt.Errorf("send-sample: unknown type %q", args[0])
+		return usageErrorf("send-sample: unknown type %q", args[0])
 	}
 	fs := flag.NewFlagSet("send-sample", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -34,11 +34,12 @@ func cmdSendSample(ctx context.Context, args []string, stdout, stderr io.Writer)
 	url := fs.String("url", "", "receiver base URL (default: the receiver of the `jml run` in $JML_DATA_DIR, else http://$JML_HTTP_ADDR)")
 	eventID := fs.String("event-id", "", "webhook-id (default: a fresh one; repeat one to see duplicate handling)")
 	dept := fs.String("department", "", "department")
-	if err := fs.Parse(args[1:]); err != nil {
+	asJSON := fs.Bool("json", false, "print one JSON object: {\"url\",\"webhook_id\",\"status\",\"answer\"}")
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if *email == "" && *id == "" {
-		return fmt.Errorf("send-sample: --email or --id is required")
+		return usageErrorf("send-sample: --email or --id is required")
 	}
 	cfg, err := config.Load()
 	if err != nil {
@@ -85,7 +86,18 @@ func cmdSendSample(ctx context.Context, args []string, stdout, stderr io.Writer)
 	}
 	defer resp.Body.Close()
 	out, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
-	fmt.Fprintf(stdout, "POST %s/hooks/generic webhook-id=%s → %s %s\n", strings.TrimRight(base, "/"), wid, resp.Status, strings.TrimSpace(string(out)))
+	if *asJSON {
+		var answer any
+		if json.Unmarshal(out, &answer) != nil {
+			answer = strings.TrimSpace(string(out))
+		}
+		if err := printJSON(stdout, map[string]any{"url": strings.TrimRight(base, "/") + "/hooks/generic", "webhook_id": wid,
+			"status": resp.StatusCode, "answer": answer}); err != nil {
+			return err
+		}
+	} else {
+		fmt.Fprintf(stdout, "POST %s/hooks/generic webhook-id=%s → %s %s\n", strings.TrimRight(base, "/"), wid, resp.Status, strings.TrimSpace(string(out)))
+	}
 	switch {
 	case resp.StatusCode == http.StatusUnauthorized:
 		return fmt.Errorf("send-sample: %s refused the signature made with the secret %s: that receiver uses another secret. "+

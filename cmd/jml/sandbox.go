@@ -29,7 +29,7 @@ func cmdSandbox(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	conc := fs.Int("concurrent-limit", 0, "concurrent requests per token and URL pattern (0 = 25 like Sentry)")
 	quota := fs.Bool("invite-quota", true, "apply Sentry's invite quotas (100 per org per day, 10 per email per day)")
 	faultSeed := fs.Uint64("fault-seed", 0, "seed of the random source of probabilistic faults")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if *scimToken == "" {

@@ -120,11 +120,12 @@ func adminMux(o AdminOptions) (http.Handler, []string) {
 				}
 				ro.Policy = &pol
 			}
-			rec, err := wk.Reconciler()
+			s, err := wk.reconcile()
 			if err != nil {
 				return nil, err
 			}
-			return rec.Run(r.Context(), ro)
+			ro.RunID = s.rec.NewRunID()
+			return s.startRun(r, "plan --all", ro.RunID, ro).answer(r)
 		})
 		handle("POST /v1/pause", func(r *http.Request) (any, error) {
 			// Answers once every live replica enforces the pause (and has
@@ -158,12 +159,8 @@ func adminMux(o AdminOptions) (http.Handler, []string) {
 				}{st, released, max(1, wk.o.Policy().Brakes.Approvals)}, nil
 			}
 			// A halted reconcile run: approve it and apply exactly its stored
-			// plan, each step re-checked.
-			rec, err := wk.Reconciler()
-			if err != nil {
-				return nil, err
-			}
-			return rec.Approve(r.Context(), id, OperatorFrom(r.Context()))
+			// plan, each step re-checked, as a job.
+			return wk.approveRun(r, id)
 		})
 		handle("GET /v1/evidence", func(r *http.Request) (any, error) {
 			email := r.URL.Query().Get("email")
@@ -247,6 +244,10 @@ func adminMux(o AdminOptions) (http.Handler, []string) {
 			return map[string]any{"source": "gusto", "armed_until": until, "armed_by": OperatorFrom(r.Context()),
 				"next": "create the Gusto webhook subscription now; its verification POST is accepted once, then run `jml sources show gusto`"}, nil
 		})
+	}
+	if wk := o.Worker; wk != nil {
+		wk.jobs.routes(handle, wk.o.Logger.InfoContext)
+		wk.operationRoutes(handle)
 	}
 	for _, reg := range o.Routes {
 		reg(handle)

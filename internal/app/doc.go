@@ -5,4 +5,9 @@
 // reads no environment. The admin API fails closed: every /v1 route sits behind
 // one guard (bearer token of a configured operator, no browser, a loopback Host
 // on a loopback listener), and the operator it names is the recorded actor.
+// Long operator work (reconcile, plan --all, access review, roster import)
+// runs as in-process jobs (jobs.go) that outlive the request which started
+// them, can be followed and cancelled through /v1/jobs, and are forgotten on
+// restart; operations.go lists runs, future-dated changes and unresolved
+// events and acts on them with the operator recorded.
 package app

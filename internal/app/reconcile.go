@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
@@ -334,24 +335,12 @@ func ReconcileRoutes(w *Worker, o ReconcileOptions) []func(handle func(pattern s
 	s, _ := w.reconcile()
 	return []func(handle func(string, func(*http.Request) (any, error))){func(handle func(string, func(*http.Request) (any, error))) {
 		handle("POST /v1/reconcile", func(r *http.Request) (any, error) {
+			// A job: the answer is the finished run when it ends within
+			// ?wait=, else the job ("status": "running", run_id, job_id).
 			dry := truthy(r.URL.Query().Get("dry_run"))
 			id := s.rec.NewRunID()
-			done := make(chan struct{})
-			var sum reconcile.Summary
-			var err error
-			go func() {
-				defer close(done)
-				sum, err = s.rec.Run(context.WithoutCancel(r.Context()), reconcile.RunOptions{DryRun: dry, Trigger: "operator:" + OperatorFrom(r.Context()), RunID: id})
-			}()
-			select {
-			case <-done:
-				if errors.Is(err, reconcile.ErrBusy) {
-					return nil, errBad(err.Error())
-				}
-				return sum, err
-			case <-time.After(waitFor(r)):
-				return map[string]any{"run_id": id, "status": "running"}, nil
-			}
+			j := s.startRun(r, "reconcile", id, reconcile.RunOptions{DryRun: dry, Trigger: "operator:" + OperatorFrom(r.Context()), RunID: id})
+			return j.answer(r)
 		})
 		handle("GET /v1/reconcile/progress", func(*http.Request) (any, error) { return s.rec.Progress(), nil })
 		handle("GET /v1/reconcile/run", func(r *http.Request) (any, error) {
@@ -379,7 +368,7 @@ func ReconcileRoutes(w *Worker, o ReconcileOptions) []func(handle func(pattern s
 			if id == "" {
 				return nil, errBad("run_id is required")
 			}
-			return s.rec.Approve(context.WithoutCancel(r.Context()), id, OperatorFrom(r.Context()))
+			return w.approveRun(r, id)
 		})
 		handle("POST /v1/roster/import", func(r *http.Request) (any, error) {
 			q := r.URL.Query()
@@ -391,25 +380,49 @@ func ReconcileRoutes(w *Worker, o ReconcileOptions) []func(handle func(pattern s
 				}
 				asOf = t
 			}
+			// The upload is spooled within the request; validating and
+			// importing it is a job.
 			f, _, err := spoolRoster(http.MaxBytesReader(nil, r.Body, s.maxBytes()), s.maxBytes())
 			if err != nil {
 				return nil, err
 			}
-			defer removeSpool(f)
-			res, err := importSpooled(r.Context(), w, "request body", f, roster.ImportOptions{AsOf: asOf, Full: truthy(q.Get("full")),
-				DryRun: truthy(q.Get("dry_run")), MaxClockSkew: w.o.MaxClockSkew, IDSpaces: w.o.IDSpaces})
-			if errors.Is(err, roster.ErrInvalid) {
-				return nil, errBad(err.Error())
+			fi, err := f.Stat()
+			if err != nil {
+				removeSpool(f)
+				return nil, fmt.Errorf("roster spool: %w", err)
 			}
-			if err == nil {
-				w.o.Logger.InfoContext(r.Context(), "roster imported through the admin API", "operator", OperatorFrom(r.Context()),
-					"rows", res.Rows, "applied", res.Applied, "terminated", res.Terminated, "full", truthy(q.Get("full")), "dry_run", truthy(q.Get("dry_run")))
+			opts := roster.ImportOptions{AsOf: asOf, Full: truthy(q.Get("full")), DryRun: truthy(q.Get("dry_run")),
+				MaxClockSkew: w.o.MaxClockSkew, IDSpaces: w.o.IDSpaces}
+			var validated, imported countingFile
+			validated.size, imported.size = fi.Size(), fi.Size()
+			progress := func() JobProgress {
+				return JobProgress{Done: map[string]int64{"validate": validated.n.Load(), "import": imported.n.Load()},
+					Total: map[string]int64{"validate": fi.Size(), "import": fi.Size()}, Note: "bytes"}
 			}
-			return res, err
+			j := w.jobs.start(context.WithoutCancel(r.Context()), "roster import", OperatorFrom(r.Context()), "", progress, func(ctx context.Context) (any, error) {
+				defer removeSpool(f)
+				res, err := importSpooledCounting(ctx, w, "request body", f, opts, &validated, &imported)
+				if errors.Is(err, roster.ErrInvalid) {
+					return nil, errBad(err.Error())
+				}
+				if err == nil {
+					w.o.Logger.InfoContext(ctx, "roster imported through the admin API", "operator", OperatorFrom(ctx),
+						"rows", res.Rows, "applied", res.Applied, "terminated", res.Terminated, "full", opts.Full, "dry_run", opts.DryRun)
+				}
+				return res, err
+			})
+			return j.answer(r)
 		})
 		handle("GET /v1/access/review", func(r *http.Request) (any, error) {
-			rows, err := s.rec.Review(r.Context())
-			return map[string]any{"members": rows}, err
+			// A job wrapping the access review unchanged.
+			j := w.jobs.start(context.WithoutCancel(r.Context()), "access review", OperatorFrom(r.Context()), "", nil, func(ctx context.Context) (any, error) {
+				rows, err := s.rec.Review(ctx)
+				if err != nil {
+					return nil, err
+				}
+				return map[string]any{"members": rows}, nil
+			})
+			return j.answer(r)
 		})
 		handle("GET /v1/tokens/hygiene", func(r *http.Request) (any, error) {
 			fs, err := s.rec.TokenHygiene(r.Context(), true)
@@ -429,12 +442,74 @@ func ReconcileRoutes(w *Worker, o ReconcileOptions) []func(handle func(pattern s
 	}}
 }
 
-// waitFor is how long POST /v1/reconcile waits before answering "running".
-func waitFor(r *http.Request) time.Duration {
-	if v, err := time.ParseDuration(r.URL.Query().Get("wait")); err == nil && v >= 0 && v <= 25*time.Second {
-		return v
+// startRun starts a reconcile run (or a dry run, or a preview) as a job whose
+// progress is the run's.
+func (s *reconcileService) startRun(r *http.Request, kind, id string, ro reconcile.RunOptions) *job {
+	progress := func() JobProgress {
+		p := s.rec.Progress()
+		if p.RunID != id {
+			return JobProgress{Note: "waiting for the run to start"}
+		}
+		out := JobProgress{Done: map[string]int64{}, Total: map[string]int64{}}
+		for k, v := range p.Done {
+			out.Done[k] = int64(v)
+		}
+		for k, v := range p.Total {
+			out.Total[k] = int64(v)
+		}
+		return out
 	}
-	return 20 * time.Second
+	return s.w.jobs.start(context.WithoutCancel(r.Context()), kind, OperatorFrom(r.Context()), id, progress, func(ctx context.Context) (any, error) {
+		sum, err := s.rec.Run(ctx, ro)
+		if errors.Is(err, reconcile.ErrBusy) {
+			return nil, errBad(err.Error())
+		}
+		return sum, err
+	})
+}
+
+// approveRun approves the halted run id and applies its stored plan, as a
+// job (a large plan outlasts any request).
+func (w *Worker) approveRun(r *http.Request, id string) (any, error) {
+	s, err := w.reconcile()
+	if err != nil {
+		return nil, err
+	}
+	op := OperatorFrom(r.Context())
+	return w.jobs.start(context.WithoutCancel(r.Context()), "reconcile approve", op, id, nil, func(ctx context.Context) (any, error) {
+		return s.rec.Approve(ctx, id, op)
+	}).answer(r)
+}
+
+// countingFile counts the bytes read through it (a roster job's progress).
+type countingFile struct {
+	n    atomic.Int64
+	size int64
+}
+
+type countingReader struct {
+	r io.Reader
+	c *countingFile
+}
+
+func (cr countingReader) Read(p []byte) (int, error) {
+	n, err := cr.r.Read(p)
+	cr.c.n.Add(int64(n))
+	return n, err
+}
+
+// importSpooledCounting is importSpooled counting the bytes of each pass.
+func importSpooledCounting(ctx context.Context, w *Worker, name string, f *os.File, o roster.ImportOptions, validated, imported *countingFile) (roster.Result, error) {
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return roster.Result{}, fmt.Errorf("roster spool: %w", err)
+	}
+	if _, err := roster.Scan(name, countingReader{f, validated}, nil); err != nil {
+		return roster.Result{}, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return roster.Result{}, fmt.Errorf("roster spool: %w", err)
+	}
+	return roster.ImportReader(ctx, w.records.Directory, name, countingReader{f, imported}, o)
 }
 
 func truthy(v string) bool {

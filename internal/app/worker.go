@@ -117,6 +117,8 @@ type Worker struct {
 	// recon is the reconciler and its job state (reconcile.go), built on first use.
 	reconMu sync.Mutex
 	recon   *reconcileService
+	// jobs is the operator's long work running in this process (jobs.go).
+	jobs *jobs
 }
 
 // alert logs an operator alert and sends it to the configured sinks.
@@ -183,7 +185,7 @@ func NewWorker(ctx context.Context, o WorkerOptions) (*Worker, error) {
 		return nil, err
 	}
 	w := &Worker{o: o, js: js, records: records, gate: o.Gate, members: converge.NewMemberIndex(), tokens: converge.NewTokenIndex(),
-		unresolved: unresolved}
+		unresolved: unresolved, jobs: newJobs()}
 	if w.metrics, err = newWorkerMetrics(o.Telemetry.MeterProvider, o.Policy); err != nil {
 		return nil, fmt.Errorf("worker metrics: %w", err)
 	}
@@ -482,15 +484,42 @@ func (w *Worker) releaseOne(ctx context.Context, d state.Due, ev events.Event) e
 
 // PlanView is `jml plan --json`.
 type PlanView struct {
-	Email   string           `json:"email"`
-	Person  string           `json:"person,omitempty"`
+	Email  string `json:"email"`
+	Person string `json:"person,omitempty"`
+	// Known is false when no directory record names this email (no event or
+	// roster row yet): nothing is planned for an unknown person.
+	Known   bool             `json:"known"`
 	Status  string           `json:"status,omitempty"`
 	Desired DesiredView      `json:"desired"`
 	Actual  ActualView       `json:"actual"`
-	Steps   []converge.Step  `json:"steps"`
+	Steps   []PlanStep       `json:"steps"`
 	Outcome converge.Outcome `json:"outcome"`
 	Reason  string           `json:"reason,omitempty"`
 	Notes   []string         `json:"notes,omitempty"`
+	// Pending are the person's future-dated changes (effective_at).
+	Pending []PendingView `json:"pending"`
+	// Safety is what would hold the steps back now: a pause, halted brakes.
+	Safety SafetyView `json:"safety"`
+}
+
+// OutcomeUnknownPerson is a plan's outcome for an email no directory record names.
+const OutcomeUnknownPerson converge.Outcome = "unknown_person"
+
+// PlanStep is one step, the change it makes in words, and the policy rule
+// behind the grant it makes (empty for removals: no rule grants them).
+type PlanStep struct {
+	converge.Step
+	Change string `json:"change"`
+	Rule   string `json:"rule,omitempty"`
+}
+
+// SafetyView is the pause and brake state a plan is subject to.
+type SafetyView struct {
+	Paused       bool   `json:"paused"`
+	PausedBy     string `json:"paused_by,omitempty"`
+	BrakesHalted bool   `json:"brakes_halted"`
+	// Error says the state could not be read (the gate then fails closed).
+	Error string `json:"error,omitempty"`
 }
 
 // DesiredView is what policy wants for the person ("terminated" people: no access).
@@ -498,6 +527,12 @@ type DesiredView struct {
 	Status  string            `json:"status"`
 	OrgRole string            `json:"org_role,omitempty"`
 	Teams   map[string]string `json:"teams,omitempty"`
+	// EffectiveTeams are the team roles members really get: the org role's
+	// minimum team role when higher (a manager is team admin everywhere).
+	EffectiveTeams map[string]string `json:"effective_teams,omitempty"`
+	// OrgRoleFrom and TeamsFrom name the rule behind each grant.
+	OrgRoleFrom string            `json:"org_role_from,omitempty"`
+	TeamsFrom   map[string]string `json:"teams_from,omitempty"`
 }
 
 // ActualView is the person's Sentry access; Present is false when no member or
@@ -519,9 +554,12 @@ func (a ActualView) MarshalJSON() ([]byte, error) {
 	return json.Marshal(flat{true, a.Access})
 }
 
-// Plan shows desired vs actual and the steps convergence would take, changing nothing.
+// Plan shows desired vs actual and the steps convergence would take, changing
+// nothing; with the rule behind each grant, the person's future-dated changes
+// and the pause and brake state.
 func (w *Worker) Plan(ctx context.Context, email string) (PlanView, error) {
 	rec, err := w.findPerson(ctx, email)
+	known := err == nil
 	if errors.Is(err, state.ErrNotFound) {
 		rec = state.PersonRecord{Key: "email:" + strings.ToLower(email), Person: events.Person{Email: email}}
 	} else if err != nil {
@@ -531,18 +569,93 @@ func (w *Worker) Plan(ctx context.Context, email string) (PlanView, error) {
 	if err != nil {
 		return PlanView{}, err
 	}
-	v := PlanView{Email: email, Person: rec.Key, Status: string(rec.Person.Status), Desired: DesiredView{Status: string(rec.Person.Status)},
-		Steps: res.Steps, Outcome: res.Outcome, Reason: res.Reason, Notes: res.Notes}
-	if res.Desired != nil {
-		v.Desired.OrgRole, v.Desired.Teams = res.Desired.OrgRole, res.Desired.Teams
-	}
+	v := PlanView{Email: email, Known: known, Status: string(rec.Person.Status), Desired: DesiredView{Status: string(rec.Person.Status)},
+		Outcome: res.Outcome, Reason: res.Reason, Notes: res.Notes, Steps: []PlanStep{}}
 	if res.Actual != nil {
 		v.Actual = ActualView{Present: true, Access: *res.Actual}
 	}
-	if v.Steps == nil {
-		v.Steps = []converge.Step{}
+	if st, err := w.gate.State(ctx); err != nil {
+		v.Safety.Error = err.Error()
+	} else {
+		v.Safety = SafetyView{Paused: st.Paused, PausedBy: st.PausedBy, BrakesHalted: st.BrakesHalted}
+	}
+	all, err := w.Pending(ctx, "")
+	if err != nil {
+		return PlanView{}, err
+	}
+	v.Pending = []PendingView{}
+	for _, p := range all {
+		if (known && p.Person == rec.Key) || strings.EqualFold(p.Email, email) {
+			v.Pending = append(v.Pending, p)
+		}
+	}
+	if !known {
+		// Nothing names this person yet: no event applied, no roster row.
+		// Convergence never runs for them, whatever policy would grant.
+		v.Outcome = OutcomeUnknownPerson
+		v.Reason = "no event or roster row names this email: nothing is planned (Sentry access shown as read)"
+		if len(v.Pending) > 0 {
+			v.Reason = "no record yet: only future-dated changes name this email (listed below)"
+		}
+		return v, nil
+	}
+	v.Person = rec.Key
+	var ex policy.Explanation
+	if res.Desired != nil {
+		ex = w.o.Policy().Explain(rec.Person)
+		v.Desired.OrgRole, v.Desired.Teams = res.Desired.OrgRole, res.Desired.Teams
+		v.Desired.EffectiveTeams = map[string]string{}
+		v.Desired.TeamsFrom = map[string]string{}
+		for slug, role := range res.Desired.Teams {
+			if res.Desired.OrgRole != "billing" {
+				v.Desired.EffectiveTeams[slug] = policy.EffectiveTeamRole(res.Desired.OrgRole, role)
+			}
+			if src, ok := ex.TeamsFrom[slug]; ok {
+				v.Desired.TeamsFrom[slug] = src.String()
+			}
+		}
+		if ex.OrgRole == res.Desired.OrgRole {
+			v.Desired.OrgRoleFrom = ex.OrgRoleFrom.String()
+		}
+	}
+	for _, st := range res.Steps {
+		ps := PlanStep{Step: st, Change: st.Describe()}
+		if res.Desired != nil {
+			ps.Rule = ruleOf(st, ex, res.Desired.OrgRole == ex.OrgRole)
+		}
+		v.Steps = append(v.Steps, ps)
 	}
 	return v, nil
+}
+
+// ruleOf names the rule behind a step's grant ("" for a removal or when the
+// plan did not come from policy, e.g. a rehire's snapshot).
+func ruleOf(st converge.Step, ex policy.Explanation, fromPolicy bool) string {
+	if !fromPolicy {
+		return ""
+	}
+	switch st.Action {
+	case converge.ActAddTeam, converge.ActSetTeamRole:
+		if src, ok := ex.TeamsFrom[st.Team]; ok {
+			return src.String()
+		}
+	case converge.ActSetOrgRole:
+		if st.Role == ex.OrgRole {
+			return ex.OrgRoleFrom.String()
+		}
+	case converge.ActInvite:
+		if st.Role != ex.OrgRole {
+			return ""
+		}
+		parts := []string{"org role " + st.Role + ": " + ex.OrgRoleFrom.String()}
+		for _, t := range st.Teams {
+			if src, ok := ex.TeamsFrom[t]; ok {
+				parts = append(parts, "team "+t+": "+src.String())
+			}
+		}
+		return strings.Join(parts, "; ")
+	}
+	return ""
 }
 
 // findPerson finds the directory record for an email: the email link, then the

@@ -267,6 +267,11 @@ type ReconcileRun struct {
 	ApprovedBy string          `json:"approved_by,omitempty"`
 	ApprovedAt time.Time       `json:"approved_at,omitzero"`
 	ExpiresAt  time.Time       `json:"expires_at,omitzero"`
+	// Reason says why a halted run halted (the brake it crossed); Trigger
+	// what started the run ("schedule", "operator:<name>", …). Runs stored
+	// before these fields existed have neither.
+	Reason  string `json:"reason,omitempty"`
+	Trigger string `json:"trigger,omitempty"`
 }
 
 // Expired reports whether r is a halted run whose approval window is over at now.

@@ -33,13 +33,71 @@ type Step struct {
 	Role     string   `json:"role,omitempty"`
 	From     string   `json:"from,omitempty"`
 	Teams    []string `json:"teams,omitempty"` // invite: team slugs (roles in TeamRoles)
-	TokenID  string   `json:"token_id,omitempty"`
-	Token    string   `json:"token,omitempty"` // token name
-	Via      string   `json:"via,omitempty"`   // rest | scim
-	Result   string   `json:"result,omitempty"`
-	At       string   `json:"at,omitempty"`
+	// FromTeams are a pending invite's teams before the step (set_org_role on
+	// an invite sets its whole team set): what the PUT really changes.
+	FromTeams []string `json:"from_teams,omitempty"`
+	// Invite says the step changes a pending invite, not a member.
+	Invite  bool   `json:"invite,omitempty"`
+	TokenID string `json:"token_id,omitempty"`
+	Token   string `json:"token,omitempty"` // token name
+	Via     string `json:"via,omitempty"`   // rest | scim
+	Result  string `json:"result,omitempty"`
+	At      string `json:"at,omitempty"`
 
 	teamRoles []sentry.TeamRole
+}
+
+// Describe says what the step changes, in words: "team payments removed",
+// "org role member → manager"; for a pending invite's PUT, only what
+// differs (teams removed or added, the role when it changes).
+func (s Step) Describe() string {
+	switch s.Action {
+	case ActInvite:
+		out := "invite as " + s.Role
+		if len(s.Teams) > 0 {
+			out += " to teams " + strings.Join(s.Teams, ", ")
+		}
+		return out
+	case ActReinvite:
+		return "re-send the expired invite"
+	case ActSetOrgRole:
+		var parts []string
+		if s.From != s.Role {
+			parts = append(parts, "org role "+s.From+" → "+s.Role)
+		}
+		if s.Invite {
+			for _, t := range s.FromTeams {
+				if !slices.Contains(s.Teams, t) {
+					parts = append(parts, "team "+t+" removed")
+				}
+			}
+			for _, t := range s.Teams {
+				if !slices.Contains(s.FromTeams, t) {
+					parts = append(parts, "team "+t+" added")
+				}
+			}
+			if len(parts) == 0 {
+				parts = append(parts, "team roles set")
+			}
+			return "pending invite: " + strings.Join(parts, ", ")
+		}
+		return strings.Join(parts, ", ")
+	case ActAddTeam:
+		return "team " + s.Team + " added"
+	case ActRemoveTeam:
+		return "team " + s.Team + " removed"
+	case ActSetTeamRole:
+		return "team " + s.Team + " role " + s.From + " → " + s.Role
+	case ActRemoveMember:
+		return "member removed from the organization (role " + s.Role + ", via " + s.Via + ")"
+	case ActDeleteInvite:
+		return "pending invite deleted"
+	case ActRevokeToken:
+		return "org auth token " + s.Token + " revoked"
+	case ActReportToken:
+		return "org auth token " + s.Token + " reported (not revoked)"
+	}
+	return s.Action
 }
 
 // Removal reports whether the step takes access away (counted by the brakes).
@@ -220,7 +278,8 @@ func planInvite(in planInput, m *sentry.Member, actual map[string]string, finalR
 	}
 	if !same {
 		// teamRoles non-nil: this PUT sets the invite's whole team set.
-		s := Step{Action: ActSetOrgRole, MemberID: m.ID, Email: in.person.Email, Role: finalRole, From: m.OrgRole, teamRoles: []sentry.TeamRole{}}
+		s := Step{Action: ActSetOrgRole, MemberID: m.ID, Email: in.person.Email, Role: finalRole, From: m.OrgRole, teamRoles: []sentry.TeamRole{},
+			Invite: true, FromTeams: sortedKeys(actual)}
 		for _, slug := range sortedKeys(teams) {
 			s.Teams = append(s.Teams, slug)
 			s.teamRoles = append(s.teamRoles, teamRole(slug, teams[slug]))
@@ -228,7 +287,7 @@ func planInvite(in planInput, m *sentry.Member, actual map[string]string, finalR
 		res.Steps = append(res.Steps, s)
 	}
 	if m.Expired {
-		s := Step{Action: ActReinvite, MemberID: m.ID, Email: in.person.Email, teamRoles: []sentry.TeamRole{}}
+		s := Step{Action: ActReinvite, MemberID: m.ID, Email: in.person.Email, teamRoles: []sentry.TeamRole{}, Invite: true}
 		for _, slug := range sortedKeys(teams) {
 			s.teamRoles = append(s.teamRoles, teamRole(slug, teams[slug]))
 		}

@@ -314,14 +314,14 @@ func (r *Reconciler) Run(ctx context.Context, ro RunOptions) (sum Summary, err e
 	org = nil // the plan holds what apply needs; let the rest go
 	sum.Counts, sum.Classes, sum.Members, sum.People = pl.Counts, pl.Classes, pl.Members, pl.People
 	sum.Reports = firstReports(pl.Reports)
-	run := state.ReconcileRun{ID: sum.RunID, StartedAt: start.UTC(), Counts: countsMap(pl)}
+	run := state.ReconcileRun{ID: sum.RunID, StartedAt: start.UTC(), Counts: countsMap(pl), Trigger: ro.Trigger}
 
 	removals := pl.Counts.Remove
 	if why := brakeReason(removals, pl.Members, pol.Reconcile); why != "" && !ro.DryRun {
 		sum.Status, sum.Halted = state.RunHalted, why
 		exp := r.o.Now().Add(r.o.HaltTTL).UTC()
 		sum.ExpiresAt = &exp
-		run.Status, run.ExpiresAt = state.RunHalted, exp
+		run.Status, run.ExpiresAt, run.Reason = state.RunHalted, exp, why
 		if run.Plan, err = encodePlan(pl); err != nil {
 			return sum, err
 		}

@@ -252,6 +252,10 @@ func TestDriftedOrgConvergesInOneApprovedRun(t *testing.T) {
 	if len(h.sb.Stats().Mutations) != 0 {
 		t.Fatalf("a halted run changed Sentry: %v", h.sb.Stats().Mutations)
 	}
+	// The stored run says why it halted (jml runs shows it).
+	if stored, err := h.opts.Runs.Get(ctx, sum.RunID); err != nil || stored.Reason != sum.Halted || stored.Reason == "" {
+		t.Fatalf("stored halted run: reason %q, want %q (%v)", stored.Reason, sum.Halted, err)
+	}
 	app, err := h.rec.Approve(ctx, sum.RunID, "alice")
 	if err != nil {
 		t.Fatal(err)
