@@ -239,7 +239,9 @@ func (sw *statusWriter) Write(b []byte) (int, error) {
 	n, err := sw.ResponseWriter.Write(b)
 	sw.n += n
 	if sw.body != nil {
-		sw.body.Write(b[:n])
+		// What the sandbox answered, whole: a client that hung up mid-body
+		// (a cancelled request) must not make the answer look malformed.
+		sw.body.Write(b)
 	}
 	return n, err
 }
