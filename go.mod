@@ -27,6 +27,8 @@ require (
 
 require github.com/go-json-experiment/json v1.27.2
 
+require github.com/gowebpki/jcs v1.0.2 // indirect
+
 require (
 	github.com/antithesishq/antithesis-sdk-go v0.9.0-default-no-op // indirect
 	github.com/beorn7/perks v1.0.1 // indirect
