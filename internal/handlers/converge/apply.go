@@ -181,11 +181,9 @@ func (c *Converger) applyStep(ctx context.Context, s Step) (string, error) {
 
 var errNeedsHuman = errors.New("needs a human")
 
-// snapshot stores the member's access before it is removed.
+// snapshot stores the member's access before it is removed, and puts it
+// in the convergence's evidence.
 func (c *Converger) snapshot(ctx context.Context, rec state.PersonRecord, m *sentry.Member) error {
-	if c.o.Snapshots == nil {
-		return nil
-	}
 	snap := Snapshot{PersonKey: rec.Key, Email: rec.Person.Email, MemberID: m.ID, OrgRole: m.OrgRole, Pending: m.Pending,
 		Teams: map[string]string{}, TakenAt: c.o.Now().UTC(), EventID: rec.LastEventID}
 	if m.User != nil {
@@ -196,6 +194,16 @@ func (c *Converger) snapshot(ctx context.Context, rec state.PersonRecord, m *sen
 	}
 	for _, tr := range m.TeamRoles {
 		snap.Teams[tr.TeamSlug] = deref(tr.Role)
+	}
+	if t := trailFrom(ctx); t != nil {
+		t.mu.Lock()
+		if t.snap == nil {
+			t.snap = &snap
+		}
+		t.mu.Unlock()
+	}
+	if c.o.Snapshots == nil {
+		return nil
 	}
 	if err := c.o.Snapshots.SaveSnapshot(ctx, snap); err != nil {
 		return fmt.Errorf("save access snapshot: %w", err)

@@ -126,6 +126,31 @@ type Evidence struct {
 	Steps     []Step    `json:"steps"`
 	Notes     []string  `json:"notes,omitempty"`
 	At        time.Time `json:"at"`
+	// Snapshot is the access read just before a removal (nil without one).
+	Snapshot *Snapshot `json:"snapshot,omitempty"`
+	// Requests are the Sentry requests this convergence sent, in order.
+	Requests []sentry.RequestRecord `json:"requests,omitempty"`
+}
+
+// trail collects, during one convergence, what its evidence record carries
+// besides the result: the access snapshot and the Sentry requests.
+type trail struct {
+	reqs *sentry.RequestLog
+	mu   sync.Mutex
+	snap *Snapshot
+}
+
+type trailKey struct{}
+
+// withTrail starts a convergence's trail (a nested run keeps its own).
+func withTrail(ctx context.Context) context.Context {
+	ctx, reqs := sentry.WithRequestLog(ctx)
+	return context.WithValue(ctx, trailKey{}, &trail{reqs: reqs})
+}
+
+func trailFrom(ctx context.Context) *trail {
+	t, _ := ctx.Value(trailKey{}).(*trail)
+	return t
 }
 
 // EvidenceSink records evidence durably.
@@ -236,6 +261,9 @@ func (c *Converger) run(ctx context.Context, rec state.PersonRecord, check Lease
 		}
 		span.End()
 	}()
+	if !dry {
+		ctx = withTrail(ctx)
+	}
 	res, pl, member, err := c.decide(ctx, rec)
 	if err != nil || dry {
 		if dry && err == nil && len(res.Steps) > 0 && res.Outcome == OutcomeApplied {
@@ -560,6 +588,12 @@ func (c *Converger) evidence(ctx context.Context, rec state.PersonRecord, res Re
 		Outcome: res.Outcome, Reason: res.Reason, Steps: res.Steps, Notes: res.Notes, At: c.o.Now().UTC()}
 	if e.Steps == nil {
 		e.Steps = []Step{}
+	}
+	if t := trailFrom(ctx); t != nil {
+		e.Requests = t.reqs.Records()
+		t.mu.Lock()
+		e.Snapshot = t.snap
+		t.mu.Unlock()
 	}
 	// A cancelled caller still gets its record written: what was done, was done.
 	wctx := context.WithoutCancel(ctx)
