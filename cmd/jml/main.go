@@ -36,6 +36,9 @@ Usage:
   jml tokens hygiene [--revoke]       org auth tokens unused, too old, or whose creator left
   jml bench reconcile --members N --teams N [--drift F] [--json]  reconcile benchmark (sandbox in its own process)
   jml evidence --email E          the person's evidence records (hash-chained audit log)
+  jml evidence export --from T --to T [--out FILE]  JSON Lines of the records' hashed bytes and signed anchors
+  jml evidence verify [FILE] [--key PUB]  check an export (or the live log): hashes, links, anchors; names the first bad line
+  jml evidence key                the public key that signs the chain head (give it to auditors)
   jml dlq list | replay SEQ|all   dead letters, and replaying them
   jml status                      what the running instance is connected to
   jml unresolved                  events whose person could not be identified (acknowledged, never dropped)
@@ -85,7 +88,7 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	case "approve":
 		return cmdApprove(ctx, args[1:], stdout, stderr)
 	case "evidence":
-		return cmdEvidence(ctx, args[1:], stdout, stderr)
+		return cmdEvidenceAll(ctx, args[1:], stdout, stderr)
 	case "reconcile":
 		return cmdReconcile(ctx, args[1:], stdout, stderr)
 	case "roster":

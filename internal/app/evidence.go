@@ -88,7 +88,11 @@ func EvidenceRoutes(wk *Worker) []func(handle func(pattern string, f func(*http.
 			if pub == nil {
 				return nil, errNoSigningKey
 			}
-			return map[string]string{"public_key": evidence.EncodePublicKey(pub), "key_id": evidence.KeyID(pub), "algorithm": "ed25519"}, nil
+			pemKey, err := evidence.PublicKeyPEM(pub)
+			if err != nil {
+				return nil, err
+			}
+			return map[string]string{"public_key": evidence.EncodePublicKey(pub), "public_key_pem": pemKey, "key_id": evidence.KeyID(pub), "algorithm": "ed25519"}, nil
 		})
 		handle("GET /v1/evidence/export", func(r *http.Request) (any, error) {
 			from, to, err := timeRange(r)

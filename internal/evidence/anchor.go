@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -119,6 +120,16 @@ func EncodePrivateKey(key ed25519.PrivateKey) string {
 // EncodePublicKey is the base64 of the raw public key.
 func EncodePublicKey(pub ed25519.PublicKey) string {
 	return base64.StdEncoding.EncodeToString(pub)
+}
+
+// PublicKeyPEM is pub as a PKIX "PUBLIC KEY" PEM block (what `openssl
+// pkeyutl -verify -pubin` reads).
+func PublicKeyPEM(pub ed25519.PublicKey) (string, error) {
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		return "", fmt.Errorf("encode public key: %w", err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})), nil
 }
 
 // ParsePrivateKey reads a base64 seed (32 bytes) or full key (64 bytes), or
