@@ -83,6 +83,7 @@ type evidenceLog struct {
 type evidencePlan struct {
 	Outcome converge.Outcome `json:"outcome"`
 	Reason  string           `json:"reason,omitempty"`
+	Held    string           `json:"held,omitempty"`
 	Notes   []string         `json:"notes,omitempty"`
 }
 
@@ -91,12 +92,12 @@ func (a evidenceLog) RecordEvidence(ctx context.Context, e converge.Evidence) er
 	if err != nil {
 		return err
 	}
-	plan, err := json.Marshal(evidencePlan{Outcome: e.Outcome, Reason: e.Reason, Notes: e.Notes})
+	plan, err := json.Marshal(evidencePlan{Outcome: e.Outcome, Reason: e.Reason, Held: e.Held, Notes: e.Notes})
 	if err != nil {
 		return err
 	}
 	rec := state.Evidence{PersonKey: e.PersonKey, Email: e.Email, At: e.At, Kind: e.Kind, Target: e.Target,
-		Plan: plan, Steps: steps, Outcome: string(e.Outcome)}
+		Plan: plan, Steps: steps, Outcome: string(e.Outcome), Status: e.Status}
 	if e.EventID != "" {
 		rec.EventIDs = []string{e.EventID}
 	}

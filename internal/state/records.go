@@ -107,6 +107,10 @@ type Evidence struct {
 	// record (an approval, a manual reconcile, a signed access review); ""
 	// for the daemon acting on an event or a schedule.
 	Operator string `json:"operator,omitempty"`
+	// Status is the person's desired status when the record was written
+	// ("terminated" for a leaver), so a report finds leavers whose removal
+	// was held or failed.
+	Status string `json:"desired_status,omitempty"`
 	// Snapshot is the person's Sentry access read before any removal.
 	Snapshot *Snapshot `json:"snapshot,omitempty"`
 	// Requests are the Sentry HTTP requests the convergence made, in order.

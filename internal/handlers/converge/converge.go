@@ -61,6 +61,8 @@ type Result struct {
 	Reason  string   `json:"reason,omitempty"`
 	Steps   []Step   `json:"steps"`
 	Notes   []string `json:"notes,omitempty"`
+	// Held is the safety gate's refusal kind (paused, brakes) of a halted result.
+	Held string `json:"held,omitempty"`
 	// Removed is set when the person's Sentry membership was removed now.
 	Removed bool `json:"removed"`
 	// Desired and Actual describe the comparison (for `jml plan`).
@@ -126,6 +128,10 @@ type Evidence struct {
 	Steps     []Step    `json:"steps"`
 	Notes     []string  `json:"notes,omitempty"`
 	At        time.Time `json:"at"`
+	// Status is the person's desired status (terminated for a leaver).
+	Status string `json:"status,omitempty"`
+	// Held is the safety gate's refusal kind of a halted record.
+	Held string `json:"held,omitempty"`
 	// Snapshot is the access read just before a removal (nil without one).
 	Snapshot *Snapshot `json:"snapshot,omitempty"`
 	// Requests are the Sentry requests this convergence sent, in order.
@@ -515,7 +521,7 @@ func isHeld(err error) bool {
 func (c *Converger) halt(ctx context.Context, rec state.PersonRecord, res Result, err error) (Result, error) {
 	var rl *RetryLater
 	errors.As(err, &rl)
-	res.Outcome, res.Reason = OutcomeHalted, rl.Reason
+	res.Outcome, res.Reason, res.Held = OutcomeHalted, rl.Reason, rl.Held
 	// A replica still starting holds changes for a second: not worth a record.
 	if rl.Held != sentry.RefusedPaused && rl.Held != sentry.RefusedBrakes {
 		return res, err
@@ -585,7 +591,8 @@ func (c *Converger) evidence(ctx context.Context, rec state.PersonRecord, res Re
 		return nil
 	}
 	e := Evidence{PersonKey: rec.Key, Email: rec.Person.Email, EventID: rec.LastEventID, Kind: kind, Target: c.o.Target,
-		Outcome: res.Outcome, Reason: res.Reason, Steps: res.Steps, Notes: res.Notes, At: c.o.Now().UTC()}
+		Outcome: res.Outcome, Reason: res.Reason, Steps: res.Steps, Notes: res.Notes, At: c.o.Now().UTC(),
+		Status: string(rec.Person.Status), Held: res.Held}
 	if e.Steps == nil {
 		e.Steps = []Step{}
 	}
