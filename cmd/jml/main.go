@@ -39,6 +39,9 @@ Usage:
   jml evidence export --from T --to T [--out FILE]  JSON Lines of the records' hashed bytes and signed anchors
   jml evidence verify [FILE] [--key PUB]  check an export (or the live log): hashes, links, anchors; names the first bad line
   jml evidence key                the public key that signs the chain head (give it to auditors)
+  jml report deprovisioning --from T [--to T] [--sla 1h] [--format html|csv|json] [--sample 25 --seed N] [--out FILE]
+                                  per leaver: HR effective time, accepted, removal confirmed, time to revoke, SLA met or why not
+  jml report inactive [--days 90] [--format json|csv] [--out FILE]  members with no Sentry login in that time
   jml dlq list | replay SEQ|all   dead letters, and replaying them
   jml status                      what the running instance is connected to
   jml unresolved                  events whose person could not be identified (acknowledged, never dropped)
@@ -91,6 +94,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdEvidenceAll(ctx, args[1:], stdout, stderr)
 	case "reconcile":
 		return cmdReconcile(ctx, args[1:], stdout, stderr)
+	case "report":
+		return cmdReport(ctx, args[1:], stdout, stderr)
 	case "roster":
 		return cmdRoster(ctx, args[1:], stdout, stderr)
 	case "access":

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
 
 	"github.com/sentry-jml/sentry-jml/internal/evidence"
+	"github.com/sentry-jml/sentry-jml/internal/report"
 	"github.com/sentry-jml/sentry-jml/internal/state"
 )
 
@@ -136,4 +138,46 @@ func serveStream(w http.ResponseWriter, s streamBody) {
 	if err := s.write(w); err != nil {
 		fmt.Fprintf(w, "\nerror: %s\n", err)
 	}
+}
+
+// ReportRoutes serve the reports built from the evidence log.
+func ReportRoutes(wk *Worker) []func(handle func(pattern string, f func(*http.Request) (any, error))) {
+	return []func(handle func(pattern string, f func(*http.Request) (any, error))){func(handle func(string, func(*http.Request) (any, error))) {
+		handle("GET /v1/report/deprovisioning", func(r *http.Request) (any, error) {
+			from, to, err := timeRange(r)
+			if err != nil {
+				return nil, err
+			}
+			q := r.URL.Query()
+			o := report.Options{From: from, To: to, SLA: time.Hour}
+			if s := q.Get("sla"); s != "" {
+				if o.SLA, err = time.ParseDuration(s); err != nil || o.SLA <= 0 {
+					return nil, errBad("sla must be a positive duration (1h, 4h)")
+				}
+			}
+			if s := q.Get("sample"); s != "" {
+				if o.Sample, err = strconv.Atoi(s); err != nil || o.Sample < 0 {
+					return nil, errBad("sample must be a count")
+				}
+			}
+			if s := q.Get("seed"); s != "" {
+				if o.Seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+					return nil, errBad("seed must be a number")
+				}
+			}
+			format := q.Get("format")
+			switch format {
+			case "":
+				format = report.FormatHTML
+			case report.FormatHTML, report.FormatCSV, report.FormatJSON:
+			default:
+				return nil, errBad("format must be html, csv or json")
+			}
+			rep, err := report.Deprovisioning(wk.records.Evidence.Range(r.Context(), from, to), o)
+			if err != nil {
+				return nil, err
+			}
+			return streamBody{contentType: report.ContentType(format), write: func(w io.Writer) error { return rep.Write(w, format) }}, nil
+		})
+	}}
 }

@@ -351,13 +351,13 @@ func controls(s Summary, sla time.Duration) []Control {
 	n := s.Leavers
 	return []Control{
 		{ID: "CC6.2", Framework: "SOC 2 (2017 TSC)", Requirement: "Access of users no longer authorized is removed (deregistration)",
-			Threshold: "company SLA " + sla.String(), Within: m, Of: n, Met: m == n},
+			Threshold: "company SLA " + human(sla), Within: m, Of: n, Met: m == n},
 		{ID: "CC6.3", Framework: "SOC 2 (2017 TSC)", Requirement: "Access is removed on role change or termination",
-			Threshold: "company SLA " + sla.String(), Within: m, Of: n, Met: m == n},
+			Threshold: "company SLA " + human(sla), Within: m, Of: n, Met: m == n},
 		{ID: "A.5.18", Framework: "ISO/IEC 27001:2022", Requirement: "Access rights are removed on termination",
-			Threshold: "company SLA " + sla.String(), Within: m, Of: n, Met: m == n},
+			Threshold: "company SLA " + human(sla), Within: m, Of: n, Met: m == n},
 		{ID: "8.2.5", Framework: "PCI DSS v4.0", Requirement: "Access for terminated users is immediately revoked",
-			Threshold: "immediately (measured against the SLA " + sla.String() + ")", Within: m, Of: n, Met: m == n},
+			Threshold: "immediately (measured against the SLA " + human(sla) + ")", Within: m, Of: n, Met: m == n},
 		{ID: "PS-4", Framework: "FedRAMP Moderate", Requirement: "Disable system access on termination",
 			Threshold: "4h", Within: s.Within4h, Of: n, Met: s.Within4h == n},
 		{ID: "PS-4", Framework: "FedRAMP High", Requirement: "Disable system access on termination",

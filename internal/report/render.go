@@ -90,17 +90,30 @@ func ts(t *time.Time) string {
 	return t.UTC().Format(time.RFC3339)
 }
 
-// human prints a duration for people: 42s, 3m12s, 2h05m, 3d04h.
+// human prints a duration for people: 42s, 3m12s, 5m, 2h05m, 4h, 3d04h.
 func human(d time.Duration) string {
+	d = d.Round(time.Second)
 	switch {
 	case d < time.Minute:
-		return fmt.Sprintf("%.0fs", d.Seconds())
+		return fmt.Sprintf("%ds", int(d.Seconds()))
+	case d < time.Hour && d%time.Minute == 0:
+		return fmt.Sprintf("%dm", int(d.Minutes()))
 	case d < time.Hour:
 		return fmt.Sprintf("%dm%02ds", int(d.Minutes()), int(d.Seconds())%60)
+	case d < 48*time.Hour && d%time.Hour == 0:
+		return fmt.Sprintf("%dh", int(d.Hours()))
 	case d < 48*time.Hour:
 		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
 	}
 	return fmt.Sprintf("%dd%02dh", int(d.Hours())/24, int(d.Hours())%24)
+}
+
+// hts is a time for the HTML table: UTC, to the second, without a T.
+func hts(t *time.Time) string {
+	if t == nil {
+		return ""
+	}
+	return t.UTC().Format("2006-01-02 15:04:05Z")
 }
 
 // bar is one histogram bar of the SVG chart.
@@ -112,10 +125,10 @@ type bar struct {
 
 type chart struct {
 	Width, Height, Base float64
-	Bars               []bar
-	SLAX               float64
-	SLALabel           string
-	Title              string
+	Bars                []bar
+	SLAX                float64
+	SLALabel            string
+	Title               string
 }
 
 func (r *Report) chart() chart {
@@ -153,7 +166,8 @@ func (r *Report) chart() chart {
 }
 
 var page = template.Must(template.New("report").Funcs(template.FuncMap{
-	"ts": ts,
+	"ts":  ts,
+	"hts": hts,
 	"dur": func(d *Duration) string {
 		if d == nil {
 			return "—"
@@ -186,12 +200,12 @@ const pageHTML = `<!DOCTYPE html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Deprovisioning report {{ts .From}} – {{ts .To}}</title>
+<title>Deprovisioning report {{hts .From}} – {{hts .To}}</title>
 <style>
  body{font:14px/1.4 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d1d1f;margin:24px;max-width:1200px}
  h1{font-size:22px;margin:0 0 4px} h2{font-size:17px;margin:24px 0 8px;border-bottom:1px solid #ccc;padding-bottom:4px}
  .meta{color:#555} table{border-collapse:collapse;width:100%;font-size:12.5px} th,td{border:1px solid #d0d0d0;padding:3px 6px;text-align:left;vertical-align:top}
- th{background:#f2f2f2} td.num{text-align:right;font-variant-numeric:tabular-nums} .ok{color:#14632b;font-weight:600} .bad{color:#a4161a;font-weight:600}
+ th{background:#f2f2f2} td.t{white-space:nowrap} td.num{text-align:right;font-variant-numeric:tabular-nums} .ok{color:#14632b;font-weight:600} .bad{color:#a4161a;font-weight:600}
  .cards{display:flex;gap:12px;flex-wrap:wrap} .card{border:1px solid #d0d0d0;border-radius:6px;padding:8px 14px;min-width:110px}
  .card b{display:block;font-size:20px} tr.sampled td:first-child{border-left:4px solid #3a5fcd}
  svg text{font:11px system-ui,sans-serif}
@@ -200,7 +214,7 @@ const pageHTML = `<!DOCTYPE html>
 </head>
 <body>
 <h1>Deprovisioning report</h1>
-<p class="meta">Window {{ts .From}} to {{ts .To}} · SLA {{human .SLA}} · generated {{ts .GeneratedAt}} from the signed evidence log of sentry-jml{{if .Sample}} · sample of {{.Sample}} with seed {{.Seed}}{{end}}</p>
+<p class="meta">Window {{hts .From}} to {{hts .To}} · SLA {{human .SLA}} · generated {{hts .GeneratedAt}} from the signed evidence log of sentry-jml{{if .Sample}} · sample of {{.Sample}} with seed {{.Seed}}{{end}}</p>
 
 <h2>Summary</h2>
 <div class="cards">
@@ -234,7 +248,7 @@ const pageHTML = `<!DOCTYPE html>
 
 <h2>Leavers</h2>
 <table id="rows"><thead><tr><th>Person</th><th>Email</th><th>HR effective</th><th>Accepted</th><th>Removal confirmed</th><th>Time to revoke</th><th>Tokens revoked / reported</th><th>SLA</th><th>Why not</th><th>Evidence</th></tr></thead><tbody>
-{{range .Rows}}<tr{{if .Sampled}} class="sampled"{{end}}><td>{{.PersonKey}}{{if .Sampled}} ◆{{end}}</td><td>{{.Email}}</td><td>{{ts .EffectiveAt}}</td><td>{{ts .AcceptedAt}}</td><td>{{ts .ConfirmedAt}}</td><td class="num">{{dur .TimeToRevoke}}</td><td class="num">{{.TokensRevoked}} / {{.TokensReported}}</td><td class="{{if .SLAMet}}ok{{else}}bad{{end}}">{{if .SLAMet}}met{{else}}breach{{end}}</td><td>{{.Why}}{{if .Detail}} — {{.Detail}}{{end}}</td><td>{{range $i, $s := .Records}}{{if $i}}, {{end}}{{$s}}{{end}}</td></tr>
+{{range .Rows}}<tr{{if .Sampled}} class="sampled"{{end}}><td>{{.PersonKey}}{{if .Sampled}} ◆{{end}}</td><td>{{.Email}}</td><td class="t">{{hts .EffectiveAt}}</td><td class="t">{{hts .AcceptedAt}}</td><td class="t">{{hts .ConfirmedAt}}</td><td class="num">{{dur .TimeToRevoke}}</td><td class="num">{{.TokensRevoked}} / {{.TokensReported}}</td><td class="{{if .SLAMet}}ok{{else}}bad{{end}}">{{if .SLAMet}}met{{else}}breach{{end}}</td><td>{{.Why}}{{if .Detail}} — {{.Detail}}{{end}}</td><td>{{range $i, $s := .Records}}{{if $i}}, {{end}}{{$s}}{{end}}</td></tr>
 {{end}}</tbody></table>
 {{if .Sample}}<p>◆ in the auditor sample ({{.Sample}} rows, seed {{.Seed}}; the same window, size and seed select the same rows).</p>{{end}}
 <p class="meta">Times are UTC. Time to revoke runs from the HR effective time (or the event's time when HR gave none) to Sentry's answer to the removal. Evidence numbers are the records' sequence numbers in the hash-chained log; check them with <code>jml evidence verify</code>.</p>

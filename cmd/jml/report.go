@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"time"
+)
+
+// cmdReport dispatches `jml report deprovisioning|inactive`.
+func cmdReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "deprovisioning":
+			return cmdReportDeprovisioning(ctx, args[1:], stdout, stderr)
+		case "inactive":
+			return cmdReportInactive(ctx, args[1:], stdout, stderr)
+		}
+	}
+	return errors.New("report: usage: jml report deprovisioning --from T --to T [--sla 1h] [--format html|csv|json] [--sample N --seed S] [--out FILE] | jml report inactive [--days 90] [--format json|csv] [--out FILE]")
+}
+
+func cmdReportDeprovisioning(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("report deprovisioning", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fromS := fs.String("from", "", "window start, RFC 3339 or a date (required)")
+	toS := fs.String("to", "", "window end, RFC 3339 or a date (exclusive; default now)")
+	sla := fs.Duration("sla", time.Hour, "the company's deprovisioning SLA")
+	format := fs.String("format", "html", "html, csv or json")
+	sample := fs.Int("sample", 0, "mark N leavers chosen at random for auditors")
+	seed := fs.Uint64("seed", 0, "the sample's seed (the same seed picks the same leavers)")
+	out := fs.String("out", "", "write to FILE instead of stdout")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	from, err := parseWhen("from", *fromS)
+	if err != nil {
+		return err
+	}
+	if from.IsZero() {
+		return errors.New("report deprovisioning: --from is required")
+	}
+	to, err := parseWhen("to", *toS)
+	if err != nil {
+		return err
+	}
+	if to.IsZero() {
+		to = time.Now().UTC().Truncate(time.Second).Add(time.Second)
+	}
+	if *sla <= 0 {
+		return errors.New("report deprovisioning: --sla must be positive")
+	}
+	switch *format {
+	case "html", "csv", "json":
+	default:
+		return fmt.Errorf("report deprovisioning: --format %q: html, csv or json", *format)
+	}
+	q := url.Values{"from": {from.Format(time.RFC3339)}, "to": {to.Format(time.RFC3339)}, "sla": {sla.String()}, "format": {*format}}
+	if *sample > 0 {
+		q.Set("sample", strconv.Itoa(*sample))
+		q.Set("seed", strconv.FormatUint(*seed, 10))
+	}
+	return streamTo(ctx, "/v1/report/deprovisioning", q, *out, stdout)
+}
+
+// streamTo copies an admin route's answer to stdout or --out FILE.
+func streamTo(ctx context.Context, path string, q url.Values, out string, stdout io.Writer) error {
+	c, err := newAdminClient()
+	if err != nil {
+		return err
+	}
+	w, closeOut, err := outFile(out, stdout)
+	if err != nil {
+		return err
+	}
+	err = c.stream(ctx, path, q, w)
+	if cerr := closeOut(); err == nil {
+		err = cerr
+	}
+	return err
+}
