@@ -20,7 +20,7 @@ const (
 	WhyNeedsHuman  = "needs a human"
 	WhyPaused      = "paused"
 	WhyUnavailable = "Sentry unavailable"
-	WhyLate        = "late"           // removed, but after the SLA, with nothing holding it
+	WhyLate        = "late"            // removed, but after the SLA, with nothing holding it
 	WhyPending     = "not removed yet" // no confirmation and no known cause
 	WhyNoHRTime    = "no HR time"      // found by a reconcile run: no HR effective time to measure from
 )
