@@ -13,17 +13,21 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/handlers/reconcile"
 )
 
-// cmdAccess: jml access review [--json|--csv].
+// cmdAccess: jml access review [--json|--csv] [--sign].
 func cmdAccess(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "review" {
-		return errors.New("access: usage: jml access review [--json|--csv]")
+		return errors.New("access: usage: jml access review [--json|--csv] [--sign]")
 	}
 	fs := flag.NewFlagSet("access review", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	asCSV := fs.Bool("csv", false, "print CSV (one row per member)")
+	sign := fs.Bool("sign", false, "store the reviewed snapshot as an evidence record signed off by your operator token's name")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
+	}
+	if *sign {
+		return cmdAccessReviewSign(ctx, stdout) // evidence.go
 	}
 	c, err := newAdminClient()
 	if err != nil {

@@ -224,3 +224,25 @@ func cmdEvidenceVerify(ctx context.Context, args []string, stdout, stderr io.Wri
 func cmdEvidenceKey(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return cmdSimple(http.MethodGet, "/v1/evidence/key", nil)(ctx, args, stdout, stderr)
 }
+
+// cmdAccessReviewSign runs `jml access review --sign`: the instance reviews
+// and stores the snapshot as an evidence record; the reviewer is the
+// operator of the admin token (there is no flag for it).
+func cmdAccessReviewSign(ctx context.Context, stdout io.Writer) error {
+	c, err := newAdminClient()
+	if err != nil {
+		return err
+	}
+	var v struct {
+		Reviewer string            `json:"reviewer"`
+		Seq      uint64            `json:"seq"`
+		Hash     string            `json:"hash"`
+		At       time.Time         `json:"at"`
+		Members  []json.RawMessage `json:"members"`
+	}
+	if err := c.doBody(ctx, http.MethodPost, "/v1/access/review/sign", nil, nil, &v); err != nil {
+		return err
+	}
+	return printJSON(stdout, map[string]any{"signed": true, "reviewer": v.Reviewer, "evidence_seq": v.Seq, "evidence_hash": v.Hash,
+		"at": v.At, "members": len(v.Members)})
+}

@@ -32,7 +32,8 @@ Usage:
   jml reconcile [--dry-run] [--json]  bring the whole org back to policy (halts above the removal brakes)
   jml reconcile approve|plan RUN_ID   apply (now) or show a halted run's stored plan
   jml roster import FILE [--as-of T] [--full]  import an HR roster (CSV or JSON) as desired state
-  jml access review [--json|--csv]    every member's effective access, and whether policy agrees
+  jml access review [--json|--csv] [--sign]  every member and directory person's access, the policy rule behind each grant;
+                                  --sign stores it as an evidence record signed off by your operator name
   jml tokens hygiene [--revoke]       org auth tokens unused, too old, or whose creator left
   jml bench reconcile --members N --teams N [--drift F] [--json]  reconcile benchmark (sandbox in its own process)
   jml evidence --email E          the person's evidence records (hash-chained audit log)

@@ -297,7 +297,7 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	s.worker = wk
 	admin := app.AdminHandler(s.adminAuth.Options(app.AdminOptions{Ready: ready.Check, Live: ready.Live, Metrics: s.tel.MetricsHandler(), Logger: s.log,
 		Status: func(context.Context) any { return s.status() }, Worker: wk,
-		Routes: append(app.ReconcileRoutes(wk, cfg.Reconcile()), append(app.EvidenceRoutes(wk), app.ReportRoutes(wk)...)...)}))
+		Routes: append(app.ReconcileRoutes(wk, cfg.Reconcile()), append(append(app.EvidenceRoutes(wk), app.ReportRoutes(wk)...), app.AccessRoutes(wk)...)...)}))
 	if s.adminAddr, err = s.serve(cfg.AdminAddr, admin, "JML_ADMIN_ADDR"); err != nil {
 		return nil, err
 	}

@@ -3,6 +3,9 @@ package app
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,8 +14,10 @@ import (
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
+	"github.com/gowebpki/jcs"
 
 	"github.com/sentry-jml/sentry-jml/internal/evidence"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/reconcile"
 	"github.com/sentry-jml/sentry-jml/internal/report"
 	"github.com/sentry-jml/sentry-jml/internal/state"
 )
@@ -178,6 +183,136 @@ func ReportRoutes(wk *Worker) []func(handle func(pattern string, f func(*http.Re
 				return nil, err
 			}
 			return streamBody{contentType: report.ContentType(format), write: func(w io.Writer) error { return rep.Write(w, format) }}, nil
+		})
+	}}
+}
+
+// EvidenceAccessReview is the kind of a signed access review record.
+const EvidenceAccessReview = "access_review"
+
+// maxInlineReview bounds the reviewed snapshot kept inside the record (a
+// JetStream message is at most 1 MiB by default); above it the record
+// keeps the snapshot's SHA-256 and the signer keeps the file.
+const maxInlineReview = 512 << 10
+
+// reviewRecord is an access review record's plan.
+type reviewRecord struct {
+	Members    int                   `json:"members"`
+	NoAccess   int                   `json:"no_access"`
+	Disagree   int                   `json:"policy_disagrees"`
+	SHA256     string                `json:"snapshot_sha256"` // of the RFC 8785 canonical JSON of {"members": rows}
+	Inline     bool                  `json:"inline"`
+	Snapshot   []reconcile.ReviewRow `json:"snapshot,omitempty"`
+	ReviewedAt time.Time             `json:"reviewed_at"`
+}
+
+// SignAccessReview runs the access review and stores it as an evidence
+// record whose operator is the admin token's operator (never a parameter).
+func (w *Worker) SignAccessReview(ctx context.Context) (state.Evidence, []reconcile.ReviewRow, error) {
+	reviewer := OperatorFrom(ctx)
+	if reviewer == "" {
+		return state.Evidence{}, nil, errBad("a signed review needs a named operator (an admin token)")
+	}
+	rec, err := w.Reconciler()
+	if err != nil {
+		return state.Evidence{}, nil, err
+	}
+	rows, err := rec.Review(ctx)
+	if err != nil {
+		return state.Evidence{}, nil, err
+	}
+	snap, err := json.Marshal(map[string]any{"members": rows})
+	if err != nil {
+		return state.Evidence{}, nil, err
+	}
+	canon, err := jcs.Transform(snap)
+	if err != nil {
+		return state.Evidence{}, nil, fmt.Errorf("canonicalize the review: %w", err)
+	}
+	sum := sha256.Sum256(canon)
+	rr := reviewRecord{Members: len(rows), SHA256: hex.EncodeToString(sum[:]), ReviewedAt: time.Now().UTC()}
+	for _, r := range rows {
+		if r.Class == reconcile.ClassNoAccess {
+			rr.NoAccess++
+		}
+		if !r.PolicyAgrees {
+			rr.Disagree++
+		}
+	}
+	if len(canon) <= maxInlineReview {
+		rr.Inline, rr.Snapshot = true, rows
+	}
+	plan, err := json.Marshal(rr)
+	if err != nil {
+		return state.Evidence{}, nil, err
+	}
+	e, err := w.AppendEvidence(state.WithTrigger(ctx, state.Trigger{Source: "operator"}), state.Evidence{Kind: EvidenceAccessReview,
+		Target: w.o.Target, Plan: plan, Outcome: "signed"})
+	return e, rows, err
+}
+
+// InactiveMember is a member with no Sentry login within the window.
+type InactiveMember struct {
+	MemberID  string     `json:"member_id"`
+	Email     string     `json:"email"`
+	OrgRole   string     `json:"org_role"`
+	LastLogin *time.Time `json:"last_login"` // nil: never logged in
+	Person    string     `json:"person,omitempty"`
+	Status    string     `json:"status,omitempty"`
+	Class     string     `json:"class"`
+}
+
+// Inactive lists the members (not pending invites) whose user.lastLogin
+// is before now minus days, or who never logged in (PCI DSS 8.2.6).
+func (w *Worker) Inactive(ctx context.Context, days int, now time.Time) ([]InactiveMember, error) {
+	rec, err := w.Reconciler()
+	if err != nil {
+		return nil, err
+	}
+	rows, err := rec.Review(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return inactive(rows, now.AddDate(0, 0, -days)), nil
+}
+
+func inactive(rows []reconcile.ReviewRow, cutoff time.Time) []InactiveMember {
+	out := []InactiveMember{}
+	for _, r := range rows {
+		if r.MemberID == "" || r.Pending || r.Class == reconcile.ClassProtected {
+			continue
+		}
+		if r.LastLogin != nil && !r.LastLogin.Before(cutoff) {
+			continue
+		}
+		out = append(out, InactiveMember{MemberID: r.MemberID, Email: r.Email, OrgRole: r.OrgRole, LastLogin: r.LastLogin,
+			Person: r.PersonKey, Status: r.Status, Class: r.Class})
+	}
+	return out
+}
+
+// AccessRoutes: the signed access review and the inactive-member report.
+func AccessRoutes(wk *Worker) []func(handle func(pattern string, f func(*http.Request) (any, error))) {
+	return []func(handle func(pattern string, f func(*http.Request) (any, error))){func(handle func(string, func(*http.Request) (any, error))) {
+		handle("POST /v1/access/review/sign", func(r *http.Request) (any, error) {
+			e, rows, err := wk.SignAccessReview(r.Context())
+			if err != nil {
+				return nil, err
+			}
+			return map[string]any{"reviewer": e.Operator, "seq": e.Seq, "hash": e.Hash, "at": e.At, "members": rows}, nil
+		})
+		handle("GET /v1/report/inactive", func(r *http.Request) (any, error) {
+			days := 90
+			if s := r.URL.Query().Get("days"); s != "" {
+				n, err := strconv.Atoi(s)
+				if err != nil || n <= 0 {
+					return nil, errBad("days must be a positive number")
+				}
+				days = n
+			}
+			now := time.Now().UTC()
+			ms, err := wk.Inactive(r.Context(), days, now)
+			return map[string]any{"days": days, "cutoff": now.AddDate(0, 0, -days), "members": ms}, err
 		})
 	}}
 }

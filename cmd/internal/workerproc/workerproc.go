@@ -141,7 +141,7 @@ func Run(ctx context.Context, stderr io.Writer) error {
 		return err
 	}
 	admin := app.AdminHandler(auth.Options(app.AdminOptions{Ready: ready.Check, Live: ready.Live, Metrics: tel.MetricsHandler(), Logger: log, Worker: wk,
-		Routes: append(app.ReconcileRoutes(wk, cfg.Reconcile()), append(app.EvidenceRoutes(wk), app.ReportRoutes(wk)...)...)}))
+		Routes: append(app.ReconcileRoutes(wk, cfg.Reconcile()), append(append(app.EvidenceRoutes(wk), app.ReportRoutes(wk)...), app.AccessRoutes(wk)...)...)}))
 	addr, _, err := config.Serve(ctx, cfg.AdminAddr, "JML_ADMIN_ADDR", admin)
 	if err != nil {
 		return err
