@@ -361,7 +361,7 @@ func TestAccessReviewCompleteWithGrantsAndLastLogin(t *testing.T) {
 	h := mustHarness(t, seed, reviewPolicy)
 	h.person(t, "jane.doe@acme.test", events.Active, "Payments")
 	h.person(t, "zed.newcomer@acme.test", events.Active, "Payments") // no member yet
-	h.person(t, "gone.leaver@acme.test", events.Terminated, "")  // removed already
+	h.person(t, "gone.leaver@acme.test", events.Terminated, "")      // removed already
 	rows, err := h.rec.Review(context.Background())
 	if err != nil {
 		t.Fatal(err)

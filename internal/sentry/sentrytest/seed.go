@@ -48,9 +48,9 @@ type SeedMember struct {
 	Has2FA          bool              `json:"has2fa,omitempty"`
 	// LastLogin is the user's last login (user.lastLogin in the member
 	// serializer, from src/sentry/api/serializers/models/user.py); nil: never.
-	LastLogin *time.Time `json:"lastLogin,omitempty"`
-	InvitedBy       string            `json:"invitedBy,omitempty"` // email of the inviter
-	DateCreated     time.Time         `json:"dateCreated,omitzero"`
+	LastLogin   *time.Time `json:"lastLogin,omitempty"`
+	InvitedBy   string     `json:"invitedBy,omitempty"` // email of the inviter
+	DateCreated time.Time  `json:"dateCreated,omitzero"`
 }
 
 // SeedEmail is a secondary email address of a user.
