@@ -284,6 +284,13 @@ func (c *Converger) run(ctx context.Context, rec state.PersonRecord, check Lease
 			}
 			c.alert(ctx, string(res.Outcome), rec.Person.Email, res.Reason)
 		}
+		if res.Outcome == OutcomeInSync && rec.Person.Status == events.Terminated {
+			// A termination with nothing left to remove ("already removed")
+			// still gets its record: the deprovisioning report needs it.
+			if err := c.evidence(ctx, rec, res, "convergence"); err != nil {
+				return res, err
+			}
+		}
 		return res, nil
 	}
 	if err := c.precheck(pl.Steps); err != nil {

@@ -166,3 +166,20 @@ func TestEvidenceCarriesSnapshotAndRequests(t *testing.T) {
 		t.Fatalf("the reads come first: %+v", e.Requests)
 	}
 }
+
+// A termination with nothing left to remove still writes its record
+// ("already removed"), so the deprovisioning report sees every leaver.
+func TestAlreadyRemovedLeaverHasARecord(t *testing.T) {
+	sink := &flakySink{}
+	_, conv := evidenceConverger(t, sink, time.Second)
+	if _, err := conv.Converge(context.Background(), leaver("jane.doe@acme.test"), held); err != nil {
+		t.Fatal(err)
+	}
+	res, err := conv.Converge(context.Background(), leaver("jane.doe@acme.test"), held)
+	if err != nil || res.Outcome != converge.OutcomeInSync {
+		t.Fatalf("second convergence: %+v %v", res, err)
+	}
+	if len(sink.written) != 2 || sink.written[1].Outcome != converge.OutcomeInSync || sink.written[1].Status != "terminated" {
+		t.Fatalf("records: %+v", sink.written)
+	}
+}
