@@ -12,18 +12,22 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/handlers/reconcile"
 )
 
-// cmdAccess: jml access review [--json|--csv] [--detach].
+// cmdAccess: jml access review [--json|--csv] [--detach] [--sign].
 func cmdAccess(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("access review", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print one JSON object")
 	asCSV := fs.Bool("csv", false, "print CSV (one row per member)")
 	detach := fs.Bool("detach", false, "start the review as a job and return at once with its id")
+	sign := fs.Bool("sign", false, "store the reviewed snapshot as an evidence record signed off by your operator token's name")
 	if _, err := parseWithPositional(fs, args, 0); err != nil {
 		return err
 	}
 	if *asJSON && *asCSV {
 		return usageErrorf("access review: --json and --csv exclude each other")
+	}
+	if *sign {
+		return cmdAccessReviewSign(ctx, stdout) // evidence.go
 	}
 	c, err := newAdminClient()
 	if err != nil {

@@ -328,17 +328,22 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 		return nil, fmt.Errorf("sentry client: %w", err)
 	}
 	s.sentry = client
+	evKey, evKeySource, err := cfg.EvidenceKey(true)
+	if err != nil {
+		return nil, err
+	}
+	s.log.Info("evidence signing key", "source", evKeySource, "anchor_every", cfg.EvidenceAnchorEvery.String())
 	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: s.nc, Coord: s.coord, Sentry: client, Telemetry: s.tel, Logger: s.log, MaxClockSkew: cfg.MaxClockSkew, IDSpaces: cfg.IDSpaces(),
 		Owner: owner, Policy: s.currentPolicy, Gate: gate,
 		Streams: cfg.Streams(), Ready: ready, Target: s.target(), SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts, OktaCatchUp: okta,
-		Sources: config.SourceNames()})
+		Sources: config.SourceNames(), EvidenceKey: evKey, EvidenceAnchorEvery: cfg.EvidenceAnchorEvery})
 	if err != nil {
 		return nil, err
 	}
 	s.worker = wk
 	admin := app.AdminHandler(s.adminAuth.Options(app.AdminOptions{Ready: ready.Check, Live: ready.Live, Metrics: s.tel.MetricsHandler(), Logger: s.log,
 		Status: func(context.Context) any { return s.status() }, Worker: wk,
-		Routes: app.ReconcileRoutes(wk, cfg.Reconcile())}))
+		Routes: append(app.ReconcileRoutes(wk, cfg.Reconcile()), append(append(app.EvidenceRoutes(wk), app.ReportRoutes(wk)...), app.AccessRoutes(wk)...)...)}))
 	if s.adminAddr, err = s.serve(cfg.AdminAddr, admin, "JML_ADMIN_ADDR"); err != nil {
 		return nil, err
 	}

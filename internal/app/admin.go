@@ -90,6 +90,10 @@ func adminMux(o AdminOptions) (http.Handler, []string) {
 			case err != nil:
 				writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
 			default:
+				if s, ok := v.(streamBody); ok {
+					serveStream(w, s)
+					return
+				}
 				writeJSON(w, http.StatusOK, v)
 			}
 		}))

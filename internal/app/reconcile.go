@@ -72,7 +72,7 @@ func (w *Worker) UseReconcile(o ReconcileOptions) error {
 func newReconciler(w *Worker, o ReconcileOptions) (*reconcile.Reconciler, error) {
 	selfID, selfEmail := w.conv.Self()
 	return reconcile.New(reconcile.Options{Sentry: w.o.Sentry, Converger: w.conv, Directory: w.records.Directory,
-		Runs: w.records.Runs, Evidence: w.records.Evidence, Tokens: w.tokens, Leases: w.o.Coord, Owner: w.o.Owner,
+		Runs: w.records.Runs, Evidence: stampedLog{w.records.Evidence}, Tokens: w.tokens, Leases: w.o.Coord, Owner: w.o.Owner,
 		Policy: w.o.Policy, SelfMemberID: selfID, SelfEmail: selfEmail, Logger: w.o.Logger, Meter: w.o.Telemetry.MeterProvider, TracerProvider: w.o.Telemetry.TracerProvider,
 		Target: w.o.Target, HaltTTL: o.HaltTTL, RunLeaseTTL: o.RunLeaseTTL,
 		Alert: func(ctx context.Context, kind, summary string) { w.alert(ctx, kind, "", summary) }})

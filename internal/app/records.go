@@ -3,6 +3,10 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"iter"
+	"maps"
+	"slices"
+	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
@@ -17,12 +21,43 @@ func SnapshotStore(s state.Snapshots) converge.Snapshots { return snapshotStore{
 type snapshotStore struct{ s state.Snapshots }
 
 func (a snapshotStore) SaveSnapshot(ctx context.Context, s converge.Snapshot) error {
+	return a.s.Put(ctx, stateSnapshot(s))
+}
+
+// stateSnapshot converts a convergence snapshot, teams sorted by slug.
+func stateSnapshot(s converge.Snapshot) state.Snapshot {
 	snap := state.Snapshot{PersonKey: s.PersonKey, Email: s.Email, MemberID: s.MemberID, UserID: s.UserID, OrgRole: s.OrgRole,
 		Pending: s.Pending, TakenAt: s.TakenAt, EventID: s.EventID}
-	for slug, role := range s.Teams {
-		snap.Teams = append(snap.Teams, state.TeamAccess{Slug: slug, Role: role})
+	for _, slug := range slices.Sorted(maps.Keys(s.Teams)) {
+		snap.Teams = append(snap.Teams, state.TeamAccess{Slug: slug, Role: s.Teams[slug]})
 	}
-	return a.s.Put(ctx, snap)
+	return snap
+}
+
+// stampedLog is an evidence log that fills what the request context knows:
+// the operator whose admin token made the request (OperatorFrom, never a
+// client-supplied name) and the trigger (state.WithTrigger: the event, or
+// the reconcile run).
+type stampedLog struct{ l state.EvidenceLog }
+
+func (s stampedLog) Append(ctx context.Context, e state.Evidence) (state.Evidence, error) {
+	if e.Operator == "" {
+		e.Operator = OperatorFrom(ctx)
+	}
+	if e.Trigger == nil {
+		if t, ok := state.TriggerFrom(ctx); ok {
+			e.Trigger = &t
+		}
+	}
+	return s.l.Append(ctx, e)
+}
+
+func (s stampedLog) ByPerson(ctx context.Context, key string) iter.Seq2[state.Evidence, error] {
+	return s.l.ByPerson(ctx, key)
+}
+
+func (s stampedLog) Range(ctx context.Context, from, to time.Time) iter.Seq2[state.Evidence, error] {
+	return s.l.Range(ctx, from, to)
 }
 
 func (a snapshotStore) LatestSnapshot(ctx context.Context, key string) (converge.Snapshot, error) {
@@ -48,6 +83,7 @@ type evidenceLog struct {
 type evidencePlan struct {
 	Outcome converge.Outcome `json:"outcome"`
 	Reason  string           `json:"reason,omitempty"`
+	Held    string           `json:"held,omitempty"`
 	Notes   []string         `json:"notes,omitempty"`
 }
 
@@ -56,16 +92,24 @@ func (a evidenceLog) RecordEvidence(ctx context.Context, e converge.Evidence) er
 	if err != nil {
 		return err
 	}
-	plan, err := json.Marshal(evidencePlan{Outcome: e.Outcome, Reason: e.Reason, Notes: e.Notes})
+	plan, err := json.Marshal(evidencePlan{Outcome: e.Outcome, Reason: e.Reason, Held: e.Held, Notes: e.Notes})
 	if err != nil {
 		return err
 	}
 	rec := state.Evidence{PersonKey: e.PersonKey, Email: e.Email, At: e.At, Kind: e.Kind, Target: e.Target,
-		Plan: plan, Steps: steps, Outcome: string(e.Outcome)}
+		Plan: plan, Steps: steps, Outcome: string(e.Outcome), Status: e.Status}
 	if e.EventID != "" {
 		rec.EventIDs = []string{e.EventID}
 	}
-	if _, err := a.l.Append(ctx, rec); err != nil {
+	if s := e.Snapshot; s != nil {
+		snap := stateSnapshot(*s)
+		rec.Snapshot = &snap
+	}
+	for _, r := range e.Requests {
+		rec.Requests = append(rec.Requests, state.SentryRequest{Method: r.Method, Path: r.Path, Status: r.Status, At: r.At,
+			DurationMS: r.Duration.Milliseconds(), Error: r.Err})
+	}
+	if _, err := (stampedLog{a.l}).Append(ctx, rec); err != nil {
 		return err
 	}
 	a.m.evidence(ctx, e.Outcome)

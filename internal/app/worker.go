@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -70,6 +71,11 @@ type WorkerOptions struct {
 	// Gate is the safety gate the Sentry client was built with (NewSafety);
 	// Run keeps it watching the switches and heartbeating. Required.
 	Gate *safety.Gate
+	// EvidenceKey signs the evidence chain's head (anchors, exports); nil
+	// disables anchoring and export (cmd/* refuses that in production).
+	EvidenceKey ed25519.PrivateKey
+	// EvidenceAnchorEvery is how often the head is signed (default 5m).
+	EvidenceAnchorEvery time.Duration
 	// Sources are the event source names whose per-source series are
 	// exported at zero from the start (jml_unresolved_events_total).
 	Sources []string
@@ -334,6 +340,7 @@ func (w *Worker) newScheduler() (gocron.Scheduler, error) {
 		{"due-changes", gocron.DurationJob(5 * time.Second), w.releaseDue, true},
 		{"okta-catch-up", gocron.DurationJob(5 * time.Minute), w.oktaCatchUp, true},
 	}
+	jobs = append(jobs, w.evidenceJobs()...)  // evidence.go: the periodic anchor
 	jobs = append(jobs, w.reconcileJobs()...) // reconcile.go: reconcile, approved runs, invites, token hygiene, roster
 	for _, j := range jobs {
 		task, opts := w.jobParts(j)

@@ -450,7 +450,15 @@ func (c *Client) do(ctx context.Context, cl call) (*response, error) {
 				}
 			}
 		}
+		sentAt := time.Now()
 		resp, err := c.send(ctx, cl, full, token, body)
+		rr := RequestRecord{Method: cl.method, Path: path, At: sentAt.UTC(), Duration: time.Since(sentAt)}
+		if err != nil {
+			rr.Err = err.Error()
+		} else {
+			rr.Status = resp.status
+		}
+		logRequest(ctx, rr)
 		done()
 		release()
 		if err != nil {

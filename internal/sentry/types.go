@@ -11,6 +11,8 @@ type User struct {
 	Email  string
 	Name   string
 	Emails []UserEmail
+	// LastLogin is the user's last login to Sentry (nil: never, or not given).
+	LastLogin *time.Time
 }
 
 // UserEmail is one of a user's addresses. Only the user's primary Email is used
@@ -26,6 +28,8 @@ type userJSON struct {
 	Name     string          `json:"name"`
 	Username string          `json:"username,omitempty"`
 	Emails   []userEmailJSON `json:"emails,omitempty"`
+	// LastLogin is Sentry's user.lastLogin (null when the user never logged in).
+	LastLogin *time.Time `json:"lastLogin,omitempty"`
 }
 
 type userEmailJSON struct {
@@ -40,7 +44,7 @@ func (u *User) UnmarshalJSON(b []byte) error {
 	if err := unmarshal(b, &w); err != nil {
 		return err
 	}
-	*u = User{ID: w.ID, Email: w.Email, Name: w.Name}
+	*u = User{ID: w.ID, Email: w.Email, Name: w.Name, LastLogin: w.LastLogin}
 	for _, e := range w.Emails {
 		u.Emails = append(u.Emails, UserEmail{Email: e.Email, IsVerified: e.IsVerified})
 	}
@@ -49,7 +53,7 @@ func (u *User) UnmarshalJSON(b []byte) error {
 
 // MarshalJSON writes Sentry's user shape, so a User round-trips.
 func (u User) MarshalJSON() ([]byte, error) {
-	w := userJSON{ID: u.ID, Email: u.Email, Name: u.Name}
+	w := userJSON{ID: u.ID, Email: u.Email, Name: u.Name, LastLogin: u.LastLogin}
 	for _, e := range u.Emails {
 		w.Emails = append(w.Emails, userEmailJSON{Email: e.Email, IsVerified: e.IsVerified})
 	}

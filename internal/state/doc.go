@@ -8,5 +8,6 @@
 // subpackages (redisstate, memstate; jsstate for records) and the shared
 // conformance suite in statetest. This package must not import any backend,
 // any I/O client (go-redis, nats) or application packages (handlers, sentry,
-// events); it depends only on the standard library and gocron's interfaces.
+// events); it depends only on the standard library, gocron's interfaces and gowebpki/jcs
+// (RFC 8785 canonical JSON, the hashed bytes of an evidence record).
 package state

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"iter"
 	"time"
+
+	"github.com/gowebpki/jcs"
 )
 
 // Sentinel errors of the record contracts. Backends wrap them; compare with errors.Is.
@@ -90,10 +92,66 @@ type Evidence struct {
 	Outcome  string          `json:"outcome,omitempty"`
 	PrevHash string          `json:"prev_hash"`
 	Hash     string          `json:"hash,omitempty"`
+
+	// The fields below are version 2 (V = EvidenceV2). They are all omitted
+	// when empty, so a version 1 record (V absent) encodes exactly as it was
+	// written and keeps verifying under its own rule.
+
+	// V is the record's format version: absent (0) for version 1, whose hash
+	// is over EncodeEvidence's struct-order JSON; EvidenceV2 for records
+	// hashed over RFC 8785 (JCS) canonical JSON.
+	V int `json:"v,omitempty"`
+	// Trigger is what caused the record: an HR event or a reconcile run.
+	Trigger *Trigger `json:"trigger,omitempty"`
+	// Operator is the named admin-token operator whose request caused the
+	// record (an approval, a manual reconcile, a signed access review); ""
+	// for the daemon acting on an event or a schedule.
+	Operator string `json:"operator,omitempty"`
+	// Status is the person's desired status when the record was written
+	// ("terminated" for a leaver), so a report finds leavers whose removal
+	// was held or failed.
+	Status string `json:"desired_status,omitempty"`
+	// Snapshot is the person's Sentry access read before any removal.
+	Snapshot *Snapshot `json:"snapshot,omitempty"`
+	// Requests are the Sentry HTTP requests the convergence made, in order.
+	Requests []SentryRequest `json:"requests,omitempty"`
 }
 
-// ComputeHash returns the hex SHA-256 of EncodeEvidence(e) with e.Hash
-// empty (so absent).
+// EvidenceV2 is the current evidence format version (see Evidence.V).
+const EvidenceV2 = 2
+
+// Trigger is what caused an evidence record.
+type Trigger struct {
+	// Source is the event source ("generic", "okta", "roster", …), or
+	// "reconcile" for a reconcile run, "operator" for an admin request.
+	Source  string `json:"source,omitempty"`
+	EventID string `json:"event_id,omitempty"`
+	// OccurredAt and EffectiveAt are the HR system's times: when the change
+	// was made and when it takes effect (a future-dated termination).
+	OccurredAt  time.Time `json:"occurred_at,omitzero"`
+	EffectiveAt time.Time `json:"effective_at,omitzero"`
+	// ReceivedAt is when the daemon accepted the event (webhook answered).
+	ReceivedAt time.Time `json:"received_at,omitzero"`
+	// RunID names the reconcile run that applied the change.
+	RunID string `json:"run_id,omitempty"`
+}
+
+// SentryRequest is one HTTP request made to Sentry (each retry is its own
+// request): method, path (no query, no secrets), the status answered (0 when
+// no answer came), and when it was sent.
+type SentryRequest struct {
+	Method     string    `json:"method"`
+	Path       string    `json:"path"`
+	Status     int       `json:"status"`
+	At         time.Time `json:"at"`
+	DurationMS int64     `json:"duration_ms"`
+	Error      string    `json:"error,omitempty"`
+}
+
+// ComputeHash returns the hex SHA-256 of the record's hashed bytes:
+// for version 2, the RFC 8785 (JCS) canonical JSON of the record without
+// "hash"; for version 1 (V absent), EncodeEvidence of the record without
+// "hash".
 func ComputeHash(e Evidence) (string, error) {
 	e.Hash = ""
 	b, err := EncodeEvidence(e)
@@ -104,11 +162,12 @@ func ComputeHash(e Evidence) (string, error) {
 	return hex.EncodeToString(sum[:]), nil
 }
 
-// EncodeEvidence is the canonical JSON of a record, as stored and hashed: the
+// EncodeEvidence is the canonical JSON of a record, as stored and exported.
+// Version 2 (V = EvidenceV2): RFC 8785 JSON canonicalization (keys sorted,
+// compact, ECMAScript number and string forms), so any JCS implementation
+// reproduces the bytes from the parsed object. Version 1 (V absent): the
 // fields in the order declared above, compact, without HTML escaping, Plan
-// and Steps compacted, At in RFC 3339 with nanoseconds. An external verifier
-// reproduces a record's hash by removing "hash" from the stored object and
-// re-encoding it the same way.
+// and Steps compacted, At in RFC 3339 with nanoseconds.
 func EncodeEvidence(e Evidence) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
@@ -116,7 +175,15 @@ func EncodeEvidence(e Evidence) ([]byte, error) {
 	if err := enc.Encode(e); err != nil {
 		return nil, fmt.Errorf("evidence %d: encode: %w", e.Seq, err)
 	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	b := bytes.TrimSuffix(buf.Bytes(), []byte("\n"))
+	if e.V < EvidenceV2 {
+		return b, nil
+	}
+	c, err := jcs.Transform(b)
+	if err != nil {
+		return nil, fmt.Errorf("evidence %d: canonicalize: %w", e.Seq, err)
+	}
+	return c, nil
 }
 
 // EvidenceLog is the append-only, hash-chained audit log.

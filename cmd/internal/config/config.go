@@ -66,6 +66,11 @@ type Common struct {
 
 	GenericSecret string `envconfig:"SOURCE_GENERIC_SECRET"`
 
+	// Evidence: the ed25519 key that signs the chain head (see EvidenceKey),
+	// and how often the head is signed.
+	EvidenceSigningKey  string        `envconfig:"EVIDENCE_SIGNING_KEY"`
+	EvidenceAnchorEvery time.Duration `envconfig:"EVIDENCE_ANCHOR_EVERY" default:"5m"`
+
 	// Roster: a scheduled fetch of an HR export (CSV or JSON, see docs/reconcile.md).
 	RosterURL           string        `envconfig:"ROSTER_URL"`
 	RosterAuthorization string        `envconfig:"ROSTER_AUTHORIZATION"`
@@ -86,7 +91,7 @@ type Common struct {
 }
 
 // secretVars are read from <NAME>_FILE when <NAME> is unset.
-var secretVars = []string{"SENTRY_TOKEN", "SENTRY_SCIM_TOKEN", "REDIS_URL", "REDIS_PASSWORD", "ADMIN_TOKEN", "SOURCE_GENERIC_SECRET", "SANDBOX_TOKEN", "SANDBOX_SCIM_TOKEN", "ALERT_SLACK_URL", "ALERT_WEBHOOK_SECRET", "ROSTER_AUTHORIZATION"}
+var secretVars = []string{"SENTRY_TOKEN", "SENTRY_SCIM_TOKEN", "REDIS_URL", "REDIS_PASSWORD", "ADMIN_TOKEN", "SOURCE_GENERIC_SECRET", "SANDBOX_TOKEN", "SANDBOX_SCIM_TOKEN", "ALERT_SLACK_URL", "ALERT_WEBHOOK_SECRET", "ROSTER_AUTHORIZATION", "EVIDENCE_SIGNING_KEY"}
 
 // Load reads the environment into c. Every secret may come from a file named by
 // JML_<NAME>_FILE. Errors name the variable.
@@ -114,6 +119,9 @@ func Load() (Common, error) {
 	}
 	if c.MaxClockSkew <= 0 || c.MaxClockSkew > time.Hour {
 		return Common{}, errors.New("config: JML_MAX_CLOCK_SKEW must be positive and at most 1h")
+	}
+	if c.EvidenceAnchorEvery < 10*time.Second || c.EvidenceAnchorEvery > 24*time.Hour {
+		return Common{}, errors.New("config: JML_EVIDENCE_ANCHOR_EVERY must be between 10s and 24h")
 	}
 	if _, err := state.NewIDSpaces(c.SharedIDSpace); err != nil {
 		return Common{}, fmt.Errorf("config: JML_SHARED_ID_SPACE: %w", err)

@@ -128,15 +128,20 @@ func Run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("JML_SENTRY_TOKEN: %w", err)
 	}
+	evKey, evKeySource, err := cfg.EvidenceKey(false)
+	if err != nil {
+		return err
+	}
+	log.Info("evidence signing key", "source", evKeySource, "anchor_every", cfg.EvidenceAnchorEvery.String())
 	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: nc, Coord: coord, Sentry: client, Telemetry: tel, Logger: log, MaxClockSkew: cfg.MaxClockSkew, IDSpaces: cfg.IDSpaces(),
 		Owner: owner, Policy: polNow, Gate: gate,
 		Streams: cfg.Streams(), Ready: ready, Target: "sentry", SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts, OktaCatchUp: okta,
-		Sources: config.SourceNames()})
+		Sources: config.SourceNames(), EvidenceKey: evKey, EvidenceAnchorEvery: cfg.EvidenceAnchorEvery})
 	if err != nil {
 		return err
 	}
 	admin := app.AdminHandler(auth.Options(app.AdminOptions{Ready: ready.Check, Live: ready.Live, Metrics: tel.MetricsHandler(), Logger: log, Worker: wk,
-		Routes: app.ReconcileRoutes(wk, cfg.Reconcile())}))
+		Routes: append(app.ReconcileRoutes(wk, cfg.Reconcile()), append(append(app.EvidenceRoutes(wk), app.ReportRoutes(wk)...), app.AccessRoutes(wk)...)...)}))
 	addr, _, err := config.Serve(ctx, cfg.AdminAddr, "JML_ADMIN_ADDR", admin)
 	if err != nil {
 		return err

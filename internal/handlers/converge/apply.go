@@ -200,11 +200,9 @@ func (c *Converger) reread(ctx context.Context, id string) string {
 	return fmt.Sprintf("re-read after the refusal: org role %s, teams [%s]", m.OrgRole, strings.Join(teams, " "))
 }
 
-// snapshot stores the member's access before it is removed.
+// snapshot stores the member's access before it is removed, and puts it
+// in the convergence's evidence.
 func (c *Converger) snapshot(ctx context.Context, rec state.PersonRecord, m *sentry.Member) error {
-	if c.o.Snapshots == nil {
-		return nil
-	}
 	snap := Snapshot{PersonKey: rec.Key, Email: rec.Person.Email, MemberID: m.ID, OrgRole: m.OrgRole, Pending: m.Pending,
 		Teams: map[string]string{}, TakenAt: c.o.Now().UTC(), EventID: rec.LastEventID}
 	if m.User != nil {
@@ -215,6 +213,16 @@ func (c *Converger) snapshot(ctx context.Context, rec state.PersonRecord, m *sen
 	}
 	for _, tr := range m.TeamRoles {
 		snap.Teams[tr.TeamSlug] = deref(tr.Role)
+	}
+	if t := trailFrom(ctx); t != nil {
+		t.mu.Lock()
+		if t.snap == nil {
+			t.snap = &snap
+		}
+		t.mu.Unlock()
+	}
+	if c.o.Snapshots == nil {
+		return nil
 	}
 	if err := c.o.Snapshots.SaveSnapshot(ctx, snap); err != nil {
 		return fmt.Errorf("save access snapshot: %w", err)

@@ -61,6 +61,8 @@ type Result struct {
 	Reason  string   `json:"reason,omitempty"`
 	Steps   []Step   `json:"steps"`
 	Notes   []string `json:"notes,omitempty"`
+	// Held is the safety gate's refusal kind (paused, brakes) of a halted result.
+	Held string `json:"held,omitempty"`
 	// Removed is set when the person's Sentry membership was removed now.
 	Removed bool `json:"removed"`
 	// Desired and Actual describe the comparison (for `jml plan`).
@@ -126,6 +128,35 @@ type Evidence struct {
 	Steps     []Step    `json:"steps"`
 	Notes     []string  `json:"notes,omitempty"`
 	At        time.Time `json:"at"`
+	// Status is the person's desired status (terminated for a leaver).
+	Status string `json:"status,omitempty"`
+	// Held is the safety gate's refusal kind of a halted record.
+	Held string `json:"held,omitempty"`
+	// Snapshot is the access read just before a removal (nil without one).
+	Snapshot *Snapshot `json:"snapshot,omitempty"`
+	// Requests are the Sentry requests this convergence sent, in order.
+	Requests []sentry.RequestRecord `json:"requests,omitempty"`
+}
+
+// trail collects, during one convergence, what its evidence record carries
+// besides the result: the access snapshot and the Sentry requests.
+type trail struct {
+	reqs *sentry.RequestLog
+	mu   sync.Mutex
+	snap *Snapshot
+}
+
+type trailKey struct{}
+
+// withTrail starts a convergence's trail (a nested run keeps its own).
+func withTrail(ctx context.Context) context.Context {
+	ctx, reqs := sentry.WithRequestLog(ctx)
+	return context.WithValue(ctx, trailKey{}, &trail{reqs: reqs})
+}
+
+func trailFrom(ctx context.Context) *trail {
+	t, _ := ctx.Value(trailKey{}).(*trail)
+	return t
 }
 
 // EvidenceSink records evidence durably.
@@ -236,6 +267,9 @@ func (c *Converger) run(ctx context.Context, rec state.PersonRecord, check Lease
 		}
 		span.End()
 	}()
+	if !dry {
+		ctx = withTrail(ctx)
+	}
 	res, pl, member, err := c.decide(ctx, rec)
 	if err != nil || dry {
 		if dry && err == nil && len(res.Steps) > 0 && res.Outcome == OutcomeApplied {
@@ -249,6 +283,13 @@ func (c *Converger) run(ctx context.Context, rec state.PersonRecord, check Lease
 				return res, err
 			}
 			c.alert(ctx, string(res.Outcome), rec.Person.Email, res.Reason)
+		}
+		if res.Outcome == OutcomeInSync && rec.Person.Status == events.Terminated {
+			// A termination with nothing left to remove ("already removed")
+			// still gets its record: the deprovisioning report needs it.
+			if err := c.evidence(ctx, rec, res, "convergence"); err != nil {
+				return res, err
+			}
 		}
 		return res, nil
 	}
@@ -492,7 +533,7 @@ func isHeld(err error) bool {
 func (c *Converger) halt(ctx context.Context, rec state.PersonRecord, res Result, err error) (Result, error) {
 	var rl *RetryLater
 	errors.As(err, &rl)
-	res.Outcome, res.Reason = OutcomeHalted, rl.Reason
+	res.Outcome, res.Reason, res.Held = OutcomeHalted, rl.Reason, rl.Held
 	// A replica still starting holds changes for a second: not worth a record.
 	if rl.Held != sentry.RefusedPaused && rl.Held != sentry.RefusedBrakes {
 		return res, err
@@ -562,9 +603,16 @@ func (c *Converger) evidence(ctx context.Context, rec state.PersonRecord, res Re
 		return nil
 	}
 	e := Evidence{PersonKey: rec.Key, Email: rec.Person.Email, EventID: rec.LastEventID, Kind: kind, Target: c.o.Target,
-		Outcome: res.Outcome, Reason: res.Reason, Steps: res.Steps, Notes: res.Notes, At: c.o.Now().UTC()}
+		Outcome: res.Outcome, Reason: res.Reason, Steps: res.Steps, Notes: res.Notes, At: c.o.Now().UTC(),
+		Status: string(rec.Person.Status), Held: res.Held}
 	if e.Steps == nil {
 		e.Steps = []Step{}
+	}
+	if t := trailFrom(ctx); t != nil {
+		e.Requests = t.reqs.Records()
+		t.mu.Lock()
+		e.Snapshot = t.snap
+		t.mu.Unlock()
 	}
 	// A cancelled caller still gets its record written: what was done, was done.
 	wctx := context.WithoutCancel(ctx)

@@ -134,3 +134,52 @@ func TestHeldPlanWaitsWithOneRecord(t *testing.T) {
 		t.Fatalf("halted records: %+v, want exactly one", sink.written)
 	}
 }
+
+// A leaver's record carries the access read before the removal and every
+// Sentry request sent, with its status and time (the member DELETE answers
+// 204: src/sentry/core/endpoints/organization_member/details.py).
+func TestEvidenceCarriesSnapshotAndRequests(t *testing.T) {
+	sink := &flakySink{}
+	_, conv := evidenceConverger(t, sink, time.Second)
+	before := time.Now().UTC()
+	res, err := conv.Converge(context.Background(), leaver("jane.doe@acme.test"), held)
+	if err != nil || !res.Removed || len(sink.written) != 1 {
+		t.Fatalf("converge: %+v %v (%d records)", res, err, len(sink.written))
+	}
+	e := sink.written[0]
+	if e.Snapshot == nil || !strings.EqualFold(e.Snapshot.Email, "jane.doe@acme.test") || e.Snapshot.MemberID == "" || e.Snapshot.OrgRole == "" {
+		t.Fatalf("snapshot before removal: %+v", e.Snapshot)
+	}
+	var del *sentry.RequestRecord
+	for i, r := range e.Requests {
+		if r.At.Before(before) || r.Path == "" {
+			t.Fatalf("request %d: %+v", i, r)
+		}
+		if r.Method == "DELETE" {
+			del = &e.Requests[i]
+		}
+	}
+	if del == nil || del.Status != 204 || !strings.Contains(del.Path, "/members/"+e.Snapshot.MemberID+"/") {
+		t.Fatalf("the removal request is not recorded with its status: %+v", e.Requests)
+	}
+	if e.Requests[0].Method != "GET" {
+		t.Fatalf("the reads come first: %+v", e.Requests)
+	}
+}
+
+// A termination with nothing left to remove still writes its record
+// ("already removed"), so the deprovisioning report sees every leaver.
+func TestAlreadyRemovedLeaverHasARecord(t *testing.T) {
+	sink := &flakySink{}
+	_, conv := evidenceConverger(t, sink, time.Second)
+	if _, err := conv.Converge(context.Background(), leaver("jane.doe@acme.test"), held); err != nil {
+		t.Fatal(err)
+	}
+	res, err := conv.Converge(context.Background(), leaver("jane.doe@acme.test"), held)
+	if err != nil || res.Outcome != converge.OutcomeInSync {
+		t.Fatalf("second convergence: %+v %v", res, err)
+	}
+	if len(sink.written) != 2 || sink.written[1].Outcome != converge.OutcomeInSync || sink.written[1].Status != "terminated" {
+		t.Fatalf("records: %+v", sink.written)
+	}
+}

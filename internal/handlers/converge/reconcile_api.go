@@ -72,6 +72,7 @@ func (c *Converger) PlanMember(rec state.PersonRecord, member *sentry.Member, te
 // error is a *RetryLater whose Held names the reason.
 func (c *Converger) ApplyPlanned(ctx context.Context, rec state.PersonRecord, member *sentry.Member, steps []Step, check LeaseCheck) (Result, error) {
 	res := Result{Outcome: OutcomeApplied}
+	ctx = withTrail(ctx)
 	done, err := c.apply(ctx, rec, member, steps, check)
 	res.Steps = done
 	if errors.Is(err, errNeedsHuman) {

@@ -311,6 +311,7 @@ func (r *Reconciler) ApplyApproved(ctx context.Context, id string) (Summary, err
 	// The operator approved this plan's removals by number: they are not
 	// counted in the brakes' window, but halted brakes and a pause still hold them.
 	ctx = safety.WithApproved(ctx, id)
+	ctx = state.WithTrigger(ctx, state.Trigger{Source: "reconcile", RunID: id})
 	ctx, release, err := r.lockRun(ctx, "reconcile:apply:"+id)
 	if err != nil {
 		return Summary{RunID: id}, err

@@ -15,7 +15,9 @@ type memberRec struct {
 	ID, Email, UserEmail, UserID, Role string
 	Pending, Expired, IdP, SSO         bool
 	RoleRestricted                     bool // idp:role-restricted
-	Teams                              []membership
+	// LastLogin is the user's last login, Unix seconds (0: never or unknown).
+	LastLogin int64
+	Teams     []membership
 }
 
 // membership is one team membership: the team's index and the stored role.
@@ -87,6 +89,9 @@ func compact(m sentry.Member) memberRec {
 		IdP: m.IdPProvisioned(), SSO: m.SSOLinked(), RoleRestricted: m.RoleRestricted()}
 	if m.User != nil {
 		mr.UserID, mr.UserEmail = m.User.ID, m.User.Email
+		if m.User.LastLogin != nil {
+			mr.LastLogin = m.User.LastLogin.Unix()
+		}
 	}
 	return mr
 }

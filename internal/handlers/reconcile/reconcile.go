@@ -288,6 +288,8 @@ func (r *Reconciler) Run(ctx context.Context, ro RunOptions) (sum Summary, err e
 		}
 		span.End()
 	}()
+	// Every evidence record of this run names it as its trigger.
+	ctx = state.WithTrigger(ctx, state.Trigger{Source: "reconcile", RunID: sum.RunID})
 	prog := r.progress.start(ctx, sum.RunID, ro.Progress, r.m)
 	defer prog.finish()
 	pol := r.o.Policy()

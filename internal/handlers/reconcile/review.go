@@ -8,10 +8,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
+	"github.com/sentry-jml/sentry-jml/internal/state"
 )
 
 // TeamAccess is one team of a member in the access review.
@@ -43,6 +46,41 @@ type ReviewRow struct {
 	Class        string          `json:"class"`            // linked, orphan, disputed, protected
 	PolicyAgrees bool            `json:"policy_agrees"`
 	Differences  []string        `json:"differences,omitempty"` // what convergence would change
+	// LastLogin is Sentry's user.lastLogin (nil: never logged in, or an invite).
+	LastLogin *time.Time `json:"last_login"`
+	// Grants name, for a linked person, the policy rule and the HR
+	// attributes behind the org role and each team the policy grants
+	// (policy.Policy.Explain).
+	Grants []Grant `json:"grants,omitempty"`
+}
+
+// Grant is one access the policy grants and why.
+type Grant struct {
+	Access  string            `json:"access"` // "org_role member", "team payments admin"
+	Rule    string            `json:"rule"`
+	Matched map[string]string `json:"matched,omitempty"` // the HR attributes the rule matched
+}
+
+// ClassNoAccess is a directory person with no Sentry member or invite: the
+// rows that make the review complete (everyone in HR appears).
+const ClassNoAccess = "no_access"
+
+// grants explains the policy's desired access for an active person.
+func grants(pol policy.Policy, p events.Person) []Grant {
+	if p.Status == events.Terminated || p.Status == events.Suspended {
+		return nil
+	}
+	ex := pol.Explain(p)
+	out := []Grant{{Access: "org_role " + ex.OrgRole, Rule: ex.OrgRoleFrom.Rule, Matched: ex.OrgRoleFrom.Matched}}
+	for _, slug := range sortedKeys(ex.Teams) {
+		src := ex.TeamsFrom[slug]
+		role := ex.Teams[slug]
+		if role == "" {
+			role = "member"
+		}
+		out = append(out, Grant{Access: "team " + slug + " " + role, Rule: src.Rule, Matched: src.Matched})
+	}
+	return out
 }
 
 // Review reads the organization (members, teams, team members, team
@@ -72,6 +110,10 @@ func (r *Reconciler) Review(ctx context.Context) ([]ReviewRow, error) {
 		mr := &org.members[i]
 		row := ReviewRow{MemberID: mr.ID, Email: firstNonEmpty(mr.UserEmail, mr.Email), OrgRole: mr.Role, Pending: mr.Pending,
 			SSOLinked: mr.SSO, IdP: mr.IdP, Teams: []TeamAccess{}, Projects: []ProjectAccess{}, Class: ClassOrphan}
+		if mr.LastLogin != 0 {
+			t := time.Unix(mr.LastLogin, 0).UTC()
+			row.LastLogin = &t
+		}
 		via := map[string][]string{}
 		for _, ms := range mr.Teams {
 			t := org.teams[ms.team]
@@ -110,6 +152,7 @@ func (r *Reconciler) Review(ctx context.Context) ([]ReviewRow, error) {
 	// a claimant of a row disputed through its other email) found it not
 	// "linked" and re-linked it with its own verdict.
 	claimed := make([]bool, len(rows))
+	var noAccess []ReviewRow
 	dispute := func(row *ReviewRow, why string) {
 		// Reconcile changes nothing for a disputed member: no claimant's plan
 		// applies, so none of their differences stand.
@@ -122,6 +165,7 @@ func (r *Reconciler) Review(ctx context.Context) ([]ReviewRow, error) {
 		e := lowerEmail(rec.Person.Email)
 		idx, ok := byEmail[e]
 		if e == "" || !ok {
+			noAccess = append(noAccess, noAccessRow(pol, rec))
 			continue
 		}
 		if idx == multiple {
@@ -140,6 +184,7 @@ func (r *Reconciler) Review(ctx context.Context) ([]ReviewRow, error) {
 		}
 		claimed[idx] = true
 		row.Class, row.PersonKey, row.Status = ClassLinked, rec.Key, string(rec.Person.Status)
+		row.Grants = grants(pol, rec.Person)
 		res := r.o.Converger.PlanMember(rec, org.member(idx), teams)
 		if res.Outcome == converge.OutcomeProtected {
 			row.Class = ClassProtected
@@ -172,7 +217,23 @@ func (r *Reconciler) Review(ctx context.Context) ([]ReviewRow, error) {
 			rows[i].Differences = append(rows[i].Differences, "sso.required: SSO not linked")
 		}
 	}
-	return rows, nil
+	slices.SortFunc(noAccess, func(a, b ReviewRow) int { return strings.Compare(a.PersonKey, b.PersonKey) })
+	return append(rows, noAccess...), nil
+}
+
+// noAccessRow is a directory person no member or invite matches: a leaver
+// (correct: no access) or someone the policy would invite.
+func noAccessRow(pol policy.Policy, rec state.PersonRecord) ReviewRow {
+	row := ReviewRow{Email: rec.Person.Email, PersonKey: rec.Key, Status: string(rec.Person.Status), Class: ClassNoAccess,
+		Teams: []TeamAccess{}, Projects: []ProjectAccess{}, PolicyAgrees: true, Grants: grants(pol, rec.Person)}
+	switch {
+	case rec.Person.Status == events.Terminated || rec.Person.Status == events.Suspended:
+	case rec.Person.Email == "":
+		row.PolicyAgrees, row.Differences = false, []string{"no email known: cannot be matched to a Sentry member"}
+	case rec.Person.Status != "":
+		row.PolicyAgrees, row.Differences = false, []string{"no Sentry member: convergence would invite as " + pol.Evaluate(rec.Person).OrgRole}
+	}
+	return row
 }
 
 func describe(s converge.Step) string {
@@ -200,7 +261,7 @@ func sortedKeys[V any](m map[string]V) []string {
 
 // ReviewCSVHeader is the access review's CSV header.
 var ReviewCSVHeader = []string{"member_id", "email", "org_role", "pending", "sso_linked", "idp_provisioned", "teams", "projects",
-	"person", "status", "class", "policy_agrees", "differences"}
+	"person", "status", "class", "policy_agrees", "differences", "last_login", "grants"}
 
 // WriteReviewCSV writes rows as CSV: teams as slug:role and projects as
 // slug<team+team, each list separated by ';'.
@@ -219,10 +280,26 @@ func WriteReviewCSV(w io.Writer, rows []ReviewRow) error {
 		}
 		if err := cw.Write([]string{r.MemberID, r.Email, r.OrgRole, strconv.FormatBool(r.Pending), strconv.FormatBool(r.SSOLinked),
 			strconv.FormatBool(r.IdP), strings.Join(ts, ";"), strings.Join(ps, ";"), r.PersonKey, r.Status, r.Class,
-			strconv.FormatBool(r.PolicyAgrees), strings.Join(r.Differences, "; ")}); err != nil {
+			strconv.FormatBool(r.PolicyAgrees), strings.Join(r.Differences, "; "), lastLogin(r.LastLogin), grantList(r.Grants)}); err != nil {
 			return err
 		}
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+func lastLogin(t *time.Time) string {
+	if t == nil {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// grantList is "access < rule (k=v, …)" per grant, separated by ';'.
+func grantList(gs []Grant) string {
+	out := make([]string, 0, len(gs))
+	for _, g := range gs {
+		out = append(out, g.Access+" < "+policy.Source{Rule: g.Rule, Matched: g.Matched}.String())
+	}
+	return strings.Join(out, "; ")
 }

@@ -261,7 +261,7 @@ func TestAccessReviewCSV(t *testing.T) {
 		t.Fatal(err)
 	}
 	header := []string{"member_id", "email", "org_role", "pending", "sso_linked", "idp_provisioned", "teams", "projects",
-		"person", "status", "class", "policy_agrees", "differences"}
+		"person", "status", "class", "policy_agrees", "differences", "last_login", "grants"}
 	if len(recs) == 0 || !slices.Equal(recs[0], header) {
 		t.Fatalf("header = %q, want %q", recs[0], header)
 	}
@@ -338,5 +338,66 @@ func TestSSOReport(t *testing.T) {
 		if m := h.sb.Stats().Mutations; len(m) != 0 {
 			t.Errorf("sso.required=%v: the report changed Sentry: %v", required, m)
 		}
+	}
+}
+
+// The review an auditor accepts: everyone in the directory appears (people
+// with no Sentry member as no_access), each grant names the policy rule and
+// the HR attribute behind it, and Sentry's user.lastLogin is shown
+// (src/sentry/api/serializers/models/user.py serializes last_login as
+// lastLogin inside each member's user).
+func TestAccessReviewCompleteWithGrantsAndLastLogin(t *testing.T) {
+	seed := sentrytest.DemoSeed()
+	login := time.Date(2026, 10, 1, 8, 30, 0, 0, time.UTC)
+	found := false
+	for i := range seed.Members {
+		if seed.Members[i].Email == "jane.doe@acme.test" {
+			seed.Members[i].LastLogin, found = &login, true
+		}
+	}
+	if !found {
+		t.Fatal("jane is not in the demo seed")
+	}
+	h := mustHarness(t, seed, reviewPolicy)
+	h.person(t, "jane.doe@acme.test", events.Active, "Payments")
+	h.person(t, "zed.newcomer@acme.test", events.Active, "Payments") // no member yet
+	h.person(t, "gone.leaver@acme.test", events.Terminated, "")      // removed already
+	rows, err := h.rec.Review(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != len(h.sb.Members())+2 {
+		t.Fatalf("%d rows, want one per member plus the 2 directory people without one (%d members)", len(rows), len(h.sb.Members()))
+	}
+	by := map[string]reconcile.ReviewRow{}
+	for _, r := range rows {
+		by[r.Email] = r
+	}
+	jane := by["jane.doe@acme.test"]
+	if jane.LastLogin == nil || !jane.LastLogin.Equal(login) {
+		t.Errorf("jane's last login = %v, want %v", jane.LastLogin, login)
+	}
+	if by["george.miller@acme.test"].LastLogin != nil {
+		t.Error("a user who never logged in has no last login")
+	}
+	var pay *reconcile.Grant
+	for i, g := range jane.Grants {
+		if g.Access == "team payments admin" {
+			pay = &jane.Grants[i]
+		}
+	}
+	if pay == nil || pay.Rule != "rules[0]" || pay.Matched["department"] != "Payments" {
+		t.Errorf("jane's payments grant must name rules[0] and department=Payments: %+v", jane.Grants)
+	}
+	if len(jane.Grants) == 0 || jane.Grants[0].Access != "org_role member" || jane.Grants[0].Rule != "default_org_role" {
+		t.Errorf("jane's org role grant: %+v", jane.Grants)
+	}
+	nh := by["zed.newcomer@acme.test"]
+	if nh.Class != reconcile.ClassNoAccess || nh.MemberID != "" || nh.PolicyAgrees || len(nh.Differences) == 0 || len(nh.Grants) < 2 {
+		t.Errorf("an active person without a member: %+v", nh)
+	}
+	gl := by["gone.leaver@acme.test"]
+	if gl.Class != reconcile.ClassNoAccess || !gl.PolicyAgrees || gl.Status != "terminated" || len(gl.Grants) != 0 {
+		t.Errorf("a leaver without a member: %+v", gl)
 	}
 }

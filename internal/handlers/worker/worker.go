@@ -593,7 +593,11 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 		return outcome, err
 	}
 	check := func(ctx context.Context) error { return held.check(ctx, w.o.Leases) }
-	res, err := w.o.Converger.Converge(ctx, rec, check)
+	trig := state.Trigger{Source: ev.Source, EventID: ev.ID, OccurredAt: ev.OccurredAt.UTC(), ReceivedAt: ev.ReceivedAt.UTC()}
+	if ev.EffectiveAt != nil {
+		trig.EffectiveAt = ev.EffectiveAt.UTC()
+	}
+	res, err := w.o.Converger.Converge(state.WithTrigger(ctx, trig), rec, check)
 	if err != nil {
 		return "error", err
 	}

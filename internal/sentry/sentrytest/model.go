@@ -171,6 +171,7 @@ type user struct {
 	emails     []userEmail
 	dateJoined time.Time
 	has2fa     bool
+	lastLogin  *time.Time
 }
 
 type member struct {

@@ -46,8 +46,11 @@ type SeedMember struct {
 	Teams           map[string]string `json:"teams,omitempty"`   // team slug → team role ("" or null = none/minimum)
 	SecondaryEmails []SeedEmail       `json:"secondaryEmails,omitempty"`
 	Has2FA          bool              `json:"has2fa,omitempty"`
-	InvitedBy       string            `json:"invitedBy,omitempty"` // email of the inviter
-	DateCreated     time.Time         `json:"dateCreated,omitzero"`
+	// LastLogin is the user's last login (user.lastLogin in the member
+	// serializer, from src/sentry/api/serializers/models/user.py); nil: never.
+	LastLogin   *time.Time `json:"lastLogin,omitempty"`
+	InvitedBy   string     `json:"invitedBy,omitempty"` // email of the inviter
+	DateCreated time.Time  `json:"dateCreated,omitzero"`
 }
 
 // SeedEmail is a secondary email address of a user.
@@ -272,7 +275,7 @@ func (s *Seed) build(orgSlug string, now time.Time) (*state, error) {
 			if name == "" {
 				name = nameFromEmail(sm.Email)
 			}
-			u := &user{id: uid, name: name, email: m.email, dateJoined: created.UTC(), has2fa: sm.Has2FA}
+			u := &user{id: uid, name: name, email: m.email, dateJoined: created.UTC(), has2fa: sm.Has2FA, lastLogin: sm.LastLogin}
 			u.emails = append(u.emails, userEmail{id: nextEmailID, email: u.email, verified: true})
 			nextEmailID++
 			for _, e := range sm.SecondaryEmails {

@@ -229,7 +229,7 @@ func (s *Sandbox) wireUser(u *user) *wireUser {
 		ID: strconv.FormatInt(u.id, 10), Name: u.name, Username: u.email, Email: u.email,
 		AvatarURL: "https://gravatar.com/avatar/" + strconv.FormatInt(u.id*2654435761%1000003, 16) + "?s=32&d=mm",
 		IsActive:  true, HasPasswordAuth: false, IsManaged: false, DateJoined: ts(u.dateJoined),
-		Has2FA: u.has2fa, Experiments: map[string]any{}, Avatar: wireAvatar{AvatarType: "letter_avatar"},
+		Has2FA: u.has2fa, LastLogin: tsPtr(u.lastLogin), Experiments: map[string]any{}, Avatar: wireAvatar{AvatarType: "letter_avatar"},
 	}
 	w.Emails = make([]wireUserEmail, 0, len(u.emails))
 	for _, e := range u.emails {

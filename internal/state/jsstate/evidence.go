@@ -84,6 +84,9 @@ func (l *EvidenceLog) Append(ctx context.Context, e state.Evidence) (state.Evide
 		e.At = l.now()
 	}
 	e.At = e.At.UTC()
+	if e.V == 0 {
+		e.V = state.EvidenceV2
+	}
 	subject := EvidenceSubject(e.PersonKey)
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
@@ -195,21 +198,63 @@ func (l *EvidenceLog) Range(ctx context.Context, from, to time.Time) iter.Seq2[s
 	})
 }
 
+// RawEvidence is a record with the exact bytes stored (and hashed, for
+// version 2).
+type RawEvidence struct {
+	state.Evidence
+	Raw []byte
+}
+
+// ScanRaw streams every record JetStream stored between from minus
+// RangeSlack and to plus RangeSlack (zero: unbounded), oldest first, each
+// with its stored bytes and without filtering on At: an export picks its
+// contiguous span from them. The bytes are never re-encoded, so fields a
+// later version adds survive.
+func (l *EvidenceLog) ScanRaw(ctx context.Context, from, to time.Time) iter.Seq2[RawEvidence, error] {
+	cfg := jetstream.ConsumerConfig{FilterSubject: EvidenceSubjectPrefix + ".>", DeliverPolicy: jetstream.DeliverAllPolicy}
+	if !from.IsZero() {
+		start := from.Add(-RangeSlack)
+		cfg.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		cfg.OptStartTime = &start
+	}
+	return l.readRaw(ctx, cfg, func(_ state.Evidence, stored time.Time) (keep, more bool) {
+		if !to.IsZero() && stored.After(to.Add(RangeSlack)) {
+			return false, false
+		}
+		return true, true
+	})
+}
+
+// Head returns the chain's last record (Seq 0 when the log is empty).
+func (l *EvidenceLog) Head(ctx context.Context) (seq uint64, hash string, err error) {
+	return l.head(ctx)
+}
+
 func (l *EvidenceLog) read(ctx context.Context, cfg jetstream.ConsumerConfig, filter func(e state.Evidence, stored time.Time) (keep, more bool)) iter.Seq2[state.Evidence, error] {
 	return func(yield func(state.Evidence, error) bool) {
+		for r, err := range l.readRaw(ctx, cfg, filter) {
+			if !yield(r.Evidence, err) {
+				return
+			}
+		}
+	}
+}
+
+func (l *EvidenceLog) readRaw(ctx context.Context, cfg jetstream.ConsumerConfig, filter func(e state.Evidence, stored time.Time) (keep, more bool)) iter.Seq2[RawEvidence, error] {
+	return func(yield func(RawEvidence, error) bool) {
 		for m, err := range scan(ctx, l.st, cfg) {
 			if err != nil {
-				yield(state.Evidence{}, fmt.Errorf("evidence: %w", err))
+				yield(RawEvidence{}, fmt.Errorf("evidence: %w", err))
 				return
 			}
 			md, err := m.Metadata()
 			if err != nil {
-				yield(state.Evidence{}, fmt.Errorf("evidence: %w", err))
+				yield(RawEvidence{}, fmt.Errorf("evidence: %w", err))
 				return
 			}
 			var e state.Evidence
 			if err := json.Unmarshal(m.Data(), &e); err != nil {
-				if !yield(state.Evidence{}, fmt.Errorf("evidence: decode sequence %d: %w", md.Sequence.Stream, err)) {
+				if !yield(RawEvidence{}, fmt.Errorf("evidence: decode sequence %d: %w", md.Sequence.Stream, err)) {
 					return
 				}
 				continue
@@ -218,7 +263,7 @@ func (l *EvidenceLog) read(ctx context.Context, cfg jetstream.ConsumerConfig, fi
 			if !more {
 				return
 			}
-			if keep && !yield(e, nil) {
+			if keep && !yield(RawEvidence{Evidence: e, Raw: m.Data()}, nil) {
 				return
 			}
 		}

@@ -33,6 +33,10 @@ const (
 	// or ".org" for records about no person.
 	StreamEvidence        = "JML_EVIDENCE"
 	EvidenceSubjectPrefix = "jml.evidence"
+	// StreamAnchors holds the signed anchors of the evidence chain, on the
+	// subject AnchorSubject.
+	StreamAnchors = "JML_EVIDENCE_ANCHORS"
+	AnchorSubject = "jml.anchors"
 )
 
 // SnapshotHistory is how many snapshots per person JML_SNAPSHOTS keeps.
@@ -87,13 +91,14 @@ type Records struct {
 	Directory *Directory
 	Snapshots *Snapshots
 	Evidence  *EvidenceLog
+	Anchors   *AnchorLog
 	Due       *DueQueue
 	Runs      *Runs
 }
 
 // Open creates (or opens, idempotently) every bucket and stream of the record
-// stores: JML_DIRECTORY, JML_LINKS, JML_SNAPSHOTS, JML_EVIDENCE, JML_DUE and
-// JML_RUNS.
+// stores: JML_DIRECTORY, JML_LINKS, JML_SNAPSHOTS, JML_EVIDENCE,
+// JML_EVIDENCE_ANCHORS, JML_DUE and JML_RUNS.
 func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Records, error) {
 	o = o.withDefaults()
 	d, err := OpenDirectory(ctx, js, o)
@@ -108,6 +113,10 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Records, err
 	if err != nil {
 		return nil, err
 	}
+	a, err := OpenAnchors(ctx, js, o)
+	if err != nil {
+		return nil, err
+	}
 	q, err := OpenDueQueue(ctx, js, o)
 	if err != nil {
 		return nil, err
@@ -116,7 +125,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Records, err
 	if err != nil {
 		return nil, err
 	}
-	return &Records{Directory: d, Snapshots: s, Evidence: e, Due: q, Runs: r}, nil
+	return &Records{Directory: d, Snapshots: s, Evidence: e, Anchors: a, Due: q, Runs: r}, nil
 }
 
 // openKV creates or updates a bucket and returns it with its stream.
