@@ -268,3 +268,39 @@ func TestFidelitySCIMTokenKinds(t *testing.T) {
 		t.Fatalf("SCIM() = %+v", v)
 	}
 }
+
+// src/sentry/core/endpoints/scim/teams.py: OrganizationSCIMTeamIndex.post is
+// OrganizationTeamsEndpoint.post and OrganizationSCIMTeamDetails.delete is
+// TeamDetailsEndpoint.delete (organization_teams.py, team_details.py), so a
+// SCIM group's team.create and team.remove entries carry
+// Team.get_audit_log_data (src/sentry/models/team.py), the removed team under
+// its released slug with status pending deletion; a SCIM token is no user, so
+// nobody joins the team it creates.
+func TestFidelitySCIMGroupAuditEntries(t *testing.T) {
+	srv := NewServer(t, Options{SCIMToken: "scim-tok", RateLimit: -1})
+	scim := newClient(t, srv).withToken("scim-tok")
+	created := scim.do("POST", "/api/0/organizations/acme/scim/v2/Groups",
+		map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:Group"}, "displayName": "SCIM Made", "members": []any{}})
+	expect(t, created, 201, `"displayName":"SCIM Made"`)
+	id := created.obj(t)["id"].(string)
+	expect(t, scim.do("DELETE", "/api/0/organizations/acme/scim/v2/Groups/"+id, nil), 204, "")
+	var create, remove *AuditEntry
+	for _, e := range srv.AuditLog() {
+		switch {
+		case e.Event == "member.join-team" && e.TargetID == id:
+			t.Fatalf("a SCIM-created team has a member joining it: %+v", e)
+		case e.Event == "team.create" && e.Data["slug"] == "scim-made":
+			create = &e
+		case e.Event == "team.remove" && e.TargetID == id:
+			remove = &e
+		}
+	}
+	if create == nil || create.Data["name"] == nil || create.Data["status"] == nil {
+		t.Fatalf("team.create without Team.get_audit_log_data: %+v", create)
+	}
+	if remove == nil || remove.Data["slug"] == "scim-made" || fmt.Sprint(remove.Data["status"]) != "1" {
+		t.Fatalf("team.remove should carry the renamed, pending-deletion team: %+v", remove)
+	}
+	expect(t, scim.do("POST", "/api/0/organizations/acme/scim/v2/Groups",
+		map[string]any{"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:Group"}, "displayName": "SCIM Made", "members": []any{}}), 201, "")
+}

@@ -691,7 +691,10 @@ func (s *Sandbox) createTeam(st *state, p *principal, slug, name string) *team {
 	t := &team{id: st.newID(), slug: slug, name: name, dateCreated: s.now().UTC(),
 		members: map[*member]struct{}{}, projects: map[*project]struct{}{}}
 	st.addTeam(t)
-	s.audit(st, p, "team.create", "created team "+slug, t.id, 0, map[string]any{"slug": slug})
+	// OrganizationSCIMTeamIndex.post is OrganizationTeamsEndpoint.post
+	// (src/sentry/core/endpoints/scim/teams.py): the same team.create entry,
+	// with Team.get_audit_log_data; a SCIM token is no user, so nobody joins.
+	s.audit(st, p, "team.create", "created team "+slug, t.id, 0, teamAuditData(t, 0))
 	s.stats.mutation("team.create", slug)
 	return t
 }
@@ -973,18 +976,21 @@ func (s *Sandbox) scimGroupOps(c *call, st *state, t *team, ops []any, apply boo
 	return len(ops), nil
 }
 
+// deleteTeamLocked is OrganizationSCIMTeamDetails.delete, which is
+// TeamDetailsEndpoint.delete (src/sentry/core/endpoints/scim/teams.py,
+// team_details.py): the slug is released by a rename, the team scheduled for
+// deletion, and team.remove carries the renamed team (status pending deletion).
 func (s *Sandbox) deleteTeamLocked(st *state, p *principal, t *team) {
-	for m := range t.members {
-		delete(m.teams, t)
+	renamed := t.slug + "-" + fmt.Sprintf("%016x%016x", uint64(t.id)*0x9e3779b97f4a7c15, uint64(s.now().UnixNano()))
+	if len(renamed) > 50 {
+		renamed = renamed[:50]
 	}
-	for pr := range t.projects {
-		delete(pr.teams, t)
-	}
-	delete(st.teams, t.id)
-	delete(st.teamBySlug, t.slug)
-	st.teamOrder = nil
-	s.audit(st, p, "team.remove", "removed team "+t.slug, t.id, 0, map[string]any{"slug": t.slug})
-	s.stats.mutation("team.remove", t.slug)
+	gone := *t
+	gone.slug = renamed
+	slug := t.slug
+	s.dropTeam(st, t)
+	s.audit(st, p, "team.remove", "removed team "+renamed, t.id, 0, teamAuditData(&gone, 1))
+	s.stats.mutation("team.remove", slug)
 }
 
 func (s *Sandbox) scimDeleteGroup(c *call) {
