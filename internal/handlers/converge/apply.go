@@ -38,7 +38,7 @@ func (c *Converger) apply(ctx context.Context, rec state.PersonRecord, member *s
 		}
 		sctx, span := c.tracer.Start(ctx, "converge."+s.Action, trace.WithAttributes(
 			attribute.String("sentry.member_id", s.MemberID), attribute.String("jml.team", s.Team), attribute.String("jml.role", s.Role)))
-		result, err := c.applyStep(sctx, s)
+		result, err := c.applyStep(sctx, &s)
 		s.At = c.o.Now().UTC().Format(time.RFC3339Nano)
 		if r, ok := sentry.RefusalOf(err); ok && r.Kind != sentry.RefusedLease && r.Kind != sentry.RefusedNoGate {
 			// Held by the safety gate (pause, brakes): not sent, not a failure.
@@ -64,6 +64,9 @@ func (c *Converger) apply(ctx context.Context, rec state.PersonRecord, member *s
 		span.SetAttributes(attribute.String("jml.result", result))
 		span.End()
 		done = append(done, s)
+		if s.Action == ActInvite && !s.regrant.IsZero() && result == "done" {
+			c.markRegranted(ctx, rec, s.regrant, s.MemberID)
+		}
 		if s.Removal() {
 			if c.o.Index != nil {
 				c.o.Index.Forget(rec.Person.Email)
@@ -84,7 +87,7 @@ func (c *Converger) apply(ctx context.Context, rec state.PersonRecord, member *s
 	return done, nil
 }
 
-func (c *Converger) applyStep(ctx context.Context, s Step) (string, error) {
+func (c *Converger) applyStep(ctx context.Context, s *Step) (string, error) {
 	api := c.o.Sentry
 	switch s.Action {
 	case ActInvite:
@@ -100,6 +103,7 @@ func (c *Converger) applyStep(ctx context.Context, s Step) (string, error) {
 		if c.o.Index != nil {
 			c.o.Index.Store(s.Email, m.ID)
 		}
+		s.MemberID = m.ID
 		return "done", nil
 	case ActSetOrgRole:
 		teamRoles := s.teamRoles
@@ -215,6 +219,20 @@ func (c *Converger) snapshot(ctx context.Context, rec state.PersonRecord, m *sen
 	}
 	for _, tr := range m.TeamRoles {
 		snap.Teams[tr.TeamSlug] = deref(tr.Role)
+	}
+	// A re-granted invite (or its accepted member) removed before its team
+	// roles were restored still owes them: its null roles are not the access
+	// the person had, the previous snapshot's are.
+	prev, err := c.o.Snapshots.LatestSnapshot(ctx, rec.Key)
+	switch {
+	case err == nil && prev.RegrantedTo == m.ID && prev.RestoredAt.IsZero():
+		for slug, role := range snap.Teams {
+			if role == "" && prev.Teams[slug] != "" {
+				snap.Teams[slug] = prev.Teams[slug]
+			}
+		}
+	case err != nil && !errors.Is(err, state.ErrNotFound):
+		return fmt.Errorf("read previous access snapshot: %w", err)
 	}
 	if err := c.o.Snapshots.SaveSnapshot(ctx, snap); err != nil {
 		return fmt.Errorf("save access snapshot: %w", err)
