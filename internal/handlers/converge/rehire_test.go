@@ -79,10 +79,15 @@ func TestRehireRestoresSnapshotTeamRolesAfterAcceptance(t *testing.T) {
 		t.Fatalf("snapshot not marked restored: %+v", snap)
 	}
 
-	// A human lowers it: convergence leaves it, and leaves a null role alone too.
+	// A human lowers it to contributor, which Sentry stores as null (the
+	// minimum team role): only the restored mark tells it from the invite's
+	// null, and convergence leaves it; the same after the team is re-added.
 	h := human(t, sb)
 	if _, err := h.SetTeamRole(ctx, inv.ID, "platform", "contributor"); err != nil {
 		t.Fatal(err)
+	}
+	if m, _ := sb.Member(who); m.Teams["platform"] != "" {
+		t.Fatalf("contributor stored as %q, want null", m.Teams["platform"])
 	}
 	if res, err := conv.Converge(ctx, active, held); err != nil || len(res.Steps) != 0 {
 		t.Fatalf("after a human lowered it: steps %v (%v)", actions(res.Steps), err)
