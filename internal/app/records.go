@@ -27,7 +27,7 @@ func (a snapshotStore) SaveSnapshot(ctx context.Context, s converge.Snapshot) er
 // stateSnapshot converts a convergence snapshot, teams sorted by slug.
 func stateSnapshot(s converge.Snapshot) state.Snapshot {
 	snap := state.Snapshot{PersonKey: s.PersonKey, Email: s.Email, MemberID: s.MemberID, UserID: s.UserID, OrgRole: s.OrgRole,
-		Pending: s.Pending, TakenAt: s.TakenAt, EventID: s.EventID}
+		Pending: s.Pending, TakenAt: s.TakenAt, EventID: s.EventID, RegrantedTo: s.RegrantedTo, RestoredAt: s.RestoredAt}
 	for _, slug := range slices.Sorted(maps.Keys(s.Teams)) {
 		snap.Teams = append(snap.Teams, state.TeamAccess{Slug: slug, Role: s.Teams[slug]})
 	}
@@ -66,7 +66,8 @@ func (a snapshotStore) LatestSnapshot(ctx context.Context, key string) (converge
 		return converge.Snapshot{}, err
 	}
 	out := converge.Snapshot{PersonKey: snap.PersonKey, Email: snap.Email, MemberID: snap.MemberID, UserID: snap.UserID,
-		OrgRole: snap.OrgRole, Pending: snap.Pending, TakenAt: snap.TakenAt, EventID: snap.EventID, Teams: map[string]string{}}
+		OrgRole: snap.OrgRole, Pending: snap.Pending, TakenAt: snap.TakenAt, EventID: snap.EventID, Teams: map[string]string{},
+		RegrantedTo: snap.RegrantedTo, RestoredAt: snap.RestoredAt}
 	for _, t := range snap.Teams {
 		out.Teams[t.Slug] = t.Role
 	}

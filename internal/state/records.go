@@ -44,6 +44,11 @@ type Snapshot struct {
 	Pending   bool         `json:"pending,omitempty"` // a pending invite, not a member
 	TakenAt   time.Time    `json:"taken_at"`
 	EventID   string       `json:"event_id,omitempty"` // the event whose convergence took it
+	// RegrantedTo is the member id of the invite a rehire re-granted this
+	// snapshot to; RestoredAt is when its team roles were restored on that
+	// member after acceptance (Sentry stores an invite's team roles as null).
+	RegrantedTo string    `json:"regranted_to,omitempty"`
+	RestoredAt  time.Time `json:"restored_at,omitzero"`
 }
 
 // Snapshots keeps access snapshots per person, newest last. Backends keep a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"time"
 
@@ -38,7 +39,7 @@ func (c *Converger) apply(ctx context.Context, rec state.PersonRecord, member *s
 		}
 		sctx, span := c.tracer.Start(ctx, "converge."+s.Action, trace.WithAttributes(
 			attribute.String("sentry.member_id", s.MemberID), attribute.String("jml.team", s.Team), attribute.String("jml.role", s.Role)))
-		result, err := c.applyStep(sctx, s)
+		result, err := c.applyStep(sctx, &s)
 		s.At = c.o.Now().UTC().Format(time.RFC3339Nano)
 		if r, ok := sentry.RefusalOf(err); ok && r.Kind != sentry.RefusedLease && r.Kind != sentry.RefusedNoGate {
 			// Held by the safety gate (pause, brakes): not sent, not a failure.
@@ -64,6 +65,9 @@ func (c *Converger) apply(ctx context.Context, rec state.PersonRecord, member *s
 		span.SetAttributes(attribute.String("jml.result", result))
 		span.End()
 		done = append(done, s)
+		if s.Action == ActInvite && !s.regrant.IsZero() && result == "done" {
+			c.markRegranted(ctx, rec, s.regrant, s.MemberID)
+		}
 		if s.Removal() {
 			if c.o.Index != nil {
 				c.o.Index.Forget(rec.Person.Email)
@@ -84,7 +88,7 @@ func (c *Converger) apply(ctx context.Context, rec state.PersonRecord, member *s
 	return done, nil
 }
 
-func (c *Converger) applyStep(ctx context.Context, s Step) (string, error) {
+func (c *Converger) applyStep(ctx context.Context, s *Step) (string, error) {
 	api := c.o.Sentry
 	switch s.Action {
 	case ActInvite:
@@ -100,6 +104,7 @@ func (c *Converger) applyStep(ctx context.Context, s Step) (string, error) {
 		if c.o.Index != nil {
 			c.o.Index.Store(s.Email, m.ID)
 		}
+		s.MemberID = m.ID
 		return "done", nil
 	case ActSetOrgRole:
 		teamRoles := s.teamRoles
@@ -215,14 +220,32 @@ func (c *Converger) snapshot(ctx context.Context, rec state.PersonRecord, m *sen
 		snap.Teams[tr.TeamSlug] = deref(tr.Role)
 	}
 	if t := trailFrom(ctx); t != nil {
+		// The evidence shows the access as Sentry had it (its own copy: the
+		// stored snapshot below may carry owed roles over).
+		seen := snap
+		seen.Teams = maps.Clone(snap.Teams)
 		t.mu.Lock()
 		if t.snap == nil {
-			t.snap = &snap
+			t.snap = &seen
 		}
 		t.mu.Unlock()
 	}
 	if c.o.Snapshots == nil {
 		return nil
+	}
+	// A re-granted invite (or its accepted member) removed before its team
+	// roles were restored still owes them: its null roles are not the access
+	// the person had, the previous snapshot's are.
+	prev, err := c.o.Snapshots.LatestSnapshot(ctx, rec.Key)
+	switch {
+	case err == nil && prev.RegrantedTo == m.ID && prev.RestoredAt.IsZero():
+		for slug, role := range snap.Teams {
+			if role == "" && prev.Teams[slug] != "" {
+				snap.Teams[slug] = prev.Teams[slug]
+			}
+		}
+	case err != nil && !errors.Is(err, state.ErrNotFound):
+		return fmt.Errorf("read previous access snapshot: %w", err)
 	}
 	if err := c.o.Snapshots.SaveSnapshot(ctx, snap); err != nil {
 		return fmt.Errorf("save access snapshot: %w", err)

@@ -107,6 +107,12 @@ type Snapshot struct {
 	Pending   bool              `json:"pending"`
 	TakenAt   time.Time         `json:"taken_at"`
 	EventID   string            `json:"event_id,omitempty"`
+	// RegrantedTo is the member id of the invite a rehire re-granted this
+	// snapshot to. Sentry stores an invite's team roles as null, so the
+	// snapshot's team roles are restored on that member once it has accepted;
+	// RestoredAt says that was done (and is never done again).
+	RegrantedTo string    `json:"regranted_to,omitempty"`
+	RestoredAt  time.Time `json:"restored_at,omitzero"`
 }
 
 // Snapshots stores access snapshots durably.
@@ -278,6 +284,10 @@ func (c *Converger) run(ctx context.Context, rec state.PersonRecord, check Lease
 		return res, err
 	}
 	if len(pl.Steps) == 0 {
+		if pl.restore != nil {
+			// Accepted, and no null role left that the snapshot would raise.
+			c.markRestored(ctx, rec, member.ID)
+		}
 		if res.Outcome == OutcomeNeedsHuman || res.Outcome == OutcomeDisputed {
 			if err := c.evidence(ctx, rec, res, string(res.Outcome)); err != nil {
 				return res, err
@@ -321,6 +331,9 @@ func (c *Converger) run(ctx context.Context, rec state.PersonRecord, check Lease
 	}
 	if err := c.evidence(ctx, rec, res, "convergence"); err != nil {
 		return res, err
+	}
+	if has, all := restoredSteps(res.Steps); pl.restore != nil && (all || !has) {
+		c.markRestored(ctx, rec, member.ID)
 	}
 	if res.Outcome == OutcomeNeedsHuman {
 		// Steps were applied, but part of the plan is held for a human (an
@@ -393,16 +406,22 @@ func (c *Converger) decide(ctx context.Context, rec state.PersonRecord) (Result,
 				if rank(d.OrgRole) > rank(c.o.SelfRole) || d.OrgRole == "owner" {
 					d.OrgRole = in.desired.OrgRole
 				}
-				in.rehire = &d
+				in.rehire, in.rehireAt = &d, snap.TakenAt
 				pl.Notes = append(pl.Notes, "rehire: re-granting the access snapshot of "+snap.TakenAt.Format(time.RFC3339))
 			} else if !errors.Is(err, state.ErrNotFound) {
 				return Result{}, planResult{}, nil, fmt.Errorf("read snapshot: %w", err)
 			}
 		}
+		restore, err := c.RehireRestore(ctx, rec, member)
+		if err != nil {
+			return Result{}, planResult{}, nil, err
+		}
+		in.restore = restore
 		notes := pl.Notes
 		pl = planActive(in)
 		pl.Notes = append(notes, pl.Notes...)
 		pl.rehired = in.rehire != nil && in.member == nil
+		pl.restore = restore
 	}
 	if len(pl.Steps) > 0 && pl.Outcome == OutcomeInSync {
 		pl.Outcome, pl.Reason = OutcomeApplied, ""

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
@@ -41,10 +42,15 @@ type Step struct {
 	TokenID string `json:"token_id,omitempty"`
 	Token   string `json:"token,omitempty"` // token name
 	Via     string `json:"via,omitempty"`   // rest | scim
-	Result  string `json:"result,omitempty"`
-	At      string `json:"at,omitempty"`
+	// Why says why a step is planned when the policy alone does not (a
+	// rehire's snapshot team role restored after acceptance).
+	Why    string `json:"why,omitempty"`
+	Result string `json:"result,omitempty"`
+	At     string `json:"at,omitempty"`
 
 	teamRoles []sentry.TeamRole
+	// regrant: an invite re-granting the access snapshot taken then.
+	regrant time.Time
 }
 
 // Describe says what the step changes, in words: "team payments removed",
@@ -87,6 +93,9 @@ func (s Step) Describe() string {
 	case ActRemoveTeam:
 		return "team " + s.Team + " removed"
 	case ActSetTeamRole:
+		if s.Why != "" {
+			return "team " + s.Team + " role " + s.From + " → " + s.Role + " (" + s.Why + ")"
+		}
 		return "team " + s.Team + " role " + s.From + " → " + s.Role
 	case ActRemoveMember:
 		return "member removed from the organization (role " + s.Role + ", via " + s.Via + ")"
@@ -120,6 +129,10 @@ type planInput struct {
 	selfRol string
 	// rehire: the access snapshot to re-grant when there is no member.
 	rehire *policy.Desired
+	// rehireAt: when that snapshot was taken.
+	rehireAt time.Time
+	// restore: a rehire's snapshot team roles still owed to the accepted member.
+	restore *Restore
 }
 
 // planResult is a plan before it is applied.
@@ -130,6 +143,8 @@ type planResult struct {
 	Notes   []string
 	// rehired: the plan re-grants a snapshot; policy is applied right after.
 	rehired bool
+	// restore: the rehire restoration this plan settles (see RehireRestore).
+	restore *Restore
 }
 
 // planActive computes the steps that give an active person exactly the desired
@@ -143,6 +158,9 @@ func planActive(in planInput) planResult {
 			grant = *in.rehire
 		}
 		step := Step{Action: ActInvite, Email: email, Role: grant.OrgRole}
+		if in.rehire != nil {
+			step.regrant = in.rehireAt
+		}
 		var notes []string
 		for _, slug := range sortedKeys(grant.Teams) {
 			ti := in.teams(slug)
@@ -243,6 +261,7 @@ func planActive(in planInput) planResult {
 	res.Steps = append(res.Steps, removes...)
 	res.Steps = append(res.Steps, adds...)
 	res.Steps = append(res.Steps, roles...)
+	res.Steps = append(res.Steps, planRestore(in, finalRole, &res)...)
 	if raise != nil {
 		res.Steps = append(res.Steps, *raise)
 	}

@@ -25,8 +25,16 @@ type TeamInfo struct {
 // person's member or pending invite as already read (Teams and TeamRoles filled
 // as the detail endpoint does; nil when there is none), and teams, what is known
 // about each team. It does no I/O: a rehire's access snapshot is not consulted
-// (an invite follows the current policy).
+// (an invite follows the current policy; see PlanMemberWith for the team roles
+// a rehire's accepted invite is still owed).
 func (c *Converger) PlanMember(rec state.PersonRecord, member *sentry.Member, teams func(slug string) TeamInfo) Result {
+	return c.PlanMemberWith(rec, member, teams, nil)
+}
+
+// PlanMemberWith is PlanMember that also restores restore's snapshot team
+// roles on an accepted member (from RehireRestore; nil for none), as Converge
+// does. ApplyPlanned marks the snapshot restored once those steps are done.
+func (c *Converger) PlanMemberWith(rec state.PersonRecord, member *sentry.Member, teams func(slug string) TeamInfo, restore *Restore) Result {
 	p := rec.Person
 	pol := c.o.Policy()
 	switch {
@@ -57,6 +65,7 @@ func (c *Converger) PlanMember(rec state.PersonRecord, member *sentry.Member, te
 	default:
 		in.desired = pol.Evaluate(p)
 		res.Desired = &in.desired
+		in.restore = restore
 		pl = planActive(in)
 	}
 	res.Outcome, res.Reason, res.Steps, res.Notes = pl.Outcome, pl.Reason, pl.Steps, pl.Notes
@@ -93,7 +102,13 @@ func (c *Converger) ApplyPlanned(ctx context.Context, rec state.PersonRecord, me
 			res.Removed = true
 		}
 	}
-	return res, c.evidence(ctx, rec, res, "convergence")
+	if err := c.evidence(ctx, rec, res, "convergence"); err != nil {
+		return res, err
+	}
+	if _, all := restoredSteps(done); all && member != nil {
+		c.markRestored(ctx, rec, member.ID)
+	}
+	return res, nil
 }
 
 // TeamRoles returns the team set a step sends with it (an invite's teams, an

@@ -274,7 +274,11 @@ func (r *Reconciler) recheckItem(ctx context.Context, it *Item, rec state.Person
 			return nil, nil, "a member or invite exists now"
 		}
 	}
-	fresh := r.o.Converger.PlanMember(rec, member, teams)
+	restore, err := r.o.Converger.RehireRestore(ctx, rec, member)
+	if err != nil {
+		restore = nil // its stored steps are skipped as no longer needed
+	}
+	fresh := r.o.Converger.PlanMemberWith(rec, member, teams, restore)
 	want := map[string]bool{}
 	for _, s := range fresh.Steps {
 		want[stepKey(s)] = true

@@ -189,7 +189,15 @@ func (r *Reconciler) plan(ctx context.Context, org *orgState, pol policy.Policy,
 		} else {
 			class = ClassAbsent
 		}
-		res := conv.PlanMember(rec, member, teams)
+		// A rehire's accepted invite may still owe its snapshot's team roles
+		// (Sentry stores an invite's as null): the same restoration as Converge.
+		restore, err := conv.RehireRestore(ctx, rec, member)
+		if err != nil {
+			pl.Reports = append(pl.Reports, Report{Kind: "note", PersonKey: rec.Key, Email: email,
+				Detail: "rehire team roles not planned this run: " + err.Error()})
+			restore = nil
+		}
+		res := conv.PlanMemberWith(rec, member, teams, restore)
 		switch res.Outcome {
 		case converge.OutcomeProtected:
 			class = ClassProtected
