@@ -371,6 +371,13 @@ func (sc *scenario) bounds(p *person) map[string]int {
 				b["member.remove"]++
 			case prev == nil && s != nil:
 				b["member.invite"]++
+				// Sentry stores no team roles on an invite; the PUT that sets
+				// an invite's team set (a rehire's re-grant converged to policy)
+				// may store one per team.
+				b["member.team-role"] += len(s.Stored)
+				if prevPresent != nil {
+					b["member.team-role"] += len(prevPresent.Stored)
+				}
 			}
 		}
 		if s == nil {

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"os"
 	"strconv"
@@ -48,6 +49,20 @@ func TestChaosPauseMidRun(t *testing.T) {
 		return n
 	}
 	deadline := time.Now().Add(90 * time.Second)
+	// Both workers must be live (heartbeating) replicas before the pause, or
+	// the pause rightly answers for the one it knows.
+	for {
+		var reps struct {
+			Replicas []json.RawMessage `json:"replicas"`
+		}
+		if err := r.adminDo(0, http.MethodGet, "/v1/replicas", &reps); err == nil && len(reps.Replicas) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("two live replicas never showed within 90 s")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	for mutations() < 20 {
 		if time.Now().After(deadline) {
 			t.Fatal("fewer than 20 mutations within 90 s")

@@ -462,6 +462,12 @@ func verify(t *testing.T, r *rig, sc *scenario) (people, mutations int, maxRatio
 			for slug, stored := range m.Teams {
 				got.Teams[slug] = policy.EffectiveTeamRole(m.OrgRole, stored)
 			}
+			if m.Pending {
+				// Real Sentry keeps no team roles on an invite: they are set by
+				// the first convergence after acceptance (internal/app's
+				// acceptance test), so an invite is compared by its team set.
+				got, want = inviteView(got), inviteView(want)
+			}
 		}
 		if got.String() != want.String() {
 			mismatches++
@@ -523,6 +529,18 @@ func verify(t *testing.T, r *rig, sc *scenario) (people, mutations int, maxRatio
 		explain(t, r, suspects)
 	}
 	return len(sc.People), mutations, fmt.Sprintf("%.2f", worst)
+}
+
+// inviteView is a with every team role replaced by "invited".
+func inviteView(a *access) *access {
+	if a == nil {
+		return nil
+	}
+	v := &access{OrgRole: a.OrgRole, Teams: map[string]string{}}
+	for slug := range a.Teams {
+		v.Teams[slug] = "invited"
+	}
+	return v
 }
 
 // explain logs, for a few people whose end state or mutations are wrong,
