@@ -52,7 +52,7 @@ func (c *captureSink) find(kind alert.Kind, person string) (alert.Alert, bool) {
 // followRig is the real worker with the audit-log follower on (a 200ms
 // poll), its own embedded NATS and sandbox.
 type followRig struct {
-	t      *testing.T
+	t      testing.TB
 	w      *Worker
 	sb     *sentrytest.Server
 	pub    *events.Publisher
@@ -68,7 +68,11 @@ rules:
 managed_teams: [payments, security]
 `
 
-func newFollowRig(t *testing.T, outOfBand string) *followRig {
+func newFollowRig(t testing.TB, outOfBand string) *followRig {
+	return newFollowRigPoll(t, outOfBand, 200*time.Millisecond)
+}
+
+func newFollowRigPoll(t testing.TB, outOfBand string, every time.Duration) *followRig {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, _, js := natstest.Run(t)
@@ -99,7 +103,7 @@ func newFollowRig(t *testing.T, outOfBand string) *followRig {
 	tel, _ := telemetry.New(ctx, telemetry.Options{})
 	w, err := NewWorker(ctx, WorkerOptions{NC: nc, Coord: memstate.New(nil), Sentry: client, Telemetry: tel,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Owner: "t", Gate: gate, Target: "sandbox",
-		Policy: func() policy.Policy { return pol }, Alerts: notifier, AuditPoll: 200 * time.Millisecond})
+		Policy: func() policy.Policy { return pol }, Alerts: notifier, AuditPoll: every})
 	if err != nil {
 		t.Fatal(err)
 	}
