@@ -122,7 +122,7 @@ type Follower struct {
 	skipped  metric.Int64Counter
 	gaps     metric.Int64Counter
 	lag      metric.Float64Histogram
-	lastOK   atomic.Int64 // unix seconds of the last successful poll
+	lastOK   atomic.Int64 // unix seconds of the last successful poll (start before the first)
 }
 
 // New validates o.
@@ -146,6 +146,7 @@ func New(o Options) (*Follower, error) {
 		o.MeterProvider = otel.GetMeterProvider()
 	}
 	f := &Follower{o: o}
+	f.lastOK.Store(o.Now().Unix())
 	m := o.MeterProvider.Meter("github.com/sentry-jml/sentry-jml/internal/handlers/follow")
 	var err error
 	if f.read, err = m.Int64Counter("jml_audit_entries_read", metric.WithDescription("Sentry audit-log entries read by the follower")); err != nil {
@@ -160,13 +161,13 @@ func New(o Options) (*Follower, error) {
 	if f.gaps, err = m.Int64Counter("jml_audit_gaps", metric.WithDescription("audit-log gaps (entries lost or not understood), by reason; each requests a full reconcile")); err != nil {
 		return nil, err
 	}
-	if f.lag, err = m.Float64Histogram("jml_audit_lag", metric.WithUnit("s"),
+	if f.lag, err = m.Float64Histogram("jml_audit_lag_seconds", metric.WithUnit("s"),
 		metric.WithDescription("time from Sentry recording a member change to the follower's convergence request"),
 		metric.WithExplicitBucketBoundaries(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 900)); err != nil {
 		return nil, err
 	}
-	last, err := m.Int64ObservableGauge("jml_audit_last_poll_timestamp", metric.WithUnit("s"),
-		metric.WithDescription("unix time of the follower's last successful poll (only the leader polls)"))
+	last, err := m.Int64ObservableGauge("jml_audit_last_poll_timestamp_seconds", metric.WithUnit("s"),
+		metric.WithDescription("unix time of the follower's last successful poll, or of its start before the first (only the scheduler's leader polls: take the max across replicas)"))
 	if err != nil {
 		return nil, err
 	}
