@@ -190,6 +190,10 @@ func (r *followRig) georgeConverged() {
 func TestFollowerRevertsHandMadeTeamChange(t *testing.T) {
 	r := newFollowRig(t, "")
 	r.georgeConverged()
+	// Alice is a member no HR event ever named: the follower leaves her to
+	// reconcile's orphans policy. Her entry comes first, so by the time
+	// george's change is reverted, hers has been handled too.
+	r.as("maya.manager@acme.test", http.MethodPost, "/api/0/organizations/acme/members/"+r.member("alice.nguyen@acme.test").ID+"/teams/security/", "")
 	id := r.member("george.miller@acme.test").ID
 	r.as("maya.manager@acme.test", http.MethodPost, "/api/0/organizations/acme/members/"+id+"/teams/security/", "")
 	if _, ok := r.member("george.miller@acme.test").Teams["security"]; !ok {
@@ -208,6 +212,12 @@ func TestFollowerRevertsHandMadeTeamChange(t *testing.T) {
 	})
 	if !strings.Contains(a.Summary, "maya.manager@acme.test") || !strings.Contains(a.Summary, "managed_teams reverted") || !strings.Contains(a.Summary, "member.join-team") {
 		t.Fatalf("alert %q: want maya named, managed_teams reverted", a.Summary)
+	}
+	if _, in := r.member("alice.nguyen@acme.test").Teams["security"]; !in {
+		t.Fatal("alice, unknown to the directory, was changed by the follower")
+	}
+	if a, ok := r.alerts.find(alert.KindOutOfBand, "alice.nguyen@acme.test"); ok {
+		t.Fatalf("out_of_band alert for a person the directory does not know: %q", a.Summary)
 	}
 	plan, outcome := r.outOfBandRecord("george.miller@acme.test")
 	ob, _ := plan["out_of_band"].(map[string]any)
