@@ -78,6 +78,9 @@ func knownMetrics() map[string]knownMetric {
 		"jml_sentry_rate_limit_remaining":       {kind: gauge, instrument: "jml_sentry_rate_limit_remaining", pkg: "internal/sentry", required: true},
 		// alerts
 		"jml_alerts_total": {kind: counter, instrument: "jml_alerts", pkg: "internal/alert", required: true},
+
+		"jml_audit_gaps_total":                  {kind: counter, instrument: "jml_audit_gaps", pkg: "internal/handlers/follow"},
+		"jml_audit_last_poll_timestamp_seconds": {kind: gauge, instrument: "jml_audit_last_poll_timestamp_seconds", pkg: "internal/handlers/follow"},
 		// otelhttp (receiver server side, Sentry client side)
 		"http_server_request_duration_seconds": {kind: histogram, required: true},
 		"http_client_request_duration_seconds": {kind: histogram, required: true},

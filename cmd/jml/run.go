@@ -336,7 +336,9 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: s.nc, Coord: s.coord, Sentry: client, Telemetry: s.tel, Logger: s.log, MaxClockSkew: cfg.MaxClockSkew, IDSpaces: cfg.IDSpaces(),
 		Owner: owner, Policy: s.currentPolicy, Gate: gate,
 		Streams: cfg.Streams(), Ready: ready, Target: s.target(), SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts, OktaCatchUp: okta,
-		Sources: config.SourceNames(), EvidenceKey: evKey, EvidenceAnchorEvery: cfg.EvidenceAnchorEvery})
+		Sources: config.SourceNames(), EvidenceKey: evKey, EvidenceAnchorEvery: cfg.EvidenceAnchorEvery,
+		AuditPoll: cfg.AuditPoll, // issue 18: the audit-log follower (JML_AUDIT_POLL)
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -21,10 +21,12 @@ const (
 	KindNeedsHuman    Kind = "needs_human"    // a change the service user cannot make (e.g. an Owner leaver)
 	KindDisputed      Kind = "disputed"       // several Sentry members match one person's e-mail
 	KindTokenRejected Kind = "token_rejected" // Sentry answers 401/403 to JML_SENTRY_TOKEN
+	KindOutOfBand     Kind = "out_of_band"    // someone changed a person's Sentry access by hand (reverted, reported or adopted)
+	KindAuditGap      Kind = "audit_gap"      // the audit-log follower lost entries (or no longer understands them); a full reconcile was requested
 )
 
 // Kinds lists every valid Kind.
-var Kinds = []Kind{KindBrakeHalted, KindDLQGrowth, KindNeedsHuman, KindDisputed, KindTokenRejected}
+var Kinds = []Kind{KindBrakeHalted, KindDLQGrowth, KindNeedsHuman, KindDisputed, KindTokenRejected, KindOutOfBand, KindAuditGap}
 
 // Severity of an alert.
 type Severity string

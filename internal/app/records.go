@@ -86,6 +86,8 @@ type evidencePlan struct {
 	Reason  string           `json:"reason,omitempty"`
 	Held    string           `json:"held,omitempty"`
 	Notes   []string         `json:"notes,omitempty"`
+	// OutOfBand names the hand-made change answered and its actor.
+	OutOfBand *converge.OutOfBand `json:"out_of_band,omitempty"`
 }
 
 func (a evidenceLog) RecordEvidence(ctx context.Context, e converge.Evidence) error {
@@ -93,7 +95,7 @@ func (a evidenceLog) RecordEvidence(ctx context.Context, e converge.Evidence) er
 	if err != nil {
 		return err
 	}
-	plan, err := json.Marshal(evidencePlan{Outcome: e.Outcome, Reason: e.Reason, Held: e.Held, Notes: e.Notes})
+	plan, err := json.Marshal(evidencePlan{Outcome: e.Outcome, Reason: e.Reason, Held: e.Held, Notes: e.Notes, OutOfBand: e.OutOfBand})
 	if err != nil {
 		return err
 	}

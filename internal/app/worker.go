@@ -25,6 +25,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/alert"
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/follow"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/worker"
@@ -79,6 +80,9 @@ type WorkerOptions struct {
 	// Sources are the event source names whose per-source series are
 	// exported at zero from the start (jml_unresolved_events_total).
 	Sources []string
+	// AuditPoll is how often the audit-log follower reads Sentry's audit log
+	// (JML_AUDIT_POLL); 0 disables the follower.
+	AuditPoll time.Duration
 }
 
 // CheckSentry is the start-up check: token kind, the service user's membership,
@@ -125,6 +129,8 @@ type Worker struct {
 	recon   *reconcileService
 	// jobs is the operator's long work running in this process (jobs.go).
 	jobs *jobs
+	// follower reads Sentry's audit log (follow.go); nil when off.
+	follower *follow.Follower
 }
 
 // alert logs an operator alert and sends it to the configured sinks.
@@ -210,9 +216,12 @@ func NewWorker(ctx context.Context, o WorkerOptions) (*Worker, error) {
 		Sentry: o.Sentry, SelfMemberID: me.ID, SelfEmail: me.Email, SelfRole: me.OrgRole, Policy: o.Policy,
 		Snapshots: snapshotStore{records.Snapshots}, Evidence: evidenceLog{l: records.Evidence, m: w.metrics}, Gate: o.Gate,
 		Index: w.members, Tokens: w.tokens, Target: o.Target, Logger: o.Logger, TracerProvider: o.Telemetry.TracerProvider,
-		Alert: w.alert,
+		Alert: w.alert, MeterProvider: o.Telemetry.MeterProvider,
 	})
 	if err != nil {
+		return nil, err
+	}
+	if err := w.newFollower(ctx, me, jo); err != nil { // issue 18: the audit-log follower
 		return nil, err
 	}
 	w.worker, err = worker.New(worker.Options{
@@ -342,6 +351,7 @@ func (w *Worker) newScheduler() (gocron.Scheduler, error) {
 	}
 	jobs = append(jobs, w.evidenceJobs()...)  // evidence.go: the periodic anchor
 	jobs = append(jobs, w.reconcileJobs()...) // reconcile.go: reconcile, approved runs, invites, token hygiene, roster
+	jobs = append(jobs, w.followJobs()...)    // follow.go: the audit-log follower (leader only)
 	for _, j := range jobs {
 		task, opts := w.jobParts(j)
 		job, err := s.NewJob(j.def, task, opts...)

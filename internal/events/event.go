@@ -82,6 +82,34 @@ type Event struct {
 	EffectiveAt *time.Time `json:"effective_at,omitempty"`
 	ReceivedAt  time.Time  `json:"received_at"`
 	Person      Person     `json:"person"`
+	// OutOfBand is set on the convergence requests the audit-log follower
+	// publishes (Source SourceSentryAudit): the Sentry audit entry that showed
+	// someone changed this person's access by hand. Such an event carries no
+	// HR data: the worker converges the person's stored desired state and
+	// never applies it to the directory.
+	OutOfBand *OutOfBand `json:"out_of_band,omitempty"`
+}
+
+// SourceSentryAudit is the source of the audit-log follower's convergence
+// requests (subject jml.events.sentry-audit.update). No webhook route
+// accepts it: only the follower publishes it.
+const SourceSentryAudit = "sentry-audit"
+
+// OutOfBand names a change made in Sentry outside the daemon, from the
+// organization's audit log.
+type OutOfBand struct {
+	// AuditID is the audit entry's id; Event its name (member.join-team, …).
+	AuditID string `json:"audit_id"`
+	Event   string `json:"event"`
+	// Actor is who made the change: the user's email, or the name Sentry
+	// gives a non-user actor (an integration); ActorID the user id ("" for
+	// non-users).
+	Actor   string `json:"actor"`
+	ActorID string `json:"actor_id,omitempty"`
+	// At is when Sentry recorded the change.
+	At time.Time `json:"at"`
+	// MemberID is the entry's target member, when it names one.
+	MemberID string `json:"member_id,omitempty"`
 }
 
 // MsgID is the JetStream Nats-Msg-Id of the event: "<source>:<event id>".

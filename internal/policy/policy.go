@@ -25,6 +25,9 @@ type Policy struct {
 	Suspend        string     `yaml:"suspend"`
 	Brakes         Brakes     `yaml:"brakes"`
 	Reconcile      Reconcile  `yaml:"reconcile"`
+	// OutOfBand says what convergence does with changes someone made in
+	// Sentry by hand, per kind (the audit-log follower names them).
+	OutOfBand OutOfBand `yaml:"out_of_band"`
 
 	// Scheduled jobs (hygiene.go).
 	TokenHygiene TokenHygiene `yaml:"token_hygiene"`
@@ -79,6 +82,25 @@ type Reconcile struct {
 	MaxRemovalRatio float64 `yaml:"max_removal_ratio"`
 }
 
+// Out-of-band actions: undo the change, keep it and alert, or keep it and
+// record it as accepted.
+const (
+	OutOfBandRevert = "revert"
+	OutOfBandReport = "report"
+	OutOfBandAdopt  = "adopt"
+)
+
+// OutOfBand chooses, per kind of hand-made change, what convergence does with
+// it (defaults: revert). ManagedTeams covers team memberships and team roles
+// the policy decides (managed teams and teams granted by rules), OrgRole the
+// org role, Leavers a leaver (or suspended person) invited or added again.
+// Leavers cannot be adopted: a terminated person's access is never accepted.
+type OutOfBand struct {
+	ManagedTeams string `yaml:"managed_teams"` // revert | report | adopt
+	OrgRole      string `yaml:"org_role"`      // revert | report | adopt
+	Leavers      string `yaml:"leavers"`       // revert | report
+}
+
 // Default is the policy used when JML_POLICY_FILE is unset.
 func Default() Policy {
 	p := Policy{}
@@ -110,6 +132,11 @@ func (p *Policy) setDefaults() {
 	}
 	if p.Reconcile.MaxRemovalRatio == 0 {
 		p.Reconcile.MaxRemovalRatio = 0.10
+	}
+	for _, f := range []*string{&p.OutOfBand.ManagedTeams, &p.OutOfBand.OrgRole, &p.OutOfBand.Leavers} {
+		if *f == "" {
+			*f = OutOfBandRevert
+		}
 	}
 }
 
@@ -213,6 +240,18 @@ func Parse(name string, b []byte) (Policy, error) {
 	}
 	if p.Suspend != "remove" && p.Suspend != "strip" {
 		return Policy{}, fail("suspend", []string{"suspend"}, "%q: want remove or strip", p.Suspend)
+	}
+	for _, f := range []struct {
+		key, val string
+		adopt    bool
+	}{{"managed_teams", p.OutOfBand.ManagedTeams, true}, {"org_role", p.OutOfBand.OrgRole, true}, {"leavers", p.OutOfBand.Leavers, false}} {
+		switch {
+		case f.val == OutOfBandRevert || f.val == OutOfBandReport || (f.adopt && f.val == OutOfBandAdopt):
+		case f.adopt:
+			return Policy{}, fail("out_of_band."+f.key, []string{"out_of_band", f.key}, "%q: want revert, report or adopt", f.val)
+		default:
+			return Policy{}, fail("out_of_band."+f.key, []string{"out_of_band", f.key}, "%q: want revert or report (a leaver's access is never adopted)", f.val)
+		}
 	}
 	if p.Reconcile.Orphans != "report" && p.Reconcile.Orphans != "remove" {
 		return Policy{}, fail("reconcile.orphans", []string{"reconcile", "orphans"}, "%q: want report or remove", p.Reconcile.Orphans)

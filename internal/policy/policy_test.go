@@ -134,3 +134,26 @@ func TestIdPProfileFeedsDepartmentAndTitle(t *testing.T) {
 		t.Error("ProfileValue")
 	}
 }
+
+// Issue 18: out_of_band chooses per kind what happens to a change made in
+// Sentry by hand; revert by default, and a leaver's access is never adopted.
+func TestOutOfBand(t *testing.T) {
+	p := policy.Default()
+	if p.OutOfBand != (policy.OutOfBand{ManagedTeams: "revert", OrgRole: "revert", Leavers: "revert"}) {
+		t.Fatalf("defaults: %+v", p.OutOfBand)
+	}
+	p, err := policy.Parse("ok.yaml", []byte("out_of_band: {managed_teams: adopt, org_role: report, leavers: report}\n"))
+	if err != nil || p.OutOfBand != (policy.OutOfBand{ManagedTeams: "adopt", OrgRole: "report", Leavers: "report"}) {
+		t.Fatalf("parsed %+v, %v", p.OutOfBand, err)
+	}
+	for _, c := range []struct{ yaml, want string }{
+		{"out_of_band:\n  leavers: adopt\n", "bad.yaml:2: out_of_band.leavers"},
+		{"out_of_band:\n  org_role: ignore\n", "bad.yaml:2: out_of_band.org_role"},
+		{"out_of_band:\n  managed_teams: Revert\n", "bad.yaml:2: out_of_band.managed_teams"},
+		{"out_of_band:\n  tokens: revert\n", "tokens"},
+	} {
+		if _, err := policy.Parse("bad.yaml", []byte(c.yaml)); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%q: got %v, want an error naming %s", c.yaml, err, c.want)
+		}
+	}
+}

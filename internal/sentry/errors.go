@@ -44,6 +44,9 @@ var (
 	ErrAccessRequest = errors.New("sentry: access request created instead of team membership")
 	// ErrBadRequest: any 400.
 	ErrBadRequest = errors.New("sentry: bad request")
+	// ErrShape: an answer whose shape the client does not recognise (the
+	// audit-log endpoint is experimental in Sentry and may change).
+	ErrShape = errors.New("sentry: response shape not recognised")
 )
 
 // APIError is a non-success answer from Sentry.

@@ -71,16 +71,23 @@ func (c *Client) AuditLogs(ctx context.Context, f AuditLogQuery) iter.Seq2[Audit
 	}
 	return paginateWith(ctx, c, "AuditLogs", call{method: http.MethodGet, pattern: patAuditLogs, query: q},
 		func(b []byte) ([]AuditLogEntry, error) {
+			// The endpoint is experimental in Sentry: a body that is neither
+			// {"rows": [...]} nor (older Sentry) a bare array is ErrShape, never
+			// an empty page that would read as "nothing happened".
 			var body struct {
-				Rows []AuditLogEntry `json:"rows"`
+				Rows *[]AuditLogEntry `json:"rows"`
 			}
 			if err := json.Unmarshal(b, &body); err == nil {
-				return body.Rows, nil
+				if body.Rows == nil {
+					return nil, fmt.Errorf("%w: audit-logs answer has no rows array", ErrShape)
+				}
+				return *body.Rows, nil
 			}
-			// Older Sentry answered a bare array.
 			var rows []AuditLogEntry
-			err := json.Unmarshal(b, &rows)
-			return rows, err
+			if err := json.Unmarshal(b, &rows); err != nil {
+				return nil, fmt.Errorf("%w: audit-logs answer: %v", ErrShape, err)
+			}
+			return rows, nil
 		})
 }
 
@@ -105,6 +112,18 @@ func (e AuditLogEntry) TargetUserID() string {
 		return rawID(u.ID)
 	}
 	return rawID(e.TargetUser)
+}
+
+// TargetUserEmail returns the target user's email ("" when targetUser is not
+// a user object).
+func (e AuditLogEntry) TargetUserEmail() string {
+	var u struct {
+		Email string `json:"email"`
+	}
+	if json.Unmarshal(e.TargetUser, &u) == nil {
+		return u.Email
+	}
+	return ""
 }
 
 // UnmarshalJSON tolerates numeric ids in actor objects.

@@ -43,10 +43,13 @@ type Common struct {
 	AdminAllowedHosts []string `envconfig:"ADMIN_ALLOWED_HOSTS"`
 	DataDir           string   `envconfig:"DATA_DIR" default:"./.jml-data"`
 	// NATSPort fixes the loopback port of `jml run`'s embedded NATS (0 = random).
-	NATSPort       int           `envconfig:"NATS_PORT" default:"0"`
-	LogLevel       string        `envconfig:"LOG_LEVEL" default:"info"`
-	MaxBodyBytes   int64         `envconfig:"MAX_BODY_BYTES" default:"1048576"`
-	MaxClockSkew   time.Duration `envconfig:"MAX_CLOCK_SKEW" default:"5m"`
+	NATSPort     int           `envconfig:"NATS_PORT" default:"0"`
+	LogLevel     string        `envconfig:"LOG_LEVEL" default:"info"`
+	MaxBodyBytes int64         `envconfig:"MAX_BODY_BYTES" default:"1048576"`
+	MaxClockSkew time.Duration `envconfig:"MAX_CLOCK_SKEW" default:"5m"`
+	// AuditPoll is how often the audit-log follower reads Sentry's audit
+	// log (issue 18); 0 turns the follower off.
+	AuditPoll      time.Duration `envconfig:"AUDIT_POLL" default:"10s"`
 	PublicURL      string        `envconfig:"PUBLIC_URL"`
 	StreamReplicas int           `envconfig:"STREAM_REPLICAS" default:"1"`
 	EventsMaxAge   time.Duration `envconfig:"EVENTS_MAX_AGE" default:"2160h"`
@@ -119,6 +122,9 @@ func Load() (Common, error) {
 	}
 	if c.MaxClockSkew <= 0 || c.MaxClockSkew > time.Hour {
 		return Common{}, errors.New("config: JML_MAX_CLOCK_SKEW must be positive and at most 1h")
+	}
+	if c.AuditPoll != 0 && (c.AuditPoll < time.Second || c.AuditPoll > time.Hour) {
+		return Common{}, errors.New("config: JML_AUDIT_POLL must be between 1s and 1h, or 0 to turn the audit-log follower off")
 	}
 	if c.EvidenceAnchorEvery < 10*time.Second || c.EvidenceAnchorEvery > 24*time.Hour {
 		return Common{}, errors.New("config: JML_EVIDENCE_ANCHOR_EVERY must be between 10s and 24h")

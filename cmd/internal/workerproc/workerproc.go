@@ -136,7 +136,9 @@ func Run(ctx context.Context, stderr io.Writer) error {
 	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: nc, Coord: coord, Sentry: client, Telemetry: tel, Logger: log, MaxClockSkew: cfg.MaxClockSkew, IDSpaces: cfg.IDSpaces(),
 		Owner: owner, Policy: polNow, Gate: gate,
 		Streams: cfg.Streams(), Ready: ready, Target: "sentry", SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts, OktaCatchUp: okta,
-		Sources: config.SourceNames(), EvidenceKey: evKey, EvidenceAnchorEvery: cfg.EvidenceAnchorEvery})
+		Sources: config.SourceNames(), EvidenceKey: evKey, EvidenceAnchorEvery: cfg.EvidenceAnchorEvery,
+		AuditPoll: cfg.AuditPoll, // issue 18: the audit-log follower (JML_AUDIT_POLL)
+	})
 	if err != nil {
 		return err
 	}

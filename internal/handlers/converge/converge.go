@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
@@ -68,6 +69,9 @@ type Result struct {
 	// Desired and Actual describe the comparison (for `jml plan`).
 	Desired *policy.Desired `json:"desired,omitempty"`
 	Actual  *Access         `json:"actual,omitempty"`
+	// OutOfBand is set when the convergence answered a change made by hand
+	// in Sentry (the audit-log follower): who made it and what policy did.
+	OutOfBand *OutOfBand `json:"out_of_band,omitempty"`
 }
 
 // Access is a member's actual access as read from Sentry.
@@ -142,6 +146,9 @@ type Evidence struct {
 	Snapshot *Snapshot `json:"snapshot,omitempty"`
 	// Requests are the Sentry requests this convergence sent, in order.
 	Requests []sentry.RequestRecord `json:"requests,omitempty"`
+	// OutOfBand names the hand-made change this convergence answered and
+	// its actor (nil otherwise).
+	OutOfBand *OutOfBand `json:"out_of_band,omitempty"`
 }
 
 // trail collects, during one convergence, what its evidence record carries
@@ -199,7 +206,9 @@ type Options struct {
 	Target         string
 	Logger         *slog.Logger
 	TracerProvider trace.TracerProvider
-	Now            func() time.Time
+	// MeterProvider exports jml_out_of_band_changes (default: the global one).
+	MeterProvider metric.MeterProvider
+	Now           func() time.Time
 	// EvidenceRetry bounds how long a failing evidence write is retried
 	// before the convergence fails with an *EvidenceError (default 1m).
 	EvidenceRetry time.Duration
@@ -211,6 +220,7 @@ type Converger struct {
 	tracer trace.Tracer
 	teams  *teamCache
 	held   *heldMemory
+	oob    metric.Int64Counter
 }
 
 // New validates o and returns a Converger.
@@ -238,8 +248,17 @@ func New(o Options) (*Converger, error) {
 	if tp == nil {
 		tp = otel.GetTracerProvider()
 	}
+	mp := o.MeterProvider
+	if mp == nil {
+		mp = otel.GetMeterProvider()
+	}
+	oob, err := mp.Meter("github.com/sentry-jml/sentry-jml/internal/handlers/converge").Int64Counter("jml_out_of_band_changes",
+		metric.WithDescription("changes made by hand in Sentry that convergence answered, by kind (managed_teams, org_role, leavers, membership) and action (revert, report, adopt)"))
+	if err != nil {
+		return nil, fmt.Errorf("converge: metric: %w", err)
+	}
 	return &Converger{o: o, tracer: tp.Tracer("github.com/sentry-jml/sentry-jml/internal/handlers/converge"),
-		teams: newTeamCache(o.Sentry, 5*time.Minute, o.Now), held: newHeldMemory()}, nil
+		teams: newTeamCache(o.Sentry, 5*time.Minute, o.Now), held: newHeldMemory(), oob: oob}, nil
 }
 
 // LeaseCheck reports whether the caller still holds the person's lease; it is
@@ -282,6 +301,28 @@ func (c *Converger) run(ctx context.Context, rec state.PersonRecord, check Lease
 			res.Outcome = OutcomePlanned
 		}
 		return res, err
+	}
+	// A change made by hand (the audit-log follower): policy.out_of_band
+	// says per kind whether its steps revert it or leave it in place.
+	var left []Step
+	if ob, ok := outOfBandFrom(ctx); ok && len(pl.Steps) > 0 {
+		var actions map[string]string
+		pl.Steps, left, actions = splitOutOfBand(c.o.Policy(), pl.Steps, rec.Person.Status)
+		res.OutOfBand = &OutOfBand{OutOfBand: ob, Actions: actions}
+		if len(pl.Steps) == 0 {
+			res.Outcome, res.Steps = OutcomeAdopted, left
+			res.Reason = "left in place by policy out_of_band (adopt)"
+			for _, a := range actions {
+				if a == policy.OutOfBandReport {
+					res.Outcome, res.Reason = OutcomeReported, "left in place by policy out_of_band (report)"
+				}
+			}
+			if err := c.evidence(ctx, rec, res, "out_of_band"); err != nil {
+				return res, err
+			}
+			c.outOfBandAlert(ctx, rec.Person.Email, res.OutOfBand, left)
+			return res, nil
+		}
 	}
 	if len(pl.Steps) == 0 {
 		if pl.restore != nil {
@@ -329,11 +370,16 @@ func (c *Converger) run(ctx context.Context, rec state.PersonRecord, check Lease
 			res.Removed = true
 		}
 	}
+	applied := res.Steps
+	res.Steps = append(append([]Step(nil), res.Steps...), left...)
 	if err := c.evidence(ctx, rec, res, "convergence"); err != nil {
 		return res, err
 	}
 	if has, all := restoredSteps(res.Steps); pl.restore != nil && (all || !has) {
 		c.markRestored(ctx, rec, member.ID)
+	}
+	if res.OutOfBand != nil {
+		c.outOfBandAlert(ctx, rec.Person.Email, res.OutOfBand, append(applied, left...))
 	}
 	if res.Outcome == OutcomeNeedsHuman {
 		// Steps were applied, but part of the plan is held for a human (an
@@ -623,7 +669,7 @@ func (c *Converger) evidence(ctx context.Context, rec state.PersonRecord, res Re
 	}
 	e := Evidence{PersonKey: rec.Key, Email: rec.Person.Email, EventID: rec.LastEventID, Kind: kind, Target: c.o.Target,
 		Outcome: res.Outcome, Reason: res.Reason, Steps: res.Steps, Notes: res.Notes, At: c.o.Now().UTC(),
-		Status: string(rec.Person.Status), Held: res.Held}
+		Status: string(rec.Person.Status), Held: res.Held, OutOfBand: res.OutOfBand}
 	if e.Steps == nil {
 		e.Steps = []Step{}
 	}

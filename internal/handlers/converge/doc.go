@@ -5,4 +5,11 @@
 // is level-triggered: it acts on the directory record, never on the event that
 // triggered it, so duplicates and reordering are harmless. It talks to Sentry
 // through a small interface and must not import JetStream or the state backends.
+//
+// A convergence started by the audit-log follower carries the audit entry
+// (WithOutOfBand): each planned step is classified by the kind of hand-made
+// change it undoes (managed_teams, org_role, leavers, membership) and the
+// policy's out_of_band action decides whether it runs (revert) or is left in
+// place (report, adopt); the evidence record and an out_of_band alert name the
+// entry's actor, and jml_out_of_band_changes counts them.
 package converge

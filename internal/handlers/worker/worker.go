@@ -423,9 +423,26 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 	if future && dup() {
 		return "duplicate", nil
 	}
-	who, err := w.personKey(ctx, ev)
+	// A convergence request from the audit-log follower carries no HR data:
+	// it names the person by email only, and converges what the directory
+	// already wants for them (never creating a person).
+	audit := ev.Source == events.SourceSentryAudit
+	var who state.Resolution
+	var err error
+	if audit {
+		who, err = w.auditPerson(ctx, ev)
+	} else {
+		who, err = w.personKey(ctx, ev)
+	}
 	if err != nil {
 		return "error", err
+	}
+	if audit && who.Key == "" {
+		// Nobody the directory knows: a member the daemon does not manage
+		// (reconcile's orphans policy covers those).
+		log.InfoContext(ctx, "audit entry about a person the directory does not know; left to reconcile's orphans policy", "audit_event", ev.OutOfBand.Event)
+		_, _ = w.o.Dedupe.MarkSeen(ctx, dedupeKey, w.o.DedupeTTL)
+		return "not_managed", nil
 	}
 	key, linkSource, linkID, emailLinked := who.Key, who.LinkSource, who.LinkID, who.EmailLinked
 	if key == "" {
@@ -537,11 +554,19 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 	if ev, err = w.resolve(ctx, key, ev, log); err != nil {
 		return "error", err
 	}
-	rec, applied, err := w.o.Directory.Apply(ctx, key, ev.Person, version, ev.ID)
+	var rec state.PersonRecord
+	var applied bool
+	if audit {
+		rec, err = w.o.Directory.Get(ctx, key)
+	} else {
+		rec, applied, err = w.o.Directory.Apply(ctx, key, ev.Person, version, ev.ID)
+	}
 	if err != nil {
 		return "error", fmt.Errorf("directory: %w", err)
 	}
-	if !applied {
+	if audit {
+		// Nothing to apply; the stored desired state is converged.
+	} else if !applied {
 		log.InfoContext(ctx, "nothing new for the directory (older, or outranked by the field's owning source); converging the stored desired state", "stored_event", rec.LastEventID)
 	} else if ev.Person.Email != "" && !emailLinked {
 		// The email link finds the person for events from other sources
@@ -597,7 +622,12 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 	if ev.EffectiveAt != nil {
 		trig.EffectiveAt = ev.EffectiveAt.UTC()
 	}
-	res, err := w.o.Converger.Converge(state.WithTrigger(ctx, trig), rec, check)
+	cctx := state.WithTrigger(ctx, trig)
+	if ev.OutOfBand != nil {
+		// Hand-made: convergence applies policy.out_of_band and names the actor.
+		cctx = converge.WithOutOfBand(cctx, *ev.OutOfBand)
+	}
+	res, err := w.o.Converger.Converge(cctx, rec, check)
 	if err != nil {
 		return "error", err
 	}
@@ -607,6 +637,26 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 	log.InfoContext(ctx, "converged", "outcome", res.Outcome, "reason", res.Reason, "steps", len(res.Steps), "applied", applied)
 	done()
 	return string(res.Outcome), nil
+}
+
+// auditPerson finds the directory person an audit-log request names by
+// email: the email link, else the email-keyed record; Key is "" when the
+// directory knows nobody with that email.
+func (w *Worker) auditPerson(ctx context.Context, ev events.Event) (state.Resolution, error) {
+	email := strings.ToLower(ev.Person.Email)
+	key, err := w.o.Directory.Resolve(ctx, "email", email)
+	if err == nil {
+		return state.Resolution{Key: key, EmailLinked: true}, nil
+	}
+	if !errors.Is(err, state.ErrNotFound) {
+		return state.Resolution{}, fmt.Errorf("resolve %s: %w", events.SourceSentryAudit, err)
+	}
+	if _, err := w.o.Directory.Get(ctx, "email:"+email); err == nil {
+		return state.Resolution{Key: "email:" + email, EmailLinked: true}, nil
+	} else if !errors.Is(err, state.ErrNotFound) {
+		return state.Resolution{}, fmt.Errorf("resolve %s: %w", events.SourceSentryAudit, err)
+	}
+	return state.Resolution{}, nil
 }
 
 // resolve fills a thin payload from the provider's API, and re-reads the
