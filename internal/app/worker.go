@@ -229,15 +229,6 @@ func NewWorker(ctx context.Context, o WorkerOptions) (*Worker, error) {
 	return w, nil
 }
 
-// RunWorker builds and runs a worker until ctx is cancelled.
-func RunWorker(ctx context.Context, o WorkerOptions) error {
-	w, err := NewWorker(ctx, o)
-	if err != nil {
-		return err
-	}
-	return w.Run(ctx)
-}
-
 // Run consumes and runs the scheduled jobs until ctx is cancelled.
 func (w *Worker) Run(ctx context.Context) error {
 	sched, err := w.newScheduler()
