@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -281,7 +282,7 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	if err != nil {
 		return nil, err
 	}
-	specs := config.Specs(srcEnv)
+	specs := maps.Clone(srcEnv)
 	g := specs["generic"]
 	g.Secrets = config.Secrets(secret)
 	specs["generic"] = g

@@ -58,7 +58,7 @@ func run(ctx context.Context) error {
 	defer nc.Close()
 	ready := app.NewReadiness(nc, false)
 	base := wire.Base{Cfg: cfg, Log: log, Tel: tel, NC: nc, Ready: ready, Sources: srcEnv}
-	h, err := wire.Receiver(ctx, base, config.Specs(srcEnv))
+	h, err := wire.Receiver(ctx, base, srcEnv)
 	if err != nil {
 		return err
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/alert"
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/worker"
@@ -200,7 +201,7 @@ func NewWorker(ctx context.Context, o WorkerOptions) (*Worker, error) {
 		if cfg.BaseURL == "" && cfg.Token == "" {
 			continue
 		}
-		r, err := resolve.New(name, cfg)
+		r, err := providers.NewResolver(name, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("JML_SOURCE_%s_API_URL: %w", upper(name), err)
 		}

@@ -109,9 +109,10 @@ const (
 )
 
 // sourceClasses maps a Version.Source name to its class. The names are the
-// Name() of the webhook sources in internal/handlers/sources ("generic" and the
-// six HR systems), roster.Source ("roster"; not imported: roster imports this
-// package), "okta" (the Okta event hook) and scimserver's default Source ("scim").
+// providers' in the registry (internal/handlers/providers, whose Class each
+// entry here must match: its TestClassesMatchTheDirectory checks; not
+// imported, as the registry's packages import this one) and roster.Source
+// ("roster").
 var sourceClasses = map[string]sourceClass{
 	"generic":  classAll,
 	"roster":   classAll,

@@ -11,6 +11,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/cmd/internal/config"
 	"github.com/sentry-jml/sentry-jml/internal/alert"
 	"github.com/sentry-jml/sentry-jml/internal/app"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/state"
@@ -26,13 +27,13 @@ type Base struct {
 	NC    *nats.Conn
 	Ready *app.Readiness
 	// Sources is the per-provider configuration (config.Sources).
-	Sources map[string]config.SourceEnv
+	Sources map[string]providers.Settings
 }
 
-// Receiver builds the webhook receiver. specs are the enabled sources'
-// verification settings (config.Specs(b.Sources), possibly amended: the
-// all-in-one fills in the generic source's generated secret).
-func Receiver(ctx context.Context, b Base, specs map[string]app.SourceSpec) (http.Handler, error) {
+// Receiver builds the webhook receiver. specs are the providers' settings
+// (b.Sources, possibly amended: the all-in-one fills in the generic source's
+// generated secret).
+func Receiver(ctx context.Context, b Base, specs map[string]providers.Settings) (http.Handler, error) {
 	return app.NewReceiver(ctx, app.ReceiverOptions{NC: b.NC, Specs: specs, MaxBody: b.Cfg.MaxBodyBytes, MaxClockSkew: b.Cfg.MaxClockSkew,
 		PublicURL: b.Cfg.PublicURL, Streams: b.Cfg.Streams(), Telemetry: b.Tel, Logger: b.Log, Ready: b.Ready.Check, Live: b.Ready.Live})
 }
@@ -107,8 +108,8 @@ func NewWorker(ctx context.Context, b Base, p WorkerParts) (*Worker, error) {
 	b.Log.Info("evidence signing key", "source", evKeySource, "anchor_every", b.Cfg.EvidenceAnchorEvery.String())
 	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: b.NC, Coord: p.Coord, Sentry: client, Telemetry: b.Tel, Logger: b.Log,
 		MaxClockSkew: b.Cfg.MaxClockSkew, IDSpaces: b.Cfg.IDSpaces(), Owner: p.Owner, Policy: p.Policy, Gate: gate,
-		Streams: b.Cfg.Streams(), Ready: b.Ready, Target: p.Target, SourceAPIs: config.SourceAPIs(b.Sources), Alerts: p.Alerts,
-		OktaCatchUp: okta, Sources: config.SourceNames(), EvidenceKey: evKey, EvidenceAnchorEvery: b.Cfg.EvidenceAnchorEvery})
+		Streams: b.Cfg.Streams(), Ready: b.Ready, Target: p.Target, SourceAPIs: providers.APIs(b.Sources), Alerts: p.Alerts,
+		OktaCatchUp: okta, Sources: providers.Names(), EvidenceKey: evKey, EvidenceAnchorEvery: b.Cfg.EvidenceAnchorEvery})
 	if err != nil {
 		client.Close()
 		return nil, err
