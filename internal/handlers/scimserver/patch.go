@@ -205,45 +205,52 @@ func (p *patcher) extension(s string) string {
 	return ""
 }
 
+// splitSchema splits a leading schema URN off a path: a known schema
+// (matched case-insensitively: URNs hold ':' and '.') or, for an unknown one,
+// up to the last ':' before any '['. The core schema is dropped (schema "");
+// whole is true when s names a known extension itself.
+func (p *patcher) splitSchema(s string) (schema, rest string, whole bool, err error) {
+	if len(s) <= 4 || !strings.EqualFold(s[:4], "urn:") {
+		return "", s, false, nil
+	}
+	for _, u := range append([]string{p.coreSchema}, p.extensions...) {
+		if len(s) < len(u) || !strings.EqualFold(s[:len(u)], u) {
+			continue
+		}
+		switch {
+		case len(s) == len(u) && u == p.coreSchema:
+			return "", "", false, badRequest("invalidPath", "path %q names a schema, not an attribute", truncate(s))
+		case len(s) == len(u):
+			return u, "", true, nil
+		case s[len(u)] == ':' && u == p.coreSchema:
+			return "", s[len(u)+1:], false, nil
+		case s[len(u)] == ':':
+			return u, s[len(u)+1:], false, nil
+		}
+	}
+	end := len(s)
+	if i := strings.IndexByte(s, '['); i >= 0 {
+		end = i
+	}
+	i := strings.LastIndexByte(s[:end], ':')
+	if i < 0 {
+		return "", "", false, badRequest("invalidPath", "malformed path %q", truncate(s))
+	}
+	return s[:i], s[i+1:], false, nil
+}
+
 func (p *patcher) parsePath(s string) (attrPath, error) {
 	if len(s) > 512 {
 		return attrPath{}, badRequest("invalidPath", "path longer than 512 characters")
 	}
-	var ap attrPath
-	rest := s
-	if len(s) > 4 && strings.EqualFold(s[:4], "urn:") {
-		matched := false
-		for _, u := range append([]string{p.coreSchema}, p.extensions...) {
-			if len(s) >= len(u) && strings.EqualFold(s[:len(u)], u) {
-				if len(s) == len(u) {
-					if u == p.coreSchema {
-						return attrPath{}, badRequest("invalidPath", "path %q names a schema, not an attribute", truncate(s))
-					}
-					return attrPath{schema: u}, nil
-				}
-				if s[len(u)] == ':' {
-					if u != p.coreSchema {
-						ap.schema = u
-					}
-					rest = s[len(u)+1:]
-					matched = true
-					break
-				}
-			}
-		}
-		if !matched {
-			end := len(s)
-			if i := strings.IndexByte(s, '['); i >= 0 {
-				end = i
-			}
-			i := strings.LastIndexByte(s[:end], ':')
-			if i < 0 {
-				return attrPath{}, badRequest("invalidPath", "malformed path %q", truncate(s))
-			}
-			ap.schema = s[:i]
-			rest = s[i+1:]
-		}
+	schema, rest, whole, err := p.splitSchema(s)
+	if err != nil {
+		return attrPath{}, err
 	}
+	if whole {
+		return attrPath{schema: schema}, nil
+	}
+	ap := attrPath{schema: schema}
 	name, rest := splitName(rest)
 	if name == "" {
 		return attrPath{}, badRequest("invalidPath", "malformed path %q", truncate(s))

@@ -59,6 +59,8 @@ func TestPatchUser(t *testing.T) {
 		{"ErrBadFilter", `[{"op":"replace","path":"emails[type zz \"work\"].value","value":"x"}]`, nil, "invalidPath"},
 		{"ErrReplaceWithoutValue", `[{"op":"replace","path":"title"}]`, nil, "invalidValue"},
 		{"ErrSubOnScalar", `[{"op":"replace","path":"userName.x","value":"x"}]`, nil, "invalidPath"},
+		{"ErrUnknownSchemaWithoutAttribute", `[{"op":"replace","path":"urn:example:ext:","value":"x"}]`, nil, "invalidPath"},
+		{"ErrCoreSchemaAlone", `[{"op":"replace","path":"urn:ietf:params:scim:schemas:core:2.0:User","value":{}}]`, nil, "invalidPath"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
