@@ -22,6 +22,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/app"
 	"github.com/sentry-jml/sentry-jml/internal/embednats"
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers"
 	"github.com/sentry-jml/sentry-jml/internal/signature"
 	"github.com/sentry-jml/sentry-jml/internal/telemetry"
 )
@@ -161,7 +162,7 @@ func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration
 		return nil, err
 	}
 	defer rnc.Close()
-	h, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: rnc, Specs: map[string]app.SourceSpec{"generic": {Secrets: []string{secret}}},
+	h, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: rnc, Specs: map[string]providers.Settings{"generic": {Secrets: []string{secret}}},
 		Telemetry: tel, Logger: discardLogger()})
 	if err != nil {
 		return nil, err

@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sentry-jml/sentry-jml/cmd/internal/config"
-	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/state/redisstate"
 )
@@ -154,7 +154,7 @@ func redactURL(list string) string {
 
 // doctorSources says, per enabled source, what it cannot do without its
 // provider's API (warnings: the source works, with that limit).
-func doctorSources(w io.Writer, srcs map[string]config.SourceEnv) {
+func doctorSources(w io.Writer, srcs map[string]providers.Settings) {
 	names := make([]string, 0, len(srcs))
 	for n, s := range srcs {
 		if len(s.Secrets) > 0 {
@@ -163,13 +163,13 @@ func doctorSources(w io.Writer, srcs map[string]config.SourceEnv) {
 	}
 	slices.Sort(names)
 	for _, n := range names {
-		s := srcs[n]
-		switch {
-		case n == "bamboohr" && sources.BambooHRWithoutAPI(s.APIURL, s.APIToken) != "":
-			fmt.Fprintf(w, "warn  %-14s %s\n", "source "+n, sources.BambooHRWithoutAPI(s.APIURL, s.APIToken))
-		case (n == "personio" || n == "rippling") && s.APIURL == "" && s.APIToken == "":
-			fmt.Fprintf(w, "warn  %-14s terminations are applied unconfirmed (unsigned webhook, no API); set JML_SOURCE_%s_API_TOKEN\n", "source "+n, strings.ToUpper(n))
-		default:
+		warn := ""
+		if p, ok := providers.Lookup(n); ok && p.WithoutAPI != nil {
+			warn = p.WithoutAPI(srcs[n])
+		}
+		if warn != "" {
+			fmt.Fprintf(w, "warn  %-14s %s\n", "source "+n, warn)
+		} else {
 			fmt.Fprintf(w, "ok    %-14s enabled\n", "source "+n)
 		}
 	}

@@ -51,7 +51,7 @@ func cmdRoster(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("roster import: %w", err)
 	}
-	when := time.Time{}
+	var when time.Time
 	if *asOf != "" {
 		if when, err = time.Parse(time.RFC3339, *asOf); err != nil {
 			return fmt.Errorf("roster import: --as-of %q: want RFC 3339 (e.g. 2026-11-28T10:00:00Z)", *asOf)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -23,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sentry-jml/sentry-jml/cmd/internal/config"
+	"github.com/sentry-jml/sentry-jml/cmd/internal/wire"
 	"github.com/sentry-jml/sentry-jml/internal/alert"
 	"github.com/sentry-jml/sentry-jml/internal/app"
 	"github.com/sentry-jml/sentry-jml/internal/embednats"
@@ -191,8 +193,7 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	}
 
 	// Sentry: the real one when configured, else the sandbox.
-	scfg := sentry.Config{BaseURL: cfg.SentryBaseURL(), Org: cfg.SentryOrg, Token: cfg.SentryToken, SCIMToken: cfg.SentrySCIMToken,
-		Logger: s.log, TracerProvider: s.tel.TracerProvider, MeterProvider: s.tel.MeterProvider}
+	scfg := sentry.Config{BaseURL: cfg.SentryBaseURL(), Org: cfg.SentryOrg, Token: cfg.SentryToken, SCIMToken: cfg.SentrySCIMToken}
 	if o.sentryConfigured {
 		if err := cfg.CheckSentry(); err != nil {
 			return nil, err
@@ -231,10 +232,6 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 		s.coordName = "embedded (in-process)"
 	}
 	srcEnv, err := config.Sources()
-	if err != nil {
-		return nil, err
-	}
-	okta, err := config.OktaCatchUp(srcEnv, s.log)
 	if err != nil {
 		return nil, err
 	}
@@ -285,13 +282,12 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	if err != nil {
 		return nil, err
 	}
-	specs := config.Specs(srcEnv)
+	specs := maps.Clone(srcEnv)
 	g := specs["generic"]
 	g.Secrets = config.Secrets(secret)
 	specs["generic"] = g
-	ready := app.NewReadiness(s.nc, true)
-	recv, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: s.nc, Specs: specs, MaxBody: cfg.MaxBodyBytes, MaxClockSkew: cfg.MaxClockSkew, PublicURL: cfg.PublicURL,
-		Streams: cfg.Streams(), Telemetry: s.tel, Logger: s.log, Ready: ready.Check, Live: ready.Live})
+	base := wire.Base{Cfg: cfg, Log: s.log, Tel: s.tel, NC: s.nc, Ready: app.NewReadiness(s.nc, true), Sources: srcEnv}
+	recv, err := wire.Receiver(ctx, base, specs)
 	if err != nil {
 		return nil, err
 	}
@@ -306,47 +302,19 @@ func startAll(parent context.Context, cfg config.Common, o runOptions) (_ *syste
 	if o.noWorker {
 		return s, nil
 	}
-	// Worker and scheduler. Every Sentry mutation passes the safety gate (pause,
-	// brakes, lease), so the gate comes before the client. The first Sentry
-	// check happens in NewWorker, so a bad token fails start-up with one line.
+	// Worker and scheduler, wired as in every process (wire).
 	host, _ := os.Hostname()
 	s.policy.Store(&pol)
 	owner := fmt.Sprintf("%s:%d:%s", host, os.Getpid(), randomID())
-	gate, err := app.NewSafety(ctx, app.SafetyOptions{NC: s.nc, Streams: cfg.Streams(), Policy: s.currentPolicy, Owner: owner,
-		Role: "all-in-one", Alerts: alerts, Logger: s.log, Meter: s.tel.MeterProvider})
+	wp := wire.WorkerParts{Coord: s.coord, Sentry: scfg, SentryErr: "sentry client", Policy: s.currentPolicy, Auth: s.adminAuth,
+		Owner: owner, Role: "all-in-one", Target: s.target(), Alerts: alerts, EvidenceKeyGenerated: true,
+		Status: func(context.Context) any { return s.status() }, Redis: redis}
+	wk, err := wire.NewWorker(ctx, base, wp)
 	if err != nil {
 		return nil, err
 	}
-	scfg.Gate = gate
-	if redis != nil {
-		// The Sentry rate budget and concurrency cap are shared by the fleet;
-		// while Redis is down each live replica paces at its 1/N share.
-		scfg.Budget = redis.Budget(redisstate.BudgetOptions{Logger: s.log, LiveReplicas: gate.LiveReplicas})
-	}
-	client, err := sentry.New(scfg)
-	if err != nil {
-		return nil, fmt.Errorf("sentry client: %w", err)
-	}
-	s.sentry = client
-	evKey, evKeySource, err := cfg.EvidenceKey(true)
-	if err != nil {
-		return nil, err
-	}
-	s.log.Info("evidence signing key", "source", evKeySource, "anchor_every", cfg.EvidenceAnchorEvery.String())
-	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: s.nc, Coord: s.coord, Sentry: client, Telemetry: s.tel, Logger: s.log, MaxClockSkew: cfg.MaxClockSkew, IDSpaces: cfg.IDSpaces(),
-		Owner: owner, Policy: s.currentPolicy, Gate: gate,
-		Streams: cfg.Streams(), Ready: ready, Target: s.target(), SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts, OktaCatchUp: okta,
-		Sources: config.SourceNames(), EvidenceKey: evKey, EvidenceAnchorEvery: cfg.EvidenceAnchorEvery,
-		AuditPoll: cfg.AuditPoll, // issue 18: the audit-log follower (JML_AUDIT_POLL)
-	})
-	if err != nil {
-		return nil, err
-	}
-	s.worker = wk
-	admin := app.AdminHandler(s.adminAuth.Options(app.AdminOptions{Ready: ready.Check, Live: ready.Live, Metrics: s.tel.MetricsHandler(), Logger: s.log,
-		Status: func(context.Context) any { return s.status() }, Worker: wk,
-		Routes: append(app.ReconcileRoutes(wk, cfg.Reconcile()), append(append(app.EvidenceRoutes(wk), app.ReportRoutes(wk)...), app.AccessRoutes(wk)...)...)}))
-	if s.adminAddr, err = s.serve(cfg.AdminAddr, admin, "JML_ADMIN_ADDR"); err != nil {
+	s.worker, s.sentry = wk.App, wk.Sentry
+	if s.adminAddr, err = s.serve(cfg.AdminAddr, wk.Admin, "JML_ADMIN_ADDR"); err != nil {
 		return nil, err
 	}
 	if err := os.WriteFile(filepath.Join(cfg.DataDir, adminAddrFile), []byte(s.adminAddr+"\n"), 0o600); err != nil {

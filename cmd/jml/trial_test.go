@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sentry-jml/sentry-jml/cmd/internal/config"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers"
 	"github.com/sentry-jml/sentry-jml/internal/state/jsstate"
 )
 
@@ -162,13 +163,13 @@ func TestNATSPort(t *testing.T) {
 // is configured.
 func TestDoctorSaysBambooHRCannotProvision(t *testing.T) {
 	var out bytes.Buffer
-	doctorSources(&out, map[string]config.SourceEnv{"bamboohr": {Secrets: []string{"k"}}, "deel": {Secrets: []string{"k"}}, "hibob": {}})
+	doctorSources(&out, map[string]providers.Settings{"bamboohr": {Secrets: []string{"k"}}, "deel": {Secrets: []string{"k"}}, "hibob": {}})
 	got := out.String()
 	if !strings.Contains(got, "warn  source bamboohr") || !strings.Contains(got, "jml unresolved") || !strings.Contains(got, "ok    source deel") || strings.Contains(got, "hibob") {
 		t.Fatalf("doctor:\n%s", got)
 	}
 	out.Reset()
-	doctorSources(&out, map[string]config.SourceEnv{"bamboohr": {Secrets: []string{"k"}, APIURL: "https://api.bamboohr.com/api/gateway.php/acme", APIToken: "t"}})
+	doctorSources(&out, map[string]providers.Settings{"bamboohr": {Secrets: []string{"k"}, APIURL: "https://api.bamboohr.com/api/gateway.php/acme", APIToken: "t"}})
 	if !strings.Contains(out.String(), "ok    source bamboohr") {
 		t.Fatalf("doctor with the API:\n%s", out.String())
 	}

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/sentry-jml/sentry-jml/cmd/internal/config"
+	"github.com/sentry-jml/sentry-jml/cmd/internal/wire"
 	"github.com/sentry-jml/sentry-jml/internal/app"
 )
 
@@ -56,13 +57,13 @@ func run(ctx context.Context) error {
 	}
 	defer nc.Close()
 	ready := app.NewReadiness(nc, false)
-	h, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: nc, Specs: config.Specs(srcEnv), MaxBody: cfg.MaxBodyBytes, MaxClockSkew: cfg.MaxClockSkew, PublicURL: cfg.PublicURL, Streams: cfg.Streams(),
-		Telemetry: tel, Logger: log, Ready: ready.Check, Live: ready.Live})
+	base := wire.Base{Cfg: cfg, Log: log, Tel: tel, NC: nc, Ready: ready, Sources: srcEnv}
+	h, err := wire.Receiver(ctx, base, srcEnv)
 	if err != nil {
 		return err
 	}
 	// The admin listener: probes and /metrics, never on the public webhook port.
-	adminAddr, adminDone, err := config.Serve(ctx, cfg.AdminAddr, "JML_ADMIN_ADDR", app.ProbesHandler(app.ProbesOptions{Ready: ready.Check, Live: ready.Live, Metrics: tel.MetricsHandler()}))
+	adminAddr, adminDone, err := config.Serve(ctx, cfg.AdminAddr, "JML_ADMIN_ADDR", wire.Probes(base))
 	if err != nil {
 		return err
 	}

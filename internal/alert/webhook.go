@@ -79,9 +79,7 @@ type WebhookData struct {
 
 // Send implements Sink.
 func (w *Webhook) Send(ctx context.Context, id string, a Alert) error {
-	body, err := json.Marshal(WebhookPayload{Type: "jml.alert." + string(a.Kind), Timestamp: a.At, Data: WebhookData{
-		Kind: a.Kind, Severity: a.Severity, Summary: a.Summary, Person: a.Person, Details: a.Details, At: a.At,
-	}})
+	body, err := json.Marshal(WebhookPayload{Type: "jml.alert." + string(a.Kind), Timestamp: a.At, Data: WebhookData(a)})
 	if err != nil {
 		return fmt.Errorf("alert: webhook: encode: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/sentry-jml/sentry-jml/internal/app"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers"
 	"github.com/sentry-jml/sentry-jml/internal/natsconn"
 	"github.com/sentry-jml/sentry-jml/internal/telemetry"
 )
@@ -87,7 +88,7 @@ func TestReceiverSurvivesNATSLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	ready := app.NewReadiness(nc, false)
-	h, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: nc, Specs: map[string]app.SourceSpec{"generic": {Secrets: []string{"whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0"}}},
+	h, err := app.NewReceiver(ctx, app.ReceiverOptions{NC: nc, Specs: map[string]providers.Settings{"generic": {Secrets: []string{"whsec_dGVzdHNlY3JldHRlc3RzZWNyZXR0ZXN0c2VjcmV0"}}},
 		Telemetry: tel, Logger: slog.New(slog.DiscardHandler), Ready: ready.Check, Live: ready.Live})
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/receiver"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/state/jsstate"
@@ -20,7 +21,7 @@ import (
 type ReceiverOptions struct {
 	NC *nats.Conn
 	// Specs enables sources by name; Sources adds prebuilt ones.
-	Specs   map[string]SourceSpec
+	Specs   map[string]providers.Settings
 	Sources []sources.Source
 	MaxBody int64
 	// MaxClockSkew bounds event times ahead of the clock (JML_MAX_CLOCK_SKEW).

@@ -10,18 +10,11 @@ import (
 	"go.opentelemetry.io/otel/metric"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/scimserver"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/state/jsstate"
 )
-
-// SourceSpec enables one webhook source.
-type SourceSpec struct {
-	Secrets  []string
-	APIURL   string
-	APIToken string
-	Inactive string // SCIM: "suspend" or "leaver"
-}
 
 // SourcesOptions are what the sources share beyond their specs.
 type SourcesOptions struct {
@@ -33,7 +26,7 @@ type SourcesOptions struct {
 // Sources builds the enabled sources (those with a secret; Gusto also without,
 // to accept its verification handshake) and the extra handlers (the inbound
 // SCIM provider). specs is keyed by source name.
-func Sources(ctx context.Context, js jetstream.JetStream, specs map[string]SourceSpec, pub *events.Publisher, jo jsstate.Options, log *slog.Logger, so SourcesOptions) ([]sources.Source, map[string]http.Handler, error) {
+func Sources(ctx context.Context, js jetstream.JetStream, specs map[string]providers.Settings, pub *events.Publisher, jo jsstate.Options, log *slog.Logger, so SourcesOptions) ([]sources.Source, map[string]http.Handler, error) {
 	var out []sources.Source
 	extra := map[string]http.Handler{}
 	cfg := func(name string) sources.Config {
@@ -47,25 +40,13 @@ func Sources(ctx context.Context, js jetstream.JetStream, specs map[string]Sourc
 		out = append(out, s)
 		return nil
 	}
-	// Sources enabled by a secret alone, in route order.
-	plain := []struct {
-		name string
-		new  func(sources.Config) (sources.Source, error)
-	}{
-		{"generic", func(c sources.Config) (sources.Source, error) { return sources.NewGeneric(c.Secrets, nil) }},
-		{"okta", func(c sources.Config) (sources.Source, error) { return sources.NewOkta(c) }},
-		{"bamboohr", func(c sources.Config) (sources.Source, error) { return sources.NewBambooHR(c) }},
-		{"hibob", func(c sources.Config) (sources.Source, error) { return sources.NewHiBob(c) }},
-		{"personio", func(c sources.Config) (sources.Source, error) { return sources.NewPersonio(c) }},
-		{"deel", func(c sources.Config) (sources.Source, error) { return sources.NewDeel(c) }},
-		{"rippling", func(c sources.Config) (sources.Source, error) { return sources.NewRippling(c) }},
-	}
-	for _, p := range plain {
-		if len(specs[p.name].Secrets) == 0 {
+	// Sources enabled by a secret alone, in registry order.
+	for _, p := range providers.All() {
+		if p.Webhook == nil || len(specs[p.Name].Secrets) == 0 {
 			continue
 		}
-		s, err := p.new(cfg(p.name))
-		if err := add(p.name, s, err); err != nil {
+		s, err := p.Webhook(cfg(p.Name))
+		if err := add(p.Name, s, err); err != nil {
 			return nil, nil, err
 		}
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/follow"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/worker"
@@ -206,7 +207,7 @@ func NewWorker(ctx context.Context, o WorkerOptions) (*Worker, error) {
 		if cfg.BaseURL == "" && cfg.Token == "" {
 			continue
 		}
-		r, err := resolve.New(name, cfg)
+		r, err := providers.NewResolver(name, cfg)
 		if err != nil {
 			return nil, fmt.Errorf("JML_SOURCE_%s_API_URL: %w", upper(name), err)
 		}
@@ -236,15 +237,6 @@ func NewWorker(ctx context.Context, o WorkerOptions) (*Worker, error) {
 		return nil, err
 	}
 	return w, nil
-}
-
-// RunWorker builds and runs a worker until ctx is cancelled.
-func RunWorker(ctx context.Context, o WorkerOptions) error {
-	w, err := NewWorker(ctx, o)
-	if err != nil {
-		return err
-	}
-	return w.Run(ctx)
 }
 
 // Run consumes and runs the scheduled jobs until ctx is cancelled.

@@ -129,12 +129,3 @@ func (c HeaderCarrier) Set(key, value string) { nats.Header(c).Set(key, value) }
 
 // Keys lists the header keys.
 func (c HeaderCarrier) Keys() []string { return slices.Collect(maps.Keys(c)) }
-
-// IsUnavailable reports whether err means JetStream could not take a message now
-// (the sender should retry), as opposed to a bug in the message.
-func IsUnavailable(err error) bool {
-	return errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
-		errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionDraining) ||
-		errors.Is(err, nats.ErrDisconnected) || errors.Is(err, jetstream.ErrJetStreamNotEnabled)
-}

@@ -7,19 +7,15 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 )
 
-// RequiredScopes are the token scopes the daemon needs (DESIGN "The Sentry token").
+// requiredScopes are the token scopes the daemon needs (DESIGN "The Sentry token").
 var requiredScopes = []string{
 	"org:read", "org:write", "member:read", "member:write", "member:admin",
 	"team:read", "team:write", "project:read", "project:write",
 }
-
-// RequiredScopes returns the scopes Check insists on.
-func RequiredScopes() []string { return slices.Clone(requiredScopes) }
 
 // ErrMissingScopes is returned by Check when the token lacks required scopes.
 var ErrMissingScopes = errors.New("sentry: token lacks required scopes")

@@ -21,73 +21,27 @@ type Link struct {
 // lenient: malformed entries are skipped, never a panic.
 func ParseLink(h string) []Link {
 	var links []Link
-	i, n := 0, len(h)
-	for i < n {
+	sc := linkScanner{h: h}
+	for {
 		// Skip to the next '<'.
-		for i < n && h[i] != '<' {
-			i++
-		}
-		if i >= n {
+		sc.until("<")
+		if sc.done() {
 			break
 		}
-		end := strings.IndexByte(h[i+1:], '>')
+		end := strings.IndexByte(h[sc.i+1:], '>')
 		if end < 0 {
 			break
 		}
-		l := Link{URL: strings.TrimSpace(h[i+1 : i+1+end]), Params: map[string]string{}}
-		i = i + 1 + end + 1
+		l := Link{URL: strings.TrimSpace(h[sc.i+1 : sc.i+1+end]), Params: map[string]string{}}
+		sc.i += 1 + end + 1
 		// Parameters: ; name[=value] until ',' or end.
 		for {
-			for i < n && (h[i] == ' ' || h[i] == '\t') {
-				i++
-			}
-			if i >= n || h[i] != ';' {
+			name, val, ok := sc.param()
+			if !ok {
 				break
 			}
-			i++
-			for i < n && (h[i] == ' ' || h[i] == '\t') {
-				i++
-			}
-			ks := i
-			for i < n && h[i] != '=' && h[i] != ';' && h[i] != ',' && h[i] != ' ' && h[i] != '\t' && h[i] != '<' {
-				i++
-			}
-			name := strings.ToLower(h[ks:i])
-			for i < n && (h[i] == ' ' || h[i] == '\t') {
-				i++
-			}
-			var val string
-			if i < n && h[i] == '=' {
-				i++
-				for i < n && (h[i] == ' ' || h[i] == '\t') {
-					i++
-				}
-				if i < n && h[i] == '"' {
-					i++
-					var sb strings.Builder
-					for i < n && h[i] != '"' {
-						if h[i] == '\\' && i+1 < n {
-							i++
-						}
-						sb.WriteByte(h[i])
-						i++
-					}
-					if i < n {
-						i++ // closing quote
-					}
-					val = sb.String()
-				} else {
-					vs := i
-					for i < n && h[i] != ';' && h[i] != ',' && h[i] != ' ' && h[i] != '\t' && h[i] != '<' {
-						i++
-					}
-					val = h[vs:i]
-				}
-			}
-			if name != "" {
-				if _, dup := l.Params[name]; !dup {
-					l.Params[name] = val
-				}
+			if _, dup := l.Params[name]; name != "" && !dup {
+				l.Params[name] = val
 			}
 		}
 		l.Rel = l.Params["rel"]
@@ -95,11 +49,73 @@ func ParseLink(h string) []Link {
 		l.Cursor = l.Params["cursor"]
 		links = append(links, l)
 		// Anything up to the separating comma is junk.
-		for i < n && h[i] != ',' && h[i] != '<' {
-			i++
-		}
+		sc.until(",<")
 	}
 	return links
+}
+
+// linkScanner walks a Link header value byte by byte.
+type linkScanner struct {
+	h string
+	i int
+}
+
+func (sc *linkScanner) done() bool { return sc.i >= len(sc.h) }
+
+func (sc *linkScanner) at(c byte) bool { return sc.i < len(sc.h) && sc.h[sc.i] == c }
+
+// until advances to the next byte in stop (or the end) and returns what it passed.
+func (sc *linkScanner) until(stop string) string {
+	start := sc.i
+	for sc.i < len(sc.h) && strings.IndexByte(stop, sc.h[sc.i]) < 0 {
+		sc.i++
+	}
+	return sc.h[start:sc.i]
+}
+
+func (sc *linkScanner) skipSpace() {
+	for sc.at(' ') || sc.at('\t') {
+		sc.i++
+	}
+}
+
+// param reads "; name[=value]"; ok is false when no ';' comes next.
+func (sc *linkScanner) param() (name, val string, ok bool) {
+	sc.skipSpace()
+	if !sc.at(';') {
+		return "", "", false
+	}
+	sc.i++
+	sc.skipSpace()
+	name = strings.ToLower(sc.until("=;, \t<"))
+	sc.skipSpace()
+	if !sc.at('=') {
+		return name, "", true
+	}
+	sc.i++
+	sc.skipSpace()
+	if sc.at('"') {
+		return name, sc.quoted(), true
+	}
+	return name, sc.until(";, \t<"), true
+}
+
+// quoted reads a quoted string from its opening quote, unescaping \x; an
+// unterminated one runs to the end.
+func (sc *linkScanner) quoted() string {
+	sc.i++
+	var sb strings.Builder
+	for sc.i < len(sc.h) && sc.h[sc.i] != '"' {
+		if sc.h[sc.i] == '\\' && sc.i+1 < len(sc.h) {
+			sc.i++
+		}
+		sb.WriteByte(sc.h[sc.i])
+		sc.i++
+	}
+	if sc.i < len(sc.h) {
+		sc.i++ // closing quote
+	}
+	return sb.String()
 }
 
 // nextCursor returns the cursor of the rel="next" link when it has results.

@@ -109,9 +109,10 @@ const (
 )
 
 // sourceClasses maps a Version.Source name to its class. The names are the
-// Name() of the webhook sources in internal/handlers/sources ("generic" and the
-// six HR systems), roster.Source ("roster"; not imported: roster imports this
-// package), "okta" (the Okta event hook) and scimserver's default Source ("scim").
+// providers' in the registry (internal/handlers/providers, whose Class each
+// entry here must match: its TestClassesMatchTheDirectory checks; not
+// imported, as the registry's packages import this one) and roster.Source
+// ("roster").
 var sourceClasses = map[string]sourceClass{
 	"generic":  classAll,
 	"roster":   classAll,
@@ -279,38 +280,4 @@ func (v Version) Older(stored Version, incomingTerminated, storedTerminated bool
 		// depend on which arrived first.
 		return v.Source < stored.Source
 	}
-}
-
-// Merge returns stored updated with the non-empty fields of p. An empty status
-// means "unchanged" (movers and updates).
-func Merge(stored, p events.Person) events.Person {
-	out := stored
-	set := func(dst *string, v string) {
-		if v != "" {
-			*dst = v
-		}
-	}
-	set(&out.ID, p.ID)
-	set(&out.Email, p.Email)
-	set(&out.Name, p.Name)
-	if p.Status != "" {
-		out.Status = p.Status
-	}
-	set(&out.Department, p.Department)
-	set(&out.Title, p.Title)
-	set(&out.ManagerEmail, p.ManagerEmail)
-	if p.Groups != nil {
-		out.Groups = append([]string(nil), p.Groups...)
-	}
-	if len(p.Attributes) > 0 {
-		attrs := make(map[string]string, len(out.Attributes)+len(p.Attributes))
-		for k, v := range out.Attributes {
-			attrs[k] = v
-		}
-		for k, v := range p.Attributes {
-			attrs[k] = v
-		}
-		out.Attributes = attrs
-	}
-	return out
 }

@@ -7,7 +7,9 @@
 // generic source and the roster sharing one space; ResolvePerson). Backends live in
 // subpackages (redisstate, memstate; jsstate for records) and the shared
 // conformance suite in statetest. This package must not import any backend,
-// any I/O client (go-redis, nats) or application packages (handlers, sentry,
-// events); it depends only on the standard library, gocron's interfaces and gowebpki/jcs
-// (RFC 8785 canonical JSON, the hashed bytes of an evidence record).
+// any I/O client (go-redis, nats) or application packages (handlers, sentry);
+// from events it uses only the Person type a record holds. Otherwise it depends
+// only on the standard library, gocron's interfaces and gowebpki/jcs (RFC 8785
+// canonical JSON, the hashed bytes of an evidence record). test/imports
+// enforces these rules.
 package state

@@ -1,7 +1,6 @@
 package chaos
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -213,8 +212,7 @@ func (p *proc) signal(sig syscall.Signal, wait time.Duration) {
 	}
 }
 
-func (p *proc) kill()    { p.signal(syscall.SIGKILL, 10*time.Second) }
-func (p *proc) restart() { p.signal(syscall.SIGTERM, 20*time.Second); p.start() }
+func (p *proc) kill() { p.signal(syscall.SIGKILL, 10*time.Second) }
 
 func (p *proc) running() bool {
 	p.mu.Lock()
@@ -268,15 +266,6 @@ func (p *proc) crashNotes() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]string(nil), p.notes...)
-}
-
-// grepLog counts log lines containing s.
-func (p *proc) grepLog(s string) int {
-	b, err := os.ReadFile(p.log)
-	if err != nil {
-		return 0
-	}
-	return bytes.Count(b, []byte(s))
 }
 
 // waitHTTP polls url until it answers 200.

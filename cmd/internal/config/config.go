@@ -15,7 +15,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/alert"
 	"github.com/sentry-jml/sentry-jml/internal/app"
 	"github.com/sentry-jml/sentry-jml/internal/events"
-	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
 	"github.com/sentry-jml/sentry-jml/internal/state"
@@ -238,34 +238,20 @@ func Secrets(v string) []string {
 	return out
 }
 
-// SourceNames lists the webhook sources a deployment can enable.
-func SourceNames() []string {
-	return []string{"generic", "okta", "bamboohr", "hibob", "gusto", "personio", "deel", "rippling", "scim"}
-}
-
-// SourceEnv is one source's configuration: JML_SOURCE_<NAME>_SECRET (several
-// active secrets separated by commas or newlines), _API_URL and _API_TOKEN.
-type SourceEnv struct {
-	Secrets  []string
-	APIURL   string
-	APIToken string
-	// Inactive (SCIM only, JML_SOURCE_SCIM_INACTIVE): what active=false means,
-	// "suspend" (default) or "leaver".
-	Inactive string
-}
-
-// Sources reads every source's variables (secrets also from <NAME>_FILE). A
-// source without a secret is disabled.
-func Sources() (map[string]SourceEnv, error) {
-	out := map[string]SourceEnv{}
-	for _, name := range SourceNames() {
+// Sources reads every provider's JML_SOURCE_<NAME>_* variables (secrets
+// also from <NAME>_FILE; several active secrets separated by commas or
+// newlines), for each provider in the registry (providers.All). A source
+// without a secret is disabled.
+func Sources() (map[string]providers.Settings, error) {
+	out := map[string]providers.Settings{}
+	for _, name := range providers.Names() {
 		prefix := Prefix + "_SOURCE_" + strings.ToUpper(name)
 		for _, v := range []string{prefix + "_SECRET", prefix + "_API_TOKEN"} {
 			if err := fromFile(v); err != nil {
 				return nil, err
 			}
 		}
-		se := SourceEnv{Secrets: Secrets(os.Getenv(prefix + "_SECRET")), APIURL: os.Getenv(prefix + "_API_URL"), APIToken: os.Getenv(prefix + "_API_TOKEN")}
+		se := providers.Settings{Secrets: Secrets(os.Getenv(prefix + "_SECRET")), APIURL: os.Getenv(prefix + "_API_URL"), APIToken: os.Getenv(prefix + "_API_TOKEN")}
 		if (se.APIURL == "") != (se.APIToken == "") {
 			return nil, fmt.Errorf("config: %s_API_URL and %s_API_TOKEN go together", prefix, prefix)
 		}
@@ -278,15 +264,6 @@ func Sources() (map[string]SourceEnv, error) {
 		out[name] = se
 	}
 	return out, nil
-}
-
-// Specs turns the source environment into what the receiver wiring takes.
-func Specs(m map[string]SourceEnv) map[string]app.SourceSpec {
-	out := make(map[string]app.SourceSpec, len(m))
-	for name, se := range m {
-		out[name] = app.SourceSpec{Secrets: se.Secrets, APIURL: se.APIURL, APIToken: se.APIToken, Inactive: se.Inactive}
-	}
-	return out
 }
 
 // Alerts builds the alert notifier from JML_ALERT_*; nil when none is set.
@@ -312,17 +289,6 @@ func (c Common) Alerts(log *slog.Logger, mp metric.MeterProvider) (*alert.Notifi
 	return alert.New(alert.Options{Sinks: sinks, Logger: log, MeterProvider: mp})
 }
 
-// SourceAPIs is the provider API access per source.
-func SourceAPIs(m map[string]SourceEnv) map[string]resolve.Config {
-	out := map[string]resolve.Config{}
-	for name, se := range m {
-		if se.APIURL != "" {
-			out[name] = resolve.Config{BaseURL: se.APIURL, Token: se.APIToken}
-		}
-	}
-	return out
-}
-
 // Reconcile is the reconcile wiring from the environment (JML_ROSTER_*).
 func (c Common) Reconcile() app.ReconcileOptions {
 	return app.ReconcileOptions{Roster: app.RosterFetch{URL: c.RosterURL, Authorization: c.RosterAuthorization, Full: c.RosterFull,
@@ -331,7 +297,7 @@ func (c Common) Reconcile() app.ReconcileOptions {
 
 // OktaCatchUp builds the Okta source used to replay the System Log when both
 // the hook secret and API access are configured; nil otherwise.
-func OktaCatchUp(m map[string]SourceEnv, log *slog.Logger) (*sources.Okta, error) {
+func OktaCatchUp(m map[string]providers.Settings, log *slog.Logger) (*sources.Okta, error) {
 	se := m["okta"]
 	if len(se.Secrets) == 0 || se.APIURL == "" {
 		return nil, nil

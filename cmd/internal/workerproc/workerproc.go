@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sentry-jml/sentry-jml/cmd/internal/config"
+	"github.com/sentry-jml/sentry-jml/cmd/internal/wire"
 	"github.com/sentry-jml/sentry-jml/internal/app"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
@@ -71,10 +72,6 @@ func Run(ctx context.Context, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	okta, err := config.OktaCatchUp(srcEnv, log)
-	if err != nil {
-		return err
-	}
 	alerts, err := cfg.Alerts(log, tel.MeterProvider)
 	if err != nil {
 		return err
@@ -114,37 +111,16 @@ func Run(ctx context.Context, stderr io.Writer) error {
 	host, _ := os.Hostname()
 	owner := fmt.Sprintf("%s:%d", host, os.Getpid())
 	polNow := func() policy.Policy { return *current.Load() }
-	// Every Sentry mutation passes the safety gate (pause, brakes, lease).
-	gate, err := app.NewSafety(ctx, app.SafetyOptions{NC: nc, Streams: cfg.Streams(), Policy: polNow, Owner: owner, Role: "worker",
-		Alerts: alerts, Logger: log, Meter: tel.MeterProvider})
-	if err != nil {
-		return err
-	}
-	// The Sentry rate budget and concurrency cap are shared by every replica;
-	// while Redis is down each live replica paces at its 1/N share.
-	client, err := sentry.New(sentry.Config{BaseURL: cfg.SentryBaseURL(), Org: cfg.SentryOrg, Token: cfg.SentryToken, SCIMToken: cfg.SentrySCIMToken,
-		Logger: log, TracerProvider: tel.TracerProvider, MeterProvider: tel.MeterProvider, Gate: gate,
-		Budget: coord.Budget(redisstate.BudgetOptions{Logger: log, LiveReplicas: gate.LiveReplicas})})
-	if err != nil {
-		return fmt.Errorf("JML_SENTRY_TOKEN: %w", err)
-	}
-	evKey, evKeySource, err := cfg.EvidenceKey(false)
-	if err != nil {
-		return err
-	}
-	log.Info("evidence signing key", "source", evKeySource, "anchor_every", cfg.EvidenceAnchorEvery.String())
-	wk, err := app.NewWorker(ctx, app.WorkerOptions{NC: nc, Coord: coord, Sentry: client, Telemetry: tel, Logger: log, MaxClockSkew: cfg.MaxClockSkew, IDSpaces: cfg.IDSpaces(),
-		Owner: owner, Policy: polNow, Gate: gate,
-		Streams: cfg.Streams(), Ready: ready, Target: "sentry", SourceAPIs: config.SourceAPIs(srcEnv), Alerts: alerts, OktaCatchUp: okta,
-		Sources: config.SourceNames(), EvidenceKey: evKey, EvidenceAnchorEvery: cfg.EvidenceAnchorEvery,
-		AuditPoll: cfg.AuditPoll, // issue 18: the audit-log follower (JML_AUDIT_POLL)
+	// The worker role and its scheduler, wired as in every process (wire).
+	wk, err := wire.NewWorker(ctx, wire.Base{Cfg: cfg, Log: log, Tel: tel, NC: nc, Ready: ready, Sources: srcEnv}, wire.WorkerParts{
+		Coord: coord, Redis: coord, Policy: polNow, Auth: auth, Owner: owner, Role: "worker", Target: "sentry", Alerts: alerts,
+		Sentry:    sentry.Config{BaseURL: cfg.SentryBaseURL(), Org: cfg.SentryOrg, Token: cfg.SentryToken, SCIMToken: cfg.SentrySCIMToken},
+		SentryErr: "JML_SENTRY_TOKEN",
 	})
 	if err != nil {
 		return err
 	}
-	admin := app.AdminHandler(auth.Options(app.AdminOptions{Ready: ready.Check, Live: ready.Live, Metrics: tel.MetricsHandler(), Logger: log, Worker: wk,
-		Routes: append(app.ReconcileRoutes(wk, cfg.Reconcile()), append(append(app.EvidenceRoutes(wk), app.ReportRoutes(wk)...), app.AccessRoutes(wk)...)...)}))
-	addr, _, err := config.Serve(ctx, cfg.AdminAddr, "JML_ADMIN_ADDR", admin)
+	addr, _, err := config.Serve(ctx, cfg.AdminAddr, "JML_ADMIN_ADDR", wk.Admin)
 	if err != nil {
 		return err
 	}

@@ -95,15 +95,6 @@ func actions(steps []converge.Step) []string {
 	return out
 }
 
-func teamsOf(t *testing.T, sb *sentrytest.Server, email string) map[string]string {
-	t.Helper()
-	m, ok := sb.Member(email)
-	if !ok {
-		t.Fatalf("%s is not a member", email)
-	}
-	return m.Teams
-}
-
 func TestActivePeople(t *testing.T) {
 	cases := []struct {
 		name    string

@@ -104,16 +104,6 @@ var memberEvents = map[string]bool{
 	"member.join-team": true, "member.leave-team": true, "member.remove": true,
 }
 
-// MemberEvents lists the audit events the follower turns into requests.
-func MemberEvents() []string {
-	out := make([]string, 0, len(memberEvents))
-	for e := range memberEvents {
-		out = append(out, e)
-	}
-	slices.Sort(out)
-	return out
-}
-
 // Follower follows the audit log.
 type Follower struct {
 	o        Options

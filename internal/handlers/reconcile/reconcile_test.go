@@ -269,7 +269,10 @@ func TestDriftedOrgConvergesInOneApprovedRun(t *testing.T) {
 		}
 	}
 	wt := h.member("wrong.teams@acme.test")
-	if _, on := wt.Teams["platform"]; wt == nil || len(wt.Teams) != 1 || !on {
+	if wt == nil {
+		t.Fatal("wrong.teams is not a member")
+	}
+	if _, on := wt.Teams["platform"]; len(wt.Teams) != 1 || !on {
 		t.Errorf("wrong.teams teams = %+v, want [platform]", wt)
 	}
 	if h.member("missing.joiner@acme.test") == nil {

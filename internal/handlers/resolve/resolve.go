@@ -62,26 +62,6 @@ type Config struct {
 	HTTPClient *http.Client
 }
 
-// New returns the resolver for a source name (bamboohr, hibob, gusto, personio,
-// deel, rippling).
-func New(source string, cfg Config) (Resolver, error) {
-	switch source {
-	case "bamboohr":
-		return NewBambooHR(cfg)
-	case "hibob":
-		return NewHiBob(cfg)
-	case "gusto":
-		return NewGusto(cfg)
-	case "personio":
-		return NewPersonio(cfg)
-	case "deel":
-		return NewDeel(cfg)
-	case "rippling":
-		return NewRippling(cfg)
-	}
-	return nil, fmt.Errorf("resolve: no resolver for source %q", source)
-}
-
 // BySource dispatches on the event source.
 type BySource map[string]Resolver
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	registry "github.com/sentry-jml/sentry-jml/internal/handlers/providers"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve/resolvetest"
 )
@@ -40,7 +41,7 @@ func seed(s *resolvetest.Server, idOf func(string) string) {
 
 func mustResolver(t *testing.T, name string, s *resolvetest.Server, token string) resolve.Resolver {
 	t.Helper()
-	r, err := resolve.New(name, resolve.Config{BaseURL: s.URL, Token: token, HTTPClient: s.Client()})
+	r, err := registry.NewResolver(name, resolve.Config{BaseURL: s.URL, Token: token, HTTPClient: s.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,8 +267,11 @@ func TestBySource(t *testing.T) {
 	if _, err := b.Resolve(context.Background(), "okta", "x"); !errors.Is(err, resolve.ErrNotConfigured) {
 		t.Fatalf("err = %v", err)
 	}
-	if _, err := resolve.New("workday", resolve.Config{}); err == nil {
+	if _, err := registry.NewResolver("workday", resolve.Config{}); err == nil {
 		t.Fatal("unknown source accepted")
+	}
+	if _, err := registry.NewResolver("okta", resolve.Config{BaseURL: s.URL}); err == nil {
+		t.Fatal("okta has no API reader (its API feeds the catch-up), yet one was built")
 	}
 	if _, err := resolve.NewGusto(resolve.Config{BaseURL: "ftp://x"}); err == nil {
 		t.Fatal("ftp URL accepted")

@@ -205,45 +205,52 @@ func (p *patcher) extension(s string) string {
 	return ""
 }
 
+// splitSchema splits a leading schema URN off a path: a known schema
+// (matched case-insensitively: URNs hold ':' and '.') or, for an unknown one,
+// up to the last ':' before any '['. The core schema is dropped (schema "");
+// whole is true when s names a known extension itself.
+func (p *patcher) splitSchema(s string) (schema, rest string, whole bool, err error) {
+	if len(s) <= 4 || !strings.EqualFold(s[:4], "urn:") {
+		return "", s, false, nil
+	}
+	for _, u := range append([]string{p.coreSchema}, p.extensions...) {
+		if len(s) < len(u) || !strings.EqualFold(s[:len(u)], u) {
+			continue
+		}
+		switch {
+		case len(s) == len(u) && u == p.coreSchema:
+			return "", "", false, badRequest("invalidPath", "path %q names a schema, not an attribute", truncate(s))
+		case len(s) == len(u):
+			return u, "", true, nil
+		case s[len(u)] == ':' && u == p.coreSchema:
+			return "", s[len(u)+1:], false, nil
+		case s[len(u)] == ':':
+			return u, s[len(u)+1:], false, nil
+		}
+	}
+	end := len(s)
+	if i := strings.IndexByte(s, '['); i >= 0 {
+		end = i
+	}
+	i := strings.LastIndexByte(s[:end], ':')
+	if i < 0 {
+		return "", "", false, badRequest("invalidPath", "malformed path %q", truncate(s))
+	}
+	return s[:i], s[i+1:], false, nil
+}
+
 func (p *patcher) parsePath(s string) (attrPath, error) {
 	if len(s) > 512 {
 		return attrPath{}, badRequest("invalidPath", "path longer than 512 characters")
 	}
-	var ap attrPath
-	rest := s
-	if len(s) > 4 && strings.EqualFold(s[:4], "urn:") {
-		matched := false
-		for _, u := range append([]string{p.coreSchema}, p.extensions...) {
-			if len(s) >= len(u) && strings.EqualFold(s[:len(u)], u) {
-				if len(s) == len(u) {
-					if u == p.coreSchema {
-						return attrPath{}, badRequest("invalidPath", "path %q names a schema, not an attribute", truncate(s))
-					}
-					return attrPath{schema: u}, nil
-				}
-				if s[len(u)] == ':' {
-					if u != p.coreSchema {
-						ap.schema = u
-					}
-					rest = s[len(u)+1:]
-					matched = true
-					break
-				}
-			}
-		}
-		if !matched {
-			end := len(s)
-			if i := strings.IndexByte(s, '['); i >= 0 {
-				end = i
-			}
-			i := strings.LastIndexByte(s[:end], ':')
-			if i < 0 {
-				return attrPath{}, badRequest("invalidPath", "malformed path %q", truncate(s))
-			}
-			ap.schema = s[:i]
-			rest = s[i+1:]
-		}
+	schema, rest, whole, err := p.splitSchema(s)
+	if err != nil {
+		return attrPath{}, err
 	}
+	if whole {
+		return attrPath{schema: schema}, nil
+	}
+	ap := attrPath{schema: schema}
 	name, rest := splitName(rest)
 	if name == "" {
 		return attrPath{}, badRequest("invalidPath", "malformed path %q", truncate(s))
@@ -318,193 +325,242 @@ func (p *patcher) at(res map[string]any, op string, ap attrPath, v any) error {
 	}
 	container := res
 	if ap.schema != "" {
-		key := keyOf(res, ap.schema)
-		c, ok := res[key].(map[string]any)
-		if !ok {
-			if op == "remove" {
-				return nil
-			}
-			c = map[string]any{}
-			res[key] = c
+		c, done, err := p.atSchema(res, op, ap, v)
+		if done || err != nil {
+			return err
 		}
 		container = c
-		if ap.attr == "" {
-			switch op {
-			case "remove":
-				delete(res, key)
-			default:
-				obj, ok := v.(map[string]any)
-				if !ok {
-					return badRequest("invalidValue", "value for %s must be an object", ap.schema)
-				}
-				for _, k := range sortedKeys(obj) {
-					if err := p.at(res, op, attrPath{schema: ap.schema, attr: k}, obj[k]); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
-		}
 	}
-	key := keyOf(container, ap.attr)
-	cur, exists := container[key]
 	switch {
 	case ap.filter == nil && ap.sub == "":
-		switch op {
-		case "remove":
-			if arr, ok := cur.([]any); ok && v != nil {
-				container[key] = removeValues(arr, v)
-				if len(container[key].([]any)) == 0 {
-					delete(container, key)
-				}
-				return nil
-			}
-			delete(container, key)
-		case "add":
-			_, curArr := cur.([]any)
-			_, newArr := v.([]any)
-			if curArr || newArr || multiValued[strings.ToLower(ap.attr)] {
-				var arr []any
-				if curArr {
-					arr = cur.([]any)
-				}
-				container[key] = appendValues(arr, v)
-				return nil
-			}
-			if curObj, ok := cur.(map[string]any); ok {
-				if newObj, ok := v.(map[string]any); ok {
-					for _, k := range sortedKeys(newObj) {
-						curObj[keyOf(curObj, k)] = newObj[k]
-					}
-					return nil
-				}
-			}
-			container[key] = v
-		case "replace":
-			if multiValued[strings.ToLower(ap.attr)] {
-				if _, ok := v.([]any); !ok {
-					v = []any{v}
-				}
-			}
-			container[key] = v
-		}
-		return nil
+		return atAttr(container, op, ap.attr, v)
 	case ap.filter == nil:
-		switch c := cur.(type) {
-		case map[string]any:
-			if op == "remove" {
-				delete(c, keyOf(c, ap.sub))
-				if len(c) == 0 {
-					delete(container, key)
-				}
-			} else {
-				c[keyOf(c, ap.sub)] = v
-			}
-		case []any:
-			for _, el := range c {
-				if m, ok := el.(map[string]any); ok {
-					if op == "remove" {
-						delete(m, keyOf(m, ap.sub))
-					} else {
-						m[keyOf(m, ap.sub)] = v
-					}
-				}
-			}
-		default:
-			if op == "remove" {
+		return atSub(container, op, ap, v)
+	default:
+		return atFiltered(container, op, ap, v)
+	}
+}
+
+// atSchema returns the extension object ap names inside res (created unless
+// removing); done is true when ap names the whole extension, which it then
+// handled.
+func (p *patcher) atSchema(res map[string]any, op string, ap attrPath, v any) (_ map[string]any, done bool, _ error) {
+	key := keyOf(res, ap.schema)
+	c, ok := res[key].(map[string]any)
+	if !ok {
+		if op == "remove" {
+			return nil, true, nil
+		}
+		c = map[string]any{}
+		res[key] = c
+	}
+	if ap.attr != "" {
+		return c, false, nil
+	}
+	if op == "remove" {
+		delete(res, key)
+		return nil, true, nil
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, true, badRequest("invalidValue", "value for %s must be an object", ap.schema)
+	}
+	for _, k := range sortedKeys(obj) {
+		if err := p.at(res, op, attrPath{schema: ap.schema, attr: k}, obj[k]); err != nil {
+			return nil, true, err
+		}
+	}
+	return nil, true, nil
+}
+
+// atAttr applies op to the attribute attr itself (no filter, no sub-attribute).
+func atAttr(container map[string]any, op, attr string, v any) error {
+	key := keyOf(container, attr)
+	cur := container[key]
+	multi := multiValued[strings.ToLower(attr)]
+	switch op {
+	case "remove":
+		if arr, ok := cur.([]any); ok && v != nil {
+			if rest := removeValues(arr, v); len(rest) > 0 {
+				container[key] = rest
 				return nil
 			}
-			if exists && cur != nil {
-				return badRequest("invalidPath", "%s is not a complex attribute", ap.attr)
-			}
-			if multiValued[strings.ToLower(ap.attr)] {
-				container[key] = []any{map[string]any{ap.sub: v}}
-			} else {
-				container[key] = map[string]any{ap.sub: v}
-			}
 		}
-		return nil
-	default:
-		var arr []any
-		switch c := cur.(type) {
-		case []any:
-			arr = c
-		case map[string]any:
-			arr = []any{c}
-		case nil:
-		default:
-			return badRequest("invalidFilter", "%s is not multi-valued", ap.attr)
+		delete(container, key)
+	case "add":
+		addAttr(container, key, cur, v, multi)
+	case "replace":
+		if _, ok := v.([]any); multi && !ok {
+			v = []any{v}
 		}
-		var matched []int
-		for i, el := range arr {
-			if ap.filter.match(el) {
-				matched = append(matched, i)
-			}
-		}
+		container[key] = v
+	}
+	return nil
+}
+
+// addAttr adds v to the attribute at key: appended to a multi-valued one,
+// merged into a complex one, set otherwise.
+func addAttr(container map[string]any, key string, cur, v any, multi bool) {
+	curArr, isArr := cur.([]any)
+	if _, newArr := v.([]any); isArr || newArr || multi {
+		container[key] = appendValues(curArr, v)
+		return
+	}
+	curObj, ok1 := cur.(map[string]any)
+	newObj, ok2 := v.(map[string]any)
+	if !ok1 || !ok2 {
+		container[key] = v
+		return
+	}
+	for _, k := range sortedKeys(newObj) {
+		curObj[keyOf(curObj, k)] = newObj[k]
+	}
+}
+
+// atSub applies op to attr.sub: in the complex value, or in every element of
+// a multi-valued one.
+func atSub(container map[string]any, op string, ap attrPath, v any) error {
+	key := keyOf(container, ap.attr)
+	cur, exists := container[key]
+	set := func(m map[string]any) {
 		if op == "remove" {
-			if ap.sub == "" {
-				out := arr[:0:0]
-				for i, el := range arr {
-					if !containsInt(matched, i) {
-						out = append(out, el)
-					}
-				}
-				arr = out
-			} else {
-				for _, i := range matched {
-					if m, ok := arr[i].(map[string]any); ok {
-						delete(m, keyOf(m, ap.sub))
-					}
-				}
+			delete(m, keyOf(m, ap.sub))
+		} else {
+			m[keyOf(m, ap.sub)] = v
+		}
+	}
+	switch c := cur.(type) {
+	case map[string]any:
+		set(c)
+		if len(c) == 0 {
+			delete(container, key)
+		}
+	case []any:
+		for _, el := range c {
+			if m, ok := el.(map[string]any); ok {
+				set(m)
 			}
-			if len(arr) == 0 {
-				delete(container, key)
-			} else {
-				container[key] = arr
-			}
+		}
+	default:
+		if op == "remove" {
 			return nil
 		}
-		if len(matched) == 0 {
-			// Entra adds and replaces through filters that match nothing yet,
-			// e.g. emails[type eq "work"].value on a user without a work email:
-			// create the element the filter describes.
-			el := ap.filter.seed()
-			if ap.sub != "" {
-				el[ap.sub] = v
-			} else if obj, ok := v.(map[string]any); ok {
-				for _, k := range sortedKeys(obj) {
-					el[keyOf(el, k)] = obj[k]
-				}
-			} else {
-				return badRequest("invalidValue", "value for %s[…] must be an object", ap.attr)
-			}
-			container[key] = append(arr, el)
-			return nil
+		if exists && cur != nil {
+			return badRequest("invalidPath", "%s is not a complex attribute", ap.attr)
 		}
-		for _, i := range matched {
-			if ap.sub != "" {
-				m, ok := arr[i].(map[string]any)
-				if !ok {
-					continue
-				}
-				m[keyOf(m, ap.sub)] = v
-				continue
-			}
-			obj, ok := v.(map[string]any)
-			if !ok {
-				return badRequest("invalidValue", "value for %s[…] must be an object", ap.attr)
-			}
-			if op == "replace" {
-				arr[i] = cloneMap(obj)
-			} else if m, ok := arr[i].(map[string]any); ok {
-				for _, k := range sortedKeys(obj) {
-					m[keyOf(m, k)] = obj[k]
-				}
-			}
+		if multiValued[strings.ToLower(ap.attr)] {
+			container[key] = []any{map[string]any{ap.sub: v}}
+		} else {
+			container[key] = map[string]any{ap.sub: v}
 		}
-		container[key] = arr
+	}
+	return nil
+}
+
+// atFiltered applies op to the elements of a multi-valued attribute that
+// attr[filter] selects (or to their sub-attribute).
+func atFiltered(container map[string]any, op string, ap attrPath, v any) error {
+	key := keyOf(container, ap.attr)
+	var arr []any
+	switch c := container[key].(type) {
+	case []any:
+		arr = c
+	case map[string]any:
+		arr = []any{c}
+	case nil:
+	default:
+		return badRequest("invalidFilter", "%s is not multi-valued", ap.attr)
+	}
+	var matched []int
+	for i, el := range arr {
+		if ap.filter.match(el) {
+			matched = append(matched, i)
+		}
+	}
+	if op == "remove" {
+		if arr = removeMatched(arr, matched, ap.sub); len(arr) == 0 {
+			delete(container, key)
+		} else {
+			container[key] = arr
+		}
 		return nil
 	}
+	if len(matched) == 0 {
+		// Entra adds and replaces through filters that match nothing yet,
+		// e.g. emails[type eq "work"].value on a user without a work email:
+		// create the element the filter describes.
+		el, err := seedElement(ap, v)
+		if err != nil {
+			return err
+		}
+		container[key] = append(arr, el)
+		return nil
+	}
+	for _, i := range matched {
+		if err := setMatched(arr, i, op, ap, v); err != nil {
+			return err
+		}
+	}
+	container[key] = arr
+	return nil
+}
+
+// removeMatched drops the matched elements, or only their sub-attribute.
+func removeMatched(arr []any, matched []int, sub string) []any {
+	if sub != "" {
+		for _, i := range matched {
+			if m, ok := arr[i].(map[string]any); ok {
+				delete(m, keyOf(m, sub))
+			}
+		}
+		return arr
+	}
+	out := arr[:0:0]
+	for i, el := range arr {
+		if !containsInt(matched, i) {
+			out = append(out, el)
+		}
+	}
+	return out
+}
+
+// seedElement is the element a filter that matched nothing describes, with v set.
+func seedElement(ap attrPath, v any) (map[string]any, error) {
+	el := ap.filter.seed()
+	if ap.sub != "" {
+		el[ap.sub] = v
+		return el, nil
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return nil, badRequest("invalidValue", "value for %s[…] must be an object", ap.attr)
+	}
+	for _, k := range sortedKeys(obj) {
+		el[keyOf(el, k)] = obj[k]
+	}
+	return el, nil
+}
+
+// setMatched adds or replaces on the matched element arr[i].
+func setMatched(arr []any, i int, op string, ap attrPath, v any) error {
+	if ap.sub != "" {
+		if m, ok := arr[i].(map[string]any); ok {
+			m[keyOf(m, ap.sub)] = v
+		}
+		return nil
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		return badRequest("invalidValue", "value for %s[…] must be an object", ap.attr)
+	}
+	if op == "replace" {
+		arr[i] = cloneMap(obj)
+	} else if m, ok := arr[i].(map[string]any); ok {
+		for _, k := range sortedKeys(obj) {
+			m[keyOf(m, k)] = obj[k]
+		}
+	}
+	return nil
 }
 
 func containsInt(s []int, v int) bool {

@@ -41,7 +41,7 @@ func thin(id, source string, typ events.Type, status events.Status) events.Event
 func TestThinPayloadResolvedThroughProviderAPI(t *testing.T) {
 	sim := resolvetest.NewRippling(t)
 	sim.Add(resolvetest.Person{ID: "emp-42", Email: "jane.doe@acme.test", FirstName: "Jane", LastName: "Doe", State: resolvetest.Terminated})
-	r, err := resolve.New("rippling", resolve.Config{BaseURL: sim.URL, Token: sim.Token, HTTPClient: sim.Client()})
+	r, err := resolve.NewRippling(resolve.Config{BaseURL: sim.URL, Token: sim.Token, HTTPClient: sim.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestThinPayloadResolvedThroughProviderAPI(t *testing.T) {
 func TestUnsignedTerminationCheckedWithProvider(t *testing.T) {
 	sim := resolvetest.NewRippling(t)
 	sim.Add(resolvetest.Person{ID: "emp-7", Email: "bob.martin@acme.test", FirstName: "Bob", LastName: "Martin", State: resolvetest.Active})
-	r, _ := resolve.New("rippling", resolve.Config{BaseURL: sim.URL, Token: sim.Token, HTTPClient: sim.Client()})
+	r, _ := resolve.NewRippling(resolve.Config{BaseURL: sim.URL, Token: sim.Token, HTTPClient: sim.Client()})
 	h := startWith(t, policy.Default(), resolve.BySource{"rippling": r}, &unresolvedList{})
 	ev := thin("emp-7", "rippling", events.Leaver, events.Terminated)
 	ev.Person.Email = "bob.martin@acme.test"
@@ -100,7 +100,7 @@ func TestUnresolvedListingFailureIsRetried(t *testing.T) {
 // provider does not know is not applied, and is listed as unresolved.
 func TestUnsignedTerminationUnknownToProviderNotApplied(t *testing.T) {
 	sim := resolvetest.NewPersonio(t) // knows nobody: every read is a 404
-	r, err := resolve.New("personio", resolve.Config{BaseURL: sim.URL, Token: sim.Token, HTTPClient: sim.Client()})
+	r, err := resolve.NewPersonio(resolve.Config{BaseURL: sim.URL, Token: sim.Token, HTTPClient: sim.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,12 +39,11 @@ func (r resp) list(t *testing.T) []map[string]any {
 }
 
 type client struct {
-	t      testing.TB
-	base   string
-	token  string
-	actAs  string
-	http   *http.Client
-	header http.Header
+	t     testing.TB
+	base  string
+	token string
+	actAs string
+	http  *http.Client
 }
 
 func newClient(t testing.TB, srv *Server) *client {

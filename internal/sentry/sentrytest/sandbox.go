@@ -164,7 +164,6 @@ type route struct {
 	method  string
 	pattern string // Sentry's route shape, e.g. /api/0/organizations/{organization_id_or_slug}/members/
 	h       func(*call)
-	noOrg   bool
 }
 
 // ServeHTTP is reached through the mux, which fills in the path values.

@@ -113,12 +113,6 @@ type wireMemberDetail struct {
 	TeamRoleList []wireTeamRoleDesc `json:"teamRoleList"`
 }
 
-type wireTeamMember struct {
-	wireMember
-	TeamRole *string `json:"teamRole"`
-	TeamSlug string  `json:"teamSlug"`
-}
-
 type wireTeam struct {
 	ID          string          `json:"id"`
 	Slug        string          `json:"slug"`

@@ -420,13 +420,6 @@ func (r *redisProc) restart(t *testing.T) {
 	r.start(t)
 }
 
-func waitPing(t *testing.T, addr string) {
-	t.Helper()
-	if err := waitPingErr(t.Context(), addr); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func waitPingErr(ctx context.Context, addr string) error {
 	c := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
 	defer c.Close()
