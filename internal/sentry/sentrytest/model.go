@@ -292,7 +292,7 @@ type state struct {
 	// (inviterID), so removing a member finds the pending invites its user
 	// sent without scanning every member.
 	invitesBy map[int64]map[*member]struct{}
-	scimOrder     []*member // pending invites by email, then members by id; nil = stale
+	scimOrder []*member // pending invites by email, then members by id; nil = stale
 
 	teams      map[int64]*team
 	teamBySlug map[string]*team
