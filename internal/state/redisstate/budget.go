@@ -137,15 +137,15 @@ type Budget struct {
 	owner   string
 	slot    atomic.Uint64
 
-	mu        sync.Mutex
-	queues    map[string]*budgetQueue
+	mu     sync.Mutex
+	queues map[string]*budgetQueue
 	// freed are slots released locally and not yet removed from Redis, by
 	// slots key; flushScheduled is set while a flush is pending.
 	freed          map[string][]string
 	flushScheduled bool
-	seq       uint64
-	downUntil time.Time
-	down      bool
+	seq            uint64
+	downUntil      time.Time
+	down           bool
 	// observed is what this replica last wrote to Redis per key, so a
 	// response that says nothing new within the same second costs no
 	// round trip (one per key and second is enough to sync the window).
