@@ -47,6 +47,15 @@ type revokeResult struct {
 	SandboxRateLimit            int     `json:"sandbox_rate_limit"`
 	SandboxCPUMicrosPerEvent    float64 `json:"sandbox_cpu_us_per_event"`
 	CPUIncludes                 string  `json:"cpu_includes"`
+	// The floor, same run: a bare net/http client with the worker's
+	// transport settings and nothing else makes the same two calls per
+	// leaver (member detail, removal) against the same sandbox process,
+	// paced under the limit so it meets no 429.
+	BareClientCPUMicrosPerEvent float64 `json:"bare_client_cpu_us_per_event"`
+	BareClientCallsPerEvent     float64 `json:"bare_client_calls_per_event"`
+	BareClientRateLimited       int     `json:"bare_client_rate_limited"`
+	// CPURatio is cpu_us_per_event ÷ bare_client_cpu_us_per_event.
+	CPURatio float64 `json:"cpu_ratio"`
 	// With --otlp: spans and metric exports the local OTLP receiver got from
 	// the bench process (receiver) and the worker process.
 	otlpResult
@@ -104,7 +113,10 @@ func benchRevoke(ctx context.Context, o revokeOptions, progress io.Writer) (*rev
 	// The sandbox in its own process: demo org plus generated members, each
 	// burst leaver owning an org token (policy: revoke).
 	seed := sentrytest.DemoSeed()
-	seed.Generate = &sentrytest.SeedGenerate{Members: nSeq + nBurst + 50, Teams: 20}
+	// Members 1…nSeq+nBurst are the daemon's leavers; the bare client's
+	// follow after a gap of 50.
+	bareFrom := nSeq + nBurst + 51
+	seed.Generate = &sentrytest.SeedGenerate{Members: bareFrom + nBurst, Teams: 20}
 	const tokensOwned = 10
 	for i := range tokensOwned {
 		seed.OrgAuthTokens = append(seed.OrgAuthTokens, sentrytest.SeedOrgAuthToken{Name: fmt.Sprintf("ci-%d", i), CreatedBy: fmt.Sprintf("user%06d@acme.test", nSeq+1+i)})
@@ -382,6 +394,17 @@ func benchRevoke(ctx context.Context, o revokeOptions, progress io.Writer) (*rev
 	res.BurstBoundSeconds = float64(busiest) / 40
 	res.RateLimited = statsAfter.RateLimited - statsBefore.RateLimited
 	res.APICallsPerLeaver = float64(calls) / float64(nBurst)
+
+	// Phase 3: the floor — a bare client, same calls, same sandbox.
+	fmt.Fprintf(progress, "bench: the bare-client baseline, %d leavers…\n", nBurst)
+	bare, err := benchBareClient(ctx, sbURL, token, bareFrom, nBurst)
+	if err != nil {
+		return nil, fmt.Errorf("bare-client baseline: %w", err)
+	}
+	res.BareClientCPUMicrosPerEvent, res.BareClientCallsPerEvent, res.BareClientRateLimited = bare.cpuPerEvent, bare.callsPerEvent, bare.rateLimited
+	if bare.cpuPerEvent > 0 {
+		res.CPURatio = res.CPUMicrosPerEvent / bare.cpuPerEvent
+	}
 	if sink != nil {
 		// Both processes flush their exporters on shutdown; then count.
 		wk.stop()
@@ -390,6 +413,121 @@ func benchRevoke(ctx context.Context, o revokeOptions, progress io.Writer) (*rev
 		res.otlpResult = sink.result()
 	}
 	return res, nil
+}
+
+type bareResult struct {
+	cpuPerEvent, callsPerEvent float64
+	rateLimited                int
+}
+
+// bareRate is the bare client's pace, leavers per second: under the
+// sandbox's 40 per (token, URL pattern, method) and fixed 1-second window,
+// with room for latency jitter, so it meets no 429.
+const bareRate = 35
+
+// benchBareClient removes n members (user<from>… of the seed) the way the
+// worker does — GET the member detail, then DELETE it — with plain net/http
+// and the worker's transport settings (sentry.New's: keep-alive, 64 idle
+// connections per host, the same timeouts), and no telemetry, stores, budget
+// or gate. Member ids are looked up first, outside the measurement. The
+// CPU is this process's during the phase, less its idle CPU (the embedded
+// NATS server and receiver, measured just before for as long).
+func benchBareClient(ctx context.Context, sbURL, token string, from, n int) (*bareResult, error) {
+	ctl := &http.Client{Timeout: 10 * time.Second}
+	ids := make([]string, n)
+	for i := range n {
+		resp, err := ctl.Get(fmt.Sprintf("%s/_sandbox/members?email=user%06d@acme.test", sbURL, from+i))
+		if err != nil {
+			return nil, err
+		}
+		var m sentrytest.MemberView
+		err = json.NewDecoder(resp.Body).Decode(&m)
+		resp.Body.Close()
+		if err != nil || m.ID == "" {
+			return nil, fmt.Errorf("member user%06d: %v", from+i, err)
+		}
+		ids[i] = m.ID
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.ResponseHeaderTimeout = 20 * time.Second
+	defer t.CloseIdleConnections()
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: t}
+	call := func(method, url string) (int, error) {
+		req, err := http.NewRequestWithContext(ctx, method, url, nil)
+		if err != nil {
+			return 0, err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Accept", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		_, err = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode, err
+	}
+
+	// Wait for a fresh window, then measure this process at rest for as long
+	// as the phase will take.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+	phase := time.Duration(n) * time.Second / bareRate
+	var ru0, ru1, ru2 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	time.Sleep(phase)
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	idle := cpuMicros(ru1) - cpuMicros(ru0)
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+
+	var (
+		wg          sync.WaitGroup
+		mu          sync.Mutex
+		calls, r429 int
+		firstErr    error
+	)
+	start := time.Now()
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	tick := time.NewTicker(time.Second / bareRate)
+	for i := range n {
+		if i > 0 {
+			<-tick.C
+		}
+		wg.Add(1)
+		go func(id string) {
+			defer wg.Done()
+			u := fmt.Sprintf("%s/api/0/organizations/acme/members/%s/", sbURL, id)
+			for _, m := range []string{http.MethodGet, http.MethodDelete} {
+				code, err := call(m, u)
+				mu.Lock()
+				calls++
+				if code == http.StatusTooManyRequests {
+					r429++
+				}
+				if err == nil && code >= 300 {
+					err = fmt.Errorf("%s %s: %d", m, u, code)
+				}
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}(ids[i])
+	}
+	tick.Stop()
+	wg.Wait()
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru2)
+	elapsed := time.Since(start)
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	// The idle share over the phase's actual length.
+	busy := float64(cpuMicros(ru2)-cpuMicros(ru1)) - float64(idle)*elapsed.Seconds()/phase.Seconds()
+	return &bareResult{cpuPerEvent: max(busy, 0) / float64(n), callsPerEvent: float64(calls) / float64(n), rateLimited: r429}, nil
 }
 
 func cpuMicros(ru syscall.Rusage) int64 {
