@@ -72,8 +72,17 @@ func cmdBenchRevoke(ctx context.Context, args []string, stdout, stderr io.Writer
 	workerProfile := fs.String("worker-cpuprofile", "", "write a CPU profile of the worker process (its whole run) to this file")
 	otlp := fs.Bool("otlp", false, "export traces and metrics of the receiver and the worker over OTLP/HTTP to a local receiver (counted in the result)")
 	redisURL := fs.String("redis", "redis://127.0.0.1:6379", "Redis for the worker process (keys under a random prefix)")
+	bareOnly := fs.String("bare-only", "", "internal: run only the bare-client baseline against this sandbox URL (token in JML_SENTRY_TOKEN), from member --bare-from, --leavers of them, and print its result; the bench runs it as its own process")
+	bareFrom := fs.Int("bare-from", 0, "internal: with --bare-only, the first member number")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *bareOnly != "" {
+		r, err := benchBareClient(ctx, *bareOnly, os.Getenv("JML_SENTRY_TOKEN"), *bareFrom, *burst)
+		if err != nil {
+			return err
+		}
+		return printJSON(stdout, r)
 	}
 	res, err := benchRevoke(ctx, revokeOptions{seq: *seq, burst: *burst, latency: *latency, redisURL: *redisURL, profile: *cpuprofile, workerProfile: *workerProfile, otlp: *otlp}, stderr)
 	if err != nil {
@@ -397,13 +406,13 @@ func benchRevoke(ctx context.Context, o revokeOptions, progress io.Writer) (*rev
 
 	// Phase 3: the floor — a bare client, same calls, same sandbox.
 	fmt.Fprintf(progress, "bench: the bare-client baseline, %d leavers…\n", nBurst)
-	bare, err := benchBareClient(ctx, sbURL, token, bareFrom, nBurst)
+	bare, err := runBareClient(ctx, self, sbURL, token, bareFrom, nBurst)
 	if err != nil {
 		return nil, fmt.Errorf("bare-client baseline: %w", err)
 	}
-	res.BareClientCPUMicrosPerEvent, res.BareClientCallsPerEvent, res.BareClientRateLimited = bare.cpuPerEvent, bare.callsPerEvent, bare.rateLimited
-	if bare.cpuPerEvent > 0 {
-		res.CPURatio = res.CPUMicrosPerEvent / bare.cpuPerEvent
+	res.BareClientCPUMicrosPerEvent, res.BareClientCallsPerEvent, res.BareClientRateLimited = bare.CPUPerEvent, bare.CallsPerEvent, bare.RateLimited
+	if bare.CPUPerEvent > 0 {
+		res.CPURatio = res.CPUMicrosPerEvent / bare.CPUPerEvent
 	}
 	if sink != nil {
 		// Both processes flush their exporters on shutdown; then count.
@@ -416,8 +425,32 @@ func benchRevoke(ctx context.Context, o revokeOptions, progress io.Writer) (*rev
 }
 
 type bareResult struct {
-	cpuPerEvent, callsPerEvent float64
-	rateLimited                int
+	CPUPerEvent   float64 `json:"cpu_us_per_event"`
+	CallsPerEvent float64 `json:"calls_per_event"`
+	RateLimited   int     `json:"rate_limited"`
+}
+
+// runBareClient runs the bare-client baseline in its own process (`jml bench
+// revoke --bare-only`), so its CPU is measured alone, like the worker's.
+func runBareClient(ctx context.Context, self, sbURL, token string, from, n int) (*bareResult, error) {
+	cmd := exec.CommandContext(ctx, self, "bench", "revoke", "-bare-only", sbURL, "-bare-from", strconv.Itoa(from), "-leavers", strconv.Itoa(n))
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "JML_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "JML_SENTRY_TOKEN="+token)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", err, stderr.String())
+	}
+	var r bareResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		return nil, fmt.Errorf("bare client result %q: %w", out, err)
+	}
+	return &r, nil
 }
 
 // bareRate is the bare client's pace, leavers per second: under the
@@ -429,9 +462,9 @@ const bareRate = 35
 // worker does — GET the member detail, then DELETE it — with plain net/http
 // and the worker's transport settings (sentry.New's: keep-alive, 64 idle
 // connections per host, the same timeouts), and no telemetry, stores, budget
-// or gate. Member ids are looked up first, outside the measurement. The
-// CPU is this process's during the phase, less its idle CPU (the embedded
-// NATS server and receiver, measured just before for as long).
+// or gate. Member ids are looked up first, outside the measurement; the
+// CPU is this process's during the phase (run it in a process of its own:
+// runBareClient).
 func benchBareClient(ctx context.Context, sbURL, token string, from, n int) (*bareResult, error) {
 	ctl := &http.Client{Timeout: 10 * time.Second}
 	ids := make([]string, n)
@@ -470,24 +503,15 @@ func benchBareClient(ctx context.Context, sbURL, token string, from, n int) (*ba
 		return resp.StatusCode, err
 	}
 
-	// Wait for a fresh window, then measure this process at rest for as long
-	// as the phase will take.
+	// Start at a fresh window.
 	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
-	phase := time.Duration(n) * time.Second / bareRate
-	var ru0, ru1, ru2 syscall.Rusage
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
-	time.Sleep(phase)
-	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-	idle := cpuMicros(ru1) - cpuMicros(ru0)
-	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
-
+	var ru1, ru2 syscall.Rusage
 	var (
 		wg          sync.WaitGroup
 		mu          sync.Mutex
 		calls, r429 int
 		firstErr    error
 	)
-	start := time.Now()
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 	tick := time.NewTicker(time.Second / bareRate)
 	for i := range n {
@@ -521,13 +545,10 @@ func benchBareClient(ctx context.Context, sbURL, token string, from, n int) (*ba
 	tick.Stop()
 	wg.Wait()
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru2)
-	elapsed := time.Since(start)
 	if firstErr != nil {
 		return nil, firstErr
 	}
-	// The idle share over the phase's actual length.
-	busy := float64(cpuMicros(ru2)-cpuMicros(ru1)) - float64(idle)*elapsed.Seconds()/phase.Seconds()
-	return &bareResult{cpuPerEvent: max(busy, 0) / float64(n), callsPerEvent: float64(calls) / float64(n), rateLimited: r429}, nil
+	return &bareResult{CPUPerEvent: float64(cpuMicros(ru2)-cpuMicros(ru1)) / float64(n), CallsPerEvent: float64(calls) / float64(n), RateLimited: r429}, nil
 }
 
 func cpuMicros(ru syscall.Rusage) int64 {

@@ -19,11 +19,11 @@ func TestBenchBareClientBaseline(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.callsPerEvent != 2 || res.rateLimited != 0 {
-		t.Fatalf("calls per leaver %.2f, 429s %d; want 2 and 0", res.callsPerEvent, res.rateLimited)
+	if res.CallsPerEvent != 2 || res.RateLimited != 0 {
+		t.Fatalf("calls per leaver %.2f, 429s %d; want 2 and 0", res.CallsPerEvent, res.RateLimited)
 	}
-	if res.cpuPerEvent <= 0 {
-		t.Fatalf("CPU per leaver %.1f µs", res.cpuPerEvent)
+	if res.CPUPerEvent <= 0 {
+		t.Fatalf("CPU per leaver %.1f µs", res.CPUPerEvent)
 	}
 	removed := srv.Stats().Mutations["member.remove"]
 	if len(removed) != n {
@@ -32,5 +32,5 @@ func TestBenchBareClientBaseline(t *testing.T) {
 	if removed["user000011@acme.test"] != 1 || removed["user000030@acme.test"] != 1 {
 		t.Fatalf("removed %v; want user000011…user000030", removed)
 	}
-	t.Logf("bare client: %.0f µs CPU per leaver", res.cpuPerEvent)
+	t.Logf("bare client: %.0f µs CPU per leaver", res.CPUPerEvent)
 }
