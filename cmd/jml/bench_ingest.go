@@ -39,15 +39,15 @@ type ingestResult struct {
 	// FloorRatio is rps ÷ (1 / (1/http_floor_rps + 1/baseline_rps)): the
 	// receiver against doing one bare HTTP exchange and one bare JetStream
 	// publish per event, back to back.
-	FloorRatio float64 `json:"floor_ratio"`
-	P50ms           float64 `json:"p50_ms"`
-	P99ms           float64 `json:"p99_ms"`
-	P99msAt1000     float64 `json:"p99_ms_at_1000_rps"`
-	P50msAt1000     float64 `json:"p50_ms_at_1000_rps"`
-	Paced           int     `json:"paced_events"`
-	Seconds         float64 `json:"seconds_per_phase"`
-	Errors          int64   `json:"errors"`
-	Storage         string  `json:"storage"`
+	FloorRatio  float64 `json:"floor_ratio"`
+	P50ms       float64 `json:"p50_ms"`
+	P99ms       float64 `json:"p99_ms"`
+	P99msAt1000 float64 `json:"p99_ms_at_1000_rps"`
+	P50msAt1000 float64 `json:"p50_ms_at_1000_rps"`
+	Paced       int     `json:"paced_events"`
+	Seconds     float64 `json:"seconds_per_phase"`
+	Errors      int64   `json:"errors"`
+	Storage     string  `json:"storage"`
 	// With --otlp: what the local OTLP receiver got from the receiver's exporters.
 	otlpResult
 }
