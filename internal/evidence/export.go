@@ -6,9 +6,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"sort"
 	"io"
 	"iter"
+	"sort"
 	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/state"
