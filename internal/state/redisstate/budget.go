@@ -228,7 +228,7 @@ const maxChunk = 16
 // from Redis together with others (or by the next attempt on its key, in the
 // same script call): a slot held a little longer is conservative, and a
 // release then costs no round trip of its own.
-const releaseDelay = 5 * time.Millisecond
+const releaseDelay = 10 * time.Millisecond
 
 // Budget returns a fleet-wide rate budget stored under the Store's prefix.
 // Budgets of the same prefix share their windows, limits and slots.
@@ -619,25 +619,31 @@ func (b *Budget) freeLocked(slotsKey, slot string) {
 	}
 }
 
-// flushFreed removes the freed slots from Redis, one ZREM per slots key. On
-// failure they expire after SlotTTL.
+// flushFreed removes the freed slots from Redis: one ZREM per slots key,
+// all in one pipelined round trip. On failure they expire after SlotTTL.
 func (b *Budget) flushFreed() {
 	b.mu.Lock()
 	freed := b.freed
 	b.freed = make(map[string][]string)
 	b.flushScheduled = false
 	b.mu.Unlock()
-	for slotsKey, slots := range freed {
-		ctx, cancel := context.WithTimeout(context.Background(), b.o.Timeout)
-		members := make([]any, len(slots))
-		for i, s := range slots {
-			members[i] = s
+	if len(freed) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.o.Timeout)
+	defer cancel()
+	_, err := b.s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for slotsKey, slots := range freed {
+			members := make([]any, len(slots))
+			for i, s := range slots {
+				members[i] = s
+			}
+			p.ZRem(ctx, slotsKey, members...)
 		}
-		err := b.s.rdb.ZRem(ctx, slotsKey, members...).Err()
-		cancel()
-		if err != nil {
-			b.markDown("release", err)
-		}
+		return nil
+	})
+	if err != nil {
+		b.markDown("release", err)
 	}
 }
 
