@@ -441,6 +441,23 @@ func TestExportsOfBothLayoutsVerify(t *testing.T) {
 	if _, stored, err := f.an.AnchorHead(t.Context()); err != nil || !stored {
 		t.Fatalf("periodic anchoring of the chains: stored=%v %v", stored, err)
 	}
+	if _, stored, err := f.an.AnchorHead(t.Context()); err != nil || stored {
+		t.Fatalf("a second periodic run over unchanged chains stored an anchor (%v)", err)
+	}
+	// Every chain's head is signed once: the fleet chain's and four people's.
+	signed := map[string]bool{}
+	for a, err := range f.an.Anchors.Since(t.Context(), time.Time{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if signed[a.Chain] {
+			t.Errorf("chain %q signed twice by the periodic runs", a.Chain)
+		}
+		signed[a.Chain] = true
+	}
+	if len(signed) != 5 || !signed[""] {
+		t.Fatalf("periodic anchors sign chains %v, want the fleet chain and 4 people's", signed)
+	}
 	f.appendFor(t, 2, people)
 	out := f.export(t)
 	res, err = evidence.Verify(bytes.NewReader(out), f.pub())
