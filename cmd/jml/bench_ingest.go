@@ -34,14 +34,21 @@ type ingestResult struct {
 	SizeBytes       int     `json:"size_bytes"`
 	RPS             float64 `json:"rps"`
 	Ratio           float64 `json:"ratio"`
-	P50ms           float64 `json:"p50_ms"`
-	P99ms           float64 `json:"p99_ms"`
-	P99msAt1000     float64 `json:"p99_ms_at_1000_rps"`
-	P50msAt1000     float64 `json:"p50_ms_at_1000_rps"`
-	Paced           int     `json:"paced_events"`
-	Seconds         float64 `json:"seconds_per_phase"`
-	Errors          int64   `json:"errors"`
-	Storage         string  `json:"storage"`
+	// HTTPFloorRPS is the same senders against a bare net/http handler that
+	// reads the body and answers 202 (same run): the HTTP part of the floor.
+	HTTPFloorRPS float64 `json:"http_floor_rps"`
+	// FloorRatio is rps ÷ (1 / (1/http_floor_rps + 1/baseline_rps)): the
+	// receiver against doing one bare HTTP exchange and one bare JetStream
+	// publish per event, back to back.
+	FloorRatio  float64 `json:"floor_ratio"`
+	P50ms       float64 `json:"p50_ms"`
+	P99ms       float64 `json:"p99_ms"`
+	P99msAt1000 float64 `json:"p99_ms_at_1000_rps"`
+	P50msAt1000 float64 `json:"p50_ms_at_1000_rps"`
+	Paced       int     `json:"paced_events"`
+	Seconds     float64 `json:"seconds_per_phase"`
+	Errors      int64   `json:"errors"`
+	Storage     string  `json:"storage"`
 	// With --otlp: what the local OTLP receiver got from the receiver's exporters.
 	otlpResult
 }
@@ -88,6 +95,7 @@ func cmdBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	fmt.Fprintf(stdout, "baseline (bare JetStream sync publish, %d clients, %d B): %.0f msg/s\n", res.BaselineClients, res.SizeBytes, res.BaselineRPS)
 	fmt.Fprintf(stdout, "receiver (signed webhooks → JetStream ack):       %.0f ev/s  ratio %.2f  p50 %.2f ms  p99 %.2f ms\n", res.RPS, res.Ratio, res.P50ms, res.P99ms)
+	fmt.Fprintf(stdout, "HTTP floor (bare handler, same senders):           %.0f req/s  floor ratio %.2f\n", res.HTTPFloorRPS, res.FloorRatio)
 	fmt.Fprintf(stdout, "paced at %d ev/s:                                  p50 %.2f ms  p99 %.2f ms\n", *rate, res.P50msAt1000, res.P99msAt1000)
 	return nil
 }
@@ -188,7 +196,7 @@ func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration
 		c.buf = c.buf[:0]
 		c.buf = fmt.Appendf(c.buf, "POST /hooks/generic HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"+
 			"webhook-id: %s\r\nwebhook-timestamp: %d\r\nwebhook-signature: %s\r\n\r\n",
-			addr, len(body), id, now.Unix(), signature.Sign(key, id, time.Unix(now.Unix(), 0), body))
+			c.addr, len(body), id, now.Unix(), signature.Sign(key, id, time.Unix(now.Unix(), 0), body))
 		c.buf = append(c.buf, body...)
 		t0 := time.Now()
 		code, err := c.do(c.buf)
@@ -202,39 +210,64 @@ func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration
 	}
 	newClient := func() *rawClient { return &rawClient{addr: addr} }
 
-	// Phase 2: saturated, one connection per sender.
-	fmt.Fprintf(progress, "bench: receiver, %d senders for %s…\n", clients, dur)
+	// saturate runs clients senders against target for dur, one connection
+	// each, and returns their latencies and the rate.
 	var mu sync.Mutex
-	var lat []time.Duration
 	var errs atomic.Int64
-	start = time.Now()
-	deadline = start.Add(dur)
-	for range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := newClient()
-			defer c.close()
-			var mine []time.Duration
-			for time.Now().Before(deadline) {
-				d, err := send(c)
-				if err != nil {
-					errs.Add(1)
-					continue
+	saturate := func(target string) ([]time.Duration, float64) {
+		var lat []time.Duration
+		start := time.Now()
+		deadline := start.Add(dur)
+		for range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c := &rawClient{addr: target}
+				defer c.close()
+				var mine []time.Duration
+				for time.Now().Before(deadline) {
+					d, err := send(c)
+					if err != nil {
+						errs.Add(1)
+						continue
+					}
+					mine = append(mine, d)
 				}
-				mine = append(mine, d)
-			}
-			mu.Lock()
-			lat = append(lat, mine...)
-			mu.Unlock()
-		}()
+				mu.Lock()
+				lat = append(lat, mine...)
+				mu.Unlock()
+			}()
+		}
+		wg.Wait()
+		return lat, float64(len(lat)) / time.Since(start).Seconds()
 	}
-	wg.Wait()
-	res.RPS = float64(len(lat)) / time.Since(start).Seconds()
+
+	// Phase 2: the HTTP floor — the same senders against a bare handler
+	// that reads the body and answers 202 (no signature, no JetStream).
+	fmt.Fprintf(progress, "bench: HTTP floor, %d senders for %s…\n", clients, dur)
+	fln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	floor := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.WriteHeader(http.StatusAccepted)
+	})}
+	go func() { _ = floor.Serve(fln) }()
+	_, res.HTTPFloorRPS = saturate(fln.Addr().String())
+	_ = floor.Close()
+
+	// Phase 3: the receiver, saturated, one connection per sender.
+	fmt.Fprintf(progress, "bench: receiver, %d senders for %s…\n", clients, dur)
+	lat, rps := saturate(addr)
+	res.RPS = rps
 	res.Ratio = res.RPS / res.BaselineRPS
+	if res.HTTPFloorRPS > 0 && res.BaselineRPS > 0 {
+		res.FloorRatio = res.RPS * (1/res.HTTPFloorRPS + 1/res.BaselineRPS)
+	}
 	res.P50ms, res.P99ms = pct(lat, 50), pct(lat, 99)
 
-	// Phase 3: paced at rate events/s.
+	// Phase 4: paced at rate events/s.
 	fmt.Fprintf(progress, "bench: receiver paced at %d ev/s for %s…\n", rate, dur)
 	lat = lat[:0]
 	total := int(float64(rate) * dur.Seconds())

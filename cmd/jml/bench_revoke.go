@@ -47,6 +47,15 @@ type revokeResult struct {
 	SandboxRateLimit            int     `json:"sandbox_rate_limit"`
 	SandboxCPUMicrosPerEvent    float64 `json:"sandbox_cpu_us_per_event"`
 	CPUIncludes                 string  `json:"cpu_includes"`
+	// The floor, same run: a bare net/http client with the worker's
+	// transport settings and nothing else makes the same two calls per
+	// leaver (member detail, removal) against the same sandbox process,
+	// paced under the limit so it meets no 429.
+	BareClientCPUMicrosPerEvent float64 `json:"bare_client_cpu_us_per_event"`
+	BareClientCallsPerEvent     float64 `json:"bare_client_calls_per_event"`
+	BareClientRateLimited       int     `json:"bare_client_rate_limited"`
+	// CPURatio is cpu_us_per_event ÷ bare_client_cpu_us_per_event.
+	CPURatio float64 `json:"cpu_ratio"`
 	// With --otlp: spans and metric exports the local OTLP receiver got from
 	// the bench process (receiver) and the worker process.
 	otlpResult
@@ -63,8 +72,17 @@ func cmdBenchRevoke(ctx context.Context, args []string, stdout, stderr io.Writer
 	workerProfile := fs.String("worker-cpuprofile", "", "write a CPU profile of the worker process (its whole run) to this file")
 	otlp := fs.Bool("otlp", false, "export traces and metrics of the receiver and the worker over OTLP/HTTP to a local receiver (counted in the result)")
 	redisURL := fs.String("redis", "redis://127.0.0.1:6379", "Redis for the worker process (keys under a random prefix)")
+	bareOnly := fs.String("bare-only", "", "internal: run only the bare-client baseline against this sandbox URL (token in JML_SENTRY_TOKEN), from member --bare-from, --leavers of them, and print its result; the bench runs it as its own process")
+	bareFrom := fs.Int("bare-from", 0, "internal: with --bare-only, the first member number")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	if *bareOnly != "" {
+		r, err := benchBareClient(ctx, *bareOnly, os.Getenv("JML_SENTRY_TOKEN"), *bareFrom, *burst)
+		if err != nil {
+			return err
+		}
+		return printJSON(stdout, r)
 	}
 	res, err := benchRevoke(ctx, revokeOptions{seq: *seq, burst: *burst, latency: *latency, redisURL: *redisURL, profile: *cpuprofile, workerProfile: *workerProfile, otlp: *otlp}, stderr)
 	if err != nil {
@@ -104,7 +122,10 @@ func benchRevoke(ctx context.Context, o revokeOptions, progress io.Writer) (*rev
 	// The sandbox in its own process: demo org plus generated members, each
 	// burst leaver owning an org token (policy: revoke).
 	seed := sentrytest.DemoSeed()
-	seed.Generate = &sentrytest.SeedGenerate{Members: nSeq + nBurst + 50, Teams: 20}
+	// Members 1…nSeq+nBurst are the daemon's leavers; the bare client's
+	// follow after a gap of 50.
+	bareFrom := nSeq + nBurst + 51
+	seed.Generate = &sentrytest.SeedGenerate{Members: bareFrom + nBurst, Teams: 20}
 	const tokensOwned = 10
 	for i := range tokensOwned {
 		seed.OrgAuthTokens = append(seed.OrgAuthTokens, sentrytest.SeedOrgAuthToken{Name: fmt.Sprintf("ci-%d", i), CreatedBy: fmt.Sprintf("user%06d@acme.test", nSeq+1+i)})
@@ -382,6 +403,17 @@ func benchRevoke(ctx context.Context, o revokeOptions, progress io.Writer) (*rev
 	res.BurstBoundSeconds = float64(busiest) / 40
 	res.RateLimited = statsAfter.RateLimited - statsBefore.RateLimited
 	res.APICallsPerLeaver = float64(calls) / float64(nBurst)
+
+	// Phase 3: the floor — a bare client, same calls, same sandbox.
+	fmt.Fprintf(progress, "bench: the bare-client baseline, %d leavers…\n", nBurst)
+	bare, err := runBareClient(ctx, self, sbURL, token, bareFrom, nBurst)
+	if err != nil {
+		return nil, fmt.Errorf("bare-client baseline: %w", err)
+	}
+	res.BareClientCPUMicrosPerEvent, res.BareClientCallsPerEvent, res.BareClientRateLimited = bare.CPUPerEvent, bare.CallsPerEvent, bare.RateLimited
+	if bare.CPUPerEvent > 0 {
+		res.CPURatio = res.CPUMicrosPerEvent / bare.CPUPerEvent
+	}
 	if sink != nil {
 		// Both processes flush their exporters on shutdown; then count.
 		wk.stop()
@@ -390,6 +422,133 @@ func benchRevoke(ctx context.Context, o revokeOptions, progress io.Writer) (*rev
 		res.otlpResult = sink.result()
 	}
 	return res, nil
+}
+
+type bareResult struct {
+	CPUPerEvent   float64 `json:"cpu_us_per_event"`
+	CallsPerEvent float64 `json:"calls_per_event"`
+	RateLimited   int     `json:"rate_limited"`
+}
+
+// runBareClient runs the bare-client baseline in its own process (`jml bench
+// revoke --bare-only`), so its CPU is measured alone, like the worker's.
+func runBareClient(ctx context.Context, self, sbURL, token string, from, n int) (*bareResult, error) {
+	cmd := exec.CommandContext(ctx, self, "bench", "revoke", "-bare-only", sbURL, "-bare-from", strconv.Itoa(from), "-leavers", strconv.Itoa(n))
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "JML_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "JML_SENTRY_TOKEN="+token)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s", err, stderr.String())
+	}
+	var r bareResult
+	if err := json.Unmarshal(out, &r); err != nil {
+		return nil, fmt.Errorf("bare client result %q: %w", out, err)
+	}
+	return &r, nil
+}
+
+// bareRate is the bare client's pace, leavers per second: under the
+// sandbox's 40 per (token, URL pattern, method) and fixed 1-second window,
+// with room for latency jitter, so it meets no 429.
+const bareRate = 35
+
+// benchBareClient removes n members (user<from>… of the seed) the way the
+// worker does — GET the member detail, then DELETE it — with plain net/http
+// and the worker's transport settings (sentry.New's: keep-alive, 64 idle
+// connections per host, the same timeouts), and no telemetry, stores, budget
+// or gate. Member ids are looked up first, outside the measurement; the
+// CPU is this process's during the phase (run it in a process of its own:
+// runBareClient).
+func benchBareClient(ctx context.Context, sbURL, token string, from, n int) (*bareResult, error) {
+	ctl := &http.Client{Timeout: 10 * time.Second}
+	ids := make([]string, n)
+	for i := range n {
+		resp, err := ctl.Get(fmt.Sprintf("%s/_sandbox/members?email=user%06d@acme.test", sbURL, from+i))
+		if err != nil {
+			return nil, err
+		}
+		var m sentrytest.MemberView
+		err = json.NewDecoder(resp.Body).Decode(&m)
+		resp.Body.Close()
+		if err != nil || m.ID == "" {
+			return nil, fmt.Errorf("member user%06d: %v", from+i, err)
+		}
+		ids[i] = m.ID
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConnsPerHost = 64
+	t.DialContext = (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.ResponseHeaderTimeout = 20 * time.Second
+	defer t.CloseIdleConnections()
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: t}
+	call := func(method, url string) (int, error) {
+		req, err := http.NewRequestWithContext(ctx, method, url, nil)
+		if err != nil {
+			return 0, err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Accept", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		_, err = io.Copy(io.Discard, resp.Body)
+		return resp.StatusCode, err
+	}
+
+	// Start at a fresh window.
+	time.Sleep(time.Until(time.Now().Truncate(time.Second).Add(time.Second)))
+	var ru1, ru2 syscall.Rusage
+	var (
+		wg          sync.WaitGroup
+		mu          sync.Mutex
+		calls, r429 int
+		firstErr    error
+	)
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	tick := time.NewTicker(time.Second / bareRate)
+	for i := range n {
+		if i > 0 {
+			<-tick.C
+		}
+		wg.Add(1)
+		go func(id string) {
+			defer wg.Done()
+			u := fmt.Sprintf("%s/api/0/organizations/acme/members/%s/", sbURL, id)
+			for _, m := range []string{http.MethodGet, http.MethodDelete} {
+				code, err := call(m, u)
+				mu.Lock()
+				calls++
+				if code == http.StatusTooManyRequests {
+					r429++
+				}
+				if err == nil && code >= 300 {
+					err = fmt.Errorf("%s %s: %d", m, u, code)
+				}
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}(ids[i])
+	}
+	tick.Stop()
+	wg.Wait()
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru2)
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return &bareResult{CPUPerEvent: float64(cpuMicros(ru2)-cpuMicros(ru1)) / float64(n), CallsPerEvent: float64(calls) / float64(n), RateLimited: r429}, nil
 }
 
 func cpuMicros(ru syscall.Rusage) int64 {

@@ -14,11 +14,13 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gowebpki/jcs"
 
 	"github.com/sentry-jml/sentry-jml/internal/state"
+	"github.com/sentry-jml/sentry-jml/internal/state/jsstate"
 )
 
 // Anchor reasons.
@@ -176,18 +178,26 @@ func ParsePublicKey(s string) (ed25519.PublicKey, error) {
 	return ed25519.PublicKey(b), nil
 }
 
-// HeadReader reads the evidence chain's head.
+// HeadReader reads the heads of the evidence chains (jsstate.EvidenceLog).
 type HeadReader interface {
-	Head(ctx context.Context) (seq uint64, hash string, err error)
+	// ChainHeads returns the last record of every chain with a record
+	// stored at or after since minus jsstate.RangeSlack (zero: all).
+	ChainHeads(ctx context.Context, since time.Time) ([]jsstate.ChainHead, error)
 }
 
-// Anchorer signs the chain head into the anchor log.
+// Anchorer signs chain heads into the anchor log. Keep one per periodic
+// job: it remembers how far it has looked.
 type Anchorer struct {
 	Head    HeadReader
 	Anchors state.AnchorLog
 	Key     ed25519.PrivateKey
 	Now     func() time.Time
 	Logger  *slog.Logger
+
+	mu sync.Mutex
+	// scanned is when the last AnchorHead began: the next looks at records
+	// stored since then (less the slack), not at the whole log again.
+	scanned time.Time
 }
 
 // PublicKey is the anchors' verification key.
@@ -195,35 +205,65 @@ func (a *Anchorer) PublicKey() ed25519.PublicKey {
 	return a.Key.Public().(ed25519.PublicKey)
 }
 
-// AnchorHead signs the current head, unless the newest anchor already signs
-// it (a periodic anchor over an unchanged chain adds nothing). It returns the
-// anchor and whether a new one was stored.
+// AnchorHead signs the head of every chain that moved since its last run
+// (the first run looks at the whole log), unless an anchor already signs it
+// (a periodic anchor over an unchanged chain adds nothing). It returns the
+// last anchor signed and whether any was stored.
 func (a *Anchorer) AnchorHead(ctx context.Context) (state.Anchor, bool, error) {
-	seq, hash, err := a.Head.Head(ctx)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	began := a.now()
+	since := a.scanned
+	heads, err := a.Head.ChainHeads(ctx, since)
 	if err != nil {
 		return state.Anchor{}, false, err
 	}
-	if seq == 0 {
+	if len(heads) == 0 {
+		a.scanned = began
 		return state.Anchor{}, false, nil
 	}
-	last, err := a.Anchors.Last(ctx)
-	switch {
-	case err == nil && last.HeadSeq == seq && last.HeadHash == hash:
-		return last, false, nil
-	case err != nil && !errors.Is(err, state.ErrNotFound):
-		return state.Anchor{}, false, err
+	type signedHead struct {
+		chain string
+		seq   uint64
+		hash  string
 	}
-	an, err := a.Sign(ctx, "", seq, hash, ReasonPeriodic)
-	return an, err == nil, err
+	signed := map[signedHead]bool{}
+	var from time.Time
+	if !since.IsZero() {
+		from = since.Add(-jsstate.RangeSlack)
+	}
+	for an, err := range a.Anchors.Since(ctx, from) {
+		if err != nil {
+			return state.Anchor{}, false, err
+		}
+		signed[signedHead{an.Chain, an.HeadSeq, an.HeadHash}] = true
+	}
+	var last state.Anchor
+	stored := false
+	for _, h := range heads {
+		if signed[signedHead{h.Chain, h.Seq, h.Hash}] {
+			continue
+		}
+		an, err := a.Sign(ctx, h.Chain, h.Seq, h.Hash, ReasonPeriodic)
+		if err != nil {
+			return last, stored, err
+		}
+		last, stored = an, true
+	}
+	a.scanned = began
+	return last, stored, nil
+}
+
+func (a *Anchorer) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
 }
 
 // Sign signs the given head and stores the anchor.
 func (a *Anchorer) Sign(ctx context.Context, chain string, seq uint64, hash, reason string) (state.Anchor, error) {
-	now := time.Now
-	if a.Now != nil {
-		now = a.Now
-	}
-	an, err := SignAnchor(a.Key, chain, seq, hash, now(), reason)
+	an, err := SignAnchor(a.Key, chain, seq, hash, a.now(), reason)
 	if err != nil {
 		return state.Anchor{}, err
 	}
@@ -231,7 +271,7 @@ func (a *Anchorer) Sign(ctx context.Context, chain string, seq uint64, hash, rea
 		return state.Anchor{}, err
 	}
 	if a.Logger != nil {
-		a.Logger.InfoContext(ctx, "evidence chain head signed", "seq", seq, "reason", reason, "key_id", an.KeyID)
+		a.Logger.DebugContext(ctx, "evidence chain head signed", "chain", chain, "seq", seq, "reason", reason, "key_id", an.KeyID)
 	}
 	return an, nil
 }

@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/sentry-jml/sentry-jml/internal/embednats/natstest"
 	"github.com/sentry-jml/sentry-jml/internal/evidence"
 	"github.com/sentry-jml/sentry-jml/internal/state"
@@ -20,6 +22,7 @@ import (
 )
 
 type fixture struct {
+	js  jetstream.JetStream
 	log *jsstate.EvidenceLog
 	an  *evidence.Anchorer
 	key ed25519.PrivateKey
@@ -36,13 +39,20 @@ func newFixture(t *testing.T) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{log: r.Evidence, key: key, an: &evidence.Anchorer{Head: r.Evidence, Anchors: r.Anchors, Key: key}}
+	return &fixture{js: js, log: r.Evidence, key: key, an: &evidence.Anchorer{Head: r.Evidence, Anchors: r.Anchors, Key: key}}
 }
 
+// append writes n records of one person (one chain).
 func (f *fixture) append(t *testing.T, n int) {
 	t.Helper()
+	f.appendFor(t, n, func(int) string { return "id:E-1" })
+}
+
+// appendFor writes n records, record i for person(i).
+func (f *fixture) appendFor(t *testing.T, n int, person func(i int) string) {
+	t.Helper()
 	for i := range n {
-		_, err := f.log.Append(t.Context(), state.Evidence{PersonKey: fmt.Sprintf("id:E-%d", i), Email: fmt.Sprintf("p%d@example.com", i),
+		_, err := f.log.Append(t.Context(), state.Evidence{PersonKey: person(i), Email: fmt.Sprintf("p%d@example.com", i),
 			Kind: state.EvidenceConvergence, Outcome: "applied", Plan: json.RawMessage(`{"outcome":"applied","note":"<&> é \u2028"}`),
 			Trigger:  &state.Trigger{Source: "generic", EventID: fmt.Sprintf("ev-%d", i), OccurredAt: time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC)},
 			Requests: []state.SentryRequest{{Method: "DELETE", Path: "/api/0/organizations/acme/members/1/", Status: 204, At: time.Now().UTC(), DurationMS: 12}}})
@@ -78,7 +88,10 @@ func TestExportVerifies(t *testing.T) {
 	if err != nil {
 		t.Fatalf("intact export: %v\n%s", err, out)
 	}
-	if res.Records != 7 || res.Anchors != 2 || !res.Chains[""].Anchored || res.Chains[""].FirstSeq != 1 || res.Chains[""].LastSeq != 7 {
+	// One chain (one person): the periodic anchor at 4, the export's at 7,
+	// and the export's manifest.
+	c := res.Chains[jsstate.EvidenceChain("id:E-1")]
+	if res.Records != 7 || res.Anchors != 3 || len(res.Chains) != 1 || !c.Anchored || c.FirstSeq != 1 || c.LastSeq != 7 || !res.Manifest {
 		t.Fatalf("result %+v", res)
 	}
 	// The lines are the stored bytes: the record as Append returned it encodes to line 1.
@@ -121,7 +134,7 @@ func TestTamperedExportNamesFirstBadLine(t *testing.T) {
 		},
 	}
 	want := map[string]string{"edited outcome": "line 3 ", "deleted record": "line 2 ", "swapped records": "line 2 ",
-		"anchor dropped": "no valid anchor", "anchor signature edited": "signature does not verify"}
+		"anchor dropped": "without a valid signed manifest", "anchor signature edited": "signature does not verify"}
 	for name, mut := range cases {
 		t.Run(name, func(t *testing.T) {
 			l := mut(append([]string(nil), ls...))
@@ -196,14 +209,14 @@ func TestRechainedHistoryFails(t *testing.T) {
 	}
 	// Dropping the anchors leaves no valid one.
 	_, err = evidence.Verify(strings.NewReader(strings.Join(forged[:6], "\n")), f.pub())
-	if !errors.Is(err, evidence.ErrBad) || !strings.Contains(err.Error(), "no valid anchor") {
+	if !errors.Is(err, evidence.ErrBad) || !strings.Contains(err.Error(), "without a valid signed manifest") {
 		t.Fatalf("re-chained history without anchors: %v", err)
 	}
 	// An anchor signed by another key (the forger's) is refused.
 	fk, _ := evidence.GenerateKey()
 	var last state.Evidence
 	_ = json.Unmarshal([]byte(forged[5]), &last)
-	a, _ := evidence.SignAnchor(fk, "", last.Seq, last.Hash, time.Now(), evidence.ReasonExport)
+	a, _ := evidence.SignAnchor(fk, last.Chain, last.Seq, last.Hash, time.Now(), evidence.ReasonExport)
 	ab, _ := evidence.EncodeAnchor(a)
 	_, err = evidence.Verify(strings.NewReader(strings.Join(append(forged[:6:6], string(ab)), "\n")), f.pub())
 	if !errors.Is(err, evidence.ErrBad) || !strings.Contains(err.Error(), "not a trusted key") {
@@ -352,5 +365,135 @@ func TestReformattedLineVerifiesByContent(t *testing.T) {
 	ls[0] = strings.Replace(ls[0], `"applied"`, `"in_sync"`, 1)
 	if _, err := evidence.Verify(strings.NewReader(strings.Join(ls, "\n")), f.pub()); !errors.Is(err, evidence.ErrBad) {
 		t.Fatalf("edited reformatted line: %v", err)
+	}
+}
+
+// writeFleetLayout stores n records as the daemon wrote them before
+// per-person chains: one fleet chain (no "chain" member), each record's seq
+// its stream sequence and prev_hash the hash of the record stored before it,
+// whoever the person, on the person's subject. It returns the last hash.
+func (f *fixture) writeFleetLayout(t *testing.T, n int, person func(i int) string) (last string) {
+	t.Helper()
+	st, err := f.js.Stream(t.Context(), jsstate.StreamEvidence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := info.State.LastSeq
+	for i := range n {
+		seq++
+		e := state.Evidence{Seq: seq, PersonKey: person(i), Email: fmt.Sprintf("old%d@example.com", i), At: time.Now().UTC(),
+			Kind: state.EvidenceConvergence, Outcome: "applied", V: state.EvidenceV2, PrevHash: last}
+		if e.Hash, err = state.ComputeHash(e); err != nil {
+			t.Fatal(err)
+		}
+		b, err := state.EncodeEvidence(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack, err := f.js.Publish(t.Context(), jsstate.EvidenceSubject(e.PersonKey), b, jetstream.WithExpectLastSequence(seq-1))
+		if err != nil || ack.Sequence != seq {
+			t.Fatalf("store fleet-layout record %d: %v", seq, err)
+		}
+		last = e.Hash
+	}
+	return last
+}
+
+// TestExportsOfBothLayoutsVerify: an export written before per-person
+// chains (one fleet chain: records without "chain", an anchor of chain "")
+// and one written after, whose records continue for the same people in
+// per-person chains beside the old fleet chain, both verify with the same
+// Verify; and a whole chain removed from the new export is caught by its
+// signed manifest.
+func TestExportsOfBothLayoutsVerify(t *testing.T) {
+	f := newFixture(t)
+	people := func(i int) string { return fmt.Sprintf("id:E-%d", i%3) }
+	last := f.writeFleetLayout(t, 5, people)
+
+	// The export as the previous layout wrote it: the stored bytes, then an
+	// export anchor of the fleet chain "" signing seq 5 (no manifest).
+	var old bytes.Buffer
+	for r, err := range f.log.ScanRaw(t.Context(), time.Time{}, time.Time{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(r.Raw, []byte(`"chain"`)) {
+			t.Fatalf("a fleet-layout record carries a chain: %s", r.Raw)
+		}
+		old.Write(r.Raw)
+		old.WriteByte('\n')
+	}
+	a, _ := evidence.SignAnchor(f.key, "", 5, last, time.Now(), evidence.ReasonExport)
+	ab, _ := evidence.EncodeAnchor(a)
+	old.Write(ab)
+	old.WriteByte('\n')
+	res, err := evidence.Verify(bytes.NewReader(old.Bytes()), f.pub())
+	if err != nil || res.Records != 5 || len(res.Chains) != 1 || res.Chains[""].LastSeq != 5 || !res.Chains[""].Anchored {
+		t.Fatalf("fleet-layout export: %+v %v", res, err)
+	}
+
+	// Now the same people get per-person chains; one new person too.
+	f.appendFor(t, 7, func(i int) string { return fmt.Sprintf("id:E-%d", i%4) })
+	if _, stored, err := f.an.AnchorHead(t.Context()); err != nil || !stored {
+		t.Fatalf("periodic anchoring of the chains: stored=%v %v", stored, err)
+	}
+	if _, stored, err := f.an.AnchorHead(t.Context()); err != nil || stored {
+		t.Fatalf("a second periodic run over unchanged chains stored an anchor (%v)", err)
+	}
+	// Every chain's head is signed once: the fleet chain's and four people's.
+	signed := map[string]bool{}
+	for a, err := range f.an.Anchors.Since(t.Context(), time.Time{}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+		if signed[a.Chain] {
+			t.Errorf("chain %q signed twice by the periodic runs", a.Chain)
+		}
+		signed[a.Chain] = true
+	}
+	if len(signed) != 5 || !signed[""] {
+		t.Fatalf("periodic anchors sign chains %v, want the fleet chain and 4 people's", signed)
+	}
+	f.appendFor(t, 2, people)
+	out := f.export(t)
+	res, err = evidence.Verify(bytes.NewReader(out), f.pub())
+	if err != nil {
+		t.Fatalf("export across the change of layout: %v\n%s", err, out)
+	}
+	if res.Records != 14 || len(res.Chains) != 5 || !res.Manifest || res.Chains[""].LastSeq != 5 {
+		t.Fatalf("result %+v", res)
+	}
+	for name, sp := range res.Chains {
+		if !sp.Anchored || sp.FirstSeq != 1 || sp.FirstPrev != "" {
+			t.Errorf("chain %q: %+v", name, sp)
+		}
+	}
+	e0 := res.Chains[jsstate.EvidenceChain("id:E-0")]
+	if e0.LastSeq != 3 { // E-0: records 0 and 4 of the 7, then record 0 of the 2
+		t.Errorf("chain of id:E-0 ends at seq %d, want 3", e0.LastSeq)
+	}
+
+	// A whole chain taken out of the new export — its records and its
+	// anchors — is caught by the signed manifest.
+	gone := jsstate.EvidenceChain("id:E-3")
+	var kept []string
+	for _, l := range lines(out) {
+		var x struct {
+			Chain string `json:"chain"`
+		}
+		_ = json.Unmarshal([]byte(l), &x)
+		if x.Chain != gone {
+			kept = append(kept, l)
+		}
+	}
+	if len(kept) >= len(lines(out)) {
+		t.Fatal("the test removed nothing")
+	}
+	if _, err := evidence.Verify(strings.NewReader(strings.Join(kept, "\n")), f.pub()); !errors.Is(err, evidence.ErrBad) || !strings.Contains(err.Error(), "manifest") {
+		t.Fatalf("a whole chain removed: %v", err)
 	}
 }

@@ -30,6 +30,9 @@ type Result struct {
 	Outside int `json:"anchors_outside,omitempty"`
 	// Legacy counts version 1 records (checked with the version 1 rule).
 	Legacy int `json:"legacy_records,omitempty"`
+	// Manifest says a signed manifest (an export of per-person chains)
+	// matched the chains in the file.
+	Manifest bool `json:"manifest,omitempty"`
 }
 
 // Span is a chain's first and last record in a file.
@@ -42,6 +45,8 @@ type Span struct {
 	FirstPrev string `json:"first_prev_hash"`
 	// Anchored says a valid anchor signs the chain's last record.
 	Anchored bool `json:"anchored"`
+	// lastHash is the last record's hash (for the manifest).
+	lastHash string
 }
 
 // line is what verification reads of every line.
@@ -112,7 +117,10 @@ func canonicalMatch(raw []byte, want string) bool {
 //  3. every anchor is signed by one of keys, and the record it names (chain,
 //     head_seq) is in the file with exactly head_hash — unless head_seq is
 //     outside the file's span (counted in Outside);
-//  4. each chain's last record is signed by a valid anchor.
+//  4. each chain's last record is signed by a valid anchor;
+//  5. when the file holds per-person chains, the export's signed manifest
+//     (chain "*") matches every chain's span in the file, so removing a
+//     whole chain (its records and its anchor) shows too.
 //
 // A rewritten and re-chained history fails 3 (an anchor signed before names
 // the old hash) or 4 (no valid anchor). The error names the first bad line.
@@ -199,6 +207,14 @@ func Verify(r io.Reader, keys []ed25519.PublicKey) (Result, error) {
 	if err := sc.Err(); err != nil {
 		return res, fmt.Errorf("verify: read: %w", err)
 	}
+	perPerson := false
+	spans := make(map[string]Span, len(chains))
+	for name, cs := range chains {
+		perPerson = perPerson || name != ""
+		sp := cs.span
+		sp.lastHash = cs.last.Hash
+		spans[name] = sp
+	}
 	for _, x := range anchors {
 		a := x.a
 		name := fmt.Sprintf("line %d (anchor of chain %q at seq %d)", x.n, a.Chain, a.HeadSeq)
@@ -206,6 +222,14 @@ func Verify(r io.Reader, keys []ed25519.PublicKey) (Result, error) {
 			return res, fmt.Errorf("%w: %s: %w", ErrBad, name, err)
 		}
 		res.Anchors++
+		if a.Chain == ManifestChain {
+			if a.HeadSeq != uint64(res.Records) || a.HeadHash != ManifestHash(spans) {
+				return res, fmt.Errorf("%w: line %d (manifest): the export signed %d records in other chains or spans than the file holds (a chain was removed, added or cut)",
+					ErrBad, x.n, a.HeadSeq)
+			}
+			res.Manifest = true
+			continue
+		}
 		cs := chains[a.Chain]
 		if cs == nil || a.HeadSeq < cs.span.FirstSeq || a.HeadSeq > cs.span.LastSeq {
 			res.Outside++
@@ -218,6 +242,9 @@ func Verify(r io.Reader, keys []ed25519.PublicKey) (Result, error) {
 		if a.HeadSeq == cs.span.LastSeq {
 			cs.span.Anchored = true
 		}
+	}
+	if perPerson && !res.Manifest {
+		return res, fmt.Errorf("%w: per-person chains without a valid signed manifest: whole chains may have been removed", ErrBad)
 	}
 	for name, cs := range chains {
 		if !cs.span.Anchored {

@@ -18,7 +18,6 @@ import (
 	"strings"
 	"time"
 
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -42,8 +41,9 @@ type Config struct {
 	SCIMToken string
 	// AllowAnyToken accepts any token string (the sandbox).
 	AllowAnyToken bool
-	// HTTPClient is copied and its Transport wrapped with otelhttp. nil: a client
-	// with a 30s timeout.
+	// HTTPClient is copied (its Transport used as is; the client instruments
+	// each request itself, see httpTelemetry). nil: a client with a 30s
+	// timeout and a pooled transport.
 	HTTPClient *http.Client
 	// TracerProvider and MeterProvider default to the otel globals.
 	TracerProvider trace.TracerProvider
@@ -92,6 +92,8 @@ type Client struct {
 	// own is the transport New created (nil when the caller gave an
 	// HTTPClient): Close releases its pooled connections.
 	own *http.Transport
+	// telemetry is the HTTP client span and duration metric of each request.
+	telemetry *httpTelemetry
 }
 
 // Close releases the connections the client keeps to Sentry. Pooled ones
@@ -249,35 +251,23 @@ func New(cfg Config) (*Client, error) {
 			base = http.DefaultTransport
 		}
 	}
-	hc.Transport = otelhttp.NewTransport(redactURL{base},
-		otelhttp.WithTracerProvider(tp),
-		otelhttp.WithMeterProvider(mp),
-		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
-			if p, ok := r.Context().Value(patternKey{}).(string); ok {
-				return r.Method + " " + p
-			}
-			return "HTTP " + r.Method
-		}),
-	)
+	hc.Transport = base
 	c.http = &hc
+	if c.telemetry, err = newHTTPTelemetry(tp, meter); err != nil {
+		return nil, fmt.Errorf("sentry: metrics: %w", err)
+	}
 	return c, nil
 }
 
-// redactURL runs inside otelhttp's client span and overwrites its url.full
-// with the URL's query values redacted: member searches carry the person's
-// email (?query=email:…), which must not land in traces.
-type redactURL struct{ next http.RoundTripper }
-
-func (t redactURL) RoundTrip(r *http.Request) (*http.Response, error) {
-	if span := trace.SpanFromContext(r.Context()); span.IsRecording() && r.URL.RawQuery != "" {
-		span.SetAttributes(attribute.String("url.full", redactedURL(r.URL)))
-	}
-	return t.next.RoundTrip(r)
-}
-
-// redactedURL is u with every query value replaced by REDACTED (the names stay).
+// redactedURL is u with every query value replaced by REDACTED (the names
+// stay): member searches carry the person's email (?query=email:…), which
+// must not land in traces.
 func redactedURL(u *url.URL) string {
 	c := *u
+	if c.RawQuery == "" {
+		c.User = nil
+		return c.String()
+	}
 	q := c.Query()
 	for k, vs := range q {
 		for i := range vs {
@@ -301,8 +291,6 @@ func (c *Client) Org() string { return c.org }
 
 // BaseURL returns the normalized base URL.
 func (c *Client) BaseURL() string { return c.base.String() }
-
-type patternKey struct{}
 
 // call describes one logical HTTP request.
 type call struct {
@@ -545,7 +533,7 @@ func (c *Client) send(ctx context.Context, cl call, u, token string, body []byte
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(context.WithValue(ctx, patternKey{}, cl.pattern), cl.method, u, rd)
+	req, err := http.NewRequestWithContext(ctx, cl.method, u, rd)
 	if err != nil {
 		return nil, err
 	}
@@ -559,15 +547,19 @@ func (c *Client) send(ctx context.Context, cl call, u, token string, body []byte
 			req.Header.Set("Content-Type", "application/json")
 		}
 	}
+	finish := c.telemetry.begin(ctx, req, cl.pattern)
 	hr, err := c.http.Do(req)
 	if err != nil {
+		finish(0, err)
 		return nil, err
 	}
 	defer hr.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(hr.Body, maxBody))
 	if err != nil {
+		finish(0, err)
 		return nil, fmt.Errorf("read body: %w", err)
 	}
+	finish(hr.StatusCode, nil)
 	return &response{status: hr.StatusCode, header: hr.Header, body: b}, nil
 }
 

@@ -77,13 +77,19 @@ const (
 )
 
 // Evidence is one audit record: what a convergence run (or a brake, an
-// approval, a case for a human) did for a person, and why. The records form a
-// single hash chain across the whole log: Hash is ComputeHash of the record
-// and PrevHash the Hash of the record appended just before it, so an export
-// shows any edit, deletion or reordering (VerifyChain).
+// approval, a case for a human) did for a person, and why. The records form
+// hash chains: Hash is ComputeHash of the record and PrevHash the Hash of the
+// record before it in its chain, so an export shows any edit, deletion or
+// reordering (VerifyChain). Records written before per-person chains form
+// one fleet chain (Chain ""); since then each person has a chain of their
+// own (Chain names it), anchored by signed anchors (internal/evidence).
 type Evidence struct {
-	// Seq is the record's position in the log, from 1, without gaps.
-	Seq       uint64    `json:"seq"`
+	// Seq is the record's position in its chain, from 1, without gaps.
+	Seq uint64 `json:"seq"`
+	// Chain names the record's chain: "" for the fleet chain of the records
+	// written before per-person chains, else the person's chain (see
+	// jsstate.EvidenceChain). Version 2 only.
+	Chain     string    `json:"chain,omitempty"`
 	PersonKey string    `json:"person_key,omitempty"` // "" for org-wide records (a reconcile brake)
 	Email     string    `json:"email,omitempty"`
 	At        time.Time `json:"at"`
@@ -205,9 +211,9 @@ type EvidenceLog interface {
 }
 
 // VerifyChain checks a contiguous run of evidence records, oldest first (an
-// export of Range, or the whole log): each record's Hash matches its content,
-// each PrevHash is the Hash of the record before it, and sequence numbers
-// follow each other without gaps. An edited record, a deleted or inserted one
+// export of Range, or the whole log), chain by chain: each record's Hash
+// matches its content, each PrevHash is the Hash of the record before it in
+// its chain, and sequence numbers follow each other without gaps. An edited record, a deleted or inserted one
 // and a reordering all fail with an error wrapping ErrChainBroken; an error
 // from the sequence itself is returned as it is. The first record anchors the
 // chain; when it claims Seq 1 its PrevHash must be empty. To prove nothing
@@ -217,15 +223,17 @@ func VerifyChain(seq iter.Seq2[Evidence, error]) error {
 	return verifyChain(seq, false, "")
 }
 
-// VerifyChainFrom is VerifyChain with a known anchor: the first record's
-// PrevHash must equal prevHash ("" means the first record must be the
-// first of the log, Seq 1).
+// VerifyChainFrom is VerifyChain with a known anchor: each chain's first
+// record's PrevHash must equal prevHash ("" means each chain's first record
+// must be its first, Seq 1).
 func VerifyChainFrom(prevHash string, seq iter.Seq2[Evidence, error]) error {
 	return verifyChain(seq, true, prevHash)
 }
 
 func verifyChain(seq iter.Seq2[Evidence, error], anchored bool, anchor string) error {
-	var prev *Evidence
+	// Each chain is checked on its own; records of several chains may
+	// interleave (per-person chains in stream order).
+	prevs := map[string]*Evidence{}
 	n := 0
 	for e, err := range seq {
 		if err != nil {
@@ -239,6 +247,7 @@ func verifyChain(seq iter.Seq2[Evidence, error], anchored bool, anchor string) e
 		if h != e.Hash {
 			return fmt.Errorf("%w: record %d (seq %d): content does not match its hash", ErrChainBroken, n, e.Seq)
 		}
+		prev := prevs[e.Chain]
 		switch {
 		case prev != nil:
 			if e.Seq != prev.Seq+1 {
@@ -260,7 +269,7 @@ func verifyChain(seq iter.Seq2[Evidence, error], anchored bool, anchor string) e
 			return fmt.Errorf("%w: record %d has no seq", ErrChainBroken, n)
 		}
 		cur := e
-		prev = &cur
+		prevs[e.Chain] = &cur
 	}
 	return nil
 }

@@ -354,10 +354,8 @@ func (s *Sandbox) removeMember(st *state, p *principal, m *member) {
 	s.audit(st, p, "member.remove", note, m.id, userID(m), auditDataOf(m))
 	st.removeMember(m)
 	if m.user != nil {
-		for _, o := range append([]*member(nil), st.memberOrder...) {
-			if o.pending() && o.inviterID == m.user.id {
-				st.removeMember(o)
-			}
+		for _, o := range st.pendingInvitesBy(m.user.id) {
+			st.removeMember(o)
 		}
 	}
 	s.stats.mutation("member.remove", email)
@@ -513,7 +511,7 @@ func (s *Sandbox) createInvite(st *state, p *principal, email, role string, flag
 		m.inviterName = p.user.name
 		m.inviterID = p.user.id
 	}
-	st.addMember(m)
+	st.addMember(m) // indexes the inviter
 	s.audit(st, p, "member.invite", "invited member "+email, m.id, 0, auditDataOf(m))
 	s.stats.mutation("member.invite", email)
 	return m

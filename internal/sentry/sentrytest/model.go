@@ -288,7 +288,11 @@ type state struct {
 	memberOrder   []*member          // sorted by id
 	memberByEmail map[string]*member // lower-case effective email
 	memberByUser  map[int64]*member
-	scimOrder     []*member // pending invites by email, then members by id; nil = stale
+	// invitesBy indexes members by the user id that invited them
+	// (inviterID), so removing a member finds the pending invites its user
+	// sent without scanning every member.
+	invitesBy map[int64]map[*member]struct{}
+	scimOrder []*member // pending invites by email, then members by id; nil = stale
 
 	teams      map[int64]*team
 	teamBySlug map[string]*team
@@ -315,6 +319,7 @@ func newState() *state {
 		members:       map[int64]*member{},
 		memberByEmail: map[string]*member{},
 		memberByUser:  map[int64]*member{},
+		invitesBy:     map[int64]map[*member]struct{}{},
 		teams:         map[int64]*team{},
 		teamBySlug:    map[string]*team{},
 		projects:      map[int64]*project{},
@@ -358,7 +363,49 @@ func (st *state) addMember(m *member) {
 	if m.user != nil {
 		st.memberByUser[m.user.id] = m
 	}
+	st.indexInviter(m)
 	st.scimOrder = nil
+}
+
+// setInviter records that the user u invited m.
+func (st *state) setInviter(m *member, u *user) {
+	st.unindexInviter(m)
+	m.inviterName, m.inviterID = u.name, u.id
+	st.indexInviter(m)
+}
+
+func (st *state) indexInviter(m *member) {
+	if m.inviterID == 0 {
+		return
+	}
+	set := st.invitesBy[m.inviterID]
+	if set == nil {
+		set = map[*member]struct{}{}
+		st.invitesBy[m.inviterID] = set
+	}
+	set[m] = struct{}{}
+}
+
+func (st *state) unindexInviter(m *member) {
+	if set := st.invitesBy[m.inviterID]; set != nil {
+		delete(set, m)
+		if len(set) == 0 {
+			delete(st.invitesBy, m.inviterID)
+		}
+	}
+}
+
+// pendingInvitesBy returns the pending invites the user userID sent, in id
+// order (the order of the member list).
+func (st *state) pendingInvitesBy(userID int64) []*member {
+	var out []*member
+	for o := range st.invitesBy[userID] {
+		if o.pending() && st.members[o.id] == o {
+			out = append(out, o)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
+	return out
 }
 
 func (st *state) removeMember(m *member) {
@@ -373,6 +420,7 @@ func (st *state) removeMember(m *member) {
 	if m.user != nil && st.memberByUser[m.user.id] == m {
 		delete(st.memberByUser, m.user.id)
 	}
+	st.unindexInviter(m)
 	for t := range m.teams {
 		delete(t.members, m)
 	}

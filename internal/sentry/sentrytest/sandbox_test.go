@@ -962,3 +962,49 @@ func TestSCIMAzureOmitsActive(t *testing.T) {
 		t.Fatalf("azure user has active: %s", r.body)
 	}
 }
+
+// TestRemoveMemberDropsTheirPendingInvites: removing a member also drops the
+// pending invites its user sent (Sentry deletes a leaving user's outstanding
+// invites with the member, src/sentry/core/endpoints/organization_member/details.py),
+// and nothing else: invites others sent and invites already accepted stay.
+// The sandbox finds them through its inviter index, not a scan of every member.
+func TestRemoveMemberDropsTheirPendingInvites(t *testing.T) {
+	seed := &Seed{
+		Org: SeedOrg{Slug: "acme"},
+		Members: []SeedMember{
+			{Email: "olivia.owner@acme.test", OrgRole: "owner"},
+			{Email: "jml-bot@acme.test", OrgRole: "manager"},
+			{Email: "ann.inviter@acme.test", OrgRole: "manager"},
+			{Email: "bob.other@acme.test", OrgRole: "manager"},
+			{Email: "p1@acme.test", Pending: true, InvitedBy: "ann.inviter@acme.test"},
+			{Email: "p2@acme.test", Pending: true, InvitedBy: "ann.inviter@acme.test"},
+			{Email: "p3@acme.test", Pending: true, InvitedBy: "bob.other@acme.test"},
+			{Email: "joined@acme.test", InvitedBy: "ann.inviter@acme.test"},
+		},
+	}
+	srv := NewServer(t, Options{Seed: seed})
+	c := newClient(t, srv)
+	// An invite sent through the API by ann is indexed too.
+	expect(t, c.as("ann.inviter@acme.test").do("POST", membersURL, `{"email":"p4@acme.test","orgRole":"member"}`), 201, "")
+	expect(t, c.do("DELETE", membersURL+memberID(t, srv.Sandbox, "ann.inviter@acme.test")+"/", nil), 204, "")
+	for email, want := range map[string]bool{"p1@acme.test": false, "p2@acme.test": false, "p4@acme.test": false,
+		"p3@acme.test": true, "joined@acme.test": true, "bob.other@acme.test": true} {
+		if _, ok := srv.Member(email); ok != want {
+			t.Errorf("%s present = %v, want %v", email, ok, want)
+		}
+	}
+	srv.mu.RLock()
+	defer srv.mu.RUnlock()
+	n := 0
+	for _, set := range srv.st.invitesBy {
+		for m := range set {
+			n++
+			if srv.st.members[m.id] != m {
+				t.Errorf("removed %s still in the inviter index", m.Email())
+			}
+		}
+	}
+	if n != 2 { // p3 (bob's) and joined (ann's, accepted)
+		t.Errorf("inviter index holds %d members, want 2", n)
+	}
+}

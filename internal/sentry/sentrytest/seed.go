@@ -304,8 +304,7 @@ func (s *Seed) build(orgSlug string, now time.Time) (*state, error) {
 		}
 		m := st.memberByEmail[lower(sm.Email)]
 		if inv := st.memberByEmail[lower(sm.InvitedBy)]; inv != nil && inv.user != nil {
-			m.inviterName = inv.user.name
-			m.inviterID = inv.user.id
+			st.setInviter(m, inv.user)
 		}
 	}
 	if g := s.Generate; g != nil {

@@ -26,23 +26,42 @@ const RangeSlack = 5 * time.Minute
 const maxAppendAttempts = 500
 
 // EvidenceLog is a state.EvidenceLog on the stream JML_EVIDENCE. The stream
-// denies deletes and purges, and every record's Seq equals its stream
-// sequence: Append publishes with an expected last stream sequence, so
-// appenders on any number of connections and replicas extend one chain.
+// denies deletes and purges. Each person's records form a chain of their own
+// on the person's subject (EvidenceChain names it; org-wide records share
+// the chain "org"): Append publishes with the expected last sequence of that
+// subject, so appenders on any number of connections and replicas extend
+// each chain without gaps, and appends for different people never wait for
+// each other. Records written before per-person chains (Chain "") form one
+// fleet chain whose Seq is the stream sequence; they stay as they are and
+// verify as before. The signed anchors (internal/evidence) sign each chain's
+// head, which ties the chains to the fleet's signing key.
 type EvidenceLog struct {
 	js  jetstream.JetStream
 	st  jetstream.Stream
 	now func() time.Time
 
-	// appendMu makes this process's appends take turns: concurrent appends
-	// from one process would otherwise race for the same sequence, and every
-	// loser pays a head read and a retry. Other replicas still contend
-	// through the expected last sequence.
-	appendMu sync.Mutex
-	mu       sync.Mutex
-	headSeq  uint64 // last record this log appended or read; a hint, verified by the server
-	headHash string
+	// stripes serialize this process's appends to one chain (same person):
+	// they would otherwise race for the subject's sequence and every loser
+	// would pay a head read and a retry. Different people take different
+	// stripes most of the time; other replicas contend through the
+	// expected last subject sequence.
+	stripes [64]sync.Mutex
+	mu      sync.Mutex
+	// heads caches each chain's head as this log last appended or read it: a
+	// hint, verified by the server on the next append.
+	heads map[string]chainHead
 }
+
+// chainHead is a chain's last record: its stream sequence (for the expected
+// last subject sequence), its position in the chain and its hash.
+type chainHead struct {
+	stream, seq uint64
+	hash        string
+}
+
+// maxCachedHeads bounds the head cache (the cache is emptied when full; a
+// miss costs one read of the subject's last message).
+const maxCachedHeads = 100_000
 
 var _ state.EvidenceLog = (*EvidenceLog)(nil)
 
@@ -63,19 +82,27 @@ func OpenEvidence(ctx context.Context, js jetstream.JetStream, o Options) (*Evid
 	if err != nil {
 		return nil, fmt.Errorf("open stream %s: %w", StreamEvidence, err)
 	}
-	return &EvidenceLog{js: js, st: st, now: o.Now}, nil
+	return &EvidenceLog{js: js, st: st, now: o.Now, heads: map[string]chainHead{}}, nil
 }
 
 // EvidenceSubject is the subject of a person's evidence records.
 func EvidenceSubject(personKey string) string {
-	if personKey == "" {
-		return EvidenceSubjectPrefix + ".org"
-	}
-	sum := sha256.Sum256([]byte(personKey))
-	return EvidenceSubjectPrefix + "." + hex.EncodeToString(sum[:16])
+	return EvidenceSubjectPrefix + "." + EvidenceChain(personKey)
 }
 
-// Append implements state.EvidenceLog.
+// EvidenceChain names a person's evidence chain: 32 hex digits of the
+// SHA-256 of the person key (the key itself, an email or an HR id, stays
+// out of the name), or "org" for org-wide records.
+func EvidenceChain(personKey string) string {
+	if personKey == "" {
+		return "org"
+	}
+	sum := sha256.Sum256([]byte(personKey))
+	return hex.EncodeToString(sum[:16])
+}
+
+// Append implements state.EvidenceLog. The record extends the person's
+// chain (see EvidenceLog).
 func (l *EvidenceLog) Append(ctx context.Context, e state.Evidence) (state.Evidence, error) {
 	if e.Kind == "" {
 		return state.Evidence{}, errors.New("evidence: kind is required")
@@ -87,21 +114,25 @@ func (l *EvidenceLog) Append(ctx context.Context, e state.Evidence) (state.Evide
 	if e.V == 0 {
 		e.V = state.EvidenceV2
 	}
-	subject := EvidenceSubject(e.PersonKey)
-	l.appendMu.Lock()
-	defer l.appendMu.Unlock()
+	if e.V < state.EvidenceV2 {
+		return state.Evidence{}, errors.New("evidence: version 1 records are no longer written")
+	}
+	chain := EvidenceChain(e.PersonKey)
+	subject := EvidenceSubjectPrefix + "." + chain
+	stripe := &l.stripes[fnv32(chain)%uint32(len(l.stripes))]
+	stripe.Lock()
+	defer stripe.Unlock()
 	l.mu.Lock()
-	seq, prev := l.headSeq, l.headHash
+	head, known := l.heads[chain]
 	l.mu.Unlock()
-	known := seq > 0
 	for attempt := 1; ; attempt++ {
 		if !known {
 			var err error
-			if seq, prev, err = l.head(ctx); err != nil {
+			if head, err = l.chainHead(ctx, subject); err != nil {
 				return state.Evidence{}, err
 			}
 		}
-		e.Seq, e.PrevHash, e.Hash = seq+1, prev, ""
+		e.Chain, e.Seq, e.PrevHash, e.Hash = chain, head.seq+1, head.hash, ""
 		h, err := state.ComputeHash(e)
 		if err != nil {
 			return state.Evidence{}, err
@@ -113,15 +144,13 @@ func (l *EvidenceLog) Append(ctx context.Context, e state.Evidence) (state.Evide
 		}
 		m := nats.NewMsg(subject)
 		m.Data = data
-		ack, err := l.js.PublishMsg(ctx, m, jetstream.WithExpectStream(StreamEvidence), jetstream.WithExpectLastSequence(seq))
+		ack, err := l.js.PublishMsg(ctx, m, jetstream.WithExpectStream(StreamEvidence), jetstream.WithExpectLastSequencePerSubject(head.stream))
 		if err == nil {
-			if ack.Sequence != e.Seq {
-				return state.Evidence{}, fmt.Errorf("evidence: stored at sequence %d, expected %d", ack.Sequence, e.Seq)
-			}
 			l.mu.Lock()
-			if e.Seq > l.headSeq {
-				l.headSeq, l.headHash = e.Seq, e.Hash
+			if len(l.heads) >= maxCachedHeads {
+				clear(l.heads)
 			}
+			l.heads[chain] = chainHead{stream: ack.Sequence, seq: e.Seq, hash: e.Hash}
 			l.mu.Unlock()
 			return e, nil
 		}
@@ -132,8 +161,8 @@ func (l *EvidenceLog) Append(ctx context.Context, e state.Evidence) (state.Evide
 			return state.Evidence{}, fmt.Errorf("evidence: append: too much contention after %d attempts: %w", attempt, err)
 		}
 		known = false
-		// Another appender won this sequence; back off a little so the
-		// contenders spread out, then read the new head.
+		// Another appender (another replica) extended this chain; back off
+		// a little so the contenders spread out, then read the new head.
 		if attempt > 1 {
 			d := time.Duration(rand.Int64N(int64(min(attempt, 20)) * int64(time.Millisecond)))
 			t := time.NewTimer(d)
@@ -147,29 +176,67 @@ func (l *EvidenceLog) Append(ctx context.Context, e state.Evidence) (state.Evide
 	}
 }
 
-// head reads the stream's last record: its sequence and hash.
-func (l *EvidenceLog) head(ctx context.Context) (uint64, string, error) {
-	info, err := l.st.Info(ctx)
-	if err != nil {
-		return 0, "", fmt.Errorf("evidence: head: %w", err)
-	}
-	last := info.State.LastSeq
-	if last == 0 {
-		return 0, "", nil
-	}
-	raw, err := l.st.GetMsg(ctx, last)
+// chainHead reads the last record on subject. A subject with no record, or
+// whose last record is of the fleet chain (written before per-person
+// chains), starts a new chain at seq 1.
+func (l *EvidenceLog) chainHead(ctx context.Context, subject string) (chainHead, error) {
+	raw, err := l.st.GetLastMsgForSubject(ctx, subject)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		// The head aged out (EvidenceMaxAge): the chain restarts unanchored.
-		return last, "", nil
+		return chainHead{}, nil
 	}
 	if err != nil {
-		return 0, "", fmt.Errorf("evidence: head %d: %w", last, err)
+		return chainHead{}, fmt.Errorf("evidence: head of %s: %w", subject, err)
 	}
 	var prev state.Evidence
 	if err := json.Unmarshal(raw.Data, &prev); err != nil {
-		return 0, "", fmt.Errorf("evidence: head %d: decode: %w", last, err)
+		return chainHead{}, fmt.Errorf("evidence: head of %s (sequence %d): decode: %w", subject, raw.Sequence, err)
 	}
-	return last, prev.Hash, nil
+	if prev.Chain == "" {
+		return chainHead{stream: raw.Sequence}, nil
+	}
+	return chainHead{stream: raw.Sequence, seq: prev.Seq, hash: prev.Hash}, nil
+}
+
+func fnv32(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
+}
+
+// ChainHead is the last record of one evidence chain.
+type ChainHead struct {
+	Chain string
+	Seq   uint64
+	Hash  string
+}
+
+// ChainHeads returns the last record of every chain that has a record
+// stored at or after since minus RangeSlack (zero: the whole log), in the
+// order of those last records.
+func (l *EvidenceLog) ChainHeads(ctx context.Context, since time.Time) ([]ChainHead, error) {
+	last := map[string]int{}
+	var heads []ChainHead
+	for r, err := range l.ScanRaw(ctx, since, time.Time{}) {
+		if err != nil {
+			return nil, err
+		}
+		h := ChainHead{Chain: r.Chain, Seq: r.Seq, Hash: r.Hash}
+		if i, ok := last[r.Chain]; ok {
+			heads[i].Seq = 0 // superseded; dropped below
+		}
+		last[r.Chain] = len(heads)
+		heads = append(heads, h)
+	}
+	out := heads[:0]
+	for _, h := range heads {
+		if h.Seq != 0 {
+			out = append(out, h)
+		}
+	}
+	return out, nil
 }
 
 // ByPerson implements state.EvidenceLog.
@@ -223,11 +290,6 @@ func (l *EvidenceLog) ScanRaw(ctx context.Context, from, to time.Time) iter.Seq2
 		}
 		return true, true
 	})
-}
-
-// Head returns the chain's last record (Seq 0 when the log is empty).
-func (l *EvidenceLog) Head(ctx context.Context) (seq uint64, hash string, err error) {
-	return l.head(ctx)
 }
 
 func (l *EvidenceLog) read(ctx context.Context, cfg jetstream.ConsumerConfig, filter func(e state.Evidence, stored time.Time) (keep, more bool)) iter.Seq2[state.Evidence, error] {

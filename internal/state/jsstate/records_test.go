@@ -328,10 +328,22 @@ func TestEvidenceChain(t *testing.T) {
 	people := []string{"id:E-1", "id:E-2", "id:E-3", ""}
 	before := time.Now()
 	written := appendN(t, l, 40, people)
+	// Each person's records form a chain of their own (org-wide records the
+	// chain "org"): seq counts within the chain, prev_hash links to the
+	// person's record before.
+	heads := map[string]state.Evidence{}
+	byHash := map[string]state.Evidence{}
 	for i, e := range written {
-		if e.Seq != uint64(i+1) || e.Hash == "" || (i > 0 && e.PrevHash != written[i-1].Hash) || (i == 0 && e.PrevHash != "") {
+		prev, seen := heads[e.PersonKey]
+		if e.Chain != jsstate.EvidenceChain(e.PersonKey) || e.Hash == "" ||
+			(seen && (e.Seq != prev.Seq+1 || e.PrevHash != prev.Hash)) || (!seen && (e.Seq != 1 || e.PrevHash != "")) {
 			t.Fatalf("record %d not chained: %+v", i, e)
 		}
+		heads[e.PersonKey] = e
+		byHash[e.Hash] = e
+	}
+	if jsstate.EvidenceChain("") != "org" || len(jsstate.EvidenceChain("id:E-1")) != 32 {
+		t.Fatalf("chain names %q %q", jsstate.EvidenceChain(""), jsstate.EvidenceChain("id:E-1"))
 	}
 
 	all := collect(t, l.Range(ctx, time.Time{}, time.Time{}))
@@ -349,7 +361,7 @@ func TestEvidenceChain(t *testing.T) {
 		t.Fatalf("ByPerson = %d records, want 10", len(mine))
 	}
 	for i, e := range mine {
-		if e.PersonKey != "id:E-2" || (i > 0 && e.Seq <= mine[i-1].Seq) || e.Hash != written[e.Seq-1].Hash {
+		if e.PersonKey != "id:E-2" || e.Seq != uint64(i+1) || byHash[e.Hash].Seq != e.Seq {
 			t.Fatalf("ByPerson[%d] = %+v", i, e)
 		}
 	}
@@ -359,7 +371,7 @@ func TestEvidenceChain(t *testing.T) {
 	// Range by At: the window covers exactly the records inside it.
 	from, to := written[10].At, written[20].At
 	win := collect(t, l.Range(ctx, from, to))
-	if len(win) != 10 || win[0].Seq != 11 || win[9].Seq != 20 {
+	if len(win) != 10 || win[0].Hash != written[10].Hash || win[9].Hash != written[19].Hash {
 		t.Fatalf("Range window = %d records (first %v)", len(win), win)
 	}
 	if err := state.VerifyChain(seqOf(win)); err != nil {
@@ -381,12 +393,20 @@ func TestEvidenceChain(t *testing.T) {
 
 		mustBreak(t, "deleted record", state.VerifyChain(seqOf(slices.Delete(slices.Clone(all), 7, 8))))
 
+		// Records 3 and 7 are of one chain (the org's); the order across
+		// chains is not part of any chain.
 		swapped := slices.Clone(all)
-		swapped[3], swapped[4] = swapped[4], swapped[3]
+		swapped[3], swapped[7] = swapped[7], swapped[3]
 		mustBreak(t, "reordered", state.VerifyChain(seqOf(swapped)))
 
 		mustBreak(t, "first record removed", state.VerifyChainFrom("", seqOf(all[1:])))
-		if err := state.VerifyChainFrom(all[0].Hash, seqOf(all[1:])); err != nil {
+		var chain0 []state.Evidence
+		for _, e := range all {
+			if e.Chain == all[0].Chain {
+				chain0 = append(chain0, e)
+			}
+		}
+		if err := state.VerifyChainFrom(chain0[0].Hash, seqOf(chain0[1:])); err != nil {
 			t.Fatalf("anchored on the previous export's last hash: %v", err)
 		}
 
@@ -430,6 +450,9 @@ func mustBreak(t *testing.T, what string, err error) {
 	}
 }
 
+// Concurrent appenders on separate connections (replicas), each with
+// several goroutines, writing for their own people and all for one shared
+// person: every chain stays gap-free, nothing is lost or doubled.
 func TestEvidenceConcurrentAppendersOneChain(t *testing.T) {
 	ctx := t.Context()
 	_, _, replica := openRecords(t, jsstate.Options{})
@@ -439,12 +462,16 @@ func TestEvidenceConcurrentAppendersOneChain(t *testing.T) {
 		logs[i] = replica(t).Evidence // separate connections, like separate replicas
 	}
 	var wg sync.WaitGroup
-	for w := range writers {
+	for w := range 2 * writers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for i := range each {
-				if _, err := logs[w].Append(ctx, state.Evidence{PersonKey: fmt.Sprintf("id:W%d", w), Kind: state.EvidenceConvergence,
+			for i := range each / 2 {
+				person := fmt.Sprintf("id:W%d", w%writers)
+				if i%2 == 1 {
+					person = "id:SHARED"
+				}
+				if _, err := logs[w%writers].Append(ctx, state.Evidence{PersonKey: person, Kind: state.EvidenceConvergence,
 					EventIDs: []string{fmt.Sprintf("w%d-%d", w, i)}}); err != nil {
 					t.Error(err)
 					return
@@ -461,11 +488,18 @@ func TestEvidenceConcurrentAppendersOneChain(t *testing.T) {
 		t.Fatalf("concurrent appends broke the chain: %v", err)
 	}
 	ids := map[string]bool{}
+	shared := uint64(0)
 	for _, e := range all {
 		ids[e.EventIDs[0]] = true
+		if e.PersonKey == "id:SHARED" {
+			shared = max(shared, e.Seq)
+		}
 	}
 	if len(ids) != writers*each {
 		t.Fatalf("%d distinct records, want %d (duplicates or losses)", len(ids), writers*each)
+	}
+	if shared != writers*each/2 {
+		t.Fatalf("the shared person's chain ends at seq %d, want %d", shared, writers*each/2)
 	}
 }
 
@@ -788,15 +822,17 @@ func TestScanSurvivesLosingItsConsumer(t *testing.T) {
 	t.Run("evidence", func(t *testing.T) {
 		got := 0
 		deleted := 0
-		var prev uint64
+		prev := -1
 		for ev, err := range r.Evidence.Range(ctx, time.Time{}, time.Time{}) {
 			if err != nil {
 				t.Fatalf("after %d records: %v", got, err)
 			}
-			if ev.Seq <= prev {
-				t.Fatalf("sequence %d after %d: a record was listed twice or out of order", ev.Seq, prev)
+			// One record per person, appended in the order of i.
+			i, _ := strconv.Atoi(strings.TrimPrefix(ev.PersonKey, "id:E-"))
+			if i <= prev {
+				t.Fatalf("record %d after %d: a record was listed twice or out of order", i, prev)
 			}
-			prev = ev.Seq
+			prev = i
 			got++
 			if got == 300 {
 				deleted = deleteConsumers(t, js, jsstate.StreamEvidence)

@@ -115,7 +115,12 @@ const stateTTL = time.Hour
 // window; a grant whose reply arrives after its window (and guard) ended is
 // discarded and asked for again, so a slow Redis or a paused process cannot
 // push a window over its limit. Within a replica, waiters on a key queue by
-// priority and only the head asks Redis; across replicas, priorities are approximated by Shares. When
+// priority and only the head asks Redis, for itself and its peers of the
+// same priority in one script call (the spares are handed to the next heads
+// while their window lasts); waiters sleep on their own channel until they
+// become the head, and a freed slot costs no round trip of its own (it is
+// removed with the next attempt on its key, or in a batch within
+// releaseDelay). Across replicas, priorities are approximated by Shares. When
 // Redis fails, the Budget logs it and paces with a sentry.LocalBudget at
 // 1/Replicas of the limits for RetryAfter; a call never fails or hangs
 // because of Redis.
@@ -132,11 +137,15 @@ type Budget struct {
 	owner   string
 	slot    atomic.Uint64
 
-	mu        sync.Mutex
-	queues    map[string]*budgetQueue
-	seq       uint64
-	downUntil time.Time
-	down      bool
+	mu     sync.Mutex
+	queues map[string]*budgetQueue
+	// freed are slots released locally and not yet removed from Redis, by
+	// slots key; flushScheduled is set while a flush is pending.
+	freed          map[string][]string
+	flushScheduled bool
+	seq            uint64
+	downUntil      time.Time
+	down           bool
 	// observed is what this replica last wrote to Redis per key, so a
 	// response that says nothing new within the same second costs no
 	// round trip (one per key and second is enough to sync the window).
@@ -153,13 +162,31 @@ var _ sentry.Budget = (*Budget)(nil)
 type budgetWaiter struct {
 	p   sentry.Priority
 	seq uint64
+	// wake is signalled (never closed) when this waiter may have become the
+	// head, or a slot or a spare grant may be free for it.
+	wake chan struct{}
 }
 
 // budgetQueue holds one key's local waiters; the head is the highest
-// priority, then the earliest.
+// priority, then the earliest. spare holds grants Redis gave in a chunk
+// beyond the one the head asked for, for the waiters behind it.
 type budgetQueue struct {
 	waiters []*budgetWaiter
-	changed chan struct{}
+	spare   []spareGrant
+}
+
+// spareGrant is one unit of a window (and a concurrency slot when slot is
+// set) granted to this replica in a chunk and not handed out yet. It is only
+// good in the window it was counted against (sec, and sec+1 when inGuard).
+type spareGrant struct {
+	p       sentry.Priority
+	sec     int64
+	inGuard bool
+	slot    string
+}
+
+func (g spareGrant) validAt(now int64) bool {
+	return now == g.sec || (g.inGuard && now == g.sec+1)
 }
 
 func (q *budgetQueue) head() *budgetWaiter {
@@ -172,10 +199,36 @@ func (q *budgetQueue) head() *budgetWaiter {
 	return h
 }
 
-func (q *budgetQueue) broadcast() {
-	close(q.changed)
-	q.changed = make(chan struct{})
+// wakeHead signals the head, which alone acts on the key.
+func (q *budgetQueue) wakeHead() {
+	if h := q.head(); h != nil {
+		select {
+		case h.wake <- struct{}{}:
+		default:
+		}
+	}
 }
+
+// peers counts the waiters of priority p (the head's): how many grants one
+// attempt asks Redis for.
+func (q *budgetQueue) peers(p sentry.Priority) int {
+	n := 0
+	for _, w := range q.waiters {
+		if w.p == p {
+			n++
+		}
+	}
+	return n
+}
+
+// maxChunk bounds how many grants one attempt takes for the local waiters.
+const maxChunk = 16
+
+// releaseDelay is how long a freed concurrency slot may wait to be removed
+// from Redis together with others (or by the next attempt on its key, in the
+// same script call): a slot held a little longer is conservative, and a
+// release then costs no round trip of its own.
+const releaseDelay = 10 * time.Millisecond
 
 // Budget returns a fleet-wide rate budget stored under the Store's prefix.
 // Budgets of the same prefix share their windows, limits and slots.
@@ -188,6 +241,7 @@ func (s *Store) Budget(opts BudgetOptions) *Budget {
 		o:      o,
 		owner:  hex.EncodeToString(id[:]),
 		queues: make(map[string]*budgetQueue),
+		freed:  make(map[string][]string),
 	}
 }
 
@@ -294,12 +348,16 @@ func (b *Budget) markUp() {
 	}
 }
 
-// budgetAcquireScript grants one request on a key if the window and the
-// concurrency cap allow it for the caller's share.
+// budgetAcquireScript grants up to n requests on a key if the window and
+// the concurrency cap allow them for the caller's share, after removing the
+// slots this replica freed since its last call.
 // KEYS: state, slots, this window's counter, next window's counter.
-// ARGV: now ms, default limit, default conc, share %, in guard (0/1), slot id, slot ttl ms.
-// Returns {1, 0, slotted} when granted, or {0, wait ms} (-1: wait for a slot).
+// ARGV: now ms, default limit, default conc, share %, in guard (0/1), slot id
+// prefix, slot ttl ms, n, then the freed slot ids.
+// Returns {1, 0, slotted, granted} when granted (slots <prefix>:1…granted),
+// or {0, wait ms} (-1: wait for a slot).
 var budgetAcquireScript = redis.NewScript(`
+for i = 9, #ARGV do redis.call('ZREM', KEYS[2], ARGV[i]) end
 local now = tonumber(ARGV[1])
 local st = redis.call('HMGET', KEYS[1], 'limit', 'conc', 'blocked')
 local limit = tonumber(st[1] or ARGV[2])
@@ -307,32 +365,36 @@ local conc = tonumber(st[2] or ARGV[3])
 local blocked = tonumber(st[3] or '0')
 if blocked > now then return {0, blocked - now} end
 local share = tonumber(ARGV[4])
+local n = math.max(1, tonumber(ARGV[8]))
 if limit >= 0 then
   local allowed = math.max(1, math.floor(limit * share / 100))
   local used = tonumber(redis.call('GET', KEYS[3]) or '0')
   if used >= allowed then
     return {0, (math.floor(now / 1000) + 1) * 1000 - now + 1}
   end
+  n = math.min(n, allowed - used)
 end
 local slotted = 0
 if conc >= 0 then
   local ttl = tonumber(ARGV[7])
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
   local allowedc = math.max(1, math.floor(conc * share / 100))
-  if redis.call('ZCARD', KEYS[2]) >= allowedc then return {0, -1} end
-  redis.call('ZADD', KEYS[2], now + ttl, ARGV[6])
+  local free = allowedc - redis.call('ZCARD', KEYS[2])
+  if free <= 0 then return {0, -1} end
+  n = math.min(n, free)
+  for i = 1, n do redis.call('ZADD', KEYS[2], now + ttl, ARGV[6] .. ':' .. i) end
   redis.call('PEXPIRE', KEYS[2], ttl * 2)
   slotted = 1
 end
 if limit >= 0 then
-  redis.call('INCR', KEYS[3])
+  redis.call('INCRBY', KEYS[3], n)
   redis.call('PEXPIRE', KEYS[3], 3000)
   if ARGV[5] == '1' then
-    redis.call('INCR', KEYS[4])
+    redis.call('INCRBY', KEYS[4], n)
     redis.call('PEXPIRE', KEYS[4], 4000)
   end
 end
-return {1, 0, slotted}
+return {1, 0, slotted, n}
 `)
 
 // budgetObserveScript stores what a response said.
@@ -370,6 +432,14 @@ func b01(v bool) string {
 }
 
 // Acquire implements sentry.Budget.
+//
+// Only the head of a key's local queue asks Redis, for as many grants as
+// there are waiters of its priority (up to maxChunk); the grants beyond its
+// own wait in the queue for the next heads, who take them without a round
+// trip while their window lasts. Waiters sleep on their own channel: a
+// waiter is woken when it becomes the head, when a local slot frees, or by
+// its timer (the next window, or a slot freed by another replica: polled
+// every slotPoll).
 func (b *Budget) Acquire(ctx context.Context, key string, p sentry.Priority) (func(), error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -380,13 +450,12 @@ func (b *Budget) Acquire(ctx context.Context, key string, p sentry.Priority) (fu
 	b.mu.Lock()
 	q := b.queues[key]
 	if q == nil {
-		q = &budgetQueue{changed: make(chan struct{})}
+		q = &budgetQueue{}
 		b.queues[key] = q
 	}
 	b.seq++
-	w := &budgetWaiter{p: p, seq: b.seq}
+	w := &budgetWaiter{p: p, seq: b.seq, wake: make(chan struct{}, 1)}
 	q.waiters = append(q.waiters, w)
-	q.broadcast() // a new head may have arrived
 	b.mu.Unlock()
 	left := false
 	leave := func() {
@@ -402,9 +471,18 @@ func (b *Budget) Acquire(ctx context.Context, key string, p sentry.Priority) (fu
 			}
 		}
 		if len(q.waiters) == 0 {
-			delete(b.queues, key)
+			// Nobody left to use the spares: their slots go back; their
+			// window units stay spent (conservative).
+			_, slotsKey, _ := b.s.budgetKeys(key)
+			for _, g := range q.spare {
+				b.freeLocked(slotsKey, g.slot)
+			}
+			q.spare = nil
+			if b.queues[key] == q {
+				delete(b.queues, key)
+			}
 		}
-		q.broadcast()
+		q.wakeHead()
 		b.mu.Unlock()
 	}
 	defer leave()
@@ -424,14 +502,22 @@ func (b *Budget) Acquire(ctx context.Context, key string, p sentry.Priority) (fu
 	for {
 		b.mu.Lock()
 		isHead := q.head() == w
-		ch := q.changed
+		var rel func()
+		want := 0
+		if isHead {
+			rel = b.takeSpareLocked(key, q, w)
+			want = min(q.peers(p), maxChunk)
+		}
 		b.mu.Unlock()
+		if rel != nil {
+			return rel, nil
+		}
 		var tc <-chan time.Time
 		if isHead {
 			if b.usingLocal() {
 				return local()
 			}
-			release, wait, err := b.try(ctx, key, p)
+			release, wait, err := b.try(ctx, key, p, q, want)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil, ctx.Err()
@@ -467,7 +553,7 @@ func (b *Budget) Acquire(ctx context.Context, key string, p sentry.Priority) (fu
 		select {
 		case <-ctx.Done():
 			return nil, ctx.Err()
-		case <-ch:
+		case <-w.wake:
 		case <-tc:
 		}
 		if timer != nil {
@@ -476,20 +562,121 @@ func (b *Budget) Acquire(ctx context.Context, key string, p sentry.Priority) (fu
 	}
 }
 
-// try runs the acquire script once: a release function when granted, else
-// how long to wait (-1: for a slot).
-func (b *Budget) try(ctx context.Context, key string, p sentry.Priority) (func(), time.Duration, error) {
+// takeSpareLocked hands w a spare grant of its key still good in this
+// window, dropping the spares whose window passed. Call with b.mu held.
+func (b *Budget) takeSpareLocked(key string, q *budgetQueue, w *budgetWaiter) func() {
+	if len(q.spare) == 0 {
+		return nil
+	}
+	now := b.o.Now().Unix()
+	_, slotsKey, _ := b.s.budgetKeys(key)
+	for len(q.spare) > 0 {
+		g := q.spare[0]
+		q.spare = q.spare[1:]
+		if !g.validAt(now) {
+			b.freeLocked(slotsKey, g.slot)
+			continue
+		}
+		if g.p > w.p {
+			// A grant of a higher class's share is not for a lower class:
+			// it goes back (the unit stays spent).
+			b.freeLocked(slotsKey, g.slot)
+			continue
+		}
+		return b.releaser(key, slotsKey, g.slot)
+	}
+	return nil
+}
+
+// releaser returns the release function of a grant: the slot (if any) is
+// freed locally at once and removed from Redis within releaseDelay.
+func (b *Budget) releaser(key, slotsKey, slot string) func() {
+	if slot == "" {
+		return func() {}
+	}
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			b.mu.Lock()
+			b.freeLocked(slotsKey, slot)
+			if q := b.queues[key]; q != nil {
+				q.wakeHead() // a slot it may be waiting for
+			}
+			b.mu.Unlock()
+		})
+	}
+}
+
+// freeLocked queues a slot for removal from Redis. Call with b.mu held.
+func (b *Budget) freeLocked(slotsKey, slot string) {
+	if slot == "" {
+		return
+	}
+	b.freed[slotsKey] = append(b.freed[slotsKey], slot)
+	if !b.flushScheduled {
+		b.flushScheduled = true
+		time.AfterFunc(releaseDelay, b.flushFreed)
+	}
+}
+
+// flushFreed removes the freed slots from Redis: one ZREM per slots key,
+// all in one pipelined round trip. On failure they expire after SlotTTL.
+func (b *Budget) flushFreed() {
+	b.mu.Lock()
+	freed := b.freed
+	b.freed = make(map[string][]string)
+	b.flushScheduled = false
+	b.mu.Unlock()
+	if len(freed) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.o.Timeout)
+	defer cancel()
+	_, err := b.s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for slotsKey, slots := range freed {
+			members := make([]any, len(slots))
+			for i, s := range slots {
+				members[i] = s
+			}
+			p.ZRem(ctx, slotsKey, members...)
+		}
+		return nil
+	})
+	if err != nil {
+		b.markDown("release", err)
+	}
+}
+
+// try runs the acquire script once for up to want grants: a release
+// function when granted (the other grants join q's spares), else how long to
+// wait (-1: for a slot).
+func (b *Budget) try(ctx context.Context, key string, p sentry.Priority, q *budgetQueue, want int) (func(), time.Duration, error) {
 	stateKey, slotsKey, win := b.s.budgetKeys(key)
 	now := b.o.Now()
 	sec := now.Unix()
 	inGuard := time.Unix(sec+1, 0).Sub(now) < b.o.Guard
-	slot := b.owner + ":" + strconv.FormatUint(b.slot.Add(1), 10)
+	slotPrefix := b.owner + ":" + strconv.FormatUint(b.slot.Add(1), 10)
 	keys := []string{stateKey, slotsKey, win + strconv.FormatInt(sec, 10), win + strconv.FormatInt(sec+1, 10)}
+	// The slots freed on this key since the last call ride along.
+	b.mu.Lock()
+	freed := b.freed[slotsKey]
+	delete(b.freed, slotsKey)
+	b.mu.Unlock()
+	args := make([]any, 0, 8+len(freed))
+	args = append(args, now.UnixMilli(), b.o.DefaultLimit, b.o.DefaultConcurrency,
+		b.share(p), b01(inGuard), slotPrefix, b.o.SlotTTL.Milliseconds(), max(want, 1))
+	for _, s := range freed {
+		args = append(args, s)
+	}
 	cctx, cancel := context.WithTimeout(ctx, b.o.Timeout)
 	defer cancel()
-	res, err := budgetAcquireScript.Run(cctx, b.s.rdb, keys, now.UnixMilli(), b.o.DefaultLimit, b.o.DefaultConcurrency,
-		b.share(p), b01(inGuard), slot, b.o.SlotTTL.Milliseconds()).Int64Slice()
+	res, err := budgetAcquireScript.Run(cctx, b.s.rdb, keys, args...).Int64Slice()
 	if err != nil {
+		if len(freed) > 0 { // not removed: they expire after SlotTTL
+			b.mu.Lock()
+			b.freed[slotsKey] = append(b.freed[slotsKey], freed...)
+			b.mu.Unlock()
+		}
 		return nil, 0, err
 	}
 	if len(res) < 2 {
@@ -502,31 +689,32 @@ func (b *Budget) try(ctx context.Context, key string, p sentry.Priority) (func()
 		return nil, time.Duration(res[1]) * time.Millisecond, nil
 	}
 	slotted := len(res) >= 3 && res[2] == 1
-	// The grant counted against window sec (and sec+1 in the guard). If the
+	granted := 1
+	if len(res) >= 4 && res[3] > 1 {
+		granted = int(res[3])
+	}
+	slotOf := func(i int) string {
+		if !slotted {
+			return ""
+		}
+		return slotPrefix + ":" + strconv.Itoa(i)
+	}
+	// The grants counted against window sec (and sec+1 in the guard). If the
 	// reply came back later than that, sending now could exceed the window
-	// it lands in: give the grant up and try again.
+	// it lands in: give them up and try again.
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	if after := b.o.Now().Unix(); after != sec && !(inGuard && after == sec+1) {
-		if slotted {
-			b.releaseSlot(ctx, slotsKey, slot)
+		for i := 1; i <= granted; i++ {
+			b.freeLocked(slotsKey, slotOf(i))
 		}
 		return nil, 0, nil
 	}
-	if !slotted {
-		return func() {}, 0, nil
+	for i := 2; i <= granted; i++ {
+		q.spare = append(q.spare, spareGrant{p: p, sec: sec, inGuard: inGuard, slot: slotOf(i)})
 	}
-	var once sync.Once
-	return func() { once.Do(func() { b.releaseSlot(ctx, slotsKey, slot) }) }, 0, nil
-}
-
-// releaseSlot frees a concurrency slot on a detached context: the request is
-// over and the slot must go even if ctx ended. On failure the slot expires
-// after SlotTTL.
-func (b *Budget) releaseSlot(ctx context.Context, slotsKey, slot string) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.o.Timeout)
-	defer cancel()
-	if err := b.s.rdb.ZRem(rctx, slotsKey, slot).Err(); err != nil {
-		b.markDown("release", err)
-	}
+	// The next head takes a spare when this waiter leaves the queue.
+	return b.releaser(key, slotsKey, slotOf(1)), 0, nil
 }
 
 // Observe implements sentry.Budget. The local fallback always learns too,
@@ -548,6 +736,19 @@ func (b *Budget) Observe(key string, l sentry.Limits) {
 		b.localMu.Unlock()
 	}
 	b.fallback().Observe(key, scaleLimits(l, b.replicas()))
+	if l.Exceeded {
+		// A 429 stops everyone until its reset: spare grants taken before it
+		// are not used.
+		b.mu.Lock()
+		if q := b.queues[key]; q != nil {
+			_, slotsKey, _ := b.s.budgetKeys(key)
+			for _, g := range q.spare {
+				b.freeLocked(slotsKey, g.slot)
+			}
+			q.spare = nil
+		}
+		b.mu.Unlock()
+	}
 	if b.usingLocal() {
 		return
 	}

@@ -645,3 +645,115 @@ func TestBudgetLateAttemptYieldsToHigherPriority(t *testing.T) {
 		t.Fatalf("grant order %v; want [leaver joiner]", got)
 	}
 }
+
+// countCommands counts the commands sent to Redis by name (lower case).
+type countCommands struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (h *countCommands) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *countCommands) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		h.mu.Lock()
+		h.n["pipeline"]++
+		for _, cmd := range cmds {
+			h.n[strings.ToLower(cmd.Name())]++
+		}
+		h.mu.Unlock()
+		return next(ctx, cmds)
+	}
+}
+func (h *countCommands) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		h.mu.Lock()
+		h.n[strings.ToLower(cmd.Name())]++
+		h.mu.Unlock()
+		return next(ctx, cmd)
+	}
+}
+
+func (h *countCommands) get(names ...string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, name := range names {
+		n += h.n[name]
+	}
+	return n
+}
+
+// Many local callers waiting on one key cost few round trips: when the
+// window is what they wait for, the head takes grants for its peers in one
+// script call; when concurrency slots are, freed slots are removed with the
+// next attempt (or in batches), not one ZREM each. The window and the
+// concurrency cap still hold.
+func TestBudgetChunksGrantsForLocalWaiters(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name              string
+		conc              int
+		maxScriptsPerCall float64
+	}{
+		{"window-bound", -1, 0.5},
+		{"slot-bound", 8, 1.5},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			const limit, callers, rounds = 12, 24, 2
+			a, _, store := budgetPair(t, redisstate.BudgetOptions{DefaultLimit: limit, DefaultConcurrency: tc.conc, Guard: 100 * time.Millisecond})
+			hook := &countCommands{n: map[string]int{}}
+			store.Client().AddHook(hook)
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			var (
+				log      grantLog
+				wg       sync.WaitGroup
+				inFlight atomic.Int32
+				peak     atomic.Int32
+			)
+			for range callers {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for range rounds {
+						rel, err := a.Acquire(ctx, "tok DELETE /members/", sentry.PriorityLeaver)
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						log.add(time.Now())
+						n := inFlight.Add(1)
+						for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
+						}
+						time.Sleep(20 * time.Millisecond) // the Sentry call
+						inFlight.Add(-1)
+						rel()
+					}
+				}()
+			}
+			wg.Wait()
+			for sec, n := range log.perSec {
+				if n > limit {
+					t.Errorf("second %d: %d grants, limit %d", sec, n, limit)
+				}
+			}
+			if p := peak.Load(); tc.conc > 0 && p > int32(tc.conc) {
+				t.Errorf("%d calls in flight, cap %d", p, tc.conc)
+			}
+			if log.total != callers*rounds {
+				t.Fatalf("%d grants, want %d", log.total, callers*rounds)
+			}
+			scripts := hook.get("evalsha", "eval")
+			zrems := hook.get("zrem")
+			trips := hook.get("pipeline")
+			t.Logf("%d grants: %d script calls, %d ZREM in %d pipelines; grants per second %v", log.total, scripts, zrems, trips, log.perSec)
+			if float64(scripts) > tc.maxScriptsPerCall*float64(log.total) {
+				t.Errorf("%d script calls for %d grants, want ≤ %.1f per grant", scripts, log.total, tc.maxScriptsPerCall)
+			}
+			if tc.conc > 0 && zrems+trips >= log.total/2 {
+				t.Errorf("%d ZREM calls (%d round trips) for %d releases: slots are not freed in batches", zrems, trips, log.total)
+			}
+		})
+	}
+}
