@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -203,16 +205,20 @@ func (c *Converger) reread(ctx context.Context, id string) string {
 // snapshot stores the member's access before it is removed, and puts it
 // in the convergence's evidence.
 func (c *Converger) snapshot(ctx context.Context, rec state.PersonRecord, m *sentry.Member) error {
-	snap := Snapshot{PersonKey: rec.Key, Email: rec.Person.Email, MemberID: m.ID, OrgRole: m.OrgRole, Pending: m.Pending,
-		Teams: map[string]string{}, TakenAt: c.o.Now().UTC(), EventID: rec.LastEventID}
+	snap := state.Snapshot{PersonKey: rec.Key, Email: rec.Person.Email, MemberID: m.ID, OrgRole: m.OrgRole, Pending: m.Pending,
+		TakenAt: c.o.Now().UTC(), EventID: rec.LastEventID}
 	if m.User != nil {
 		snap.UserID = m.User.ID
 	}
+	teams := map[string]string{}
 	for _, slug := range m.Teams {
-		snap.Teams[slug] = ""
+		teams[slug] = ""
 	}
 	for _, tr := range m.TeamRoles {
-		snap.Teams[tr.TeamSlug] = deref(tr.Role)
+		teams[tr.TeamSlug] = deref(tr.Role)
+	}
+	for _, slug := range slices.Sorted(maps.Keys(teams)) {
+		snap.Teams = append(snap.Teams, state.TeamAccess{Slug: slug, Role: teams[slug]})
 	}
 	if t := trailFrom(ctx); t != nil {
 		t.mu.Lock()
@@ -224,7 +230,7 @@ func (c *Converger) snapshot(ctx context.Context, rec state.PersonRecord, m *sen
 	if c.o.Snapshots == nil {
 		return nil
 	}
-	if err := c.o.Snapshots.SaveSnapshot(ctx, snap); err != nil {
+	if err := c.o.Snapshots.Put(ctx, snap); err != nil {
 		return fmt.Errorf("save access snapshot: %w", err)
 	}
 	return nil
