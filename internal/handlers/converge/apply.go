@@ -17,22 +17,20 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/state"
 )
 
-// apply runs the steps in order. Each mutation is preceded by the lease check and
-// treats "already done" as success. It returns the steps with their results.
+// apply runs the steps in order, treating "already done" as success. It
+// returns the steps with their results.
+//
+// The lease is checked once per mutation, right before the request leaves:
+// the Sentry client runs check after any rate-limit wait or retry backoff
+// (sentry.WithPreSend), and the safety gate refuses mutations made without
+// one. A check here as well would be a second store round trip per
+// mutation, and an earlier, so weaker, one.
 func (c *Converger) apply(ctx context.Context, rec state.PersonRecord, member *sentry.Member, steps []Step, check LeaseCheck) ([]Step, error) {
 	done := make([]Step, 0, len(steps))
 	if check != nil {
-		// Every request leaves under the lease: the client re-checks it right
-		// before each mutation is sent (after rate-limit waits and retries),
-		// and the safety gate refuses mutations made without one.
 		ctx = sentry.WithPreSend(ctx, func(ctx context.Context) error { return check(ctx) })
 	}
 	for _, s := range steps {
-		if check != nil {
-			if err := check(ctx); err != nil {
-				return done, fmt.Errorf("lease lost before %s: %w", s.Action, err)
-			}
-		}
 		if s.Removal() && member != nil {
 			if err := c.snapshot(ctx, rec, member); err != nil {
 				return done, err
@@ -71,7 +69,7 @@ func (c *Converger) apply(ctx context.Context, rec state.PersonRecord, member *s
 				c.o.Index.Forget(rec.Person.Email)
 			}
 			if member != nil && member.User != nil && !member.Pending {
-				toks := c.tokens(ctx, member, check)
+				toks := c.tokens(ctx, member)
 				done = append(done, toks...)
 				for _, t := range toks {
 					if t.Action == ActRevokeToken && strings.HasPrefix(t.Result, "error") {
@@ -239,7 +237,7 @@ func (c *Converger) snapshot(ctx context.Context, rec state.PersonRecord, m *sen
 // tokens finds org auth tokens the removed person created (the token index when
 // warm, else the audit log filtered by their user id) and revokes or reports them
 // per policy. Failures here never undo the removal: they are reported as steps.
-func (c *Converger) tokens(ctx context.Context, m *sentry.Member, check LeaseCheck) []Step {
+func (c *Converger) tokens(ctx context.Context, m *sentry.Member) []Step {
 	pol := c.o.Policy()
 	var created []TokenRef
 	if c.o.Tokens != nil && c.o.Tokens.Warm() {
@@ -260,13 +258,8 @@ func (c *Converger) tokens(ctx context.Context, m *sentry.Member, check LeaseChe
 			At: c.o.Now().UTC().Format(time.RFC3339Nano)}
 		if pol.Leaver.OrgTokens == "revoke" {
 			s.Action = ActRevokeToken
-			if check != nil {
-				if err := check(ctx); err != nil {
-					s.Result = "error: lease lost"
-					out = append(out, s)
-					continue
-				}
-			}
+			// The lease is checked by the client right before the DELETE
+			// leaves (apply's WithPreSend); a lost lease is an error result.
 			switch err := c.o.Sentry.DeleteOrgAuthToken(ctx, t.ID); {
 			case err == nil:
 				s.Result = "done"

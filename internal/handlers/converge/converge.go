@@ -65,6 +65,11 @@ type Result struct {
 	Held string `json:"held,omitempty"`
 	// Removed is set when the person's Sentry membership was removed now.
 	Removed bool `json:"removed"`
+	// RequeueAfter, when positive, asks the caller to reconcile the person
+	// again after it (Reconciler.Reconcile: a pause, the brakes, Sentry's
+	// invite quota, the person busy on another replica). It is a wait, not
+	// a failure.
+	RequeueAfter time.Duration `json:"-"`
 	// Desired and Actual describe the comparison (for `jml plan`).
 	Desired *policy.Desired `json:"desired,omitempty"`
 	Actual  *Access         `json:"actual,omitempty"`
