@@ -158,7 +158,7 @@ func (r *Reconciler) personLease(ctx context.Context, key string) (func(), conve
 	if r.o.Leases == nil {
 		return func() {}, nil, nil
 	}
-	l, err := r.o.Leases.Acquire(ctx, "person:"+key, r.o.Owner, r.o.LeaseTTL)
+	l, err := r.o.Leases.Acquire(ctx, converge.LeaseKey(key), r.o.Owner, r.o.LeaseTTL)
 	if err != nil {
 		return nil, nil, err
 	}
