@@ -436,7 +436,7 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 		}
 		return w.unresolvedEvent(ctx, ev, dedupeKey, "no email or id, and "+who.LinkSource+" id "+who.LinkID+" is linked to nobody yet", log)
 	}
-	version := w.version(ev, md, now, future, log)
+	version := w.version(ctx, ev, md, now, future, log)
 	if future {
 		return w.schedule(ctx, ev, who.Key, version, dedupeKey, log)
 	}
@@ -462,9 +462,9 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 	if ev.EffectiveAt != nil {
 		trig.EffectiveAt = ev.EffectiveAt.UTC()
 	}
-	rctx := converge.WithLease(state.WithTrigger(ctx, trig), converge.Held{Key: rec.Key, Record: &rec,
+	rctx := converge.WithLease(state.WithTrigger(ctx, trig), converge.Held{Key: who.Key, Record: &rec,
 		Check: func(ctx context.Context) error { return h.held.check(ctx, w.o.Leases) }})
-	res, err := w.recon.Reconcile(rctx, rec.Key)
+	res, err := w.recon.Reconcile(rctx, who.Key)
 	if err != nil {
 		return verdict{outcome: "error"}, err
 	}
@@ -498,7 +498,7 @@ func (w *Worker) seen(ctx context.Context, dedupeKey string, log *slog.Logger) b
 // version is the event's place in the person's history: effective_at for a
 // future-dated change (so a mover between scheduling and effect does not
 // outrank it), never far ahead of the clock.
-func (w *Worker) version(ev events.Event, md *jetstream.MsgMetadata, now time.Time, future bool, log *slog.Logger) state.Version {
+func (w *Worker) version(ctx context.Context, ev events.Event, md *jetstream.MsgMetadata, now time.Time, future bool, log *slog.Logger) state.Version {
 	version := state.Version{OccurredAt: ev.OccurredAt, Source: ev.Source, Seq: md.Sequence.Stream}
 	if ev.EffectiveAt != nil && ev.EffectiveAt.After(version.OccurredAt) {
 		version.OccurredAt = *ev.EffectiveAt
@@ -506,7 +506,7 @@ func (w *Worker) version(ev events.Event, md *jetstream.MsgMetadata, now time.Ti
 	if !future && version.OccurredAt.After(now.Add(w.o.MaxClockSkew)) {
 		// Accepted before event times were bounded (or a clock far off): a
 		// version in the far future would pin the person.
-		log.Warn("event time far ahead of the clock, applied as now", "occurred_at", version.OccurredAt)
+		log.WarnContext(ctx, "event time far ahead of the clock, applied as now", "occurred_at", version.OccurredAt)
 		version.OccurredAt = now.UTC()
 	}
 	return version
