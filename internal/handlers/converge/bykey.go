@@ -137,21 +137,25 @@ func (r *Reconciler) Reconcile(ctx context.Context, key string) (Result, error) 
 		}
 	}
 	res, err := r.o.Converger.Converge(ctx, rec, h.Check)
-	var later *RetryLater
-	switch {
-	case err == nil:
-		return res, nil
-	case errors.As(err, &later):
-		if res.Outcome == "" {
-			res.Outcome = OutcomeHalted
-		}
-		res.RequeueAfter, res.Reason = max(later.Delay, time.Millisecond), later.Reason
-		if later.Held != "" {
-			res.Held = later.Held
-		}
-		return res, nil
-	case errors.Is(err, ErrEvidence):
+	if errors.Is(err, ErrEvidence) {
 		return res, TerminalError(err)
 	}
-	return res, err
+	return asWait(res, err)
+}
+
+// asWait moves a wait (*RetryLater) from the error into the result
+// (RequeueAfter, the reason, the gate's refusal kind).
+func asWait(res Result, err error) (Result, error) {
+	var later *RetryLater
+	if !errors.As(err, &later) {
+		return res, err
+	}
+	if res.Outcome == "" {
+		res.Outcome = OutcomeHalted
+	}
+	res.RequeueAfter, res.Reason = max(later.Delay, time.Millisecond), later.Reason
+	if later.Held != "" {
+		res.Held = later.Held
+	}
+	return res, nil
 }

@@ -89,8 +89,10 @@ type Access struct {
 // them after a few deliveries). Transient failures are returned unwrapped.
 var ErrPermanent = errors.New("permanent failure")
 
-// RetryLater is returned when a step must wait (invite quota, brakes, pause): the
-// worker redelivers after Delay without counting it as a failure.
+// RetryLater is how a record-level convergence (Converge) says a step must
+// wait (invite quota, brakes, pause). Reconcile and ApplyPlanned move it into
+// the result (Result.RequeueAfter), so their callers see waits as results,
+// never as errors.
 type RetryLater struct {
 	Delay  time.Duration
 	Reason string

@@ -211,9 +211,8 @@ func (r *Reconciler) applyItem(ctx context.Context, it *Item, teams func(string)
 	}
 	out, err := r.o.Converger.ApplyPlanned(ctx, rec, member, steps, check)
 	msg := ""
-	var later *converge.RetryLater
 	switch {
-	case errors.As(err, &later) && later.Held != "":
+	case err == nil && out.Held != "" && out.RequeueAfter > 0:
 		// Held by the safety gate: the held step is in out.Steps; the steps
 		// after it were not attempted and wait for the next run.
 		if n := len(out.Steps); n < len(steps) {
