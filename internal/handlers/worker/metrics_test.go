@@ -68,7 +68,7 @@ func series(t *testing.T, r *sdkmetric.ManualReader) map[string]int64 {
 			if i > 0 {
 				k += ","
 			}
-			k += string(kv.Key) + "=" + kv.Value.Emit()
+			k += string(kv.Key) + "=" + kv.Value.String()
 		}
 		return k + "}"
 	}
