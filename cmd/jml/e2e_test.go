@@ -56,8 +56,8 @@ func mustRunMainCfg(t *testing.T, redisURL string, tel *telemetry.Telemetry, pol
 			t.Fatal(err)
 		}
 	}
-	var logs bytes.Buffer
-	sys, err := startAll(context.Background(), cfg, runOptions{stdout: io.Discard, logs: &syncWriter{w: &logs}, telemetry: tel})
+	logs := &syncWriter{w: &bytes.Buffer{}}
+	sys, err := startAll(context.Background(), cfg, runOptions{stdout: io.Discard, logs: logs, telemetry: tel})
 	if err != nil {
 		t.Fatalf("startAll: %v", err)
 	}

@@ -27,10 +27,10 @@ func TestRunAgainstSandboxWithSCIMToken(t *testing.T) {
 	const scimToken = "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0"
 	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	var out bytes.Buffer
+	out := &syncWriter{w: &bytes.Buffer{}}
 	done := make(chan error, 1)
 	go func() {
-		done <- cmdSandbox(ctx, []string{"--addr", addr, "--token", userToken, "--scim-token", scimToken}, &syncWriter{w: &out}, io.Discard)
+		done <- cmdSandbox(ctx, []string{"--addr", addr, "--token", userToken, "--scim-token", scimToken}, out, io.Discard)
 	}()
 	// The sandbox must drain at once: the daemon has closed its pooled
 	// connections (sentry.Client.Close) by then. A connection dialed and never
@@ -61,11 +61,11 @@ func TestRunAgainstSandboxWithSCIMToken(t *testing.T) {
 	}
 
 	const secret = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD"
-	var logs bytes.Buffer
+	logs := &syncWriter{w: &bytes.Buffer{}}
 	cfg := config.Common{HTTPAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", DataDir: t.TempDir(), LogLevel: "debug", MaxBodyBytes: 1 << 20,
 		StreamReplicas: 1, RedisURL: testRedisURL(), RedisPrefix: "jmltest:" + randomID() + ":", GenericSecret: secret,
 		SentryURL: sbURL, SentryOrg: "acme", SentryToken: userToken, SentrySCIMToken: scimToken}
-	sys, err := startAll(context.Background(), cfg, runOptions{sentryConfigured: true, stdout: io.Discard, logs: &syncWriter{w: &logs}})
+	sys, err := startAll(context.Background(), cfg, runOptions{sentryConfigured: true, stdout: io.Discard, logs: logs})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,8 +147,9 @@ func TestRunEmbeddedSandboxSCIMToken(t *testing.T) {
 		DataDir: t.TempDir(), LogLevel: "debug", MaxBodyBytes: 1 << 20, StreamReplicas: 1, RedisURL: testRedisURL(),
 		RedisPrefix: "jmltest:" + randomID() + ":",
 	}
-	var logs, banner bytes.Buffer
-	sys, err := startAll(context.Background(), cfg, runOptions{stdout: io.Discard, logs: &syncWriter{w: &logs}})
+	var banner bytes.Buffer
+	logs := &syncWriter{w: &bytes.Buffer{}}
+	sys, err := startAll(context.Background(), cfg, runOptions{stdout: io.Discard, logs: logs})
 	if err != nil {
 		t.Fatal(err)
 	}

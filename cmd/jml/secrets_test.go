@@ -90,12 +90,12 @@ func TestNoSecretAnywhere(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
+	logs := &syncWriter{w: &bytes.Buffer{}}
 	cfg := config.Common{HTTPAddr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", DataDir: t.TempDir(), LogLevel: "debug", MaxBodyBytes: 1 << 20,
 		StreamReplicas: 1, RedisURL: "redis://:" + redisPassword + "@" + redisAddr + "/0", RedisPrefix: "jml:", GenericSecret: genericSecret,
 		SentryURL: sb.URL, SentryOrg: "acme", SentryToken: sentryToken, SentrySCIMToken: scimToken, AdminToken: adminToken,
 		AlertWebhookURL: alerts.URL, AlertWebhookSecret: alertSecret}
-	sys, err := startAll(context.Background(), cfg, runOptions{sentryConfigured: true, stdout: io.Discard, logs: &syncWriter{w: &logs}, telemetry: tel})
+	sys, err := startAll(context.Background(), cfg, runOptions{sentryConfigured: true, stdout: io.Discard, logs: logs, telemetry: tel})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestNoSecretAnywhere(t *testing.T) {
 	amu.Lock()
 	all.Write(alertBodies.Bytes())
 	amu.Unlock()
-	all.Write(logs.Bytes())
+	all.WriteString(logs.String())
 	if !strings.Contains(logs.String(), "webhook refused") || !strings.Contains(all.String(), "jane.doe@acme.test") {
 		t.Fatal("the scan saw no logs or no outputs: the test would prove nothing")
 	}

@@ -88,15 +88,15 @@ func TestWorkerMetrics(t *testing.T) {
 
 	// Evidence: counted by outcome once written, not when the write fails.
 	log := &appendLog{}
-	ev := evidenceLog{l: log, m: m}
+	ev := countedLog{log, m}
 	ctx := context.Background()
 	for _, o := range []converge.Outcome{converge.OutcomeNeedsHuman, converge.OutcomeDisputed, converge.OutcomeApplied, converge.OutcomeNeedsHuman} {
-		if err := ev.RecordEvidence(ctx, converge.Evidence{PersonKey: "p", Outcome: o, Kind: string(o)}); err != nil {
+		if _, err := ev.Append(ctx, state.Evidence{PersonKey: "p", Outcome: string(o), Kind: string(o)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	log.failing = true
-	if err := ev.RecordEvidence(ctx, converge.Evidence{PersonKey: "p", Outcome: converge.OutcomeNeedsHuman}); err == nil {
+	if _, err := ev.Append(ctx, state.Evidence{PersonKey: "p", Outcome: string(converge.OutcomeNeedsHuman)}); err == nil {
 		t.Fatal("want the append error")
 	}
 	got = collected(t, reader)

@@ -215,7 +215,7 @@ func NewWorker(ctx context.Context, o WorkerOptions) (*Worker, error) {
 	}
 	w.conv, err = converge.New(converge.Options{
 		Sentry: o.Sentry, SelfMemberID: me.ID, SelfEmail: me.Email, SelfRole: me.OrgRole, Policy: o.Policy,
-		Snapshots: snapshotStore{records.Snapshots}, Evidence: evidenceLog{l: records.Evidence, m: w.metrics}, Gate: o.Gate,
+		Snapshots: records.Snapshots, Evidence: countedLog{stampedLog{records.Evidence}, w.metrics}, Gate: o.Gate,
 		Index: w.members, Tokens: w.tokens, Target: o.Target, Logger: o.Logger, TracerProvider: o.Telemetry.TracerProvider,
 		Alert: w.alert, MeterProvider: o.Telemetry.MeterProvider,
 	})

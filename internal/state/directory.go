@@ -29,6 +29,10 @@ type PersonRecord struct {
 	// IDSpaces): {"hr": "E-1", "gusto": "G-7"}. Records stored before ids
 	// were namespaced have none; IDSpaces.IDIn infers them.
 	IDs map[string]string `json:"ids,omitempty"`
+	// EmailLink is the email (lower case) whose link ("email", it) the
+	// event worker wrote to point here, so an event carrying the same email
+	// does not write the link again ("" when not recorded: it is written).
+	EmailLink string `json:"email_link,omitempty"`
 	// Sentry link, stored once the member was matched.
 	MemberID  string    `json:"member_id,omitempty"`
 	UserID    string    `json:"user_id,omitempty"`

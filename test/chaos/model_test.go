@@ -363,7 +363,7 @@ func (sc *scenario) bounds(p *person) map[string]int {
 	b := map[string]int{}
 	var prevPresent *access
 	lastRole := map[string]string{} // team → stored role in the last present state that had the team
-	invited := false // present as an invite (this suite never accepts one)
+	invited := false                // present as an invite (this suite never accepts one)
 	for i, s := range states {
 		if s == nil {
 			invited = false

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,22 +17,20 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/state"
 )
 
-// apply runs the steps in order. Each mutation is preceded by the lease check and
-// treats "already done" as success. It returns the steps with their results.
+// apply runs the steps in order, treating "already done" as success. It
+// returns the steps with their results.
+//
+// The lease is checked once per mutation, right before the request leaves:
+// the Sentry client runs check after any rate-limit wait or retry backoff
+// (sentry.WithPreSend), and the safety gate refuses mutations made without
+// one. A check here as well would be a second store round trip per
+// mutation, and an earlier, so weaker, one.
 func (c *Converger) apply(ctx context.Context, rec state.PersonRecord, member *sentry.Member, steps []Step, check LeaseCheck) ([]Step, error) {
 	done := make([]Step, 0, len(steps))
 	if check != nil {
-		// Every request leaves under the lease: the client re-checks it right
-		// before each mutation is sent (after rate-limit waits and retries),
-		// and the safety gate refuses mutations made without one.
 		ctx = sentry.WithPreSend(ctx, func(ctx context.Context) error { return check(ctx) })
 	}
 	for _, s := range steps {
-		if check != nil {
-			if err := check(ctx); err != nil {
-				return done, fmt.Errorf("lease lost before %s: %w", s.Action, err)
-			}
-		}
 		if s.Removal() && member != nil {
 			if err := c.snapshot(ctx, rec, member); err != nil {
 				return done, err
@@ -73,7 +72,7 @@ func (c *Converger) apply(ctx context.Context, rec state.PersonRecord, member *s
 				c.o.Index.Forget(rec.Person.Email)
 			}
 			if member != nil && member.User != nil && !member.Pending {
-				toks := c.tokens(ctx, member, check)
+				toks := c.tokens(ctx, member)
 				done = append(done, toks...)
 				for _, t := range toks {
 					if t.Action == ActRevokeToken && strings.HasPrefix(t.Result, "error") {
@@ -208,22 +207,26 @@ func (c *Converger) reread(ctx context.Context, id string) string {
 // snapshot stores the member's access before it is removed, and puts it
 // in the convergence's evidence.
 func (c *Converger) snapshot(ctx context.Context, rec state.PersonRecord, m *sentry.Member) error {
-	snap := Snapshot{PersonKey: rec.Key, Email: rec.Person.Email, MemberID: m.ID, OrgRole: m.OrgRole, Pending: m.Pending,
-		Teams: map[string]string{}, TakenAt: c.o.Now().UTC(), EventID: rec.LastEventID}
+	snap := state.Snapshot{PersonKey: rec.Key, Email: rec.Person.Email, MemberID: m.ID, OrgRole: m.OrgRole, Pending: m.Pending,
+		TakenAt: c.o.Now().UTC(), EventID: rec.LastEventID}
 	if m.User != nil {
 		snap.UserID = m.User.ID
 	}
+	teams := map[string]string{}
 	for _, slug := range m.Teams {
-		snap.Teams[slug] = ""
+		teams[slug] = ""
 	}
 	for _, tr := range m.TeamRoles {
-		snap.Teams[tr.TeamSlug] = deref(tr.Role)
+		teams[tr.TeamSlug] = deref(tr.Role)
+	}
+	for _, slug := range slices.Sorted(maps.Keys(teams)) {
+		snap.Teams = append(snap.Teams, state.TeamAccess{Slug: slug, Role: teams[slug]})
 	}
 	if t := trailFrom(ctx); t != nil {
 		// The evidence shows the access as Sentry had it (its own copy: the
 		// stored snapshot below may carry owed roles over).
 		seen := snap
-		seen.Teams = maps.Clone(snap.Teams)
+		seen.Teams = slices.Clone(snap.Teams)
 		t.mu.Lock()
 		if t.snap == nil {
 			t.snap = &seen
@@ -236,18 +239,19 @@ func (c *Converger) snapshot(ctx context.Context, rec state.PersonRecord, m *sen
 	// A re-granted invite (or its accepted member) removed before its team
 	// roles were restored still owes them: its null roles are not the access
 	// the person had, the previous snapshot's are.
-	prev, err := c.o.Snapshots.LatestSnapshot(ctx, rec.Key)
+	prev, err := c.o.Snapshots.Latest(ctx, rec.Key)
 	switch {
 	case err == nil && prev.RegrantedTo == m.ID && prev.RestoredAt.IsZero():
-		for slug, role := range snap.Teams {
-			if role == "" && prev.Teams[slug] != "" {
-				snap.Teams[slug] = prev.Teams[slug]
+		owed := snapshotTeams(prev)
+		for i, t := range snap.Teams {
+			if t.Role == "" && owed[t.Slug] != "" {
+				snap.Teams[i].Role = owed[t.Slug]
 			}
 		}
 	case err != nil && !errors.Is(err, state.ErrNotFound):
 		return fmt.Errorf("read previous access snapshot: %w", err)
 	}
-	if err := c.o.Snapshots.SaveSnapshot(ctx, snap); err != nil {
+	if err := c.o.Snapshots.Put(ctx, snap); err != nil {
 		return fmt.Errorf("save access snapshot: %w", err)
 	}
 	return nil
@@ -256,7 +260,7 @@ func (c *Converger) snapshot(ctx context.Context, rec state.PersonRecord, m *sen
 // tokens finds org auth tokens the removed person created (the token index when
 // warm, else the audit log filtered by their user id) and revokes or reports them
 // per policy. Failures here never undo the removal: they are reported as steps.
-func (c *Converger) tokens(ctx context.Context, m *sentry.Member, check LeaseCheck) []Step {
+func (c *Converger) tokens(ctx context.Context, m *sentry.Member) []Step {
 	pol := c.o.Policy()
 	var created []TokenRef
 	if c.o.Tokens != nil && c.o.Tokens.Warm() {
@@ -277,13 +281,8 @@ func (c *Converger) tokens(ctx context.Context, m *sentry.Member, check LeaseChe
 			At: c.o.Now().UTC().Format(time.RFC3339Nano)}
 		if pol.Leaver.OrgTokens == "revoke" {
 			s.Action = ActRevokeToken
-			if check != nil {
-				if err := check(ctx); err != nil {
-					s.Result = "error: lease lost"
-					out = append(out, s)
-					continue
-				}
-			}
+			// The lease is checked by the client right before the DELETE
+			// leaves (apply's WithPreSend); a lost lease is an error result.
 			switch err := c.o.Sentry.DeleteOrgAuthToken(ctx, t.ID); {
 			case err == nil:
 				s.Result = "done"

@@ -66,6 +66,11 @@ type Result struct {
 	Held string `json:"held,omitempty"`
 	// Removed is set when the person's Sentry membership was removed now.
 	Removed bool `json:"removed"`
+	// RequeueAfter, when positive, asks the caller to reconcile the person
+	// again after it (Reconciler.Reconcile: a pause, the brakes, Sentry's
+	// invite quota, the person busy on another replica). It is a wait, not
+	// a failure.
+	RequeueAfter time.Duration `json:"-"`
 	// Desired and Actual describe the comparison (for `jml plan`).
 	Desired *policy.Desired `json:"desired,omitempty"`
 	Actual  *Access         `json:"actual,omitempty"`
@@ -88,8 +93,10 @@ type Access struct {
 // them after a few deliveries). Transient failures are returned unwrapped.
 var ErrPermanent = errors.New("permanent failure")
 
-// RetryLater is returned when a step must wait (invite quota, brakes, pause): the
-// worker redelivers after Delay without counting it as a failure.
+// RetryLater is how a record-level convergence (Converge) says a step must
+// wait (invite quota, brakes, pause). Reconcile and ApplyPlanned move it into
+// the result (Result.RequeueAfter), so their callers see waits as results,
+// never as errors.
 type RetryLater struct {
 	Delay  time.Duration
 	Reason string
@@ -100,54 +107,21 @@ type RetryLater struct {
 
 func (r *RetryLater) Error() string { return "retry later: " + r.Reason }
 
-// Snapshot is a person's access taken before a removal, for a one-step re-grant.
-type Snapshot struct {
-	PersonKey string            `json:"person_key"`
-	Email     string            `json:"email"`
-	MemberID  string            `json:"member_id"`
-	UserID    string            `json:"user_id,omitempty"`
-	OrgRole   string            `json:"org_role"`
-	Teams     map[string]string `json:"teams"` // slug → stored team role ("" = minimum)
-	Pending   bool              `json:"pending"`
-	TakenAt   time.Time         `json:"taken_at"`
-	EventID   string            `json:"event_id,omitempty"`
-	// RegrantedTo is the member id of the invite a rehire re-granted this
-	// snapshot to. Sentry stores an invite's team roles as null, so the
-	// snapshot's team roles are restored on that member once it has accepted;
-	// RestoredAt says that was done (and is never done again).
-	RegrantedTo string    `json:"regranted_to,omitempty"`
-	RestoredAt  time.Time `json:"restored_at,omitzero"`
-}
-
-// Snapshots stores access snapshots durably.
+// Snapshots stores access snapshots durably: the state contract itself
+// (state.Snapshots; convergence needs Put and Latest). Latest returns an error
+// wrapping state.ErrNotFound when there is none.
 type Snapshots interface {
-	SaveSnapshot(ctx context.Context, s Snapshot) error
-	// LatestSnapshot returns an error wrapping state.ErrNotFound when there is none.
-	LatestSnapshot(ctx context.Context, personKey string) (Snapshot, error)
+	Put(ctx context.Context, s state.Snapshot) error
+	Latest(ctx context.Context, personKey string) (state.Snapshot, error)
 }
 
-// Evidence is what one convergence did, for auditors.
-type Evidence struct {
-	PersonKey string    `json:"person_key"`
-	Email     string    `json:"email"`
-	EventID   string    `json:"event_id,omitempty"`
-	Kind      string    `json:"kind"` // convergence | needs_human | disputed | halted
-	Target    string    `json:"target"`
-	Outcome   Outcome   `json:"outcome"`
-	Reason    string    `json:"reason,omitempty"`
-	Steps     []Step    `json:"steps"`
-	Notes     []string  `json:"notes,omitempty"`
-	At        time.Time `json:"at"`
-	// Status is the person's desired status (terminated for a leaver).
-	Status string `json:"status,omitempty"`
-	// Held is the safety gate's refusal kind of a halted record.
-	Held string `json:"held,omitempty"`
-	// Snapshot is the access read just before a removal (nil without one).
-	Snapshot *Snapshot `json:"snapshot,omitempty"`
-	// Requests are the Sentry requests this convergence sent, in order.
-	Requests []sentry.RequestRecord `json:"requests,omitempty"`
-	// OutOfBand names the hand-made change this convergence answered and
-	// its actor (nil otherwise).
+// evidencePlan is the Plan of a convergence's evidence record.
+type evidencePlan struct {
+	Outcome Outcome  `json:"outcome"`
+	Reason  string   `json:"reason,omitempty"`
+	Held    string   `json:"held,omitempty"`
+	Notes   []string `json:"notes,omitempty"`
+	// OutOfBand names the hand-made change answered and its actor.
 	OutOfBand *OutOfBand `json:"out_of_band,omitempty"`
 }
 
@@ -156,7 +130,7 @@ type Evidence struct {
 type trail struct {
 	reqs *sentry.RequestLog
 	mu   sync.Mutex
-	snap *Snapshot
+	snap *state.Snapshot
 }
 
 type trailKey struct{}
@@ -172,9 +146,10 @@ func trailFrom(ctx context.Context) *trail {
 	return t
 }
 
-// EvidenceSink records evidence durably.
-type EvidenceSink interface {
-	RecordEvidence(ctx context.Context, e Evidence) error
+// EvidenceLog records evidence durably: the append half of
+// state.EvidenceLog, with the state types.
+type EvidenceLog interface {
+	Append(ctx context.Context, e state.Evidence) (state.Evidence, error)
 }
 
 // Gate is what convergence asks of the safety gate before it starts a plan:
@@ -196,7 +171,7 @@ type Options struct {
 	SelfEmail    string
 	SelfRole     string
 	Snapshots    Snapshots    // optional
-	Evidence     EvidenceSink // optional
+	Evidence     EvidenceLog  // optional
 	Gate         Gate         // optional (the pre-check; the client enforces)
 	Index        *MemberIndex // optional email → member id cache
 	Tokens       *TokenIndex  // optional user id → org tokens created
@@ -447,8 +422,8 @@ func (c *Converger) decide(ctx context.Context, rec state.PersonRecord) (Result,
 		in.desired = pol.Evaluate(p)
 		res.Desired = &in.desired
 		if member == nil && c.o.Snapshots != nil {
-			if snap, err := c.o.Snapshots.LatestSnapshot(ctx, rec.Key); err == nil {
-				d := policy.Desired{OrgRole: snap.OrgRole, Teams: snap.Teams}
+			if snap, err := c.o.Snapshots.Latest(ctx, rec.Key); err == nil {
+				d := policy.Desired{OrgRole: snap.OrgRole, Teams: snapshotTeams(snap)}
 				if rank(d.OrgRole) > rank(c.o.SelfRole) || d.OrgRole == "owner" {
 					d.OrgRole = in.desired.OrgRole
 				}
@@ -483,7 +458,7 @@ func (c *Converger) leftoverTokens(ctx context.Context, rec state.PersonRecord, 
 	if member != nil || pol.Leaver.OrgTokens != "revoke" || c.o.Snapshots == nil || c.o.Tokens == nil || !c.o.Tokens.Warm() {
 		return nil
 	}
-	snap, err := c.o.Snapshots.LatestSnapshot(ctx, rec.Key)
+	snap, err := c.o.Snapshots.Latest(ctx, rec.Key)
 	if err != nil || snap.UserID == "" {
 		return nil
 	}
@@ -648,7 +623,7 @@ var ErrEvidence = errors.New("evidence record not written")
 
 // EvidenceError carries the record that could not be written.
 type EvidenceError struct {
-	Record Evidence
+	Record state.Evidence
 	Err    error
 }
 
@@ -667,24 +642,16 @@ func (c *Converger) evidence(ctx context.Context, rec state.PersonRecord, res Re
 	if c.o.Evidence == nil {
 		return nil
 	}
-	e := Evidence{PersonKey: rec.Key, Email: rec.Person.Email, EventID: rec.LastEventID, Kind: kind, Target: c.o.Target,
-		Outcome: res.Outcome, Reason: res.Reason, Steps: res.Steps, Notes: res.Notes, At: c.o.Now().UTC(),
-		Status: string(rec.Person.Status), Held: res.Held, OutOfBand: res.OutOfBand}
-	if e.Steps == nil {
-		e.Steps = []Step{}
-	}
-	if t := trailFrom(ctx); t != nil {
-		e.Requests = t.reqs.Records()
-		t.mu.Lock()
-		e.Snapshot = t.snap
-		t.mu.Unlock()
+	e, err := c.evidenceRecord(ctx, rec, res, kind)
+	if err != nil {
+		return err
 	}
 	// A cancelled caller still gets its record written: what was done, was done.
 	wctx := context.WithoutCancel(ctx)
 	deadline := time.Now().Add(c.o.EvidenceRetry)
 	delay := 50 * time.Millisecond
 	for {
-		err := c.o.Evidence.RecordEvidence(wctx, e)
+		_, err := c.o.Evidence.Append(wctx, e)
 		if err == nil {
 			return nil
 		}
@@ -697,6 +664,48 @@ func (c *Converger) evidence(ctx context.Context, rec state.PersonRecord, res Re
 		time.Sleep(delay)
 		delay = min(2*delay, 2*time.Second)
 	}
+}
+
+// evidenceRecord is the state record of what a convergence did: the plan
+// (outcome, reason, gate refusal, notes), the steps, the access snapshot
+// read before a removal and the Sentry requests sent.
+func (c *Converger) evidenceRecord(ctx context.Context, rec state.PersonRecord, res Result, kind string) (state.Evidence, error) {
+	steps := res.Steps
+	if steps == nil {
+		steps = []Step{}
+	}
+	stepsJSON, err := json.Marshal(steps)
+	if err != nil {
+		return state.Evidence{}, fmt.Errorf("evidence steps: %w", err)
+	}
+	plan, err := json.Marshal(evidencePlan{Outcome: res.Outcome, Reason: res.Reason, Held: res.Held, Notes: res.Notes, OutOfBand: res.OutOfBand})
+	if err != nil {
+		return state.Evidence{}, fmt.Errorf("evidence plan: %w", err)
+	}
+	e := state.Evidence{PersonKey: rec.Key, Email: rec.Person.Email, At: c.o.Now().UTC(), Kind: kind, Target: c.o.Target,
+		Plan: plan, Steps: stepsJSON, Outcome: string(res.Outcome), Status: string(rec.Person.Status)}
+	if rec.LastEventID != "" {
+		e.EventIDs = []string{rec.LastEventID}
+	}
+	if t := trailFrom(ctx); t != nil {
+		for _, r := range t.reqs.Records() {
+			e.Requests = append(e.Requests, state.SentryRequest{Method: r.Method, Path: r.Path, Status: r.Status, At: r.At,
+				DurationMS: r.Duration.Milliseconds(), Error: r.Err})
+		}
+		t.mu.Lock()
+		e.Snapshot = t.snap
+		t.mu.Unlock()
+	}
+	return e, nil
+}
+
+// snapshotTeams is a snapshot's team roles by slug.
+func snapshotTeams(s state.Snapshot) map[string]string {
+	teams := make(map[string]string, len(s.Teams))
+	for _, t := range s.Teams {
+		teams[t.Slug] = t.Role
+	}
+	return teams
 }
 
 func (c *Converger) alert(ctx context.Context, kind, person, summary string) {

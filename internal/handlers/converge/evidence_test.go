@@ -2,6 +2,7 @@ package converge_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"sync"
@@ -13,6 +14,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/safety/safetytest"
 	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
+	"github.com/sentry-jml/sentry-jml/internal/state"
 )
 
 // flakySink fails its first n writes.
@@ -20,28 +22,28 @@ type flakySink struct {
 	mu      sync.Mutex
 	fail    int
 	calls   int
-	written []converge.Evidence
+	written []state.Evidence
 }
 
-func (f *flakySink) RecordEvidence(_ context.Context, e converge.Evidence) error {
+func (f *flakySink) Append(_ context.Context, e state.Evidence) (state.Evidence, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls++
 	if f.calls <= f.fail {
-		return errors.New("jetstream: no responders")
+		return state.Evidence{}, errors.New("jetstream: no responders")
 	}
 	f.written = append(f.written, e)
-	return nil
+	return e, nil
 }
 
-func evidenceConverger(t *testing.T, sink converge.EvidenceSink, retry time.Duration) (*sentrytest.Server, *converge.Converger) {
+func evidenceConverger(t *testing.T, sink converge.EvidenceLog, retry time.Duration) (*sentrytest.Server, *converge.Converger) {
 	t.Helper()
 	return gatedConverger(t, sink, retry, nil)
 }
 
 // gatedConverger is a converger recording evidence in sink, whose pre-check
 // asks gate (nil: none).
-func gatedConverger(t *testing.T, sink converge.EvidenceSink, retry time.Duration, gate converge.Gate) (*sentrytest.Server, *converge.Converger) {
+func gatedConverger(t *testing.T, sink converge.EvidenceLog, retry time.Duration, gate converge.Gate) (*sentrytest.Server, *converge.Converger) {
 	t.Helper()
 	sb := sentrytest.NewServer(t, sentrytest.Options{RateLimit: -1})
 	c, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: &safetytest.Gate{}, MaxRetries: 1})
@@ -73,7 +75,7 @@ func TestEvidenceWriteIsRetried(t *testing.T) {
 	if _, ok := sb.Member("jane.doe@acme.test"); ok {
 		t.Fatal("jane is still a member")
 	}
-	if sink.calls != 4 || len(sink.written) != 1 || sink.written[0].Outcome != converge.OutcomeApplied {
+	if sink.calls != 4 || len(sink.written) != 1 || sink.written[0].Outcome != string(converge.OutcomeApplied) {
 		t.Fatalf("evidence writes: %d calls, written %+v", sink.calls, sink.written)
 	}
 }
@@ -89,7 +91,11 @@ func TestEvidenceWriteThatKeepsFailingFailsTheConvergence(t *testing.T) {
 	if !errors.Is(err, converge.ErrEvidence) || !errors.As(err, &ee) {
 		t.Fatalf("err = %v, want an EvidenceError", err)
 	}
-	if ee.Record.Email != "jane.doe@acme.test" || len(ee.Record.Steps) == 0 || ee.Record.Steps[0].Action != converge.ActRemoveMember {
+	var steps []converge.Step
+	if err := json.Unmarshal(ee.Record.Steps, &steps); err != nil {
+		t.Fatal(err)
+	}
+	if ee.Record.Email != "jane.doe@acme.test" || len(steps) == 0 || steps[0].Action != converge.ActRemoveMember {
 		t.Fatalf("the error does not carry the record: %+v", ee.Record)
 	}
 	if !strings.Contains(err.Error(), `"remove_member"`) {
@@ -150,7 +156,7 @@ func TestEvidenceCarriesSnapshotAndRequests(t *testing.T) {
 	if e.Snapshot == nil || !strings.EqualFold(e.Snapshot.Email, "jane.doe@acme.test") || e.Snapshot.MemberID == "" || e.Snapshot.OrgRole == "" {
 		t.Fatalf("snapshot before removal: %+v", e.Snapshot)
 	}
-	var del *sentry.RequestRecord
+	var del *state.SentryRequest
 	for i, r := range e.Requests {
 		if r.At.Before(before) || r.Path == "" {
 			t.Fatalf("request %d: %+v", i, r)
@@ -179,7 +185,7 @@ func TestAlreadyRemovedLeaverHasARecord(t *testing.T) {
 	if err != nil || res.Outcome != converge.OutcomeInSync {
 		t.Fatalf("second convergence: %+v %v", res, err)
 	}
-	if len(sink.written) != 2 || sink.written[1].Outcome != converge.OutcomeInSync || sink.written[1].Status != "terminated" {
+	if len(sink.written) != 2 || sink.written[1].Outcome != string(converge.OutcomeInSync) || sink.written[1].Status != "terminated" {
 		t.Fatalf("records: %+v", sink.written)
 	}
 }

@@ -49,25 +49,25 @@ func mustPolicy(t *testing.T, extra string) policy.Policy {
 // one (JetStream) has its own tests in internal/state/jsstate.
 type memSnapshots struct {
 	mu sync.Mutex
-	m  map[string]converge.Snapshot
+	m  map[string]state.Snapshot
 }
 
-func (s *memSnapshots) SaveSnapshot(_ context.Context, snap converge.Snapshot) error {
+func (s *memSnapshots) Put(_ context.Context, snap state.Snapshot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
-		s.m = map[string]converge.Snapshot{}
+		s.m = map[string]state.Snapshot{}
 	}
 	s.m[snap.PersonKey] = snap
 	return nil
 }
 
-func (s *memSnapshots) LatestSnapshot(_ context.Context, key string) (converge.Snapshot, error) {
+func (s *memSnapshots) Latest(_ context.Context, key string) (state.Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	snap, ok := s.m[key]
 	if !ok {
-		return converge.Snapshot{}, state.ErrNotFound
+		return state.Snapshot{}, state.ErrNotFound
 	}
 	return snap, nil
 }
@@ -264,8 +264,12 @@ func TestRehireRegrantsSnapshotThenPolicy(t *testing.T) {
 	if _, ok := sb.Member(who); ok {
 		t.Fatal("leaver still a member")
 	}
-	snap, err := snaps.LatestSnapshot(context.Background(), "email:"+who)
-	if err != nil || snap.OrgRole != "member" || snap.Teams["payments"] != "admin" || !hasKey(snap.Teams, "mobile") || snap.UserID == "" {
+	snap, err := snaps.Latest(context.Background(), "email:"+who)
+	teams := map[string]string{}
+	for _, t := range snap.Teams {
+		teams[t.Slug] = t.Role
+	}
+	if err != nil || snap.OrgRole != "member" || teams["payments"] != "admin" || !hasKey(teams, "mobile") || snap.UserID == "" {
 		t.Fatalf("snapshot %+v %v", snap, err)
 	}
 	res, err := conv.Converge(context.Background(), person(who, events.Active, func(p *events.Person) { p.Department = "Payments" }), held)

@@ -78,7 +78,7 @@ func (c *Converger) PlanMemberWith(rec state.PersonRecord, member *sentry.Member
 // removal, the leaver's org tokens after it, and an evidence record. Like
 // every mutation, each step passes the safety gate: while paused, or for a
 // removal while the brakes are halted, the step is marked "held: …" and the
-// error is a *RetryLater whose Held names the reason.
+// result is a wait (RequeueAfter, nil error) whose Held names the refusal.
 func (c *Converger) ApplyPlanned(ctx context.Context, rec state.PersonRecord, member *sentry.Member, steps []Step, check LeaseCheck) (Result, error) {
 	res := Result{Outcome: OutcomeApplied}
 	ctx = withTrail(ctx)
@@ -89,7 +89,7 @@ func (c *Converger) ApplyPlanned(ctx context.Context, rec state.PersonRecord, me
 		return res, c.evidence(ctx, rec, res, "needs_human")
 	}
 	if isHeld(err) {
-		return c.halt(ctx, rec, res, err)
+		return asWait(c.halt(ctx, rec, res, err))
 	}
 	if err != nil {
 		if eerr := c.evidence(ctx, rec, Result{Outcome: "error", Reason: err.Error(), Steps: done}, "convergence"); eerr != nil {

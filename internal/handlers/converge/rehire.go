@@ -32,7 +32,8 @@ const whyRestore = "rehire: restoring team role from the access snapshot of "
 // Restore is a rehire's access snapshot whose team roles are still to be
 // restored on the member it was re-granted to (see RehireRestore).
 type Restore struct {
-	snap Snapshot
+	snap  state.Snapshot
+	teams map[string]string // the snapshot's team roles by slug
 }
 
 // RehireRestore returns the restoration still owed to member, nil when there
@@ -57,7 +58,7 @@ func (c *Converger) RehireRestore(ctx context.Context, rec state.PersonRecord, m
 	if !candidate {
 		return nil, nil
 	}
-	snap, err := c.o.Snapshots.LatestSnapshot(ctx, rec.Key)
+	snap, err := c.o.Snapshots.Latest(ctx, rec.Key)
 	if errors.Is(err, state.ErrNotFound) {
 		return nil, nil
 	}
@@ -67,7 +68,7 @@ func (c *Converger) RehireRestore(ctx context.Context, rec state.PersonRecord, m
 	if snap.RegrantedTo != member.ID || !snap.RestoredAt.IsZero() {
 		return nil, nil
 	}
-	return &Restore{snap: snap}, nil
+	return &Restore{snap: snap, teams: snapshotTeams(snap)}, nil
 }
 
 // nullRoleTeams are the member's teams whose stored team role is null.
@@ -95,8 +96,8 @@ func planRestore(in planInput, finalRole string, res *planResult) []Step {
 	null := nullRoleTeams(m)
 	why := whyRestore + r.snap.TakenAt.UTC().Format(time.RFC3339)
 	var steps []Step
-	for _, slug := range sortedKeys(r.snap.Teams) {
-		role := r.snap.Teams[slug]
+	for _, slug := range sortedKeys(r.teams) {
+		role := r.teams[slug]
 		if _, governed := in.desired.Teams[slug]; governed || role == "" || in.pol.Managed(slug) || !null[slug] || in.teams(slug).idp {
 			continue
 		}
@@ -119,7 +120,7 @@ func (c *Converger) markRegranted(ctx context.Context, rec state.PersonRecord, t
 	if c.o.Snapshots == nil || memberID == "" {
 		return
 	}
-	err := c.updateSnapshot(ctx, rec.Key, func(s *Snapshot) bool {
+	err := c.updateSnapshot(ctx, rec.Key, func(s *state.Snapshot) bool {
 		if !s.TakenAt.Equal(takenAt) {
 			return false
 		}
@@ -139,7 +140,7 @@ func (c *Converger) markRestored(ctx context.Context, rec state.PersonRecord, me
 	if c.o.Snapshots == nil {
 		return
 	}
-	err := c.updateSnapshot(ctx, rec.Key, func(s *Snapshot) bool {
+	err := c.updateSnapshot(ctx, rec.Key, func(s *state.Snapshot) bool {
 		if s.RegrantedTo != memberID || !s.RestoredAt.IsZero() {
 			return false
 		}
@@ -151,16 +152,16 @@ func (c *Converger) markRestored(ctx context.Context, rec state.PersonRecord, me
 	}
 }
 
-func (c *Converger) updateSnapshot(ctx context.Context, key string, change func(*Snapshot) bool) error {
+func (c *Converger) updateSnapshot(ctx context.Context, key string, change func(*state.Snapshot) bool) error {
 	ctx = context.WithoutCancel(ctx) // what was done, was done
-	snap, err := c.o.Snapshots.LatestSnapshot(ctx, key)
+	snap, err := c.o.Snapshots.Latest(ctx, key)
 	if err != nil {
 		return fmt.Errorf("read snapshot: %w", err)
 	}
 	if !change(&snap) {
 		return nil
 	}
-	if err := c.o.Snapshots.SaveSnapshot(ctx, snap); err != nil {
+	if err := c.o.Snapshots.Put(ctx, snap); err != nil {
 		return fmt.Errorf("save snapshot: %w", err)
 	}
 	return nil

@@ -158,7 +158,7 @@ func (r *Reconciler) personLease(ctx context.Context, key string) (func(), conve
 	if r.o.Leases == nil {
 		return func() {}, nil, nil
 	}
-	l, err := r.o.Leases.Acquire(ctx, "person:"+key, r.o.Owner, r.o.LeaseTTL)
+	l, err := r.o.Leases.Acquire(ctx, converge.LeaseKey(key), r.o.Owner, r.o.LeaseTTL)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -211,9 +211,8 @@ func (r *Reconciler) applyItem(ctx context.Context, it *Item, teams func(string)
 	}
 	out, err := r.o.Converger.ApplyPlanned(ctx, rec, member, steps, check)
 	msg := ""
-	var later *converge.RetryLater
 	switch {
-	case errors.As(err, &later) && later.Held != "":
+	case err == nil && out.Held != "" && out.RequeueAfter > 0:
 		// Held by the safety gate: the held step is in out.Steps; the steps
 		// after it were not attempted and wait for the next run.
 		if n := len(out.Steps); n < len(steps) {

@@ -118,7 +118,10 @@ func (r *Reconciler) Invites(ctx context.Context) (InviteSummary, error) {
 			continue
 		}
 		if err := r.withLease(ctx, rec.Key, func(check converge.LeaseCheck) error {
-			_, err := r.o.Converger.ApplyPlanned(ctx, rec, m, steps, check)
+			out, err := r.o.Converger.ApplyPlanned(ctx, rec, m, steps, check)
+			if err == nil {
+				err = waitErr(out)
+			}
 			return err
 		}); err != nil {
 			fail(email + ": " + err.Error())
@@ -173,6 +176,9 @@ func (r *Reconciler) Invites(ctx context.Context) (InviteSummary, error) {
 		mm := m
 		if err := r.withLease(ctx, rec.Key, func(check converge.LeaseCheck) error {
 			out, err := r.o.Converger.ApplyPlanned(ctx, rec, &mm, []converge.Step{step}, check)
+			if err == nil {
+				err = waitErr(out)
+			}
 			if err == nil && out.Outcome == converge.OutcomeNeedsHuman {
 				err = errors.New(out.Reason)
 			}
@@ -189,6 +195,15 @@ func (r *Reconciler) Invites(ctx context.Context) (InviteSummary, error) {
 		r.m.invites.Add(ctx, 1, metric.WithAttributes(attribute.String("action", step.Action)))
 	}
 	return sum, nil
+}
+
+// waitErr is the error of a result that must wait (held by the safety
+// gate): the step was not made, so the job reports it as not done.
+func waitErr(out converge.Result) error {
+	if out.RequeueAfter > 0 {
+		return errors.New("held: " + out.Reason)
+	}
+	return nil
 }
 
 func via(m sentry.Member) string {

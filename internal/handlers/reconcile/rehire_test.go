@@ -2,6 +2,7 @@ package reconcile_test
 
 import (
 	"context"
+	"encoding/json"
 	"slices"
 	"strings"
 	"sync"
@@ -18,39 +19,39 @@ import (
 // test wires (the durable ones have their own tests in internal/state).
 type memSnapshots struct {
 	mu sync.Mutex
-	m  map[string]converge.Snapshot
+	m  map[string]state.Snapshot
 }
 
-func (s *memSnapshots) SaveSnapshot(_ context.Context, snap converge.Snapshot) error {
+func (s *memSnapshots) Put(_ context.Context, snap state.Snapshot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
-		s.m = map[string]converge.Snapshot{}
+		s.m = map[string]state.Snapshot{}
 	}
 	s.m[snap.PersonKey] = snap
 	return nil
 }
 
-func (s *memSnapshots) LatestSnapshot(_ context.Context, key string) (converge.Snapshot, error) {
+func (s *memSnapshots) Latest(_ context.Context, key string) (state.Snapshot, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	snap, ok := s.m[key]
 	if !ok {
-		return converge.Snapshot{}, state.ErrNotFound
+		return state.Snapshot{}, state.ErrNotFound
 	}
 	return snap, nil
 }
 
 type memEvidence struct {
 	mu  sync.Mutex
-	all []converge.Evidence
+	all []state.Evidence
 }
 
-func (e *memEvidence) RecordEvidence(_ context.Context, ev converge.Evidence) error {
+func (e *memEvidence) Append(_ context.Context, ev state.Evidence) (state.Evidence, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.all = append(e.all, ev)
-	return nil
+	return ev, nil
 }
 
 // TestReconcileRestoresARehiresTeamRoles: bob (platform: admin, a team the
@@ -110,8 +111,12 @@ rules:
 	if m := h.member(who); m.Teams["platform"] != "admin" {
 		t.Fatalf("after reconcile (counts %+v): bob's platform role %q, want admin restored", sum.Counts, m.Teams["platform"])
 	}
-	restored := slices.ContainsFunc(ev.all, func(e converge.Evidence) bool {
-		return slices.ContainsFunc(e.Steps, func(s converge.Step) bool {
+	restored := slices.ContainsFunc(ev.all, func(e state.Evidence) bool {
+		var steps []converge.Step
+		if err := json.Unmarshal(e.Steps, &steps); err != nil {
+			t.Fatal(err)
+		}
+		return slices.ContainsFunc(steps, func(s converge.Step) bool {
 			return s.Action == converge.ActSetTeamRole && s.Team == "platform" && s.Result == "done" &&
 				strings.HasPrefix(s.Why, "rehire: restoring team role from the access snapshot of ")
 		})
@@ -119,7 +124,7 @@ rules:
 	if !restored {
 		t.Fatalf("no evidence of the restoration: %+v", ev.all)
 	}
-	if snap, _ := snaps.LatestSnapshot(ctx, rec.Key); snap.RestoredAt.IsZero() {
+	if snap, _ := snaps.Latest(ctx, rec.Key); snap.RestoredAt.IsZero() {
 		t.Fatalf("snapshot not marked restored: %+v", snap)
 	}
 

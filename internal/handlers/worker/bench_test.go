@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sentry-jml/sentry-jml/internal/app"
 	"github.com/sentry-jml/sentry-jml/internal/embednats/natstest"
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
@@ -69,7 +68,7 @@ func BenchmarkLeaverPipeline(b *testing.B) {
 	}
 	pol := policy.Default()
 	conv, err := converge.New(converge.Options{Sentry: client, SelfMemberID: me.ID, SelfRole: me.OrgRole, Policy: func() policy.Policy { return pol },
-		Snapshots: app.SnapshotStore(records.Snapshots), Index: index, Tokens: tokens})
+		Snapshots: records.Snapshots, Index: index, Tokens: tokens})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -21,8 +22,12 @@ func (e evidenceLost) Converge(ctx context.Context, rec state.PersonRecord, chec
 	if err != nil {
 		return res, err
 	}
-	return res, &converge.EvidenceError{Record: converge.Evidence{PersonKey: rec.Key, Email: rec.Person.Email, Kind: "convergence",
-		Outcome: res.Outcome, Steps: res.Steps}, Err: errors.New("jetstream: no responders")}
+	steps, jerr := json.Marshal(res.Steps)
+	if jerr != nil {
+		return res, jerr
+	}
+	return res, &converge.EvidenceError{Record: state.Evidence{PersonKey: rec.Key, Email: rec.Person.Email, Kind: "convergence",
+		Outcome: string(res.Outcome), Steps: steps}, Err: errors.New("jetstream: no responders")}
 }
 
 // An event whose evidence record could not be written is not acknowledged as

@@ -19,8 +19,9 @@ import (
 
 // Outcomes of jml_convergence_total besides the converge.Outcome values.
 const (
-	// OutcomeWaiting: convergence returned a *converge.RetryLater (paused,
-	// held by the brakes, Sentry's invite quota, a token revocation to retry).
+	// OutcomeWaiting: convergence asked to come back later
+	// (Result.RequeueAfter: paused, held by the brakes, Sentry's invite
+	// quota, a token revocation to retry).
 	// The message is redelivered after the delay; it is not a failure.
 	OutcomeWaiting = "waiting"
 	// OutcomeBusy: another replica holds the person's lease (before or during
@@ -47,15 +48,12 @@ func eventTypes() []events.Type {
 }
 
 // countedOutcome is the jml_convergence_total outcome for what process
-// returned: waits are told apart from errors, so a long pause or a held brake
-// does not look like failing convergence.
+// returned: a lease lost to another replica is told apart from failures.
+// (Waits are no errors: process counts them as OutcomeWaiting.)
 func countedOutcome(outcome string, err error) string {
-	var later *converge.RetryLater
 	switch {
 	case err == nil:
 		return outcome
-	case errors.As(err, &later):
-		return OutcomeWaiting
 	case errors.Is(err, state.ErrLeaseLost), errors.Is(err, state.ErrLeaseHeld):
 		return OutcomeBusy
 	}

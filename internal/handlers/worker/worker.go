@@ -33,10 +33,9 @@ type leaseDeduper interface {
 	ReleaseSeen(ctx context.Context, l state.Lease, dedupeKey string, ttl time.Duration) error
 }
 
-// Converger converges one person.
-type Converger interface {
-	Converge(ctx context.Context, rec state.PersonRecord, check converge.LeaseCheck) (converge.Result, error)
-}
+// Converger plans and applies one person's record (*converge.Converger);
+// the worker reconciles by key through it (converge.Reconciler).
+type Converger = converge.RecordConverger
 
 // Options wire a Worker.
 type Options struct {
@@ -100,6 +99,8 @@ type Worker struct {
 	unresolved metric.Int64Counter
 	redeliver  metric.Int64Counter
 	gauges     *queueGauges
+	// recon reconciles a person by key under the lease the worker holds.
+	recon *converge.Reconciler
 
 	// failures counts real failures per stream sequence on this replica. The
 	// delivery count is no measure of them: "person busy on another replica"
@@ -165,13 +166,17 @@ func New(o Options) (*Worker, error) {
 	if mp == nil {
 		mp = otel.GetMeterProvider()
 	}
+	recon, err := converge.NewReconciler(converge.ReconcilerOptions{Converger: o.Converger, Directory: o.Directory,
+		Leases: o.Leases, Owner: o.Owner, LeaseTTL: o.LeaseTTL})
+	if err != nil {
+		return nil, err
+	}
 	w := &Worker{o: o, tracer: tp.Tracer("github.com/sentry-jml/sentry-jml/internal/handlers/worker"), prop: o.Propagator,
-		failures: map[uint64]int{}}
+		failures: map[uint64]int{}, recon: recon}
 	if w.prop == nil {
 		w.prop = otel.GetTextMapPropagator()
 	}
 	m := mp.Meter("github.com/sentry-jml/sentry-jml/internal/handlers/worker")
-	var err error
 	if w.outcomes, err = m.Int64Counter("jml_convergence", metric.WithDescription("Processed events by outcome")); err != nil {
 		return nil, err
 	}
@@ -335,60 +340,62 @@ func (w *Worker) Handle(ctx context.Context, m jetstream.Msg) {
 	if md.NumDelivered > 1 {
 		w.redeliver.Add(ctx, 1)
 	}
-	outcome, err := w.process(ctx, m, md, ev, log)
-	outcome = countedOutcome(outcome, err)
+	v, err := w.process(ctx, m, md, ev, log)
+	outcome := countedOutcome(v.outcome, err)
 	w.outcomes.Add(ctx, 1, metric.WithAttributes(attribute.String("outcome", outcome), attribute.String("type", string(ev.Type))))
-	if err == nil {
+	switch {
+	case err == nil && v.after <= 0:
 		w.settled(md.Sequence.Stream)
 		if aerr := m.Ack(); aerr != nil {
 			log.WarnContext(ctx, "ack failed; the event will be redelivered and deduplicated", "err", aerr)
 		}
 		return
+	case err == nil:
+		// A wait, not a failure: future-dated, the person busy on another
+		// replica, or convergence asked to come back (pause, brakes,
+		// invite quota).
+		span.SetAttributes(attribute.String("jml.requeue_after", v.after.String()))
+		if v.outcome == OutcomeWaiting {
+			log.WarnContext(ctx, "convergence waits", "reason", v.reason, "retry_in", v.after.String())
+		}
+		_ = m.NakWithDelay(v.after)
+		return
 	}
 	span.RecordError(err)
 	span.SetStatus(codes.Error, err.Error())
-	var later *converge.RetryLater
-	switch {
-	case errors.Is(err, errDeferred):
-		// Not an error: future-dated, or the person is busy on another replica.
-	case errors.As(err, &later):
-		log.WarnContext(ctx, "convergence waits", "reason", later.Reason, "retry_in", later.Delay.String())
-		_ = m.NakWithDelay(later.Delay)
-	case errors.Is(err, converge.ErrEvidence):
-		// The change was made but its audit record could not be written (the
-		// write was retried): never acknowledge that silently. The dead letter
-		// carries the record and raises an alert.
-		log.ErrorContext(ctx, "evidence record not written, dead-lettering the event with it", "err", err)
+	if converge.IsTerminal(err) {
+		// Retrying cannot help. An evidence record that could not be
+		// written: the change was made, never acknowledge that silently;
+		// the dead letter carries the record and raises an alert.
+		log.ErrorContext(ctx, "terminal failure, dead-lettering the event", "err", err)
 		w.settled(md.Sequence.Stream)
 		w.deadLetter(ctx, m, md, err)
-	default:
-		n := w.failed(md.Sequence.Stream)
-		if errors.Is(err, converge.ErrPermanent) && n >= w.o.MaxPermanentDeliveries {
-			log.ErrorContext(ctx, "permanent failure, dead-lettering", "err", err, "failures", n, "deliveries", md.NumDelivered)
-			w.settled(md.Sequence.Stream)
-			w.deadLetter(ctx, m, md, err)
-			return
-		}
-		d := backoff(uint64(n))
-		log.WarnContext(ctx, "convergence failed, will retry", "err", err, "failures", n, "deliveries", md.NumDelivered, "retry_in", d.String())
-		_ = m.NakWithDelay(d)
+		return
 	}
+	n := w.failed(md.Sequence.Stream)
+	if errors.Is(err, converge.ErrPermanent) && n >= w.o.MaxPermanentDeliveries {
+		log.ErrorContext(ctx, "permanent failure, dead-lettering", "err", err, "failures", n, "deliveries", md.NumDelivered)
+		w.settled(md.Sequence.Stream)
+		w.deadLetter(ctx, m, md, err)
+		return
+	}
+	d := backoff(uint64(n))
+	log.WarnContext(ctx, "convergence failed, will retry", "err", err, "failures", n, "deliveries", md.NumDelivered, "retry_in", d.String())
+	_ = m.NakWithDelay(d)
 }
-
-var errDeferred = errors.New("deferred")
 
 // unresolvedEvent lists an event nobody can be matched for (jml unresolved),
 // counts it and acknowledges it.
-func (w *Worker) unresolvedEvent(ctx context.Context, ev events.Event, dedupeKey, reason string, log *slog.Logger) (string, error) {
+func (w *Worker) unresolvedEvent(ctx context.Context, ev events.Event, dedupeKey, reason string, log *slog.Logger) (verdict, error) {
 	if w.o.Unresolved != nil {
 		if err := w.o.Unresolved.RecordUnresolved(ctx, ev, reason); err != nil {
-			return "error", fmt.Errorf("record unresolved event: %w", err)
+			return verdict{outcome: "error"}, fmt.Errorf("record unresolved event: %w", err)
 		}
 	}
 	w.unresolved.Add(ctx, 1, metric.WithAttributes(attribute.String("source", ev.Source)))
 	log.WarnContext(ctx, "unresolved event: person has no email yet", "reason", reason)
 	_, _ = w.o.Dedupe.MarkSeen(ctx, dedupeKey, w.o.DedupeTTL)
-	return "unresolved", nil
+	return verdict{outcome: "unresolved"}, nil
 }
 
 // personKey finds the directory person an event is about
@@ -398,30 +405,26 @@ func (w *Worker) personKey(ctx context.Context, ev events.Event) (state.Resoluti
 	return state.ResolveNewPerson(ctx, w.o.Directory, w.o.IDSpaces, src, id, ev.Person)
 }
 
-func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMetadata, ev events.Event, log *slog.Logger) (string, error) {
+// verdict is what handling one event decided: the outcome counted, and a
+// wait (redeliver after) when positive. A wait is not a failure.
+type verdict struct {
+	outcome string
+	after   time.Duration
+	reason  string
+}
+
+// process handles one decoded event: identify the person, then either
+// schedule a future-dated change, or, under the person's lease, apply the
+// event to the directory and reconcile that person's key.
+func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.MsgMetadata, ev events.Event, log *slog.Logger) (verdict, error) {
 	now := w.o.Now()
 	future := ev.EffectiveAt != nil && ev.EffectiveAt.After(now)
 	dedupeKey := "evt:" + ev.MsgID()
 	if future {
 		dedupeKey += ":scheduled"
 	}
-	// dup reports an event already processed. Checked under the person's
-	// lease, where it is authoritative: the first delivery marks the event
-	// seen before it releases the lease.
-	dup := func() bool {
-		seen, err := w.o.Dedupe.Seen(ctx, dedupeKey)
-		if err != nil {
-			// Dedupe is an optimisation: without it convergence is still idempotent.
-			log.WarnContext(ctx, "dedupe unavailable, processing anyway", "err", err)
-			return false
-		}
-		if seen {
-			log.InfoContext(ctx, "duplicate event, already processed")
-		}
-		return seen
-	}
-	if future && dup() {
-		return "duplicate", nil
+	if future && w.seen(ctx, dedupeKey, log) {
+		return verdict{outcome: "duplicate"}, nil
 	}
 	// A convergence request from the audit-log follower carries no HR data:
 	// it names the person by email only, and converges what the directory
@@ -435,24 +438,89 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 		who, err = w.personKey(ctx, ev)
 	}
 	if err != nil {
-		return "error", err
+		return verdict{outcome: "error"}, err
 	}
 	if audit && who.Key == "" {
 		// Nobody the directory knows: a member the daemon does not manage
 		// (reconcile's orphans policy covers those).
 		log.InfoContext(ctx, "audit entry about a person the directory does not know; left to reconcile's orphans policy", "audit_event", ev.OutOfBand.Event)
 		_, _ = w.o.Dedupe.MarkSeen(ctx, dedupeKey, w.o.DedupeTTL)
-		return "not_managed", nil
+		return verdict{outcome: "not_managed"}, nil
 	}
-	key, linkSource, linkID, emailLinked := who.Key, who.LinkSource, who.LinkID, who.EmailLinked
-	if key == "" {
-		if dup() {
-			return "duplicate", nil
+	if who.Key == "" {
+		if w.seen(ctx, dedupeKey, log) {
+			return verdict{outcome: "duplicate"}, nil
 		}
-		return w.unresolvedEvent(ctx, ev, dedupeKey, "no email or id, and "+linkSource+" id "+linkID+" is linked to nobody yet", log)
+		return w.unresolvedEvent(ctx, ev, dedupeKey, "no email or id, and "+who.LinkSource+" id "+who.LinkID+" is linked to nobody yet", log)
 	}
-	// The change takes effect at effective_at: that is its place in the person's
-	// history, so a mover between scheduling and effect does not outrank it.
+	version := w.version(ctx, ev, md, now, future, log)
+	if future {
+		return w.schedule(ctx, ev, who.Key, version, dedupeKey, log)
+	}
+	h, v, err := w.hold(ctx, m, who.Key, dedupeKey, log)
+	if h == nil {
+		return v, err
+	}
+	defer h.release(ctx, log)
+	ev, rec, err := w.applyEvent(ctx, ev, who, version, log)
+	if err != nil {
+		return verdict{outcome: "error"}, err
+	}
+	if reason := unidentifiable(ev, rec); reason != "" {
+		// Nobody can be matched in Sentry (no email), or a joiner nobody
+		// knows to be active: list it for an operator (jml unresolved).
+		v, err := w.unresolvedEvent(ctx, ev, dedupeKey, reason, log)
+		if err == nil {
+			h.done(ctx, log) // only once it is listed: a failed listing is retried
+		}
+		return v, err
+	}
+	trig := state.Trigger{Source: ev.Source, EventID: ev.ID, OccurredAt: ev.OccurredAt.UTC(), ReceivedAt: ev.ReceivedAt.UTC()}
+	if ev.EffectiveAt != nil {
+		trig.EffectiveAt = ev.EffectiveAt.UTC()
+	}
+	tctx := state.WithTrigger(ctx, trig)
+	if ev.OutOfBand != nil {
+		// Hand-made: convergence applies policy.out_of_band and names the actor.
+		tctx = converge.WithOutOfBand(tctx, *ev.OutOfBand)
+	}
+	rctx := converge.WithLease(tctx, converge.Held{Key: who.Key, Record: &rec,
+		Check: func(ctx context.Context) error { return h.held.check(ctx, w.o.Leases) }})
+	res, err := w.recon.Reconcile(rctx, who.Key)
+	if err != nil {
+		return verdict{outcome: "error"}, err
+	}
+	if res.Removed && !ev.ReceivedAt.IsZero() {
+		w.revoke.Record(ctx, w.o.Now().Sub(ev.ReceivedAt).Seconds(), metric.WithAttributes(attribute.String("source", ev.Source)))
+	}
+	if res.RequeueAfter > 0 {
+		return verdict{outcome: OutcomeWaiting, after: res.RequeueAfter, reason: res.Reason}, nil
+	}
+	log.InfoContext(ctx, "converged", "outcome", res.Outcome, "reason", res.Reason, "steps", len(res.Steps))
+	h.done(ctx, log)
+	return verdict{outcome: string(res.Outcome)}, nil
+}
+
+// seen reports an event already processed. Checked under the person's lease,
+// where it is authoritative: the first delivery marks the event seen before
+// it releases the lease.
+func (w *Worker) seen(ctx context.Context, dedupeKey string, log *slog.Logger) bool {
+	seen, err := w.o.Dedupe.Seen(ctx, dedupeKey)
+	if err != nil {
+		// Dedupe is an optimisation: without it convergence is still idempotent.
+		log.WarnContext(ctx, "dedupe unavailable, processing anyway", "err", err)
+		return false
+	}
+	if seen {
+		log.InfoContext(ctx, "duplicate event, already processed")
+	}
+	return seen
+}
+
+// version is the event's place in the person's history: effective_at for a
+// future-dated change (so a mover between scheduling and effect does not
+// outrank it), never far ahead of the clock.
+func (w *Worker) version(ctx context.Context, ev events.Event, md *jetstream.MsgMetadata, now time.Time, future bool, log *slog.Logger) state.Version {
 	version := state.Version{OccurredAt: ev.OccurredAt, Source: ev.Source, Seq: md.Sequence.Stream}
 	if ev.EffectiveAt != nil && ev.EffectiveAt.After(version.OccurredAt) {
 		version.OccurredAt = *ev.EffectiveAt
@@ -463,96 +531,61 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 		log.WarnContext(ctx, "event time far ahead of the clock, applied as now", "occurred_at", version.OccurredAt)
 		version.OccurredAt = now.UTC()
 	}
-	if future {
-		if w.o.Due == nil {
-			d := min(ev.EffectiveAt.Sub(now), time.Hour)
-			log.InfoContext(ctx, "future-dated event, deferred", "effective_at", ev.EffectiveAt, "retry_in", d.String())
-			_ = m.NakWithDelay(d)
-			return "deferred", fmt.Errorf("%w: effective at %s", errDeferred, ev.EffectiveAt.Format(time.RFC3339))
-		}
-		raw, _ := events.Marshal(ev)
-		// Stored in W3C form whatever OTEL_PROPAGATORS says: the release may
-		// come after a configuration change.
-		carrier := propagation.MapCarrier{}
-		propagation.TraceContext{}.Inject(ctx, carrier)
-		ok, err := w.o.Due.Schedule(ctx, state.Due{ID: ev.MsgID(), PersonKey: key, Field: changedField(ev.Person),
-			Version: version, Event: raw, EffectiveAt: *ev.EffectiveAt, Trace: carrier})
-		if err != nil {
-			return "error", fmt.Errorf("schedule future-dated change: %w", err)
-		}
-		log.InfoContext(ctx, "future-dated change scheduled", "effective_at", ev.EffectiveAt, "scheduled", ok)
-		_, _ = w.o.Dedupe.MarkSeen(ctx, dedupeKey, w.o.DedupeTTL)
-		return "scheduled", nil
+	return version
+}
+
+// schedule holds a future-dated change in the due queue until its time (or,
+// without one, redelivers the event hourly until due).
+func (w *Worker) schedule(ctx context.Context, ev events.Event, key string, version state.Version, dedupeKey string, log *slog.Logger) (verdict, error) {
+	if w.o.Due == nil {
+		d := min(ev.EffectiveAt.Sub(w.o.Now()), time.Hour)
+		log.InfoContext(ctx, "future-dated event, deferred", "effective_at", ev.EffectiveAt, "retry_in", d.String())
+		return verdict{outcome: "deferred", after: d, reason: "effective at " + ev.EffectiveAt.Format(time.RFC3339)}, nil
 	}
-	// A store that checks the dedupe record with the lease (Redis) answers
-	// both in one round trip, and records the event when releasing it.
-	fused, isFused := w.o.Leases.(leaseDeduper)
-	leaseKey := "person:" + key
-	var lease state.Lease
-	if isFused {
-		var seen bool
-		lease, seen, err = fused.AcquireUnseen(ctx, leaseKey, w.o.Owner, w.o.LeaseTTL, dedupeKey)
-		if err == nil && seen {
-			log.InfoContext(ctx, "duplicate event, already processed")
-			return "duplicate", nil
-		}
-	} else {
-		lease, err = w.o.Leases.Acquire(ctx, leaseKey, w.o.Owner, w.o.LeaseTTL)
-	}
-	if errors.Is(err, state.ErrLeaseHeld) {
-		_ = m.NakWithDelay(250 * time.Millisecond)
-		return "busy", fmt.Errorf("%w: person busy on another replica", errDeferred)
-	}
+	raw, _ := events.Marshal(ev)
+	// Stored in W3C form whatever OTEL_PROPAGATORS says: the release may
+	// come after a configuration change.
+	carrier := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, carrier)
+	ok, err := w.o.Due.Schedule(ctx, state.Due{ID: ev.MsgID(), PersonKey: key, Field: changedField(ev.Person),
+		Version: version, Event: raw, EffectiveAt: *ev.EffectiveAt, Trace: carrier})
 	if err != nil {
-		return "error", fmt.Errorf("acquire lease: %w", err)
+		return verdict{outcome: "error"}, fmt.Errorf("schedule future-dated change: %w", err)
 	}
-	held := &heldLease{lease: lease}
-	stop := w.keepAlive(ctx, m, held, log)
-	// done marks the event processed: now, or (fused) when the lease goes.
-	markOnRelease := false
-	done := func() {
-		if isFused {
-			markOnRelease = true
-			return
-		}
-		if _, err := w.o.Dedupe.MarkSeen(ctx, dedupeKey, w.o.DedupeTTL); err != nil {
-			log.WarnContext(ctx, "dedupe mark failed; a redelivery would converge again (harmless)", "err", err)
-		}
-	}
-	defer func() {
-		stop()
-		rctx := context.WithoutCancel(ctx)
-		var err error
-		if markOnRelease {
-			err = fused.ReleaseSeen(rctx, held.get(), dedupeKey, w.o.DedupeTTL)
-		} else {
-			err = w.o.Leases.Release(rctx, held.get())
-		}
-		if err != nil {
-			log.WarnContext(ctx, "lease release", "err", err, "dedupe_mark", markOnRelease)
-		}
-	}()
-	if !isFused && dup() {
-		return "duplicate", nil
-	}
+	log.InfoContext(ctx, "future-dated change scheduled", "effective_at", ev.EffectiveAt, "scheduled", ok)
+	_, _ = w.o.Dedupe.MarkSeen(ctx, dedupeKey, w.o.DedupeTTL)
+	return verdict{outcome: "scheduled"}, nil
+}
+
+// applyEvent applies the event to the directory under the person's lease:
+// it cancels scheduled changes the event replaces, fills a thin payload from
+// the provider, merges the person (versioned: older news changes nothing)
+// and writes the links that find the person again. It writes nothing that
+// would not change: the email link only when the record does not say it
+// already points here, the person's id only once per id space.
+func (w *Worker) applyEvent(ctx context.Context, ev events.Event, who state.Resolution, version state.Version, log *slog.Logger) (events.Event, state.PersonRecord, error) {
+	key := who.Key
+	// An audit-log request applies nothing: it reconciles what the directory
+	// already wants for the person.
+	audit := ev.Source == events.SourceSentryAudit
 	if w.o.Due != nil {
 		switch {
 		case ev.Type == events.Rehire:
 			// A rehire cancels every scheduled change of the person.
 			if err := w.o.Due.Cancel(ctx, key, ""); err != nil {
-				return "error", fmt.Errorf("cancel scheduled changes: %w", err)
+				return ev, state.PersonRecord{}, fmt.Errorf("cancel scheduled changes: %w", err)
 			}
 		case ev.Person.Status != "" && ev.EffectiveAt == nil:
 			// A later event that sets the status replaces a scheduled status change;
 			// an unrelated event (a mover's department) does not.
 			if err := w.o.Due.Cancel(ctx, key, "status"); err != nil {
-				return "error", fmt.Errorf("cancel scheduled status change: %w", err)
+				return ev, state.PersonRecord{}, fmt.Errorf("cancel scheduled status change: %w", err)
 			}
 		}
 	}
-
-	if ev, err = w.resolve(ctx, key, ev, log); err != nil {
-		return "error", err
+	ev, err := w.resolve(ctx, key, ev, log)
+	if err != nil {
+		return ev, state.PersonRecord{}, err
 	}
 	var rec state.PersonRecord
 	var applied bool
@@ -562,81 +595,144 @@ func (w *Worker) process(ctx context.Context, m jetstream.Msg, md *jetstream.Msg
 		rec, applied, err = w.o.Directory.Apply(ctx, key, ev.Person, version, ev.ID)
 	}
 	if err != nil {
-		return "error", fmt.Errorf("directory: %w", err)
+		return ev, state.PersonRecord{}, fmt.Errorf("directory: %w", err)
 	}
-	if audit {
-		// Nothing to apply; the stored desired state is converged.
-	} else if !applied {
+	email := strings.ToLower(ev.Person.Email)
+	linked := false
+	switch {
+	case audit:
+		// Nothing to apply; the stored desired state is reconciled.
+	case !applied:
 		log.InfoContext(ctx, "nothing new for the directory (older, or outranked by the field's owning source); converging the stored desired state", "stored_event", rec.LastEventID)
-	} else if ev.Person.Email != "" && !emailLinked {
+	case email != "" && !who.EmailLinked && rec.EmailLink != email:
 		// The email link finds the person for events from other sources
-		// and for operators (`jml plan --email`); it was found pointing
-		// here already when emailLinked.
-		if err := w.o.Directory.Link(ctx, "email", strings.ToLower(ev.Person.Email), key); err != nil {
+		// and for operators (`jml plan --email`). It was found pointing
+		// here already when EmailLinked, and the record says so when an
+		// earlier event of this person wrote it.
+		if err := w.o.Directory.Link(ctx, "email", email, key); err != nil {
 			log.WarnContext(ctx, "email link", "err", err)
+		} else {
+			linked = true
 		}
 	}
-	if linkID != "" {
+	if who.LinkID != "" {
 		// First event of this (id space or IdP, id): later ones, even thin
 		// ones with the id alone, find the same person.
-		if err := w.o.Directory.Link(ctx, linkSource, linkID, key); err != nil {
-			log.WarnContext(ctx, "source link", "source", linkSource, "err", err)
+		if err := w.o.Directory.Link(ctx, who.LinkSource, who.LinkID, key); err != nil {
+			log.WarnContext(ctx, "source link", "source", who.LinkSource, "err", err)
 		}
 	}
-	if _, changed := who.RecordIDs(rec); changed && rec.Key != "" {
+	_, idsChanged := who.RecordIDs(rec)
+	if (idsChanged || linked) && rec.Key != "" {
 		// The person's id in this space, for roster --full and the
-		// recycled-address check (once per person and space).
+		// recycled-address check (once per person and space), and the
+		// email the link was written for: one write.
 		updated, err := w.o.Directory.Update(ctx, key, func(r state.PersonRecord) (state.PersonRecord, error) {
 			r, _ = who.RecordIDs(r)
+			if linked || who.EmailLinked && email != "" {
+				r.EmailLink = email
+			}
 			return r, nil
 		})
 		if err != nil {
-			log.WarnContext(ctx, "record the person's id in its id space", "space", who.Space, "err", err)
+			log.WarnContext(ctx, "record the person's id and email link", "space", who.Space, "err", err)
 		} else {
 			rec = updated
 		}
 	}
-	if rec.Person.Email == "" {
-		// Nobody can be matched in Sentry without an email: list it for an
-		// operator (jml unresolved) and acknowledge.
-		outcome, err := w.unresolvedEvent(ctx, ev, dedupeKey, "no email for "+key+" (thin payload; set JML_SOURCE_"+strings.ToUpper(ev.Source)+"_API_URL/_API_TOKEN to re-read people)", log)
-		if err == nil {
-			done() // only once it is listed: a failed listing is retried
+	return ev, rec, nil
+}
+
+// unidentifiable says why an applied event cannot be converged ("" when it
+// can): no email to match a Sentry member by, or a joiner whose payload does
+// not say the person is active.
+func unidentifiable(ev events.Event, rec state.PersonRecord) string {
+	up := strings.ToUpper(ev.Source)
+	switch {
+	case rec.Person.Email == "":
+		return "no email for " + rec.Key + " (thin payload; set JML_SOURCE_" + up + "_API_URL/_API_TOKEN to re-read people)"
+	case rec.Person.Status == "" && (ev.Type == events.Joiner || ev.Type == events.Rehire):
+		// BambooHR sends no status and no provider API is there to re-read
+		// it: converging would find nothing to do, nobody would be invited.
+		return ev.Source + " " + string(ev.Type) + " without a status for " + rec.Key +
+			": the payload does not say the person is active and no provider API is configured to re-read it, so nobody was invited (set JML_SOURCE_" + up + "_API_URL/_API_TOKEN)"
+	}
+	return ""
+}
+
+// held is the person's lease taken for one event, with the event's dedupe
+// record: a store that checks the dedupe record with the lease (Redis)
+// answers both in one round trip, and records the event when releasing it.
+type held struct {
+	w         *Worker
+	held      *heldLease
+	fused     leaseDeduper // nil: dedupe is a separate record
+	dedupeKey string
+	mark      bool // mark the event processed on release (fused)
+	stop      func()
+}
+
+// hold takes the person's lease for one event. A nil *held comes with the
+// verdict: a duplicate, the person busy on another replica, or an error.
+func (w *Worker) hold(ctx context.Context, m jetstream.Msg, key, dedupeKey string, log *slog.Logger) (*held, verdict, error) {
+	fused, isFused := w.o.Leases.(leaseDeduper)
+	var (
+		lease state.Lease
+		err   error
+	)
+	if isFused {
+		var seen bool
+		lease, seen, err = fused.AcquireUnseen(ctx, converge.LeaseKey(key), w.o.Owner, w.o.LeaseTTL, dedupeKey)
+		if err == nil && seen {
+			log.InfoContext(ctx, "duplicate event, already processed")
+			return nil, verdict{outcome: "duplicate"}, nil
 		}
-		return outcome, err
+	} else {
+		lease, err = w.o.Leases.Acquire(ctx, converge.LeaseKey(key), w.o.Owner, w.o.LeaseTTL)
 	}
-	if rec.Person.Status == "" && (ev.Type == events.Joiner || ev.Type == events.Rehire) {
-		// A joiner whose payload does not say the person is active (BambooHR
-		// sends none) and no provider API to re-read it: converging would find
-		// nothing to do and the person would never be invited. List it.
-		up := strings.ToUpper(ev.Source)
-		outcome, err := w.unresolvedEvent(ctx, ev, dedupeKey, ev.Source+" "+string(ev.Type)+" without a status for "+key+
-			": the payload does not say the person is active and no provider API is configured to re-read it, so nobody was invited (set JML_SOURCE_"+up+"_API_URL/_API_TOKEN)", log)
-		if err == nil {
-			done()
-		}
-		return outcome, err
+	if errors.Is(err, state.ErrLeaseHeld) {
+		return nil, verdict{outcome: OutcomeBusy, after: 250 * time.Millisecond, reason: "person busy on another replica"}, nil
 	}
-	check := func(ctx context.Context) error { return held.check(ctx, w.o.Leases) }
-	trig := state.Trigger{Source: ev.Source, EventID: ev.ID, OccurredAt: ev.OccurredAt.UTC(), ReceivedAt: ev.ReceivedAt.UTC()}
-	if ev.EffectiveAt != nil {
-		trig.EffectiveAt = ev.EffectiveAt.UTC()
-	}
-	cctx := state.WithTrigger(ctx, trig)
-	if ev.OutOfBand != nil {
-		// Hand-made: convergence applies policy.out_of_band and names the actor.
-		cctx = converge.WithOutOfBand(cctx, *ev.OutOfBand)
-	}
-	res, err := w.o.Converger.Converge(cctx, rec, check)
 	if err != nil {
-		return "error", err
+		return nil, verdict{outcome: "error"}, fmt.Errorf("acquire lease: %w", err)
 	}
-	if res.Removed && !ev.ReceivedAt.IsZero() {
-		w.revoke.Record(ctx, w.o.Now().Sub(ev.ReceivedAt).Seconds(), metric.WithAttributes(attribute.String("source", ev.Source)))
+	h := &held{w: w, held: &heldLease{lease: lease}, dedupeKey: dedupeKey}
+	if isFused {
+		h.fused = fused
 	}
-	log.InfoContext(ctx, "converged", "outcome", res.Outcome, "reason", res.Reason, "steps", len(res.Steps), "applied", applied)
-	done()
-	return string(res.Outcome), nil
+	h.stop = w.keepAlive(ctx, m, h.held, log)
+	if !isFused && w.seen(ctx, dedupeKey, log) {
+		h.release(ctx, log)
+		return nil, verdict{outcome: "duplicate"}, nil
+	}
+	return h, verdict{}, nil
+}
+
+// done marks the event processed: now, or (fused) when the lease goes.
+func (h *held) done(ctx context.Context, log *slog.Logger) {
+	if h.fused != nil {
+		h.mark = true
+		return
+	}
+	if _, err := h.w.o.Dedupe.MarkSeen(ctx, h.dedupeKey, h.w.o.DedupeTTL); err != nil {
+		log.WarnContext(ctx, "dedupe mark failed; a redelivery would converge again (harmless)", "err", err)
+	}
+}
+
+// release stops the renewals and releases the lease (recording the event
+// as processed in the same round trip when fused and done).
+func (h *held) release(ctx context.Context, log *slog.Logger) {
+	h.stop()
+	rctx := context.WithoutCancel(ctx)
+	var err error
+	if h.mark {
+		err = h.fused.ReleaseSeen(rctx, h.held.get(), h.dedupeKey, h.w.o.DedupeTTL)
+	} else {
+		err = h.w.o.Leases.Release(rctx, h.held.get())
+	}
+	if err != nil {
+		log.WarnContext(ctx, "lease release", "err", err, "dedupe_mark", h.mark)
+	}
 }
 
 // auditPerson finds the directory person an audit-log request names by

@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/sentry-jml/sentry-jml/internal/app"
 	"github.com/sentry-jml/sentry-jml/internal/embednats/natstest"
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
@@ -128,7 +127,7 @@ func startHarness(t *testing.T, pol policy.Policy, res worker.Resolver, unres wo
 	}
 	dir := records.Directory
 	conv, err := converge.New(converge.Options{Sentry: client, SelfMemberID: me.ID, SelfRole: me.OrgRole, Policy: func() policy.Policy { return pol },
-		Snapshots: app.SnapshotStore(records.Snapshots)})
+		Snapshots: records.Snapshots})
 	if err != nil {
 		t.Fatal(err)
 	}

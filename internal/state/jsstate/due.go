@@ -112,7 +112,17 @@ func (q *DueQueue) Cancel(ctx context.Context, personKey, field string) error {
 		return errors.New("cancel: person key is required")
 	}
 	if field != "" {
-		return q.remove(ctx, dueKey(personKey, field), 0)
+		// Most status events replace nothing: a read, and no purge (a
+		// stream write and a marker) unless a change is scheduled.
+		key := dueKey(personKey, field)
+		_, exists, err := q.get(ctx, key)
+		if err != nil {
+			return fmt.Errorf("cancel %s/%s: %w", personKey, field, err)
+		}
+		if !exists {
+			return nil
+		}
+		return q.remove(ctx, key, 0)
 	}
 	kl, err := q.kv.ListKeysFiltered(ctx, kvKey(personKey)+".*")
 	if err != nil {

@@ -883,3 +883,43 @@ func TestClaimLinkOneWinner(t *testing.T) {
 		t.Fatalf("Resolve = %q, %v; want %q", k, err, owners[0])
 	}
 }
+
+// A status event that replaces no scheduled change writes nothing to the due
+// bucket (no purge, no marker): the stream's last sequence stays put. One
+// that does replace a change removes it.
+func TestDueCancelOfNothingWritesNothing(t *testing.T) {
+	ctx := t.Context()
+	r, js, _ := openRecords(t, jsstate.Options{})
+	st, err := js.Stream(ctx, "KV_"+jsstate.BucketDue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := func() uint64 {
+		t.Helper()
+		info, err := st.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.LastSeq
+	}
+	before := last()
+	for range 3 {
+		if err := r.Due.Cancel(ctx, "id:N", "status"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if after := last(); after != before {
+		t.Fatalf("cancel of nothing wrote to the due stream: last seq %d -> %d", before, after)
+	}
+	now := time.Now().UTC()
+	if _, err := r.Due.Schedule(ctx, state.Due{ID: "s1", PersonKey: "id:N", Field: "status", EffectiveAt: now.Add(time.Hour),
+		Version: state.Version{OccurredAt: now.Add(time.Hour)}, Event: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Due.Cancel(ctx, "id:N", "status"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Due.Len(ctx); err != nil || n != 0 {
+		t.Fatalf("Len after cancelling a scheduled change = %d, %v; want 0", n, err)
+	}
+}
