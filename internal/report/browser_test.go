@@ -51,9 +51,25 @@ func TestHTMLReportInChromium(t *testing.T) {
 	}
 	f.Close()
 
+	// Chromium's helper processes may still write to the profile for a moment
+	// after the browser exits: the profile lives outside t.TempDir (whose
+	// cleanup fails on a directory that is not empty) and is removed with retries.
+	profile, err := os.MkdirTemp("", "jml-report-chromium-*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for range 50 {
+			if os.RemoveAll(profile) == nil {
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Logf("chromium profile %s left behind", profile)
+	})
 	opts := []chromedp.ExecAllocatorOption{chromedp.ExecPath(chromiumPath), chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU,
 		chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck, chromedp.Flag("disable-background-networking", true),
-		chromedp.UserDataDir(filepath.Join(dir, "profile")), chromedp.WindowSize(1280, 900)}
+		chromedp.UserDataDir(profile), chromedp.WindowSize(1280, 900)}
 	actx, cancel := chromedp.NewExecAllocator(t.Context(), opts...)
 	defer cancel()
 	ctx, cancel := chromedp.NewContext(actx)
