@@ -27,7 +27,7 @@ func cmdAccess(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return usageErrorf("access review: --json and --csv exclude each other")
 	}
 	if *sign {
-		return cmdAccessReviewSign(ctx, stdout) // evidence.go
+		return cmdAccessReviewSign(ctx, stdout, stderr) // evidence.go
 	}
 	c, err := newAdminClient()
 	if err != nil {

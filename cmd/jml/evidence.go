@@ -206,7 +206,7 @@ func cmdEvidenceKey(ctx context.Context, args []string, stdout, stderr io.Writer
 // cmdAccessReviewSign runs `jml access review --sign`: the instance reviews
 // and stores the snapshot as an evidence record; the reviewer is the
 // operator of the admin token (there is no flag for it).
-func cmdAccessReviewSign(ctx context.Context, stdout io.Writer) error {
+func cmdAccessReviewSign(ctx context.Context, stdout, stderr io.Writer) error {
 	c, err := newAdminClient()
 	if err != nil {
 		return err
@@ -218,8 +218,12 @@ func cmdAccessReviewSign(ctx context.Context, stdout io.Writer) error {
 		At       time.Time         `json:"at"`
 		Members  []json.RawMessage `json:"members"`
 	}
-	if err := c.doBody(ctx, http.MethodPost, "/v1/access/review/sign", nil, nil, &v); err != nil {
+	raw, _, err := longCall(ctx, c, http.MethodPost, "/v1/access/review/sign", nil, nil, "", false, stderr)
+	if err != nil {
 		return err
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return fmt.Errorf("access review --sign: %w", err)
 	}
 	return printJSON(stdout, map[string]any{"signed": true, "reviewer": v.Reviewer, "evidence_seq": v.Seq, "evidence_hash": v.Hash,
 		"at": v.At, "members": len(v.Members)})

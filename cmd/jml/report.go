@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -105,8 +106,12 @@ func cmdReportInactive(ctx context.Context, args []string, stdout, stderr io.Wri
 			Class     string     `json:"class"`
 		} `json:"members"`
 	}
-	if err := c.do(ctx, http.MethodGet, "/v1/report/inactive", url.Values{"days": {strconv.Itoa(*days)}}, &v); err != nil {
+	raw, _, err := longCall(ctx, c, http.MethodGet, "/v1/report/inactive", url.Values{"days": {strconv.Itoa(*days)}}, nil, "", false, stderr)
+	if err != nil {
 		return err
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return fmt.Errorf("report inactive: %w", err)
 	}
 	w, closeOut, err := outFile(*out, stdout)
 	if err != nil {

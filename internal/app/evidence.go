@@ -295,11 +295,18 @@ func inactive(rows []reconcile.ReviewRow, cutoff time.Time) []InactiveMember {
 func AccessRoutes(wk *Worker) []func(handle func(pattern string, f func(*http.Request) (any, error))) {
 	return []func(handle func(pattern string, f func(*http.Request) (any, error))){func(handle func(string, func(*http.Request) (any, error))) {
 		handle("POST /v1/access/review/sign", func(r *http.Request) (any, error) {
-			e, rows, err := wk.SignAccessReview(r.Context())
-			if err != nil {
-				return nil, err
-			}
-			return map[string]any{"reviewer": e.Operator, "seq": e.Seq, "hash": e.Hash, "at": e.At, "members": rows}, nil
+			// A job: the review reads the whole org, about a minute for 100k
+			// members at Sentry's limits, beyond any request's write timeout.
+			// The reviewer is the operator of the request's token.
+			op := OperatorFrom(r.Context())
+			j := wk.jobs.start(context.WithoutCancel(r.Context()), "access review sign-off", op, "", nil, func(ctx context.Context) (any, error) {
+				e, rows, err := wk.SignAccessReview(ctx)
+				if err != nil {
+					return nil, err
+				}
+				return map[string]any{"reviewer": e.Operator, "seq": e.Seq, "hash": e.Hash, "at": e.At, "members": rows}, nil
+			})
+			return j.answer(r)
 		})
 		handle("GET /v1/report/inactive", func(r *http.Request) (any, error) {
 			days := 90
@@ -310,9 +317,16 @@ func AccessRoutes(wk *Worker) []func(handle func(pattern string, f func(*http.Re
 				}
 				days = n
 			}
-			now := time.Now().UTC()
-			ms, err := wk.Inactive(r.Context(), days, now)
-			return map[string]any{"days": days, "cutoff": now.AddDate(0, 0, -days), "members": ms}, err
+			// A job: it lists every member of the org.
+			j := wk.jobs.start(context.WithoutCancel(r.Context()), "inactive members report", OperatorFrom(r.Context()), "", nil, func(ctx context.Context) (any, error) {
+				now := time.Now().UTC()
+				ms, err := wk.Inactive(ctx, days, now)
+				if err != nil {
+					return nil, err
+				}
+				return map[string]any{"days": days, "cutoff": now.AddDate(0, 0, -days), "members": ms}, nil
+			})
+			return j.answer(r)
 		})
 	}}
 }

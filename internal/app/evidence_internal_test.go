@@ -142,6 +142,20 @@ func TestSignedAccessReviewNamesTheOperator(t *testing.T) {
 	if got.Kind != EvidenceAccessReview || got.Operator != "alice" || json.Unmarshal(got.Plan, &rr) != nil || !rr.Inline || rr.Members == 0 || len(rr.SHA256) != 64 {
 		t.Fatalf("record: kind=%s operator=%s plan=%.200s", got.Kind, got.Operator, got.Plan)
 	}
+	// The sign-off runs as a job (the review reads the whole org): asked not
+	// to wait, the route answers with the job, which jml jobs lists.
+	code, body = get(t, srv, http.MethodPost, "/v1/access/review/sign?wait=0s")
+	var started struct {
+		ID     string `json:"job_id"`
+		Status string `json:"status"`
+	}
+	if code != 200 || json.Unmarshal(body, &started) != nil || started.ID == "" || started.Status != "running" {
+		t.Fatalf("sign with wait=0s: %d %.300s", code, body)
+	}
+	code, body = get(t, srv, http.MethodGet, "/v1/jobs/"+started.ID)
+	if code != 200 || !strings.Contains(string(body), "access review sign-off") || !strings.Contains(string(body), "alice") {
+		t.Fatalf("the sign-off job: %d %.300s", code, body)
+	}
 	// Inactive: the sandbox's users never logged in (lastLogin null), so every non-pending member is listed.
 	code, body = get(t, srv, http.MethodGet, "/v1/report/inactive?days=90")
 	var in struct {
