@@ -179,11 +179,17 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		w.start()
 	}
 	ctx := context.Background()
-	if err := waitHTTP(ctx, r.hookURL+"/readyz", 60*time.Second); err != nil {
+	// Creating a dozen replicated (R3) buckets and streams on a cluster that
+	// shares two cores with the other chaos tests can take over a minute.
+	ready := 60 * time.Second
+	if o.NATSNodes > 1 {
+		ready = 150 * time.Second
+	}
+	if err := waitHTTP(ctx, r.hookURL+"/readyz", ready); err != nil {
 		t.Fatal(err)
 	}
 	for i, a := range r.admin[:started] {
-		if err := waitHTTP(ctx, "http://"+a+"/readyz", 60*time.Second); err != nil {
+		if err := waitHTTP(ctx, "http://"+a+"/readyz", ready); err != nil {
 			t.Fatal(err)
 		}
 		var ctl map[string]any
