@@ -259,5 +259,5 @@ func printCommandUsage(w io.Writer, cmds []command, c command) {
 			fmt.Fprintf(w, "  jml %s %s\n      %s\n", s.path, s.usage, s.summary)
 		}
 	}
-	fmt.Fprintln(w, "\nExit status: 0 ok, 1 error, 2 usage error, 3 halted/needs approval, 4 changes pending (--detailed-exitcode), 5 pause not confirmed. See README.md.")
+	fmt.Fprintln(w, "\nExit status: 0 ok, 1 error, 2 usage error, 3 halted/needs approval, 4 changes pending (--detailed-exitcode). See README.md.")
 }
