@@ -52,7 +52,8 @@ type Gate struct {
 	synced bool   // the watcher delivered the current value
 	kick   chan struct{}
 
-	live    atomic.Int64
+	live    atomic.Int64 // replicas counted live (sticky high: see countLive)
+	liveAt  time.Time    // when live was last raised or confirmed; heartbeat goroutine only
 	started time.Time
 
 	mHalted   metric.Int64Counter
@@ -263,9 +264,30 @@ func (g *Gate) Held(removal bool) (kind, reason string) {
 	return "", ""
 }
 
-// LiveReplicas is how many replicas were live at the last heartbeat (at
-// least 1): the fleet budget paces each at 1/N while Redis is down.
+// LiveReplicas is how many replicas share the fleet (at least 1): the fleet
+// budget paces each at 1/N while Redis is down. The count is sticky upward: a
+// lower count is believed only after it has held for liveDecay, so a replica
+// whose heartbeats are late (a starved CPU, a slow JetStream) never makes the
+// others speed up, which would overrun Sentry's limit; erring toward more
+// replicas only paces slower.
 func (g *Gate) LiveReplicas() int { return int(max(1, g.live.Load())) }
+
+// liveDecay is how long a lower live count must hold before LiveReplicas
+// believes it.
+const liveDecay = time.Minute
+
+// countLive folds one heartbeat's count of live replicas into g.live.
+func (g *Gate) countLive(n int, now time.Time) {
+	cur := int(g.live.Load())
+	switch {
+	case n >= cur:
+		g.live.Store(int64(max(1, n)))
+		g.liveAt = now
+	case now.Sub(g.liveAt) >= liveDecay:
+		g.live.Store(int64(max(1, n)))
+		g.liveAt = now
+	}
+}
 
 // Run watches the switches and heartbeats into the replica registry until
 // ctx ends; on the way out it leaves the registry.
@@ -375,7 +397,7 @@ func (g *Gate) heartbeat(ctx context.Context) {
 		}
 		if count {
 			if bs, err := g.o.Presence.Live(ctx, g.o.Now(), g.liveWithin()); err == nil {
-				g.live.Store(int64(max(1, len(bs))))
+				g.countLive(len(bs), g.o.Now())
 			}
 		}
 	}

@@ -23,7 +23,10 @@ func TestChaosClusterNodeLoss(t *testing.T) {
 	if testing.Short() {
 		t.Skip("chaos: skipped with -short")
 	}
-	t.Parallel()
+	// Not parallel: a three-node cluster's replicated meta layer, starved of
+	// CPU by the 10,000-event run beside it on two cores, could not create
+	// the R3 buckets for minutes (the workers' retries outlasted 150 s). Run
+	// alone, it shows node loss rather than CPU starvation.
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("JML_CHAOS_SEED"); s != "" {
 		seed, _ = strconv.ParseUint(s, 10, 64)
