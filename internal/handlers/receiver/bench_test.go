@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -25,7 +26,7 @@ import (
 // JetStream, 202 after the ack), without the network: its allocations and
 // CPU per event are the receiver's own share of `jml bench ingest`.
 func BenchmarkHookGeneric(b *testing.B) {
-	_, _, js := natstest.Run(b)
+	_, nc, js := natstest.Run(b)
 	if err := events.EnsureStreams(context.Background(), js, events.StreamOptions{}); err != nil {
 		b.Fatal(err)
 	}
@@ -36,7 +37,12 @@ func BenchmarkHookGeneric(b *testing.B) {
 	tp := sdktrace.NewTracerProvider()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
 	prop := propagation.TraceContext{}
-	r, err := receiver.New(receiver.Options{Publisher: events.NewPublisher(js, tp, prop), Sources: []sources.Source{g},
+	// The publisher as app.NewReceiver builds it.
+	ajs, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(5*time.Second))
+	if err != nil {
+		b.Fatal(err)
+	}
+	r, err := receiver.New(receiver.Options{Publisher: events.NewAsyncPublisher(ajs, tp, prop, 5*time.Second), Sources: []sources.Source{g},
 		TracerProvider: tp, MeterProvider: mp, Propagator: prop})
 	if err != nil {
 		b.Fatal(err)
