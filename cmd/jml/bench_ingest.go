@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -40,15 +41,24 @@ type ingestResult struct {
 	// FloorRatio is rps ÷ (1 / (1/http_floor_rps + 1/baseline_rps)): the
 	// receiver against doing one bare HTTP exchange and one bare JetStream
 	// publish per event, back to back.
-	FloorRatio  float64 `json:"floor_ratio"`
-	P50ms       float64 `json:"p50_ms"`
-	P99ms       float64 `json:"p99_ms"`
-	P99msAt1000 float64 `json:"p99_ms_at_1000_rps"`
-	P50msAt1000 float64 `json:"p50_ms_at_1000_rps"`
-	Paced       int     `json:"paced_events"`
-	Seconds     float64 `json:"seconds_per_phase"`
-	Errors      int64   `json:"errors"`
-	Storage     string  `json:"storage"`
+	FloorRatio float64 `json:"floor_ratio"`
+	// The process's CPU (user + system, getrusage) per message of each
+	// saturated phase, senders, NATS server and handler included: less
+	// sensitive than the rates to what else the machine runs meanwhile.
+	BaselineCPUus  float64 `json:"baseline_cpu_us_per_msg"`
+	HTTPFloorCPUus float64 `json:"http_floor_cpu_us_per_req"`
+	CPUus          float64 `json:"cpu_us_per_event"`
+	// CPUFloorRatio is (baseline + HTTP floor CPU per message) ÷ the
+	// receiver phase's CPU per event: floor_ratio in CPU instead of rates.
+	CPUFloorRatio float64 `json:"cpu_floor_ratio"`
+	P50ms         float64 `json:"p50_ms"`
+	P99ms         float64 `json:"p99_ms"`
+	P99msAt1000   float64 `json:"p99_ms_at_1000_rps"`
+	P50msAt1000   float64 `json:"p50_ms_at_1000_rps"`
+	Paced         int     `json:"paced_events"`
+	Seconds       float64 `json:"seconds_per_phase"`
+	Errors        int64   `json:"errors"`
+	Storage       string  `json:"storage"`
 	// With --otlp: what the local OTLP receiver got from the receiver's exporters.
 	otlpResult
 }
@@ -62,6 +72,7 @@ func cmdBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 	size := fs.Int("size", 512, "event size in bytes")
 	rate := fs.Int("rate", 1000, "paced phase: events per second")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
+	profilePhase := fs.String("profile-phase", "all", "with --cpuprofile: profile the whole run (all) or only the saturated receiver phase (receiver)")
 	otlp := fs.Bool("otlp", false, "export the receiver's traces and metrics over OTLP/HTTP to a local receiver (counted in the result)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -75,18 +86,31 @@ func cmdBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 		defer sink.close()
 		sink.setEnv()
 	}
+	if *profilePhase != "all" && *profilePhase != "receiver" {
+		return usageErrorf("--profile-phase %q: want all or receiver", *profilePhase)
+	}
+	// phase is called as each phase starts and once more at the end ("").
+	phase := func(string) {}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
+		profiling := false
+		phase = func(name string) {
+			want := *profilePhase == "all" && name != "" || name == *profilePhase
+			switch {
+			case want && !profiling:
+				profiling = pprof.StartCPUProfile(f) == nil
+			case !want && profiling:
+				pprof.StopCPUProfile()
+				profiling = false
+			}
 		}
-		defer pprof.StopCPUProfile()
+		defer phase("")
 	}
-	res, err := benchIngest(ctx, *clients, *size, *rate, time.Duration(*secs*float64(time.Second)), sink, stderr)
+	res, err := benchIngest(ctx, *clients, *size, *rate, time.Duration(*secs*float64(time.Second)), sink, phase, stderr)
 	if err != nil {
 		return err
 	}
@@ -96,11 +120,12 @@ func cmdBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 	fmt.Fprintf(stdout, "baseline (bare JetStream sync publish, %d clients, %d B): %.0f msg/s\n", res.BaselineClients, res.SizeBytes, res.BaselineRPS)
 	fmt.Fprintf(stdout, "receiver (signed webhooks → JetStream ack):       %.0f ev/s  ratio %.2f  p50 %.2f ms  p99 %.2f ms\n", res.RPS, res.Ratio, res.P50ms, res.P99ms)
 	fmt.Fprintf(stdout, "HTTP floor (bare handler, same senders):           %.0f req/s  floor ratio %.2f\n", res.HTTPFloorRPS, res.FloorRatio)
+	fmt.Fprintf(stdout, "CPU per event (whole process): baseline %.1f µs + HTTP floor %.1f µs vs receiver %.1f µs  cpu floor ratio %.2f\n", res.BaselineCPUus, res.HTTPFloorCPUus, res.CPUus, res.CPUFloorRatio)
 	fmt.Fprintf(stdout, "paced at %d ev/s:                                  p50 %.2f ms  p99 %.2f ms\n", *rate, res.P50msAt1000, res.P99msAt1000)
 	return nil
 }
 
-func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration, sink *otlpSink, progress io.Writer) (*ingestResult, error) {
+func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration, sink *otlpSink, phase func(string), progress io.Writer) (*ingestResult, error) {
 	dir, err := os.MkdirTemp("", "jml-bench-ingest-")
 	if err != nil {
 		return nil, err
@@ -124,12 +149,14 @@ func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration
 
 	// Phase 1: bare synchronous JetStream publishers, one connection each.
 	fmt.Fprintf(progress, "bench: baseline, %d JetStream publishers for %s…\n", clients, dur)
+	phase("baseline")
 	payload := make([]byte, size)
 	for i := range payload {
 		payload[i] = 'x'
 	}
 	var n atomic.Int64
 	var wg sync.WaitGroup
+	cpu0 := selfCPU()
 	start := time.Now()
 	deadline := start.Add(dur)
 	for c := range clients {
@@ -151,6 +178,7 @@ func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration
 	}
 	wg.Wait()
 	res.BaselineRPS = float64(n.Load()) / time.Since(start).Seconds()
+	res.BaselineCPUus = perEvent(selfCPU()-cpu0, n.Load())
 	st, _ := js.Stream(ctx, events.StreamEvents)
 	_ = st.Purge(ctx)
 
@@ -214,8 +242,9 @@ func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration
 	// each, and returns their latencies and the rate.
 	var mu sync.Mutex
 	var errs atomic.Int64
-	saturate := func(target string) ([]time.Duration, float64) {
+	saturate := func(target string) ([]time.Duration, float64, float64) {
 		var lat []time.Duration
+		cpu0 := selfCPU()
 		start := time.Now()
 		deadline := start.Add(dur)
 		for range clients {
@@ -239,12 +268,13 @@ func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration
 			}()
 		}
 		wg.Wait()
-		return lat, float64(len(lat)) / time.Since(start).Seconds()
+		return lat, float64(len(lat)) / time.Since(start).Seconds(), perEvent(selfCPU()-cpu0, int64(len(lat)))
 	}
 
 	// Phase 2: the HTTP floor — the same senders against a bare handler
 	// that reads the body and answers 202 (no signature, no JetStream).
 	fmt.Fprintf(progress, "bench: HTTP floor, %d senders for %s…\n", clients, dur)
+	phase("floor")
 	fln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -254,13 +284,17 @@ func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration
 		w.WriteHeader(http.StatusAccepted)
 	})}
 	go func() { _ = floor.Serve(fln) }()
-	_, res.HTTPFloorRPS = saturate(fln.Addr().String())
+	_, res.HTTPFloorRPS, res.HTTPFloorCPUus = saturate(fln.Addr().String())
 	_ = floor.Close()
 
 	// Phase 3: the receiver, saturated, one connection per sender.
 	fmt.Fprintf(progress, "bench: receiver, %d senders for %s…\n", clients, dur)
-	lat, rps := saturate(addr)
-	res.RPS = rps
+	phase("receiver")
+	lat, rps, cpu := saturate(addr)
+	res.RPS, res.CPUus = rps, cpu
+	if cpu > 0 {
+		res.CPUFloorRatio = (res.BaselineCPUus + res.HTTPFloorCPUus) / cpu
+	}
 	res.Ratio = res.RPS / res.BaselineRPS
 	if res.HTTPFloorRPS > 0 && res.BaselineRPS > 0 {
 		res.FloorRatio = res.RPS * (1/res.HTTPFloorRPS + 1/res.BaselineRPS)
@@ -269,6 +303,7 @@ func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration
 
 	// Phase 4: paced at rate events/s.
 	fmt.Fprintf(progress, "bench: receiver paced at %d ev/s for %s…\n", rate, dur)
+	phase("paced")
 	lat = lat[:0]
 	total := int(float64(rate) * dur.Seconds())
 	pool := make(chan *rawClient, 64)
@@ -312,6 +347,20 @@ func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration
 		res.otlpResult = sink.result()
 	}
 	return res, nil
+}
+
+// selfCPU is this process's user + system CPU time so far, in µs.
+func selfCPU() int64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return cpuMicros(ru)
+}
+
+func perEvent(us, n int64) float64 {
+	if n == 0 {
+		return 0
+	}
+	return float64(us) / float64(n)
 }
 
 // benchBody is a generic leaver event padded to exactly size bytes.

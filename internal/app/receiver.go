@@ -37,18 +37,24 @@ type ReceiverOptions struct {
 	Live func(context.Context) error
 }
 
+// publishAckWait bounds the wait for one event's JetStream ack, like
+// jetstream's default timeout for a synchronous publish; a 503 follows.
+const publishAckWait = 5 * time.Second
+
 // NewReceiver ensures the streams exist and returns the webhook HTTP handler.
 // It does not serve /metrics: that is the admin listener's (AdminHandler,
 // ProbesHandler), never the public webhook port.
 func NewReceiver(ctx context.Context, o ReceiverOptions) (http.Handler, error) {
-	js, err := jetstream.New(o.NC)
+	// Acks of the receiver's publishes are awaited per request (202 only
+	// after the ack); the async timeout drops a pending ack that never comes.
+	js, err := jetstream.New(o.NC, jetstream.WithPublishAsyncTimeout(publishAckWait))
 	if err != nil {
 		return nil, err
 	}
 	if err := events.EnsureStreams(ctx, js, o.Streams); err != nil {
 		return nil, err
 	}
-	pub := events.NewPublisher(js, o.Telemetry.TracerProvider, o.Telemetry.Propagator)
+	pub := events.NewAsyncPublisher(js, o.Telemetry.TracerProvider, o.Telemetry.Propagator, publishAckWait)
 	srcs, extra, err := Sources(ctx, js, o.Specs, pub, jsstate.Options{Replicas: o.Streams.Replicas}, o.Logger,
 		SourcesOptions{PublicURL: o.PublicURL, MeterProvider: o.Telemetry.MeterProvider})
 	if err != nil {

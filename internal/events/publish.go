@@ -20,6 +20,10 @@ type Publisher struct {
 	js     jetstream.Publisher
 	tracer trace.Tracer
 	prop   propagation.TextMapPropagator
+	// async: publish with PublishMsgAsync and wait for this message's own
+	// ack, at most asyncWait (NewAsyncPublisher).
+	async     bool
+	asyncWait time.Duration
 }
 
 // NewPublisher returns a Publisher. tp and prop may be nil (the global ones).
@@ -31,6 +35,23 @@ func NewPublisher(js jetstream.Publisher, tp trace.TracerProvider, prop propagat
 		prop = otel.GetTextMapPropagator()
 	}
 	return &Publisher{js: js, tracer: tp.Tracer("github.com/sentry-jml/sentry-jml/internal/events"), prop: prop}
+}
+
+// NewAsyncPublisher is NewPublisher for many concurrent callers on one
+// connection (the webhook receiver): each Publish sends its message with
+// PublishMsgAsync and still returns only after that message's ack (or an
+// error), so durability is the same, but concurrent publishes share the
+// connection's writes and the ack subscription instead of a request round
+// trip each. wait bounds the wait for an ack when ctx has no earlier
+// deadline (jetstream's own default for a synchronous publish is 5 s).
+//
+// js should be created with jetstream.WithPublishAsyncTimeout, so that a
+// future whose ack never comes is dropped from the pending set (a caller
+// that gave up does not leave it there).
+func NewAsyncPublisher(js jetstream.Publisher, tp trace.TracerProvider, prop propagation.TextMapPropagator, wait time.Duration) *Publisher {
+	p := NewPublisher(js, tp, prop)
+	p.async, p.asyncWait = true, wait
+	return p
 }
 
 // PublishResult says where the event landed.
@@ -64,7 +85,12 @@ func (p *Publisher) Publish(ctx context.Context, e Event) (PublishResult, error)
 	m.Header.Set(HeaderSource, e.Source)
 	m.Header.Set(HeaderReceivedAt, e.ReceivedAt.UTC().Format(time.RFC3339Nano))
 	p.prop.Inject(ctx, HeaderCarrier(m.Header))
-	ack, err := p.js.PublishMsg(ctx, m, jetstream.WithMsgID(e.MsgID()), jetstream.WithExpectStream(StreamEvents))
+	var ack *jetstream.PubAck
+	if p.async {
+		ack, err = p.publishAsync(ctx, m, e.MsgID())
+	} else {
+		ack, err = p.js.PublishMsg(ctx, m, jetstream.WithMsgID(e.MsgID()), jetstream.WithExpectStream(StreamEvents))
+	}
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "publish")
@@ -72,4 +98,28 @@ func (p *Publisher) Publish(ctx context.Context, e Event) (PublishResult, error)
 	}
 	span.SetAttributes(attribute.Int64("messaging.nats.stream_sequence", int64(ack.Sequence)), attribute.Bool("jml.duplicate", ack.Duplicate))
 	return PublishResult{Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
+}
+
+// publishAsync sends m and waits for its own ack, an error, ctx or asyncWait.
+func (p *Publisher) publishAsync(ctx context.Context, m *nats.Msg, id string) (*jetstream.PubAck, error) {
+	f, err := p.js.PublishMsgAsync(m, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamEvents))
+	if err != nil {
+		return nil, err
+	}
+	var timeout <-chan time.Time
+	if _, ok := ctx.Deadline(); !ok && p.asyncWait > 0 {
+		t := time.NewTimer(p.asyncWait)
+		defer t.Stop()
+		timeout = t.C
+	}
+	select {
+	case ack := <-f.Ok():
+		return ack, nil
+	case err := <-f.Err():
+		return nil, err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for the ack: %w", ctx.Err())
+	case <-timeout:
+		return nil, fmt.Errorf("no ack within %s: %w", p.asyncWait, context.DeadlineExceeded)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
@@ -56,7 +57,16 @@ type Receiver struct {
 	mux      *http.ServeMux
 	received metric.Int64Counter
 	publish  metric.Float64Histogram
+	// attrs holds the attribute sets of every series zeroInit exports,
+	// built once in New and only read afterwards: recording a counter then
+	// costs no attribute sorting or allocation per request.
+	attrs map[seriesKey]metric.MeasurementOption
+	// publishAttrs is the publish histogram's attribute set per source.
+	publishAttrs map[string]metric.MeasurementOption
 }
+
+// seriesKey names one jml_events_received series.
+type seriesKey struct{ source, typ, outcome string }
 
 // New builds a Receiver. Publisher is required.
 func New(o Options) (*Receiver, error) {
@@ -75,7 +85,7 @@ func New(o Options) (*Receiver, error) {
 	if o.MaxClockSkew <= 0 {
 		o.MaxClockSkew = events.DefaultMaxClockSkew
 	}
-	r := &Receiver{o: o, mux: http.NewServeMux()}
+	r := &Receiver{o: o, mux: http.NewServeMux(), attrs: map[seriesKey]metric.MeasurementOption{}, publishAttrs: map[string]metric.MeasurementOption{}}
 	var err error
 	m := meterOf(o.MeterProvider)
 	if r.received, err = m.Int64Counter("jml_events_received",
@@ -241,12 +251,17 @@ func (r *Receiver) hook(s sources.Source) http.Handler {
 		parsed.Events = kept
 		res := accepted{Ignored: parsed.Ignored + dropped}
 		if parsed.Ignored > 0 {
-			r.received.Add(ctx, int64(parsed.Ignored), metric.WithAttributes(attribute.String("source", name), attribute.String("type", ""), attribute.String("outcome", "ignored")))
+			r.received.Add(ctx, int64(parsed.Ignored), r.seriesOpt(name, "", "ignored"))
 		}
+		publishOpt, ok := r.publishAttrs[name]
+		if !ok {
+			publishOpt = metric.WithAttributes(attribute.String("source", name))
+		}
+		logAccepted := r.o.Logger.Enabled(ctx, slog.LevelInfo)
 		for _, ev := range parsed.Events {
 			start := time.Now()
 			pr, err := r.o.Publisher.Publish(ctx, ev)
-			r.publish.Record(ctx, time.Since(start).Seconds(), metric.WithAttributes(attribute.String("source", name)))
+			r.publish.Record(ctx, time.Since(start).Seconds(), publishOpt)
 			if err != nil {
 				r.count(ctx, name, string(ev.Type), "unavailable")
 				r.o.Logger.ErrorContext(ctx, "publish failed; answering 503 so the sender retries",
@@ -262,14 +277,18 @@ func (r *Receiver) hook(s sources.Source) http.Handler {
 				res.Accepted++
 				r.count(ctx, name, string(ev.Type), "accepted")
 			}
-			r.o.Logger.InfoContext(ctx, "event accepted", "source", name, "event_id", ev.ID, "type", ev.Type,
-				"person", ev.Person.LogKey(), "seq", pr.Sequence, "duplicate", pr.Duplicate)
+			if logAccepted {
+				// LogAttrs with typed attributes: no boxing of each value in an any.
+				r.o.Logger.LogAttrs(ctx, slog.LevelInfo, "event accepted", slog.String("source", name), slog.String("event_id", ev.ID),
+					slog.String("type", string(ev.Type)), slog.String("person", ev.Person.LogKey()),
+					slog.Uint64("seq", pr.Sequence), slog.Bool("duplicate", pr.Duplicate))
+			}
 		}
 		status := http.StatusAccepted
 		if sc, ok := s.(SuccessStatuser); ok {
 			status = sc.SuccessStatus()
 		}
-		writeJSON(w, status, res)
+		res.write(w, status)
 	})
 }
 
@@ -280,19 +299,58 @@ func (r *Receiver) hook(s sources.Source) http.Handler {
 func (r *Receiver) zeroInit(ctx context.Context) {
 	types := []events.Type{events.Joiner, events.Mover, events.Leaver, events.Rehire, events.Suspend, events.Update}
 	for _, s := range r.o.Sources {
+		name := s.Name()
+		r.publishAttrs[name] = metric.WithAttributeSet(attribute.NewSet(attribute.String("source", name)))
+		for _, outcome := range []string{"unauthorized", "invalid", "too_large", "error", "handshake", "ignored"} {
+			r.attrs[seriesKey{name, "", outcome}] = seriesAttrs(name, "", outcome)
+		}
 		for _, outcome := range []string{"unauthorized", "invalid", "too_large", "error"} {
-			r.received.Add(ctx, 0, metric.WithAttributes(attribute.String("source", s.Name()), attribute.String("type", ""), attribute.String("outcome", outcome)))
+			r.received.Add(ctx, 0, r.attrs[seriesKey{name, "", outcome}])
 		}
 		for _, t := range types {
+			for _, outcome := range []string{"accepted", "duplicate", "unavailable", "invalid"} {
+				r.attrs[seriesKey{name, string(t), outcome}] = seriesAttrs(name, string(t), outcome)
+			}
 			for _, outcome := range []string{"accepted", "duplicate", "unavailable"} {
-				r.received.Add(ctx, 0, metric.WithAttributes(attribute.String("source", s.Name()), attribute.String("type", string(t)), attribute.String("outcome", outcome)))
+				r.received.Add(ctx, 0, r.attrs[seriesKey{name, string(t), outcome}])
 			}
 		}
 	}
 }
 
+func seriesAttrs(source, typ, outcome string) metric.MeasurementOption {
+	return metric.WithAttributeSet(attribute.NewSet(attribute.String("source", source), attribute.String("type", typ), attribute.String("outcome", outcome)))
+}
+
+// seriesOpt is the attribute set of a series, prebuilt when it is known.
+func (r *Receiver) seriesOpt(source, typ, outcome string) metric.MeasurementOption {
+	if o, ok := r.attrs[seriesKey{source, typ, outcome}]; ok {
+		return o
+	}
+	return seriesAttrs(source, typ, outcome)
+}
+
 func (r *Receiver) count(ctx context.Context, source, typ, outcome string) {
-	r.received.Add(ctx, 1, metric.WithAttributes(attribute.String("source", source), attribute.String("type", typ), attribute.String("outcome", outcome)))
+	r.received.Add(ctx, 1, r.seriesOpt(source, typ, outcome))
+}
+
+// write answers with res as JSON, the same bytes encoding/json gives
+// ({"accepted":1,"duplicates":0} and ",\"ignored\":n" when n > 0, then a
+// newline), without reflection or an encoder per request.
+func (a accepted) write(w http.ResponseWriter, status int) {
+	b := make([]byte, 0, 64)
+	b = append(b, `{"accepted":`...)
+	b = strconv.AppendInt(b, int64(a.Accepted), 10)
+	b = append(b, `,"duplicates":`...)
+	b = strconv.AppendInt(b, int64(a.Duplicates), 10)
+	if a.Ignored != 0 {
+		b = append(b, `,"ignored":`...)
+		b = strconv.AppendInt(b, int64(a.Ignored), 10)
+	}
+	b = append(b, "}\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
 }
 
 func writeError(w http.ResponseWriter, status int, msg string) {
