@@ -3,25 +3,18 @@ package app
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/sentry-jml/sentry-jml/internal/alert"
-	"github.com/sentry-jml/sentry-jml/internal/embednats/natstest"
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
-	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
-	"github.com/sentry-jml/sentry-jml/internal/state/memstate"
-	"github.com/sentry-jml/sentry-jml/internal/telemetry"
 )
 
 // captureSink records the alerts the notifier sends.
@@ -75,21 +68,6 @@ func newFollowRig(t testing.TB, outOfBand string) *followRig {
 func newFollowRigPoll(t testing.TB, outOfBand string, every time.Duration) *followRig {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	srv, _, js := natstest.Run(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	sb := sentrytest.NewServer(t, sentrytest.Options{RateLimit: -1})
-	gate, err := NewSafety(ctx, SafetyOptions{NC: nc, Owner: "t"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: gate})
-	if err != nil {
-		t.Fatal(err)
-	}
 	pol, err := policy.Parse("follow.yaml", []byte(followPolicy+outOfBand))
 	if err != nil {
 		t.Fatal(err)
@@ -100,13 +78,10 @@ func newFollowRigPoll(t testing.TB, outOfBand string, every time.Duration) *foll
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = notifier.Close(context.Background()) })
-	tel, _ := telemetry.New(ctx, telemetry.Options{})
-	w, err := NewWorker(ctx, WorkerOptions{NC: nc, Coord: memstate.New(nil), Sentry: client, Telemetry: tel,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Owner: "t", Gate: gate, Target: "sandbox",
-		Policy: func() policy.Policy { return pol }, Alerts: notifier, AuditPoll: every})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, js, sb := testWorkerSandbox(t, func(o *WorkerOptions) {
+		o.Policy, o.Alerts, o.AuditPoll = func() policy.Policy { return pol }, notifier, every
+	})
+	tel := w.o.Telemetry
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })

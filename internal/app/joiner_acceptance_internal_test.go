@@ -2,23 +2,16 @@ package app
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net/http"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/sentry-jml/sentry-jml/internal/embednats/natstest"
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/reconcile"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
-	"github.com/sentry-jml/sentry-jml/internal/sentry"
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
-	"github.com/sentry-jml/sentry-jml/internal/state/memstate"
-	"github.com/sentry-jml/sentry-jml/internal/telemetry"
 )
 
 const acceptancePolicy = `
@@ -41,32 +34,12 @@ managed_teams: [payments, architecture]
 func TestJoinerTeamRolesSetByReconcileAfterAcceptance(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	srv, _, js := natstest.Run(t)
-	nc, err := nats.Connect(srv.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	sb := sentrytest.NewServer(t, sentrytest.Options{RateLimit: -1})
-	gate, err := NewSafety(ctx, SafetyOptions{NC: nc, Owner: "t"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client, err := sentry.New(sentry.Config{BaseURL: sb.URL, Org: "acme", Token: "sandbox", AllowAnyToken: true, Gate: gate})
-	if err != nil {
-		t.Fatal(err)
-	}
 	pol, err := policy.Parse("acceptance.yaml", []byte(acceptancePolicy))
 	if err != nil {
 		t.Fatal(err)
 	}
-	tel, _ := telemetry.New(ctx, telemetry.Options{})
-	w, err := NewWorker(ctx, WorkerOptions{NC: nc, Coord: memstate.New(nil), Sentry: client, Telemetry: tel,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Owner: "t", Gate: gate, Target: "sandbox",
-		Policy: func() policy.Policy { return pol }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	w, js, sb := testWorkerSandbox(t, func(o *WorkerOptions) { o.Policy = func() policy.Policy { return pol } })
+	tel := w.o.Telemetry
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })

@@ -19,7 +19,14 @@ import (
 // testWorker builds a real worker on its own embedded NATS and Sentry
 // sandbox, its mutations passing a real safety gate; tune sets more options
 // before it is built. It returns the worker and the JetStream it uses.
-func testWorker(t *testing.T, tune func(*WorkerOptions)) (*Worker, jetstream.JetStream) {
+func testWorker(t testing.TB, tune func(*WorkerOptions)) (*Worker, jetstream.JetStream) {
+	t.Helper()
+	w, js, _ := testWorkerSandbox(t, tune)
+	return w, js
+}
+
+// testWorkerSandbox is testWorker that also returns the worker's sandbox.
+func testWorkerSandbox(t testing.TB, tune func(*WorkerOptions)) (*Worker, jetstream.JetStream, *sentrytest.Server) {
 	t.Helper()
 	ctx := context.Background()
 	srv, _, js := natstest.Run(t)
@@ -47,5 +54,5 @@ func testWorker(t *testing.T, tune func(*WorkerOptions)) (*Worker, jetstream.Jet
 	if err != nil {
 		t.Fatal(err)
 	}
-	return w, js
+	return w, js, sb
 }
