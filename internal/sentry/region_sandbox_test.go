@@ -2,13 +2,8 @@ package sentry
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"sync/atomic"
 	"testing"
 
 	"github.com/sentry-jml/sentry-jml/internal/sentry/sentrytest"
@@ -22,33 +17,7 @@ import (
 // the region jml doctor shows.
 func TestCheckResolvesRegionFromSandbox(t *testing.T) {
 	sb := sentrytest.New(sentrytest.Options{Token: "sntryu_tok", RegionURL: "https://us.sentry.io", OrganizationURL: "https://acme.sentry.io"})
-	hits := map[string]*atomic.Int32{}
-	addrs := map[string]string{}
-	var cert *x509.Certificate
-	for _, host := range []string{"sentry.io", "us.sentry.io"} {
-		n := new(atomic.Int32)
-		hits[host] = n
-		srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			n.Add(1)
-			sb.ServeHTTP(w, r)
-		}))
-		t.Cleanup(srv.Close)
-		addrs[host+":443"] = srv.Listener.Addr().String()
-		cert = srv.Certificate()
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			a, ok := addrs[addr]
-			if !ok {
-				return nil, errors.New("test: no such host " + addr)
-			}
-			return (&net.Dialer{}).DialContext(ctx, network, a)
-		},
-		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "example.com"},
-	}
-	t.Cleanup(tr.CloseIdleConnections)
+	tr, hits := fakeHosts(t, map[string]http.HandlerFunc{"sentry.io": sb.ServeHTTP, "us.sentry.io": sb.ServeHTTP})
 	c, err := New(Config{BaseURL: "https://sentry.io", Org: "acme", Token: "sntryu_tok", HTTPClient: &http.Client{Transport: tr}, MaxRetries: -1})
 	if err != nil {
 		t.Fatal(err)

@@ -13,36 +13,24 @@ import (
 	"testing"
 )
 
-// regionHosts serves fake sentry.io hosts from loopback TLS servers: the
-// client's dialer maps each host name to its server (no network, no DNS).
-func regionClient(t *testing.T, regionURL string) (*Client, map[string]*atomic.Int32) {
+// fakeHosts serves each host name from its own loopback TLS server and
+// returns a transport whose dialer maps the names to them (no network, no
+// DNS), and the requests each host received.
+func fakeHosts(t *testing.T, handlers map[string]http.HandlerFunc) (*http.Transport, map[string]*atomic.Int32) {
 	t.Helper()
 	hits := map[string]*atomic.Int32{}
 	addrs := map[string]string{}
 	var cert *x509.Certificate
-	for _, host := range []string{"sentry.io", "us.sentry.io", "evil.example"} {
+	for host, h := range handlers {
 		n := new(atomic.Int32)
 		hits[host] = n
-		h := host
 		srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			n.Add(1)
-			if r.Header.Get("Authorization") != "Bearer sntryu_tok" {
-				w.WriteHeader(http.StatusUnauthorized)
-				return
-			}
-			w.Header().Set("Content-Type", "application/json")
-			switch {
-			case h == "sentry.io" && r.URL.Path == "/api/0/organizations/acme/":
-				_, _ = w.Write([]byte(`{"slug":"acme","links":{"organizationUrl":"https://acme.sentry.io","regionUrl":"` + regionURL + `"}}`))
-			case r.URL.Path == "/api/0/organizations/acme/members/me/":
-				_, _ = w.Write([]byte(`{"id":"1","email":"bot@acme.test","orgRole":"manager","role":"manager","pending":false,"flags":{}}`))
-			default:
-				w.WriteHeader(http.StatusNotFound)
-			}
+			h(w, r)
 		}))
 		t.Cleanup(srv.Close)
 		addrs[host+":443"] = srv.Listener.Addr().String()
-		cert = srv.Certificate()
+		cert = srv.Certificate() // httptest's servers share one certificate
 	}
 	pool := x509.NewCertPool()
 	pool.AddCert(cert)
@@ -57,6 +45,34 @@ func regionClient(t *testing.T, regionURL string) (*Client, map[string]*atomic.I
 		// httptest's certificate names example.com; verify it against that.
 		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "example.com"},
 	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return tr, hits
+}
+
+// regionClient is a client of https://sentry.io whose fake hosts (sentry.io,
+// us.sentry.io, evil.example) answer the organization details with regionURL.
+func regionClient(t *testing.T, regionURL string) (*Client, map[string]*atomic.Int32) {
+	t.Helper()
+	handlers := map[string]http.HandlerFunc{}
+	for _, host := range []string{"sentry.io", "us.sentry.io", "evil.example"} {
+		h := host
+		handlers[host] = func(w http.ResponseWriter, r *http.Request) {
+			if r.Header.Get("Authorization") != "Bearer sntryu_tok" {
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			switch {
+			case h == "sentry.io" && r.URL.Path == "/api/0/organizations/acme/":
+				_, _ = w.Write([]byte(`{"slug":"acme","links":{"organizationUrl":"https://acme.sentry.io","regionUrl":"` + regionURL + `"}}`))
+			case r.URL.Path == "/api/0/organizations/acme/members/me/":
+				_, _ = w.Write([]byte(`{"id":"1","email":"bot@acme.test","orgRole":"manager","role":"manager","pending":false,"flags":{}}`))
+			default:
+				w.WriteHeader(http.StatusNotFound)
+			}
+		}
+	}
+	tr, hits := fakeHosts(t, handlers)
 	c, err := New(Config{BaseURL: "https://sentry.io", Org: "acme", Token: "sntryu_tok", HTTPClient: &http.Client{Transport: tr}, MaxRetries: -1})
 	if err != nil {
 		t.Fatal(err)
