@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"regexp"
 	"sort"
 	"strconv"
@@ -185,6 +186,24 @@ func drfInt(v string) (int, bool) {
 	return n, err == nil
 }
 
+// drfMin reads query parameter key as DRF's IntegerField(min_value=min) does:
+// into *dst when present and valid, else its error message into errs.
+func drfMin(qv url.Values, key string, min int, dst *int, errs map[string][]string) {
+	vs, ok := qv[key]
+	if !ok {
+		return
+	}
+	n, ok := drfInt(vs[0])
+	switch {
+	case !ok:
+		errs[key] = []string{"A valid integer is required."}
+	case n < min:
+		errs[key] = []string{fmt.Sprintf("Ensure this value is greater than or equal to %d.", min)}
+	default:
+		*dst = n
+	}
+}
+
 // scimQueryParams validates the query string as SCIMEndpoint.get_query_parameters
 // (src/sentry/core/endpoints/scim/utils.py) does, then pages as
 // Endpoint.paginate (src/sentry/api/base.py) with default_per_page=count and
@@ -197,28 +216,8 @@ func (c *call) scimQueryParams() (scimQuery, bool) {
 	q := scimQuery{start: 1, excluded: qv["excludedAttributes"]}
 	count := 100
 	errs := map[string][]string{}
-	if vs, ok := qv["startIndex"]; ok {
-		n, ok := drfInt(vs[0])
-		switch {
-		case !ok:
-			errs["startIndex"] = []string{"A valid integer is required."}
-		case n < 1:
-			errs["startIndex"] = []string{"Ensure this value is greater than or equal to 1."}
-		default:
-			q.start = n
-		}
-	}
-	if vs, ok := qv["count"]; ok {
-		n, ok := drfInt(vs[0])
-		switch {
-		case !ok:
-			errs["count"] = []string{"A valid integer is required."}
-		case n < 0:
-			errs["count"] = []string{"Ensure this value is greater than or equal to 0."}
-		default:
-			count = n
-		}
-	}
+	drfMin(qv, "startIndex", 1, &q.start, errs)
+	drfMin(qv, "count", 0, &count, errs)
 	if vs, ok := qv["filter"]; ok {
 		if vs[0] == "" {
 			invalidFilter(c.w) // CharField: "This field may not be blank."
