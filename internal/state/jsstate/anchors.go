@@ -25,18 +25,16 @@ var _ state.AnchorLog = (*AnchorLog)(nil)
 // OpenAnchors creates (or opens) the anchor stream.
 func OpenAnchors(ctx context.Context, js jetstream.JetStream, o Options) (*AnchorLog, error) {
 	o = o.withDefaults()
-	st, err := withCreateRetry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
-		return js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:        StreamAnchors,
-			Description: "sentry-jml evidence anchors: signed chain heads",
-			Subjects:    []string{AnchorSubject},
-			Storage:     o.storage(),
-			Retention:   jetstream.LimitsPolicy,
-			MaxAge:      o.EvidenceMaxAge,
-			Replicas:    o.Replicas,
-			DenyDelete:  true,
-			DenyPurge:   true,
-		})
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamAnchors,
+		Description: "sentry-jml evidence anchors: signed chain heads",
+		Subjects:    []string{AnchorSubject},
+		Storage:     o.storage(),
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      o.EvidenceMaxAge,
+		Replicas:    o.Replicas,
+		DenyDelete:  true,
+		DenyPurge:   true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open stream %s: %w", StreamAnchors, err)

@@ -68,18 +68,16 @@ var _ state.EvidenceLog = (*EvidenceLog)(nil)
 // OpenEvidence creates (or opens) the evidence stream.
 func OpenEvidence(ctx context.Context, js jetstream.JetStream, o Options) (*EvidenceLog, error) {
 	o = o.withDefaults()
-	st, err := withCreateRetry(ctx, func(ctx context.Context) (jetstream.Stream, error) {
-		return js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-			Name:        StreamEvidence,
-			Description: "sentry-jml evidence: hash-chained audit records, one subject per person",
-			Subjects:    []string{EvidenceSubjectPrefix + ".>"},
-			Storage:     o.storage(),
-			Retention:   jetstream.LimitsPolicy,
-			MaxAge:      o.EvidenceMaxAge,
-			Replicas:    o.Replicas,
-			DenyDelete:  true,
-			DenyPurge:   true,
-		})
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        StreamEvidence,
+		Description: "sentry-jml evidence: hash-chained audit records, one subject per person",
+		Subjects:    []string{EvidenceSubjectPrefix + ".>"},
+		Storage:     o.storage(),
+		Retention:   jetstream.LimitsPolicy,
+		MaxAge:      o.EvidenceMaxAge,
+		Replicas:    o.Replicas,
+		DenyDelete:  true,
+		DenyPurge:   true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open stream %s: %w", StreamEvidence, err)

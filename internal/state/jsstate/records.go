@@ -130,7 +130,7 @@ func Open(ctx context.Context, js jetstream.JetStream, o Options) (*Records, err
 
 // openKV creates or updates a bucket and returns it with its stream.
 func openKV(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, jetstream.Stream, error) {
-	kv, err := withCreateRetry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) { return js.CreateOrUpdateKeyValue(ctx, cfg) })
+	kv, err := js.CreateOrUpdateKeyValue(ctx, cfg)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open bucket %s: %w", cfg.Bucket, err)
 	}

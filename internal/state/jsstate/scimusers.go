@@ -42,14 +42,12 @@ func OpenSCIM(ctx context.Context, js jetstream.JetStream, o Options) (*SCIMStor
 	if o.Memory {
 		storage = jetstream.MemoryStorage
 	}
-	kv, err := withCreateRetry(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
-		return js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket:      BucketSCIM,
-			Description: "sentry-jml resources pushed by IdPs to the inbound SCIM server",
-			History:     5,
-			Storage:     storage,
-			Replicas:    o.Replicas,
-		})
+	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket:      BucketSCIM,
+		Description: "sentry-jml resources pushed by IdPs to the inbound SCIM server",
+		History:     5,
+		Storage:     storage,
+		Replicas:    o.Replicas,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open bucket %s: %w", BucketSCIM, err)
