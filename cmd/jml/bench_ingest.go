@@ -28,6 +28,18 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/telemetry"
 )
 
+// ingestRound is one round of the three saturated phases.
+type ingestRound struct {
+	BaselineRPS    float64 `json:"baseline_rps"`
+	HTTPFloorRPS   float64 `json:"http_floor_rps"`
+	RPS            float64 `json:"rps"`
+	FloorRatio     float64 `json:"floor_ratio"`
+	BaselineCPUus  float64 `json:"baseline_cpu_us_per_msg"`
+	HTTPFloorCPUus float64 `json:"http_floor_cpu_us_per_req"`
+	CPUus          float64 `json:"cpu_us_per_event"`
+	CPUFloorRatio  float64 `json:"cpu_floor_ratio"`
+}
+
 // ingestResult is `jml bench ingest --json`.
 type ingestResult struct {
 	BaselineRPS     float64 `json:"baseline_rps"`
@@ -57,6 +69,11 @@ type ingestResult struct {
 	P50msAt1000   float64 `json:"p50_ms_at_1000_rps"`
 	Paced         int     `json:"paced_events"`
 	Seconds       float64 `json:"seconds_per_phase"`
+	// Rounds holds each round's saturated phases (baseline, HTTP floor,
+	// receiver back to back); the figures above are the medians over the
+	// rounds (rates, CPU and ratios each), so a load that changes during the
+	// run moves one round, not the result.
+	Rounds []ingestRound `json:"rounds"`
 	Errors        int64   `json:"errors"`
 	Storage       string  `json:"storage"`
 	// With --otlp: what the local OTLP receiver got from the receiver's exporters.
@@ -67,12 +84,13 @@ func cmdBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := flag.NewFlagSet("bench ingest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	asJSON := fs.Bool("json", false, "print one JSON object")
-	secs := fs.Float64("seconds", 5, "duration of each saturated phase")
+	secs := fs.Float64("seconds", 3, "duration of each saturated phase")
+	rounds := fs.Int("rounds", 3, "rounds of the saturated phases (baseline, HTTP floor, receiver), interleaved; the result is their median")
 	clients := fs.Int("clients", 16, "concurrent publishers / senders")
 	size := fs.Int("size", 512, "event size in bytes")
 	rate := fs.Int("rate", 1000, "paced phase: events per second")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the run to this file")
-	profilePhase := fs.String("profile-phase", "all", "with --cpuprofile: profile the whole run (all) or only the saturated receiver phase (receiver)")
+	profilePhase := fs.String("profile-phase", "all", "with --cpuprofile: profile the whole run (all) or only the first round's saturated receiver phase (receiver)")
 	otlp := fs.Bool("otlp", false, "export the receiver's traces and metrics over OTLP/HTTP to a local receiver (counted in the result)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -86,6 +104,9 @@ func cmdBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 		defer sink.close()
 		sink.setEnv()
 	}
+	if *rounds < 1 {
+		return usageErrorf("--rounds %d: want at least 1", *rounds)
+	}
 	if *profilePhase != "all" && *profilePhase != "receiver" {
 		return usageErrorf("--profile-phase %q: want all or receiver", *profilePhase)
 	}
@@ -97,26 +118,30 @@ func cmdBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 			return err
 		}
 		defer f.Close()
-		profiling := false
+		// A file holds one profile: with --profile-phase receiver it is the
+		// first round's receiver phase.
+		profiling, done := false, false
 		phase = func(name string) {
 			want := *profilePhase == "all" && name != "" || name == *profilePhase
 			switch {
-			case want && !profiling:
+			case want && !profiling && !done:
 				profiling = pprof.StartCPUProfile(f) == nil
 			case !want && profiling:
 				pprof.StopCPUProfile()
-				profiling = false
+				profiling, done = false, true
 			}
 		}
 		defer phase("")
 	}
-	res, err := benchIngest(ctx, *clients, *size, *rate, time.Duration(*secs*float64(time.Second)), sink, phase, stderr)
+	res, err := benchIngest(ctx, ingestConfig{clients: *clients, size: *size, rate: *rate, rounds: *rounds,
+		dur: time.Duration(*secs * float64(time.Second))}, sink, phase, stderr)
 	if err != nil {
 		return err
 	}
 	if *asJSON {
 		return printJSON(stdout, res)
 	}
+	fmt.Fprintf(stdout, "medians of %d interleaved rounds of %.0f s phases\n", len(res.Rounds), res.Seconds)
 	fmt.Fprintf(stdout, "baseline (bare JetStream sync publish, %d clients, %d B): %.0f msg/s\n", res.BaselineClients, res.SizeBytes, res.BaselineRPS)
 	fmt.Fprintf(stdout, "receiver (signed webhooks → JetStream ack):       %.0f ev/s  ratio %.2f  p50 %.2f ms  p99 %.2f ms\n", res.RPS, res.Ratio, res.P50ms, res.P99ms)
 	fmt.Fprintf(stdout, "HTTP floor (bare handler, same senders):           %.0f req/s  floor ratio %.2f\n", res.HTTPFloorRPS, res.FloorRatio)
@@ -125,7 +150,14 @@ func cmdBenchIngest(ctx context.Context, args []string, stdout, stderr io.Writer
 	return nil
 }
 
-func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration, sink *otlpSink, phase func(string), progress io.Writer) (*ingestResult, error) {
+// ingestConfig sizes a run of the ingest bench.
+type ingestConfig struct {
+	clients, size, rate, rounds int
+	dur                         time.Duration // per saturated phase
+}
+
+func benchIngest(ctx context.Context, cfg ingestConfig, sink *otlpSink, phase func(string), progress io.Writer) (*ingestResult, error) {
+	clients, size, rate, dur := cfg.clients, cfg.size, cfg.rate, cfg.dur
 	dir, err := os.MkdirTemp("", "jml-bench-ingest-")
 	if err != nil {
 		return nil, err
@@ -147,40 +179,45 @@ func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration
 	}
 	res := &ingestResult{BaselineClients: clients, SizeBytes: size, Seconds: dur.Seconds(), Storage: "file"}
 
-	// Phase 1: bare synchronous JetStream publishers, one connection each.
-	fmt.Fprintf(progress, "bench: baseline, %d JetStream publishers for %s…\n", clients, dur)
-	phase("baseline")
+	// The baseline: bare synchronous JetStream publishers, one connection
+	// each, publishing the event's size.
 	payload := make([]byte, size)
 	for i := range payload {
 		payload[i] = 'x'
 	}
-	var n atomic.Int64
 	var wg sync.WaitGroup
-	cpu0 := selfCPU()
-	start := time.Now()
-	deadline := start.Add(dur)
-	for c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			pnc, err := nats.Connect(ns.ClientURL())
-			if err != nil {
-				return
-			}
-			defer pnc.Close()
-			pjs, _ := jetstream.New(pnc)
-			for i := 0; time.Now().Before(deadline); i++ {
-				if _, err := pjs.Publish(ctx, "jml.events.bench.baseline", payload, jetstream.WithMsgID(fmt.Sprintf("b-%d-%d", c, i))); err == nil {
-					n.Add(1)
+	var bseq atomic.Int64
+	baseline := func() (float64, float64) {
+		var n atomic.Int64
+		cpu0 := selfCPU()
+		start := time.Now()
+		deadline := start.Add(dur)
+		for range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pnc, err := nats.Connect(ns.ClientURL())
+				if err != nil {
+					return
 				}
-			}
-		}()
+				defer pnc.Close()
+				pjs, _ := jetstream.New(pnc)
+				for time.Now().Before(deadline) {
+					id := "b-" + strconv.FormatInt(bseq.Add(1), 10)
+					if _, err := pjs.Publish(ctx, "jml.events.bench.baseline", payload, jetstream.WithMsgID(id)); err == nil {
+						n.Add(1)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		return float64(n.Load()) / time.Since(start).Seconds(), perEvent(selfCPU()-cpu0, n.Load())
 	}
-	wg.Wait()
-	res.BaselineRPS = float64(n.Load()) / time.Since(start).Seconds()
-	res.BaselineCPUus = perEvent(selfCPU()-cpu0, n.Load())
-	st, _ := js.Stream(ctx, events.StreamEvents)
-	_ = st.Purge(ctx)
+	purge := func() {
+		if st, err := js.Stream(ctx, events.StreamEvents); err == nil {
+			_ = st.Purge(ctx)
+		}
+	}
 
 	// The receiver, as deployed: one NATS connection, the generic source.
 	secret := "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -271,10 +308,8 @@ func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration
 		return lat, float64(len(lat)) / time.Since(start).Seconds(), perEvent(selfCPU()-cpu0, int64(len(lat)))
 	}
 
-	// Phase 2: the HTTP floor — the same senders against a bare handler
-	// that reads the body and answers 202 (no signature, no JetStream).
-	fmt.Fprintf(progress, "bench: HTTP floor, %d senders for %s…\n", clients, dur)
-	phase("floor")
+	// The HTTP floor: the same senders against a bare handler that reads
+	// the body and answers 202 (no signature, no JetStream).
 	fln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
@@ -284,21 +319,61 @@ func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration
 		w.WriteHeader(http.StatusAccepted)
 	})}
 	go func() { _ = floor.Serve(fln) }()
-	_, res.HTTPFloorRPS, res.HTTPFloorCPUus = saturate(fln.Addr().String())
-	_ = floor.Close()
+	defer floor.Close()
 
-	// Phase 3: the receiver, saturated, one connection per sender.
-	fmt.Fprintf(progress, "bench: receiver, %d senders for %s…\n", clients, dur)
-	phase("receiver")
-	lat, rps, cpu := saturate(addr)
-	res.RPS, res.CPUus = rps, cpu
-	if cpu > 0 {
-		res.CPUFloorRatio = (res.BaselineCPUus + res.HTTPFloorCPUus) / cpu
+	// A warm-up of each phase, not counted: the first connections, the
+	// stream's first blocks and the receiver's first requests.
+	fmt.Fprintf(progress, "bench: warming up…\n")
+	warm := dur
+	dur = min(dur, time.Second)
+	baseline()
+	saturate(fln.Addr().String())
+	saturate(addr)
+	purge()
+	dur = warm
+
+	// Rounds of baseline, HTTP floor and receiver, back to back: each
+	// round's ratios compare phases a few seconds apart.
+	var lat []time.Duration
+	for i := range cfg.rounds {
+		var rd ingestRound
+		fmt.Fprintf(progress, "bench: round %d/%d: baseline, %d JetStream publishers for %s…\n", i+1, cfg.rounds, clients, dur)
+		phase("baseline")
+		rd.BaselineRPS, rd.BaselineCPUus = baseline()
+		purge()
+		fmt.Fprintf(progress, "bench: round %d/%d: HTTP floor, %d senders for %s…\n", i+1, cfg.rounds, clients, dur)
+		phase("floor")
+		_, rd.HTTPFloorRPS, rd.HTTPFloorCPUus = saturate(fln.Addr().String())
+		fmt.Fprintf(progress, "bench: round %d/%d: receiver, %d senders for %s…\n", i+1, cfg.rounds, clients, dur)
+		phase("receiver")
+		var l []time.Duration
+		l, rd.RPS, rd.CPUus = saturate(addr)
+		lat = append(lat, l...)
+		purge()
+		if rd.CPUus > 0 {
+			rd.CPUFloorRatio = (rd.BaselineCPUus + rd.HTTPFloorCPUus) / rd.CPUus
+		}
+		if rd.HTTPFloorRPS > 0 && rd.BaselineRPS > 0 {
+			rd.FloorRatio = rd.RPS * (1/rd.HTTPFloorRPS + 1/rd.BaselineRPS)
+		}
+		res.Rounds = append(res.Rounds, rd)
 	}
+	med := func(f func(ingestRound) float64) float64 {
+		v := make([]float64, len(res.Rounds))
+		for i, rd := range res.Rounds {
+			v[i] = f(rd)
+		}
+		return median(v)
+	}
+	res.BaselineRPS = med(func(r ingestRound) float64 { return r.BaselineRPS })
+	res.HTTPFloorRPS = med(func(r ingestRound) float64 { return r.HTTPFloorRPS })
+	res.RPS = med(func(r ingestRound) float64 { return r.RPS })
+	res.FloorRatio = med(func(r ingestRound) float64 { return r.FloorRatio })
+	res.BaselineCPUus = med(func(r ingestRound) float64 { return r.BaselineCPUus })
+	res.HTTPFloorCPUus = med(func(r ingestRound) float64 { return r.HTTPFloorCPUus })
+	res.CPUus = med(func(r ingestRound) float64 { return r.CPUus })
+	res.CPUFloorRatio = med(func(r ingestRound) float64 { return r.CPUFloorRatio })
 	res.Ratio = res.RPS / res.BaselineRPS
-	if res.HTTPFloorRPS > 0 && res.BaselineRPS > 0 {
-		res.FloorRatio = res.RPS * (1/res.HTTPFloorRPS + 1/res.BaselineRPS)
-	}
 	res.P50ms, res.P99ms = pct(lat, 50), pct(lat, 99)
 
 	// Phase 4: paced at rate events/s.
@@ -311,7 +386,7 @@ func benchIngest(ctx context.Context, clients, size, rate int, dur time.Duration
 		pool <- newClient()
 	}
 	interval := time.Second / time.Duration(rate)
-	start = time.Now()
+	start := time.Now()
 	for i := range total {
 		time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
 		c := <-pool
@@ -354,6 +429,19 @@ func selfCPU() int64 {
 	var ru syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return cpuMicros(ru)
+}
+
+// median of v (the mean of the middle two when len(v) is even).
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func perEvent(us, n int64) float64 {

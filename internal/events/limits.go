@@ -93,8 +93,9 @@ func CheckPerson(p Person) error {
 	if err := CheckEmail("person.manager_email", p.ManagerEmail); err != nil {
 		return err
 	}
-	for f, v := range map[string]string{"person.name": p.Name, "person.department": p.Department, "person.title": p.Title} {
-		if err := CheckText(f, v); err != nil {
+	// In a fixed order, so the same input always names the same field.
+	for _, fv := range [...][2]string{{"person.name", p.Name}, {"person.department", p.Department}, {"person.title", p.Title}} {
+		if err := CheckText(fv[0], fv[1]); err != nil {
 			return err
 		}
 	}

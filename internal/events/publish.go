@@ -63,22 +63,24 @@ type PublishResult struct {
 // Publish sends e with Nats-Msg-Id e.MsgID() and the trace context of ctx, and
 // returns after JetStream has stored it (or recognised it as a duplicate).
 func (p *Publisher) Publish(ctx context.Context, e Event) (PublishResult, error) {
-	subject := e.Subject()
-	ctx, span := p.tracer.Start(ctx, "send "+subject, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(
+	subject, id := e.Subject(), e.MsgID()
+	ctx, span := p.tracer.Start(ctx, "send "+subject, trace.WithSpanKind(trace.SpanKindProducer))
+	if span.IsRecording() {
+		span.SetAttributes(
 			semconv.MessagingSystemKey.String("nats"),
 			semconv.MessagingOperationTypeSend,
 			semconv.MessagingDestinationName(subject),
-			semconv.MessagingMessageID(e.MsgID()),
+			semconv.MessagingMessageID(id),
 			attribute.String("jml.event.type", string(e.Type)),
 			attribute.String("jml.event.source", e.Source),
-		))
+		)
+	}
 	defer span.End()
 	data, err := Marshal(e)
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "encode")
-		return PublishResult{}, fmt.Errorf("publish %s: %w", e.MsgID(), err)
+		return PublishResult{}, fmt.Errorf("publish %s: %w", id, err)
 	}
 	m := nats.NewMsg(subject)
 	m.Data = data
@@ -87,16 +89,18 @@ func (p *Publisher) Publish(ctx context.Context, e Event) (PublishResult, error)
 	p.prop.Inject(ctx, HeaderCarrier(m.Header))
 	var ack *jetstream.PubAck
 	if p.async {
-		ack, err = p.publishAsync(ctx, m, e.MsgID())
+		ack, err = p.publishAsync(ctx, m, id)
 	} else {
-		ack, err = p.js.PublishMsg(ctx, m, jetstream.WithMsgID(e.MsgID()), jetstream.WithExpectStream(StreamEvents))
+		ack, err = p.js.PublishMsg(ctx, m, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamEvents))
 	}
 	if err != nil {
 		span.RecordError(err)
 		span.SetStatus(codes.Error, "publish")
-		return PublishResult{}, fmt.Errorf("publish %s: %w", e.MsgID(), err)
+		return PublishResult{}, fmt.Errorf("publish %s: %w", id, err)
 	}
-	span.SetAttributes(attribute.Int64("messaging.nats.stream_sequence", int64(ack.Sequence)), attribute.Bool("jml.duplicate", ack.Duplicate))
+	if span.IsRecording() {
+		span.SetAttributes(attribute.Int64("messaging.nats.stream_sequence", int64(ack.Sequence)), attribute.Bool("jml.duplicate", ack.Duplicate))
+	}
 	return PublishResult{Sequence: ack.Sequence, Duplicate: ack.Duplicate}, nil
 }
 

@@ -91,8 +91,10 @@ func List(v string) []string {
 	return out
 }
 
-// New builds the providers. Unless Disabled, spans are always recorded (so logs
-// carry trace ids) even when nothing is exported.
+// New builds the providers. Spans are recorded only when a trace exporter is
+// configured; without one (and unless Disabled) every span still has ids, so
+// logs carry trace_id and span_id and the trace context is propagated (see
+// idOnlyProvider).
 func New(ctx context.Context, o Options) (*Telemetry, error) {
 	if o.ServiceName == "" {
 		o.ServiceName = "sentry-jml"
@@ -123,17 +125,15 @@ func New(ctx context.Context, o Options) (*Telemetry, error) {
 				return nil, err
 			}
 		}
-		topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
-		for _, exp := range exps {
-			if o.Synchronous {
-				topts = append(topts, sdktrace.WithSyncer(exp))
-			} else {
-				topts = append(topts, sdktrace.WithBatcher(exp))
-			}
+		if len(exps) == 0 {
+			// Nothing is exported: spans get ids (for logs and propagation)
+			// but are not recorded (idOnlyProvider).
+			t.TracerProvider = idOnlyProvider{}
+		} else {
+			tp := tracerProvider(res, exps, o.Synchronous)
+			t.TracerProvider = tp
+			t.shutdown = append(t.shutdown, tp.Shutdown)
 		}
-		tp := sdktrace.NewTracerProvider(topts...)
-		t.TracerProvider = tp
-		t.shutdown = append(t.shutdown, tp.Shutdown)
 	}
 
 	pexp, err := otelprom.New(otelprom.WithRegisterer(t.Registry), otelprom.WithoutScopeInfo())
@@ -156,6 +156,20 @@ func New(ctx context.Context, o Options) (*Telemetry, error) {
 	t.MeterProvider = mp
 	t.shutdown = append(t.shutdown, mp.Shutdown)
 	return t, nil
+}
+
+// tracerProvider records spans and hands them to exps: batched, or as they
+// end when synchronous (tests).
+func tracerProvider(res *resource.Resource, exps []sdktrace.SpanExporter, synchronous bool) *sdktrace.TracerProvider {
+	topts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	for _, exp := range exps {
+		if synchronous {
+			topts = append(topts, sdktrace.WithSyncer(exp))
+		} else {
+			topts = append(topts, sdktrace.WithBatcher(exp))
+		}
+	}
+	return sdktrace.NewTracerProvider(topts...)
 }
 
 // propagators builds OTEL_PROPAGATORS through autoprop (which knows every

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"go.opentelemetry.io/otel/propagation"
-	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/sentry-jml/sentry-jml/internal/embednats/natstest"
@@ -19,13 +17,32 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/handlers/receiver"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/signature"
+	"github.com/sentry-jml/sentry-jml/internal/telemetry"
 )
 
 // BenchmarkHookGeneric is one signed generic webhook through the whole
-// handler as deployed (OpenTelemetry SDK tracer and meter, embedded
-// JetStream, 202 after the ack), without the network: its allocations and
-// CPU per event are the receiver's own share of `jml bench ingest`.
+// handler as deployed (the telemetry package's tracer and meter providers,
+// embedded JetStream, 202 after the ack), without the network: its
+// allocations and CPU per event are the receiver's own share of `jml bench
+// ingest`. "no-exporter" is OTEL_TRACES_EXPORTER=none (spans carry ids but
+// record nothing, as in `jml bench ingest`); "exporting" records every span
+// and hands it to a batching exporter that discards it.
 func BenchmarkHookGeneric(b *testing.B) {
+	b.Run("no-exporter", func(b *testing.B) { benchHookGeneric(b, telemetry.Options{TracesExporter: "none"}) })
+	b.Run("exporting", func(b *testing.B) { benchHookGeneric(b, telemetry.Options{SpanExporter: discardSpans{}}) })
+}
+
+type discardSpans struct{}
+
+func (discardSpans) ExportSpans(context.Context, []sdktrace.ReadOnlySpan) error { return nil }
+func (discardSpans) Shutdown(context.Context) error                             { return nil }
+
+func benchHookGeneric(b *testing.B, topts telemetry.Options) {
+	tel, err := telemetry.New(context.Background(), topts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = tel.Shutdown(context.Background()) })
 	_, nc, js := natstest.Run(b)
 	if err := events.EnsureStreams(context.Background(), js, events.StreamOptions{}); err != nil {
 		b.Fatal(err)
@@ -34,9 +51,7 @@ func BenchmarkHookGeneric(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	tp := sdktrace.NewTracerProvider()
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
-	prop := propagation.TraceContext{}
+	tp, mp, prop := tel.TracerProvider, tel.MeterProvider, tel.Propagator
 	// The publisher as app.NewReceiver builds it.
 	ajs, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(5*time.Second))
 	if err != nil {

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/propagation"
@@ -97,26 +97,27 @@ func New(o Options) (*Receiver, error) {
 		metric.WithExplicitBucketBoundaries(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1)); err != nil {
 		return nil, err
 	}
-	var hopts []otelhttp.Option
-	if o.TracerProvider != nil {
-		hopts = append(hopts, otelhttp.WithTracerProvider(o.TracerProvider))
+	tp, prop := o.TracerProvider, o.Propagator
+	if tp == nil {
+		tp = otel.GetTracerProvider()
 	}
-	if o.MeterProvider != nil {
-		hopts = append(hopts, otelhttp.WithMeterProvider(o.MeterProvider))
+	if prop == nil {
+		prop = otel.GetTextMapPropagator()
 	}
-	if o.Propagator != nil {
-		hopts = append(hopts, otelhttp.WithPropagators(o.Propagator))
+	tel, err := newServerTelemetry(tp, m, prop)
+	if err != nil {
+		return nil, err
 	}
 	for _, s := range o.Sources {
 		pattern := "POST /hooks/" + s.Name()
-		r.mux.Handle(pattern, otelhttp.NewHandler(r.hook(s), pattern, hopts...))
+		r.mux.Handle(pattern, tel.handle(pattern, r.hook(s)))
 		if _, ok := s.(sources.Handshaker); ok {
 			get := "GET /hooks/" + s.Name()
-			r.mux.Handle(get, otelhttp.NewHandler(r.hook(s), get, hopts...))
+			r.mux.Handle(get, tel.handle(get, r.hook(s)))
 		}
 	}
 	for pattern, h := range o.Extra {
-		r.mux.Handle(pattern, otelhttp.NewHandler(h, pattern, hopts...))
+		r.mux.Handle(pattern, tel.handle(pattern, h))
 	}
 	r.mux.HandleFunc("GET /healthz", r.healthz)
 	r.mux.HandleFunc("GET /readyz", r.readyz)

@@ -9,9 +9,12 @@ import (
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
+// instrumentationName is the scope of the receiver's spans and metrics.
+const instrumentationName = "github.com/sentry-jml/sentry-jml/internal/handlers/receiver"
+
 func meterOf(mp metric.MeterProvider) metric.Meter {
 	if mp == nil {
 		mp = otel.GetMeterProvider()
 	}
-	return mp.Meter("github.com/sentry-jml/sentry-jml/internal/handlers/receiver")
+	return mp.Meter(instrumentationName)
 }
