@@ -73,9 +73,9 @@ type ingestResult struct {
 	// receiver back to back); the figures above are the medians over the
 	// rounds (rates, CPU and ratios each), so a load that changes during the
 	// run moves one round, not the result.
-	Rounds []ingestRound `json:"rounds"`
-	Errors        int64   `json:"errors"`
-	Storage       string  `json:"storage"`
+	Rounds  []ingestRound `json:"rounds"`
+	Errors  int64         `json:"errors"`
+	Storage string        `json:"storage"`
 	// With --otlp: what the local OTLP receiver got from the receiver's exporters.
 	otlpResult
 }
