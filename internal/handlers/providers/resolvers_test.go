@@ -1,4 +1,4 @@
-package resolve_test
+package providers_test
 
 import (
 	"context"
@@ -8,35 +8,34 @@ import (
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	registry "github.com/sentry-jml/sentry-jml/internal/handlers/providers"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/bamboohr/bamboohrtest"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/deel/deeltest"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/gusto"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/gusto/gustotest"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/hibob/hibobtest"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/personio/personiotest"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/rippling/ripplingtest"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve/resolvetest"
 )
 
-type provider struct {
+// fake is the test side of a registry entry with an API reader: the
+// provider's simulator (in providers/<name>/<name>test, since a simulator
+// imports testing, which the registry, built into every binary, must not).
+type fake struct {
 	name  string
 	start func(testing.TB) *resolvetest.Server
-	// ids gives each seeded person's id in this provider's id format.
+	// idOf gives each seeded person's id in this provider's id format.
 	idOf func(n string) string
 }
 
-var providers = []provider{
-	{"bamboohr", resolvetest.NewBambooHR, func(n string) string { return "40" + n }},
-	{"hibob", resolvetest.NewHiBob, func(n string) string { return "33328838840177132" + n }},
-	{"gusto", resolvetest.NewGusto, func(n string) string { return "bcfc9744-0ab3-4ef3-ab0d-e728255d65" + n }},
-	{"personio", resolvetest.NewPersonio, func(n string) string { return "42" + n }},
-	{"deel", resolvetest.NewDeel, func(n string) string { return "7b1e0000-0000-4000-8000-0000000000" + n }},
-	{"rippling", resolvetest.NewRippling, func(n string) string { return "656992816f26d6caea0007" + n }},
-}
-
-func seed(s *resolvetest.Server, idOf func(string) string) {
-	s.Add(resolvetest.Person{ID: idOf("01"), Email: "jane@acme.com", FirstName: "Jane", LastName: "Doe",
-		Department: "Payments", Title: "Engineer", ManagerEmail: "lead@acme.com", State: resolvetest.Active, ContractID: "c-01"})
-	s.Add(resolvetest.Person{ID: idOf("02"), Email: "leaver@acme.com", FirstName: "Lee", LastName: "Ver",
-		Department: "Sales", Title: "AE", State: resolvetest.Terminated, TerminationDate: "2026-11-27", ContractID: "c-02"})
-	s.Add(resolvetest.Person{ID: idOf("03"), Email: "away@acme.com", FirstName: "A", LastName: "Way",
-		Department: "Ops", Title: "SRE", State: resolvetest.Leave})
-	s.Add(resolvetest.Person{ID: idOf("04"), Email: "soon@acme.com", FirstName: "S", LastName: "Oon",
-		Department: "Ops", Title: "SRE", State: resolvetest.NotStarted})
+var fakes = []fake{
+	{"bamboohr", bamboohrtest.New, bamboohrtest.ID},
+	{"hibob", hibobtest.New, hibobtest.ID},
+	{"gusto", gustotest.New, gustotest.ID},
+	{"personio", personiotest.New, personiotest.ID},
+	{"deel", deeltest.New, deeltest.ID},
+	{"rippling", ripplingtest.New, ripplingtest.ID},
 }
 
 func mustResolver(t *testing.T, name string, s *resolvetest.Server, token string) resolve.Resolver {
@@ -49,10 +48,10 @@ func mustResolver(t *testing.T, name string, s *resolvetest.Server, token string
 }
 
 func TestResolvers(t *testing.T) {
-	for _, pv := range providers {
+	for _, pv := range fakes {
 		t.Run(pv.name, func(t *testing.T) {
 			s := pv.start(t)
-			seed(s, pv.idOf)
+			resolvetest.Seed(s, pv.idOf)
 			r := mustResolver(t, pv.name, s, s.Token)
 			ctx := context.Background()
 
@@ -147,121 +146,11 @@ func TestResolvers(t *testing.T) {
 	}
 }
 
-func TestBambooHRAsksForJSONAndFields(t *testing.T) {
-	s := resolvetest.NewBambooHR(t)
-	seed(s, providers[0].idOf)
-	r := mustResolver(t, "bamboohr", s, s.Token)
-	if _, err := r.Resolve(context.Background(), "bamboohr", "4001"); err != nil {
-		t.Fatal(err) // the simulator answers XML without Accept: application/json
-	}
-	req := s.Requests()[0]
-	if req.Path != "/api/gateway.php/acme/v1/employees/4001" || req.Method != http.MethodGet {
-		t.Fatalf("request %+v", req)
-	}
-	if want := "fields=firstName%2ClastName%2CdisplayName%2CworkEmail%2Cstatus%2CemploymentHistoryStatus%2Cdepartment%2Cdivision%2CjobTitle%2CterminationDate"; req.Query != want {
-		t.Fatalf("query %s", req.Query)
-	}
-	if _, err := resolve.NewBambooHR(resolve.Config{Token: "k"}); !errors.Is(err, resolve.ErrNotConfigured) {
-		t.Fatalf("BambooHR without URL: %v", err)
-	}
-}
-
-func TestHiBobReadsByPOST(t *testing.T) {
-	s := resolvetest.NewHiBob(t)
-	seed(s, providers[1].idOf)
-	r := mustResolver(t, "hibob", s, s.Token)
-	p, err := r.Resolve(context.Background(), "hibob", providers[1].idOf("01"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.ManagerEmail != "lead@acme.com" {
-		t.Fatalf("manager %q", p.ManagerEmail)
-	}
-	if req := s.Requests()[0]; req.Method != http.MethodPost || req.Path != "/v1/people/"+providers[1].idOf("01") {
-		t.Fatalf("request %+v", req)
-	}
-	if _, err := resolve.NewHiBob(resolve.Config{Token: "no-colon"}); !errors.Is(err, resolve.ErrNotConfigured) {
-		t.Fatalf("token without service user id: %v", err)
-	}
-}
-
-func TestPersonioTokenCachedAndRenewed(t *testing.T) {
-	s := resolvetest.NewPersonio(t)
-	seed(s, providers[3].idOf)
-	r := mustResolver(t, "personio", s, s.Token)
-	ctx := context.Background()
-	for range 2 {
-		if _, err := r.Resolve(ctx, "personio", "4201"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	count := func() (n int) {
-		for _, q := range s.Requests() {
-			if q.Path == "/v2/auth/token" {
-				n++
-			}
-		}
-		return n
-	}
-	if n := count(); n != 1 {
-		t.Fatalf("%d token requests for two resolves", n)
-	}
-	s.ExpireTokens()
-	p, err := r.Resolve(ctx, "personio", "4202")
-	if err != nil {
-		t.Fatalf("after token expiry: %v", err)
-	}
-	if n := count(); n != 2 {
-		t.Fatalf("%d token requests, want a renewal", n)
-	}
-	// The latest employment decides, not the old inactive one.
-	if p.Status != events.Terminated || p.Attributes["termination_date"] != "2026-11-27" {
-		t.Fatalf("person %+v", p)
-	}
-	q, _ := r.Resolve(ctx, "personio", "4201")
-	if q.Status != events.Active || q.Attributes["department_id"] != "dept-payments" {
-		t.Fatalf("person %+v", q)
-	}
-}
-
-func TestDeelContractReference(t *testing.T) {
-	s := resolvetest.NewDeel(t)
-	seed(s, providers[4].idOf)
-	r := mustResolver(t, "deel", s, s.Token)
-	ctx := context.Background()
-	p, err := r.Resolve(ctx, "deel", resolve.DeelContractPrefix+"c-02")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.ID != providers[4].idOf("02") || p.Status != events.Terminated || p.Email != "leaver@acme.com" || p.Attributes["contract_id"] != "c-02" {
-		t.Fatalf("person %+v", p)
-	}
-	if _, err := r.Resolve(ctx, "deel", resolve.DeelContractPrefix+"c-404"); !errors.Is(err, resolve.ErrUnresolvable) {
-		t.Fatalf("unknown contract: %v", err)
-	}
-	if _, err := r.Resolve(ctx, "deel", resolve.DeelContractPrefix+"../x"); !errors.Is(err, resolve.ErrUnresolvable) {
-		t.Fatalf("bad contract id: %v", err)
-	}
-}
-
-func TestRipplingNeverReturnsThePersonalEmail(t *testing.T) {
-	s := resolvetest.NewRippling(t)
-	s.Add(resolvetest.Person{ID: "r1", State: resolvetest.Active, FirstName: "No", LastName: "Work"})
-	r := mustResolver(t, "rippling", s, s.Token)
-	p, err := r.Resolve(context.Background(), "rippling", "r1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if p.Email != "" {
-		t.Fatalf("email %q", p.Email)
-	}
-}
-
 func TestBySource(t *testing.T) {
-	s := resolvetest.NewGusto(t)
-	seed(s, providers[2].idOf)
+	s := gustotest.New(t)
+	resolvetest.Seed(s, gustotest.ID)
 	b := resolve.BySource{"gusto": mustResolver(t, "gusto", s, s.Token)}
-	if _, err := b.Resolve(context.Background(), "gusto", providers[2].idOf("01")); err != nil {
+	if _, err := b.Resolve(context.Background(), "gusto", gustotest.ID("01")); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := b.Resolve(context.Background(), "okta", "x"); !errors.Is(err, resolve.ErrNotConfigured) {
@@ -273,7 +162,7 @@ func TestBySource(t *testing.T) {
 	if _, err := registry.NewResolver("okta", resolve.Config{BaseURL: s.URL}); err == nil {
 		t.Fatal("okta has no API reader (its API feeds the catch-up), yet one was built")
 	}
-	if _, err := resolve.NewGusto(resolve.Config{BaseURL: "ftp://x"}); err == nil {
+	if _, err := gusto.NewResolver(resolve.Config{BaseURL: "ftp://x"}); err == nil {
 		t.Fatal("ftp URL accepted")
 	}
 }

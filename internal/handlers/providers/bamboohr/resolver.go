@@ -1,4 +1,4 @@
-package resolve
+package bamboohr
 
 import (
 	"context"
@@ -8,12 +8,13 @@ import (
 	"strings"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
 )
 
 // bambooFields are the field aliases requested from BambooHR.
 const bambooFields = "firstName,lastName,displayName,workEmail,status,employmentHistoryStatus,department,division,jobTitle,terminationDate"
 
-// BambooHR reads GET {base}/v1/employees/{id}?fields=… where base is
+// Resolver reads GET {base}/v1/employees/{id}?fields=… where base is
 // https://api.bamboohr.com/api/gateway.php/{companyDomain} (the company is part
 // of the URL, so JML_SOURCE_BAMBOOHR_API_URL is required). Auth is HTTP Basic
 // with the API key as the user name and any password ("x"). BambooHR answers XML
@@ -21,23 +22,23 @@ const bambooFields = "firstName,lastName,displayName,workEmail,status,employment
 // employmentHistoryStatus carries "Terminated" and leave values. webhooks.md does
 // not describe the API (only the webhooks): endpoint, auth and field aliases
 // follow BambooHR's public API documentation and integrations that use it.
-type BambooHR struct {
-	c   client
+type Resolver struct {
+	c   resolve.Client
 	key string
 }
 
-var _ Resolver = (*BambooHR)(nil)
+var _ resolve.Resolver = (*Resolver)(nil)
 
-// NewBambooHR returns the BambooHR resolver; cfg.Token is the API key.
-func NewBambooHR(cfg Config) (*BambooHR, error) {
-	c, err := newClient("bamboohr", cfg.BaseURL, "", cfg.HTTPClient)
+// NewResolver returns the BambooHR resolver; cfg.Token is the API key.
+func NewResolver(cfg resolve.Config) (*Resolver, error) {
+	c, err := resolve.NewClient("bamboohr", cfg.BaseURL, "", cfg.HTTPClient)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.Token == "" {
-		return nil, fmt.Errorf("resolve bamboohr: %w: API key is required", ErrNotConfigured)
+		return nil, fmt.Errorf("resolve bamboohr: %w: API key is required", resolve.ErrNotConfigured)
 	}
-	return &BambooHR{c: c, key: cfg.Token}, nil
+	return &Resolver{c: c, key: cfg.Token}, nil
 }
 
 type bambooEmployee struct {
@@ -54,31 +55,31 @@ type bambooEmployee struct {
 	TerminationDate         string `json:"terminationDate"`
 }
 
-// Resolve implements Resolver.
-func (b *BambooHR) Resolve(ctx context.Context, _, id string) (events.Person, error) {
-	if err := checkID(id); err != nil {
+// Resolve implements resolve.Resolver.
+func (b *Resolver) Resolve(ctx context.Context, _, id string) (events.Person, error) {
+	if err := resolve.CheckID(id); err != nil {
 		return events.Person{}, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.c.url(url.Values{"fields": {bambooFields}}, "v1", "employees", id), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.c.URL(url.Values{"fields": {bambooFields}}, "v1", "employees", id), nil)
 	if err != nil {
 		return events.Person{}, err
 	}
 	req.SetBasicAuth(b.key, "x")
 	var e bambooEmployee
-	if err := b.c.do(req, &e); err != nil {
+	if err := b.c.Do(req, &e); err != nil {
 		return events.Person{}, err
 	}
 	p := events.Person{
 		ID:         id,
-		Email:      workEmail(e.WorkEmail),
+		Email:      resolve.WorkEmail(e.WorkEmail),
 		Name:       e.DisplayName,
 		Department: e.Department,
 		Title:      e.JobTitle,
-		Attributes: attrs("bamboohr.status", e.Status, "bamboohr.employment_status", e.EmploymentHistoryStatus,
+		Attributes: resolve.Attrs("bamboohr.status", e.Status, "bamboohr.employment_status", e.EmploymentHistoryStatus,
 			"division", e.Division, "termination_date", cleanDate(e.TerminationDate)),
 	}
 	if p.Name == "" {
-		p.Name = joinName(e.FirstName, e.LastName)
+		p.Name = resolve.JoinName(e.FirstName, e.LastName)
 	}
 	hist := strings.ToLower(e.EmploymentHistoryStatus)
 	switch {

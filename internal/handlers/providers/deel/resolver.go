@@ -1,4 +1,4 @@
-package resolve
+package deel
 
 import (
 	"context"
@@ -7,13 +7,10 @@ import (
 	"strings"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
 )
 
-// DeelContractPrefix marks a person id that is a Deel contract id (the Deel
-// source emits it when a contract event names no worker).
-const DeelContractPrefix = "contract:"
-
-// Deel reads GET {base}/rest/v2/people/{worker_id}, and for a
+// Resolver reads GET {base}/rest/v2/people/{worker_id}, and for a
 // "contract:<id>" reference first GET {base}/rest/v2/contracts/{id} to find the
 // worker, with "Authorization: Bearer <token>" (an API token or an OAuth access
 // token). Default base: https://api.letsdeel.com. webhooks.md gives only the API
@@ -21,26 +18,26 @@ const DeelContractPrefix = "contract:"
 // contract endpoints and their fields (emails[], hiring_status, job_title,
 // department, worker) follow developer.deel.com and are the least certain of the
 // six resolvers.
-type Deel struct {
-	c     client
+type Resolver struct {
+	c     resolve.Client
 	token string
 }
 
-var _ Resolver = (*Deel)(nil)
+var _ resolve.Resolver = (*Resolver)(nil)
 
-// NewDeel returns the Deel resolver.
-func NewDeel(cfg Config) (*Deel, error) {
-	c, err := newClient("deel", cfg.BaseURL, "https://api.letsdeel.com", cfg.HTTPClient)
+// NewResolver returns the Deel resolver.
+func NewResolver(cfg resolve.Config) (*Resolver, error) {
+	c, err := resolve.NewClient("deel", cfg.BaseURL, "https://api.letsdeel.com", cfg.HTTPClient)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.Token == "" {
-		return nil, fmt.Errorf("resolve deel: %w: API token is required", ErrNotConfigured)
+		return nil, fmt.Errorf("resolve deel: %w: API token is required", resolve.ErrNotConfigured)
 	}
-	return &Deel{c: c, token: cfg.Token}, nil
+	return &Resolver{c: c, token: cfg.Token}, nil
 }
 
-type deelPerson struct {
+type deelPersonWire struct {
 	Data struct {
 		ID        string `json:"id"`
 		FirstName string `json:"first_name"`
@@ -70,58 +67,58 @@ type deelContract struct {
 	} `json:"data"`
 }
 
-func (d *Deel) get(ctx context.Context, u string, out any) error {
+func (d *Resolver) get(ctx context.Context, u string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Authorization", "Bearer "+d.token)
-	return d.c.do(req, out)
+	return d.c.Do(req, out)
 }
 
-// Resolve implements Resolver.
-func (d *Deel) Resolve(ctx context.Context, _, id string) (events.Person, error) {
+// Resolve implements resolve.Resolver.
+func (d *Resolver) Resolve(ctx context.Context, _, id string) (events.Person, error) {
 	var contract *deelContract
-	if cid, ok := strings.CutPrefix(id, DeelContractPrefix); ok {
-		if err := checkID(cid); err != nil {
+	if cid, ok := strings.CutPrefix(id, ContractPrefix); ok {
+		if err := resolve.CheckID(cid); err != nil {
 			return events.Person{}, err
 		}
 		contract = &deelContract{}
-		if err := d.get(ctx, d.c.url(nil, "rest", "v2", "contracts", cid), contract); err != nil {
+		if err := d.get(ctx, d.c.URL(nil, "rest", "v2", "contracts", cid), contract); err != nil {
 			return events.Person{}, err
 		}
 		w := contract.Data.Worker
-		if w == nil || (w.ID == "" && workEmail(w.Email) == "") {
-			return events.Person{}, fmt.Errorf("%w: contract %s names no worker", ErrUnresolvable, cid)
+		if w == nil || (w.ID == "" && resolve.WorkEmail(w.Email) == "") {
+			return events.Person{}, fmt.Errorf("%w: contract %s names no worker", resolve.ErrUnresolvable, cid)
 		}
 		if w.ID == "" {
-			return events.Person{Email: workEmail(w.Email), Name: w.FullName, Status: deelStatus(contract.Data.Status),
-				Attributes: attrs("contract_id", cid)}, nil
+			return events.Person{Email: resolve.WorkEmail(w.Email), Name: w.FullName, Status: deelStatus(contract.Data.Status),
+				Attributes: resolve.Attrs("contract_id", cid)}, nil
 		}
 		id = w.ID
 	}
-	if err := checkID(id); err != nil {
+	if err := resolve.CheckID(id); err != nil {
 		return events.Person{}, err
 	}
-	var pr deelPerson
-	if err := d.get(ctx, d.c.url(nil, "rest", "v2", "people", id), &pr); err != nil {
+	var pr deelPersonWire
+	if err := d.get(ctx, d.c.URL(nil, "rest", "v2", "people", id), &pr); err != nil {
 		return events.Person{}, err
 	}
 	e := pr.Data
 	p := events.Person{ID: id, Name: e.FullName, Title: e.JobTitle, Department: e.Department.Name,
-		Status: deelStatus(e.HiringStatus), Attributes: attrs("deel.hiring_status", e.HiringStatus)}
+		Status: deelStatus(e.HiringStatus), Attributes: resolve.Attrs("deel.hiring_status", e.HiringStatus)}
 	if p.Name == "" {
-		p.Name = joinName(e.FirstName, e.LastName)
+		p.Name = resolve.JoinName(e.FirstName, e.LastName)
 	}
 	for _, pref := range []string{"work", "primary"} {
 		for _, em := range e.Emails {
 			if p.Email == "" && strings.EqualFold(em.Type, pref) {
-				p.Email = workEmail(em.Value)
+				p.Email = resolve.WorkEmail(em.Value)
 			}
 		}
 	}
 	if contract != nil {
-		p.Attributes = attrs("deel.hiring_status", e.HiringStatus, "contract_id", contract.Data.ID)
+		p.Attributes = resolve.Attrs("deel.hiring_status", e.HiringStatus, "contract_id", contract.Data.ID)
 	}
 	return p, nil
 }

@@ -1,4 +1,4 @@
-package sources
+package deel
 
 import (
 	"crypto/sha256"
@@ -10,38 +10,39 @@ import (
 	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/signature"
 )
 
-// DeelContractPrefix marks a Person.ID that is a Deel contract id, used when a
-// contract event names no worker: resolve.Deel turns it into the worker.
-const DeelContractPrefix = "contract:"
+// ContractPrefix marks a Person.ID that is a Deel contract id, used when a
+// contract event names no worker: the Resolver turns it into the worker.
+const ContractPrefix = "contract:"
 
-// Deel verifies x-deel-signature (lowercase hex HMAC-SHA256 of "POST" followed by
+// Source verifies x-deel-signature (lowercase hex HMAC-SHA256 of "POST" followed by
 // the raw body, keyed with the subscription's signing key) and parses
 // {data: {meta: {event_type}, resource}, timestamp}. The x-deel-hmac-label header
 // (which key signed) is only logged: every active key is tried. Deel documents no
 // event id in the envelope: the id is the body's sha256. The body timestamp is
 // signed but Deel does not define a tolerance, and a retry may resend the same
 // body, so it is not checked for freshness.
-type Deel struct {
+type Source struct {
 	mac *signature.HMAC
 	log *slog.Logger
 }
 
-var _ Source = (*Deel)(nil)
+var _ sources.Source = (*Source)(nil)
 
-// NewDeel returns the Deel source. cfg.Secrets are the subscriptions' signing keys.
-func NewDeel(cfg Config) (*Deel, error) {
+// NewSource returns the Deel source. cfg.Secrets are the subscriptions' signing keys.
+func NewSource(cfg sources.Config) (*Source, error) {
 	mac, err := signature.NewHMAC(sha256.New, signature.Hex, cfg.Secrets)
 	if err != nil {
 		return nil, fmt.Errorf("deel source: %w", err)
 	}
-	return &Deel{mac: mac, log: loggerOf(cfg)}, nil
+	return &Source{mac: mac, log: sources.LoggerOf(cfg)}, nil
 }
 
-// Name implements Source.
-func (d *Deel) Name() string { return "deel" }
+// Name implements sources.Source.
+func (d *Source) Name() string { return "deel" }
 
 type deelWire struct {
 	Data *struct {
@@ -53,30 +54,30 @@ type deelWire struct {
 	Timestamp string `json:"timestamp"`
 }
 
-// Parse implements Source.
-func (d *Deel) Parse(r *http.Request, body []byte, now time.Time) (Parsed, error) {
+// Parse implements sources.Source.
+func (d *Source) Parse(r *http.Request, body []byte, now time.Time) (sources.Parsed, error) {
 	if err := d.mac.Verify(r.Header.Get("x-deel-signature"), []byte(http.MethodPost), body); err != nil {
-		return Parsed{}, fmt.Errorf("%w: %w (x-deel-hmac-label %q)", ErrUnauthorized, err, truncateHeader(r.Header.Get("x-deel-hmac-label")))
+		return sources.Parsed{}, fmt.Errorf("%w: %w (x-deel-hmac-label %q)", sources.ErrUnauthorized, err, truncateHeader(r.Header.Get("x-deel-hmac-label")))
 	}
 	var w deelWire
-	if err := decodeObject(body, &w); err != nil {
-		return Parsed{}, err
+	if err := sources.DecodeObject(body, &w); err != nil {
+		return sources.Parsed{}, err
 	}
 	if w.Data == nil || w.Data.Meta == nil || w.Data.Meta.EventType == nil || strings.TrimSpace(*w.Data.Meta.EventType) == "" {
-		return Parsed{}, invalidf("data.meta.event_type is required")
+		return sources.Parsed{}, sources.Invalidf("data.meta.event_type is required")
 	}
 	res := w.Data.Resource
 	typ, status, ok := deelType(*w.Data.Meta.EventType, res)
 	if !ok {
-		return Parsed{Ignored: 1}, nil
+		return sources.Parsed{Ignored: 1}, nil
 	}
 	p := deelPerson(res)
-	occurred, _ := parseTime(w.Timestamp)
-	ev, err := newEvent(d.Name(), bodyID(body), typ, status, occurred, now, p)
+	occurred, _ := sources.ParseTime(w.Timestamp)
+	ev, err := sources.NewEvent(d.Name(), sources.BodyID(body), typ, status, occurred, now, p)
 	if err != nil {
-		return Parsed{}, err
+		return sources.Parsed{}, err
 	}
-	return Parsed{Events: []events.Event{ev}}, nil
+	return sources.Parsed{Events: []events.Event{ev}}, nil
 }
 
 // deelType maps the contract events webhooks.md names. Names for EOR hires and
@@ -90,7 +91,7 @@ func deelType(name string, res map[string]json.RawMessage) (events.Type, events.
 	case "contract.archived":
 		return events.Update, "", true
 	case "contract.status.updated":
-		switch strings.ToLower(firstString(res, "status")) {
+		switch strings.ToLower(sources.FirstString(res, "status")) {
 		case "terminated", "cancelled", "canceled", "ended":
 			return events.Leaver, events.Terminated, true
 		}
@@ -107,23 +108,23 @@ func deelPerson(res map[string]json.RawMessage) events.Person {
 		var sub map[string]json.RawMessage
 		if raw, ok := res[k]; ok && json.Unmarshal(raw, &sub) == nil {
 			if p.ID == "" {
-				p.ID = firstString(sub, "id", "profile_id", "hris_profile_id")
+				p.ID = sources.FirstString(sub, "id", "profile_id", "hris_profile_id")
 			}
 			if p.Email == "" {
-				p.Email = firstString(sub, "email", "work_email")
+				p.Email = sources.FirstString(sub, "email", "work_email")
 			}
 		}
 	}
 	if p.ID == "" {
-		p.ID = firstString(res, "worker_id", "profile_id", "hris_profile_id")
+		p.ID = sources.FirstString(res, "worker_id", "profile_id", "hris_profile_id")
 	}
 	if p.Email == "" {
-		p.Email = firstString(res, "worker_email", "email")
+		p.Email = sources.FirstString(res, "worker_email", "email")
 	}
-	if c := firstString(res, "contract_id", "id"); c != "" {
+	if c := sources.FirstString(res, "contract_id", "id"); c != "" {
 		p.Attributes = map[string]string{"contract_id": c}
-		if p.ID == "" && cleanEmail(p.Email) == "" {
-			p.ID = DeelContractPrefix + c
+		if p.ID == "" && sources.CleanEmail(p.Email) == "" {
+			p.ID = ContractPrefix + c
 		}
 	}
 	return p

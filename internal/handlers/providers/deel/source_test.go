@@ -1,4 +1,4 @@
-package sources_test
+package deel_test
 
 import (
 	"crypto/hmac"
@@ -9,7 +9,9 @@ import (
 	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/deel"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/sources/sourcestest"
 )
 
 const deelKey = "test-deel-key"
@@ -20,9 +22,9 @@ func deelSign(key, body string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-func mustDeel(tb testing.TB, secrets ...string) *sources.Deel {
+func mustDeel(tb testing.TB, secrets ...string) *deel.Source {
 	tb.Helper()
-	s, err := sources.NewDeel(sources.Config{Secrets: secrets})
+	s, err := deel.NewSource(sources.Config{Secrets: secrets})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -34,7 +36,7 @@ func deelHeaders(sig string) map[string]string {
 }
 
 func TestDeelVectors(t *testing.T) {
-	f := loadFixtures(t, "deel.json")
+	f := sourcestest.LoadFixtures(t, "deel.json")
 	now := time.Date(2026, 1, 31, 18, 43, 0, 0, time.UTC)
 	for _, v := range f.Vectors {
 		t.Run(v.Name, func(t *testing.T) {
@@ -42,18 +44,18 @@ func TestDeelVectors(t *testing.T) {
 				t.Fatalf("test signer disagrees with the vector: %s", got)
 			}
 			s := mustDeel(t, "another-subscription", v.Key)
-			p, err := s.Parse(newRequest(v.Body, deelHeaders(v.Signature)), []byte(v.Body), now)
-			checkErr(t, err, nil)
-			checkInvariants(t, "deel", []byte(v.Body), p, now)
+			p, err := s.Parse(sourcestest.NewRequest(v.Body, deelHeaders(v.Signature)), []byte(v.Body), now)
+			sourcestest.CheckErr(t, err, nil)
+			sourcestest.CheckInvariants(t, "deel", []byte(v.Body), p, now)
 			ev := p.Events[0]
-			if ev.Type != events.Leaver || ev.Person.ID != sources.DeelContractPrefix+"abc123" || ev.Person.Attributes["contract_id"] != "abc123" {
+			if ev.Type != events.Leaver || ev.Person.ID != deel.ContractPrefix+"abc123" || ev.Person.Attributes["contract_id"] != "abc123" {
 				t.Fatalf("event %+v", ev)
 			}
 			if want := time.Date(2026, 1, 31, 18, 42, 0, 0, time.UTC); !ev.OccurredAt.Equal(want) {
 				t.Fatalf("OccurredAt = %v", ev.OccurredAt)
 			}
 			// Without the "POST" prefix the signature is wrong.
-			if _, err := s.Parse(newRequest(v.Body, deelHeaders(bambooSign(v.Key, v.Body, ""))), []byte(v.Body), now); !errors.Is(err, sources.ErrUnauthorized) {
+			if _, err := s.Parse(sourcestest.NewRequest(v.Body, deelHeaders(sourcestest.HMACSHA256Hex(v.Key, v.Body))), []byte(v.Body), now); !errors.Is(err, sources.ErrUnauthorized) {
 				t.Fatalf("unprefixed signature accepted: %v", err)
 			}
 		})
@@ -61,15 +63,15 @@ func TestDeelVectors(t *testing.T) {
 }
 
 func TestDeelFixtures(t *testing.T) {
-	f := loadFixtures(t, "deel.json")
+	f := sourcestest.LoadFixtures(t, "deel.json")
 	s := mustDeel(t, deelKey)
 	now := time.Date(2026, 1, 31, 18, 43, 0, 0, time.UTC)
 	for _, fx := range f.Fixtures {
 		t.Run(fx.Name, func(t *testing.T) {
-			p, err := s.Parse(newRequest(fx.Body, deelHeaders(deelSign(deelKey, fx.Body))), []byte(fx.Body), now)
-			checkErr(t, err, nil)
-			checkInvariants(t, "deel", []byte(fx.Body), p, now)
-			checkWant(t, "deel", fx.Body, p, fx)
+			p, err := s.Parse(sourcestest.NewRequest(fx.Body, deelHeaders(deelSign(deelKey, fx.Body))), []byte(fx.Body), now)
+			sourcestest.CheckErr(t, err, nil)
+			sourcestest.CheckInvariants(t, "deel", []byte(fx.Body), p, now)
+			sourcestest.CheckWant(t, "deel", fx.Body, p, fx)
 		})
 	}
 }
@@ -88,14 +90,14 @@ func TestDeelRejects(t *testing.T) {
 		{"ErrNoResource", `{"data":{"meta":{"event_type":"contract.terminated"}}}`, deelSign(deelKey, `{"data":{"meta":{"event_type":"contract.terminated"}}}`), events.ErrInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := s.Parse(newRequest(tc.body, deelHeaders(tc.sig)), []byte(tc.body), now)
-			checkErr(t, err, tc.want)
+			_, err := s.Parse(sourcestest.NewRequest(tc.body, deelHeaders(tc.sig)), []byte(tc.body), now)
+			sourcestest.CheckErr(t, err, tc.want)
 		})
 	}
 }
 
 func FuzzDeel(f *testing.F) {
-	ff := loadFixtures(f, "deel.json")
+	ff := sourcestest.LoadFixtures(f, "deel.json")
 	for _, fx := range ff.Fixtures {
 		f.Add([]byte(fx.Body), true)
 	}
@@ -107,7 +109,7 @@ func FuzzDeel(f *testing.F) {
 		if sign {
 			sig = deelSign(deelKey, string(body))
 		}
-		p, err := s.Parse(newRequest(string(body), deelHeaders(sig)), body, now)
+		p, err := s.Parse(sourcestest.NewRequest(string(body), deelHeaders(sig)), body, now)
 		if err != nil {
 			if !errors.Is(err, sources.ErrUnauthorized) && !errors.Is(err, events.ErrInvalid) {
 				t.Fatalf("unclassified error %v", err)
@@ -117,6 +119,6 @@ func FuzzDeel(f *testing.F) {
 		if !sign {
 			t.Fatal("accepted without a valid signature")
 		}
-		checkInvariants(t, "deel", body, p, now)
+		sourcestest.CheckInvariants(t, "deel", body, p, now)
 	})
 }

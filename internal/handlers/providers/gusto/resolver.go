@@ -1,4 +1,4 @@
-package resolve
+package gusto
 
 import (
 	"context"
@@ -6,35 +6,36 @@ import (
 	"net/http"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
 )
 
-// GustoAPIVersion is sent as X-Gusto-API-Version; Gusto answers with the
+// APIVersion is sent as X-Gusto-API-Version; Gusto answers with the
 // version pinned to the application when the header is absent.
-const GustoAPIVersion = "2024-04-01"
+const APIVersion = "2024-04-01"
 
-// Gusto reads GET {base}/v1/employees/{employee_uuid} with
+// Resolver reads GET {base}/v1/employees/{employee_uuid} with
 // "Authorization: Bearer <token>" (a company access token). Default base:
 // https://api.gusto.com (https://api.gusto-demo.com for the demo environment).
 // webhooks.md names the endpoint only through the brief; the fields (email,
 // work_email, department, terminated, jobs[].title, terminations[]) follow Gusto's
 // Employee object.
-type Gusto struct {
-	c     client
+type Resolver struct {
+	c     resolve.Client
 	token string
 }
 
-var _ Resolver = (*Gusto)(nil)
+var _ resolve.Resolver = (*Resolver)(nil)
 
-// NewGusto returns the Gusto resolver.
-func NewGusto(cfg Config) (*Gusto, error) {
-	c, err := newClient("gusto", cfg.BaseURL, "https://api.gusto.com", cfg.HTTPClient)
+// NewResolver returns the Gusto resolver.
+func NewResolver(cfg resolve.Config) (*Resolver, error) {
+	c, err := resolve.NewClient("gusto", cfg.BaseURL, "https://api.gusto.com", cfg.HTTPClient)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.Token == "" {
-		return nil, fmt.Errorf("resolve gusto: %w: API token is required", ErrNotConfigured)
+		return nil, fmt.Errorf("resolve gusto: %w: API token is required", resolve.ErrNotConfigured)
 	}
-	return &Gusto{c: c, token: cfg.Token}, nil
+	return &Resolver{c: c, token: cfg.Token}, nil
 }
 
 type gustoEmployee struct {
@@ -56,26 +57,26 @@ type gustoEmployee struct {
 	} `json:"terminations"`
 }
 
-// Resolve implements Resolver. Gusto's terminated flag turns true once a
+// Resolve implements resolve.Resolver. Gusto's terminated flag turns true once a
 // termination is in effect; a termination entered for a later date shows only in
 // terminations[] (its date is returned as the termination_date attribute).
-func (g *Gusto) Resolve(ctx context.Context, _, id string) (events.Person, error) {
-	if err := checkID(id); err != nil {
+func (g *Resolver) Resolve(ctx context.Context, _, id string) (events.Person, error) {
+	if err := resolve.CheckID(id); err != nil {
 		return events.Person{}, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.c.url(nil, "v1", "employees", id), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, g.c.URL(nil, "v1", "employees", id), nil)
 	if err != nil {
 		return events.Person{}, err
 	}
 	req.Header.Set("Authorization", "Bearer "+g.token)
-	req.Header.Set("X-Gusto-API-Version", GustoAPIVersion)
+	req.Header.Set("X-Gusto-API-Version", APIVersion)
 	var e gustoEmployee
-	if err := g.c.do(req, &e); err != nil {
+	if err := g.c.Do(req, &e); err != nil {
 		return events.Person{}, err
 	}
-	p := events.Person{ID: id, Email: workEmail(e.WorkEmail), Name: joinName(e.FirstName, e.LastName), Department: e.Department}
+	p := events.Person{ID: id, Email: resolve.WorkEmail(e.WorkEmail), Name: resolve.JoinName(e.FirstName, e.LastName), Department: e.Department}
 	if p.Email == "" {
-		p.Email = workEmail(e.Email)
+		p.Email = resolve.WorkEmail(e.Email)
 	}
 	for _, j := range e.Jobs {
 		if j.Primary || p.Title == "" {
@@ -88,7 +89,7 @@ func (g *Gusto) Resolve(ctx context.Context, _, id string) (events.Person, error
 			termDate = t.EffectiveDate
 		}
 	}
-	p.Attributes = attrs("termination_date", termDate)
+	p.Attributes = resolve.Attrs("termination_date", termDate)
 	switch {
 	case e.Terminated:
 		p.Status = events.Terminated

@@ -1,4 +1,4 @@
-package sources
+package gusto
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/signature"
 )
 
@@ -33,16 +34,16 @@ type KeyStore interface {
 
 // KeyLoader is optionally implemented by a KeyStore shared by several receiver
 // replicas: the Gusto source reloads the stored tokens (at most every
-// GustoReloadInterval) when a signature does not verify, so a token saved by
+// ReloadInterval) when a signature does not verify, so a token saved by
 // another replica is picked up without a restart.
 type KeyLoader interface {
 	VerificationTokens(ctx context.Context) ([]string, error)
 }
 
-// GustoReloadInterval is the minimum time between two KeyLoader reads.
-const GustoReloadInterval = 10 * time.Second
+// ReloadInterval is the minimum time between two KeyLoader reads.
+const ReloadInterval = 10 * time.Second
 
-// Gusto verifies X-Gusto-Signature (lowercase hex HMAC-SHA256 of the raw body,
+// Source verifies X-Gusto-Signature (lowercase hex HMAC-SHA256 of the raw body,
 // keyed with the subscription's verification_token) and parses Gusto's thin
 // events {uuid, event_type, resource_type, resource_uuid, entity_type,
 // entity_uuid, timestamp}. The event id is uuid (sent since February 2024), else
@@ -60,7 +61,7 @@ const GustoReloadInterval = 10 * time.Second
 // POST with a known token is answered 200 and one with another token 401 (404
 // while the route is closed). To move to a new subscription, arm again or
 // configure its token.
-type Gusto struct {
+type Source struct {
 	store KeyStore
 	log   *slog.Logger
 	now   func() time.Time
@@ -74,23 +75,23 @@ type Gusto struct {
 }
 
 var (
-	_ Source     = (*Gusto)(nil)
-	_ Handshaker = (*Gusto)(nil)
-	_ Gate       = (*Gusto)(nil)
+	_ sources.Source     = (*Source)(nil)
+	_ sources.Handshaker = (*Source)(nil)
+	_ sources.Gate       = (*Source)(nil)
 )
 
 // gustoArmedReread is how old the cached arming may be when the closed route
 // is asked for: an attacker's requests cost at most one KV read per second.
 const gustoArmedReread = time.Second
 
-// NewGusto returns the Gusto source. cfg.Secrets are known verification tokens
+// NewSource returns the Gusto source. cfg.Secrets are known verification tokens
 // (may be empty); store receives a token from the verification POST and may be
 // nil only when cfg.Secrets is not empty.
-func NewGusto(cfg Config, store KeyStore) (*Gusto, error) {
+func NewSource(cfg sources.Config, store KeyStore) (*Source, error) {
 	if len(cfg.Secrets) == 0 && store == nil {
 		return nil, errors.New("gusto source: no secret and no key store: the verification token would have nowhere to go")
 	}
-	g := &Gusto{store: store, log: loggerOf(cfg), now: cfg.Now}
+	g := &Source{store: store, log: sources.LoggerOf(cfg), now: cfg.Now}
 	if g.now == nil {
 		g.now = time.Now
 	}
@@ -102,19 +103,19 @@ func NewGusto(cfg Config, store KeyStore) (*Gusto, error) {
 	return g, nil
 }
 
-// Name implements Source.
-func (g *Gusto) Name() string { return "gusto" }
+// Name implements sources.Source.
+func (g *Source) Name() string { return "gusto" }
 
 // Configured reports whether the source has a signing key.
-func (g *Gusto) Configured() bool {
+func (g *Source) Configured() bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.mac != nil
 }
 
-// Open implements Gate: the route exists once a key is known (configured, or
+// Open implements sources.Gate: the route exists once a key is known (configured, or
 // stored by any replica) or while an operator has armed the source.
-func (g *Gusto) Open(ctx context.Context) bool {
+func (g *Source) Open(ctx context.Context) bool {
 	if g.Configured() {
 		return true
 	}
@@ -146,7 +147,7 @@ func (g *Gusto) Open(ctx context.Context) bool {
 }
 
 // call with g.mu held, or before g is shared.
-func (g *Gusto) setTokens(tokens []string) error {
+func (g *Source) setTokens(tokens []string) error {
 	mac, err := signature.NewHMAC(sha256.New, signature.Hex, tokens)
 	if err != nil {
 		return err
@@ -169,8 +170,8 @@ func verificationToken(body []byte) (string, bool) {
 	return strings.TrimSpace(*v.VerificationToken), true
 }
 
-// Handshake implements Handshaker for the verification POST.
-func (g *Gusto) Handshake(w http.ResponseWriter, r *http.Request, body []byte) bool {
+// Handshake implements sources.Handshaker for the verification POST.
+func (g *Source) Handshake(w http.ResponseWriter, r *http.Request, body []byte) bool {
 	if r.Method != http.MethodPost {
 		return false
 	}
@@ -236,8 +237,8 @@ func writeHandshake(w http.ResponseWriter, status int, body string) {
 }
 
 // reload reads the KeyStore's tokens when it can list them (KeyLoader) and the last read is
-// older than GustoReloadInterval (or force is set and the source is unconfigured).
-func (g *Gusto) reload(ctx context.Context, force bool) {
+// older than ReloadInterval (or force is set and the source is unconfigured).
+func (g *Source) reload(ctx context.Context, force bool) {
 	kl, ok := g.store.(KeyLoader)
 	if !ok {
 		return
@@ -245,7 +246,7 @@ func (g *Gusto) reload(ctx context.Context, force bool) {
 	g.mu.Lock()
 	now := g.now()
 	elapsed := now.Sub(g.lastReload)
-	due := elapsed >= GustoReloadInterval || (force && g.mac == nil && elapsed >= time.Second)
+	due := elapsed >= ReloadInterval || (force && g.mac == nil && elapsed >= time.Second)
 	if !due {
 		g.mu.Unlock()
 		return
@@ -281,17 +282,17 @@ func contains(ss []string, s string) bool {
 }
 
 type gustoWire struct {
-	UUID         string  `json:"uuid"`
-	EventType    *string `json:"event_type"`
-	ResourceType string  `json:"resource_type"`
-	ResourceUUID string  `json:"resource_uuid"`
-	EntityType   string  `json:"entity_type"`
-	EntityUUID   string  `json:"entity_uuid"`
-	EntityID     flexID  `json:"entity_id"`
-	Timestamp    flexID  `json:"timestamp"`
+	UUID         string         `json:"uuid"`
+	EventType    *string        `json:"event_type"`
+	ResourceType string         `json:"resource_type"`
+	ResourceUUID string         `json:"resource_uuid"`
+	EntityType   string         `json:"entity_type"`
+	EntityUUID   string         `json:"entity_uuid"`
+	EntityID     sources.FlexID `json:"entity_id"`
+	Timestamp    sources.FlexID `json:"timestamp"`
 }
 
-func (g *Gusto) verify(r *http.Request, body []byte) error {
+func (g *Source) verify(r *http.Request, body []byte) error {
 	sig := r.Header.Get("X-Gusto-Signature")
 	g.mu.Lock()
 	mac := g.mac
@@ -313,28 +314,28 @@ func (g *Gusto) verify(r *http.Request, body []byte) error {
 	return mac.Verify(sig, body)
 }
 
-// Parse implements Source.
-func (g *Gusto) Parse(r *http.Request, body []byte, now time.Time) (Parsed, error) {
+// Parse implements sources.Source.
+func (g *Source) Parse(r *http.Request, body []byte, now time.Time) (sources.Parsed, error) {
 	if err := g.verify(r, body); err != nil {
-		return Parsed{}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
+		return sources.Parsed{}, fmt.Errorf("%w: %w", sources.ErrUnauthorized, err)
 	}
 	var w gustoWire
-	if err := decodeObject(body, &w); err != nil {
-		return Parsed{}, err
+	if err := sources.DecodeObject(body, &w); err != nil {
+		return sources.Parsed{}, err
 	}
 	if w.EventType == nil || strings.TrimSpace(*w.EventType) == "" {
-		return Parsed{}, invalidf("event_type is required")
+		return sources.Parsed{}, sources.Invalidf("event_type is required")
 	}
 	if !strings.EqualFold(w.EntityType, "Employee") {
-		return Parsed{Ignored: 1}, nil
+		return sources.Parsed{Ignored: 1}, nil
 	}
 	typ, status, ok := gustoType(*w.EventType)
 	if !ok {
-		return Parsed{Ignored: 1}, nil
+		return sources.Parsed{Ignored: 1}, nil
 	}
 	id := strings.TrimSpace(w.UUID)
 	if id == "" {
-		id = bodyID(body)
+		id = sources.BodyID(body)
 	}
 	p := events.Person{ID: strings.TrimSpace(w.EntityUUID)}
 	if p.ID == "" {
@@ -343,12 +344,12 @@ func (g *Gusto) Parse(r *http.Request, body []byte, now time.Time) (Parsed, erro
 	if w.ResourceUUID != "" {
 		p.Attributes = map[string]string{"company_uuid": w.ResourceUUID}
 	}
-	occurred, _ := parseTime(string(w.Timestamp))
-	ev, err := newEvent(g.Name(), id, typ, status, occurred, now, p)
+	occurred, _ := sources.ParseTime(string(w.Timestamp))
+	ev, err := sources.NewEvent(g.Name(), id, typ, status, occurred, now, p)
 	if err != nil {
-		return Parsed{}, err
+		return sources.Parsed{}, err
 	}
-	return Parsed{Events: []events.Event{ev}}, nil
+	return sources.Parsed{Events: []events.Event{ev}}, nil
 }
 
 // gustoType maps Gusto's employee events. employee.terminated means a

@@ -1,4 +1,4 @@
-package sources_test
+package gusto_test
 
 import (
 	"context"
@@ -11,8 +11,9 @@ import (
 	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
-	"github.com/sentry-jml/sentry-jml/internal/handlers/receiver"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/gusto"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/sources/sourcestest"
 )
 
 // memKeys is a KeyStore (and KeyLoader) shared by "replicas" in these tests;
@@ -74,12 +75,12 @@ func (s saveOnly) ClaimVerificationToken(ctx context.Context, t string) (bool, e
 func (s saveOnly) ArmedUntil(ctx context.Context) (time.Time, error) { return s.m.ArmedUntil(ctx) }
 
 func gustoRequest(body, sig string) *http.Request {
-	return newRequest(body, map[string]string{"X-Gusto-Signature": sig, "Content-Type": "application/json"})
+	return sourcestest.NewRequest(body, map[string]string{"X-Gusto-Signature": sig, "Content-Type": "application/json"})
 }
 
-func mustGusto(tb testing.TB, store sources.KeyStore, now func() time.Time, secrets ...string) *sources.Gusto {
+func mustGusto(tb testing.TB, store gusto.KeyStore, now func() time.Time, secrets ...string) *gusto.Source {
 	tb.Helper()
-	g, err := sources.NewGusto(sources.Config{Secrets: secrets, Now: now}, store)
+	g, err := gusto.NewSource(sources.Config{Secrets: secrets, Now: now}, store)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -87,17 +88,17 @@ func mustGusto(tb testing.TB, store sources.KeyStore, now func() time.Time, secr
 }
 
 func TestGustoVectors(t *testing.T) {
-	f := loadFixtures(t, "gusto.json")
+	f := sourcestest.LoadFixtures(t, "gusto.json")
 	now := time.Unix(1_671_058_900, 0)
 	for _, v := range f.Vectors {
 		t.Run(v.Name, func(t *testing.T) {
-			if got := bambooSign(v.Key, v.Body, ""); got != v.Signature { // same hex HMAC-SHA256, no timestamp
+			if got := sourcestest.HMACSHA256Hex(v.Key, v.Body); got != v.Signature { // same hex HMAC-SHA256, no timestamp
 				t.Fatalf("test signer disagrees with the vector: %s", got)
 			}
 			g := mustGusto(t, nil, nil, v.Key)
 			p, err := g.Parse(gustoRequest(v.Body, v.Signature), []byte(v.Body), now)
-			checkErr(t, err, nil)
-			checkInvariants(t, "gusto", []byte(v.Body), p, now)
+			sourcestest.CheckErr(t, err, nil)
+			sourcestest.CheckInvariants(t, "gusto", []byte(v.Body), p, now)
 			ev := p.Events[0]
 			if ev.ID != "03ffbf0c-48a9-4f1c-932a-546413a26ad1" || ev.Type != events.Leaver || ev.Person.ID != "bcfc9744-0ab3-4ef3-ab0d-e728255d659c" {
 				t.Fatalf("event %+v", ev)
@@ -113,28 +114,28 @@ func TestGustoVectors(t *testing.T) {
 }
 
 func TestGustoFixtures(t *testing.T) {
-	f := loadFixtures(t, "gusto.json")
+	f := sourcestest.LoadFixtures(t, "gusto.json")
 	key := f.Vectors[0].Key
 	g := mustGusto(t, nil, nil, key)
 	now := time.Unix(1_671_058_900, 0)
 	for _, fx := range f.Fixtures {
 		t.Run(fx.Name, func(t *testing.T) {
-			p, err := g.Parse(gustoRequest(fx.Body, bambooSign(key, fx.Body, "")), []byte(fx.Body), now)
-			checkErr(t, err, nil)
-			checkInvariants(t, "gusto", []byte(fx.Body), p, now)
-			checkWant(t, "gusto", fx.Body, p, fx)
+			p, err := g.Parse(gustoRequest(fx.Body, sourcestest.HMACSHA256Hex(key, fx.Body)), []byte(fx.Body), now)
+			sourcestest.CheckErr(t, err, nil)
+			sourcestest.CheckInvariants(t, "gusto", []byte(fx.Body), p, now)
+			sourcestest.CheckWant(t, "gusto", fx.Body, p, fx)
 		})
 	}
 }
 
-func handshake(g *sources.Gusto, body string) (bool, int) {
+func handshake(g *gusto.Source, body string) (bool, int) {
 	rec := httptest.NewRecorder()
 	ok := g.Handshake(rec, gustoRequest(body, ""), []byte(body))
 	return ok, rec.Code
 }
 
 func TestGustoHandshake(t *testing.T) {
-	f := loadFixtures(t, "gusto.json")
+	f := sourcestest.LoadFixtures(t, "gusto.json")
 	v := f.Vectors[0]
 	now := time.Unix(1_671_058_900, 0)
 
@@ -214,7 +215,7 @@ func TestGustoHandshake(t *testing.T) {
 			t.Fatalf("token against configured secret = %v %d", ok, code)
 		}
 		forged := `{"uuid":"x","event_type":"employee.terminated_effective","entity_type":"Employee","entity_uuid":"e","timestamp":1}`
-		if _, err := g.Parse(gustoRequest(forged, bambooSign("attacker-token", forged, "")), []byte(forged), now); !errors.Is(err, sources.ErrUnauthorized) {
+		if _, err := g.Parse(gustoRequest(forged, sourcestest.HMACSHA256Hex("attacker-token", forged)), []byte(forged), now); !errors.Is(err, sources.ErrUnauthorized) {
 			t.Fatalf("forged event: %v", err)
 		}
 	})
@@ -257,20 +258,20 @@ func TestGustoHandshake(t *testing.T) {
 		if _, err := b.Parse(gustoRequest(v.Body, v.Signature), []byte(v.Body), now); !errors.Is(err, sources.ErrUnauthorized) {
 			t.Fatalf("reloaded before the interval: %v", err)
 		}
-		clock = clock.Add(sources.GustoReloadInterval)
+		clock = clock.Add(gusto.ReloadInterval)
 		if _, err := b.Parse(gustoRequest(v.Body, v.Signature), []byte(v.Body), now); err != nil {
 			t.Fatalf("after the reload interval: %v", err)
 		}
 	})
 	t.Run("ErrNoSecretNoStore", func(t *testing.T) {
-		if _, err := sources.NewGusto(sources.Config{}, nil); err == nil {
+		if _, err := gusto.NewSource(sources.Config{}, nil); err == nil {
 			t.Fatal("accepted")
 		}
 	})
 }
 
 func FuzzGusto(f *testing.F) {
-	ff := loadFixtures(f, "gusto.json")
+	ff := sourcestest.LoadFixtures(f, "gusto.json")
 	for _, fx := range ff.Fixtures {
 		f.Add([]byte(fx.Body), true)
 	}
@@ -285,7 +286,7 @@ func FuzzGusto(f *testing.F) {
 		_, _ = handshake(g, string(body))
 		sig := "00"
 		if sign {
-			sig = bambooSign(key, string(body), "")
+			sig = sourcestest.HMACSHA256Hex(key, string(body))
 		}
 		p, err := g.Parse(gustoRequest(string(body), sig), body, now)
 		if err != nil {
@@ -297,79 +298,43 @@ func FuzzGusto(f *testing.F) {
 		if !sign {
 			t.Fatal("accepted without a valid signature")
 		}
-		checkInvariants(t, "gusto", body, p, now)
+		sourcestest.CheckInvariants(t, "gusto", body, p, now)
 	})
-}
-
-// recPublisher records what the receiver publishes.
-type recPublisher struct {
-	mu   sync.Mutex
-	evs  []events.Event
-	seen map[string]bool
-}
-
-func (p *recPublisher) Publish(_ context.Context, e events.Event) (events.PublishResult, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.seen == nil {
-		p.seen = map[string]bool{}
-	}
-	dup := p.seen[e.MsgID()]
-	p.seen[e.MsgID()] = true
-	if !dup {
-		p.evs = append(p.evs, e)
-	}
-	return events.PublishResult{Sequence: uint64(len(p.evs)), Duplicate: dup}, nil
-}
-
-func serveHook(tb testing.TB, src sources.Source, pub *recPublisher, method, body string, headers map[string]string) *httptest.ResponseRecorder {
-	tb.Helper()
-	rcv, err := receiver.New(receiver.Options{Publisher: pub, Sources: []sources.Source{src}})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	r := httptest.NewRequest(method, "/hooks/"+src.Name(), strings.NewReader(body))
-	for k, v := range headers {
-		r.Header.Set(k, v)
-	}
-	rec := httptest.NewRecorder()
-	rcv.ServeHTTP(rec, r)
-	return rec
 }
 
 // TestGustoThroughReceiver drives the handshake and an event through the real
 // receiver: what Gusto sees on the wire.
 func TestGustoThroughReceiver(t *testing.T) {
-	f := loadFixtures(t, "gusto.json")
+	f := sourcestest.LoadFixtures(t, "gusto.json")
 	v := f.Vectors[0]
-	pub := &recPublisher{}
+	pub := &sourcestest.Publisher{}
 	store := &memKeys{}
 	g := mustGusto(t, store, nil)
 	hdr := map[string]string{"X-Gusto-Signature": v.Signature, "Content-Type": "application/json"}
 	// Not armed, no key: the route does not exist, for events and for the
 	// verification POST alike.
 	for _, body := range []string{v.Body, f.VerificationBody} {
-		if rec := serveHook(t, g, pub, http.MethodPost, body, hdr); rec.Code != http.StatusNotFound {
+		if rec := sourcestest.ServeHook(t, g, pub, http.MethodPost, body, hdr); rec.Code != http.StatusNotFound {
 			t.Fatalf("before arming: %d %s", rec.Code, rec.Body)
 		}
 	}
 	store.arm()
 	time.Sleep(1100 * time.Millisecond) // the closed route re-reads the arming at most every second
-	if rec := serveHook(t, g, pub, http.MethodPost, v.Body, hdr); rec.Code != http.StatusUnauthorized {
+	if rec := sourcestest.ServeHook(t, g, pub, http.MethodPost, v.Body, hdr); rec.Code != http.StatusUnauthorized {
 		t.Fatalf("event before verification: %d %s", rec.Code, rec.Body)
 	}
-	if rec := serveHook(t, g, pub, http.MethodPost, f.VerificationBody, nil); rec.Code != http.StatusOK {
+	if rec := sourcestest.ServeHook(t, g, pub, http.MethodPost, f.VerificationBody, nil); rec.Code != http.StatusOK {
 		t.Fatalf("verification POST: %d %s", rec.Code, rec.Body)
 	}
-	rec := serveHook(t, g, pub, http.MethodPost, v.Body, hdr)
+	rec := sourcestest.ServeHook(t, g, pub, http.MethodPost, v.Body, hdr)
 	if rec.Code != http.StatusAccepted || !strings.Contains(rec.Body.String(), `"accepted":1`) {
 		t.Fatalf("event: %d %s", rec.Code, rec.Body)
 	}
-	rec = serveHook(t, g, pub, http.MethodPost, v.Body, hdr)
+	rec = sourcestest.ServeHook(t, g, pub, http.MethodPost, v.Body, hdr)
 	if rec.Code != http.StatusAccepted || !strings.Contains(rec.Body.String(), `"duplicates":1`) {
 		t.Fatalf("redelivery: %d %s", rec.Code, rec.Body)
 	}
-	if len(pub.evs) != 1 || pub.evs[0].MsgID() != "gusto:03ffbf0c-48a9-4f1c-932a-546413a26ad1" {
-		t.Fatalf("published %+v", pub.evs)
+	if len(pub.Events) != 1 || pub.Events[0].MsgID() != "gusto:03ffbf0c-48a9-4f1c-932a-546413a26ad1" {
+		t.Fatalf("published %+v", pub.Events)
 	}
 }

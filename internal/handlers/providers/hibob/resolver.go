@@ -1,4 +1,4 @@
-package resolve
+package hibob
 
 import (
 	"bytes"
@@ -9,13 +9,14 @@ import (
 	"strings"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
 )
 
 // hibobFields are the field ids requested from Bob (dot notation).
 var hibobFields = []string{"root.id", "root.email", "root.displayName", "root.firstName", "root.surname",
 	"work.department", "work.title", "work.reportsTo", "internal.lifecycleStatus", "internal.status"}
 
-// HiBob reads one employee with POST {base}/v1/people/{identifier} and the body
+// Resolver reads one employee with POST {base}/v1/people/{identifier} and the body
 // {"fields": [...], "humanReadable": "REPLACE"}: the current "read employee fields
 // by employee ID" endpoint. The brief and older guides name GET
 // /v1/people/{identifier}, which Bob deprecated in favour of this POST (the body
@@ -25,24 +26,24 @@ var hibobFields = []string{"root.id", "root.email", "root.displayName", "root.fi
 // https://api.hibob.com. webhooks.md is silent on the API; this follows
 // apidocs.hibob.com ("Read company employee fields by employee ID", "People read
 // API contract").
-type HiBob struct {
-	c          client
+type Resolver struct {
+	c          resolve.Client
 	user, pass string
 }
 
-var _ Resolver = (*HiBob)(nil)
+var _ resolve.Resolver = (*Resolver)(nil)
 
-// NewHiBob returns the HiBob resolver.
-func NewHiBob(cfg Config) (*HiBob, error) {
-	c, err := newClient("hibob", cfg.BaseURL, "https://api.hibob.com", cfg.HTTPClient)
+// NewResolver returns the HiBob resolver.
+func NewResolver(cfg resolve.Config) (*Resolver, error) {
+	c, err := resolve.NewClient("hibob", cfg.BaseURL, "https://api.hibob.com", cfg.HTTPClient)
 	if err != nil {
 		return nil, err
 	}
 	user, pass, ok := strings.Cut(cfg.Token, ":")
 	if !ok || user == "" || pass == "" {
-		return nil, fmt.Errorf("resolve hibob: %w: API token must be <service user id>:<token>", ErrNotConfigured)
+		return nil, fmt.Errorf("resolve hibob: %w: API token must be <service user id>:<token>", resolve.ErrNotConfigured)
 	}
-	return &HiBob{c: c, user: user, pass: pass}, nil
+	return &Resolver{c: c, user: user, pass: pass}, nil
 }
 
 type hibobPerson struct {
@@ -62,38 +63,38 @@ type hibobPerson struct {
 	} `json:"internal"`
 }
 
-// Resolve implements Resolver.
-func (h *HiBob) Resolve(ctx context.Context, _, id string) (events.Person, error) {
-	if err := checkID(id); err != nil {
+// Resolve implements resolve.Resolver.
+func (h *Resolver) Resolve(ctx context.Context, _, id string) (events.Person, error) {
+	if err := resolve.CheckID(id); err != nil {
 		return events.Person{}, err
 	}
 	body, _ := json.Marshal(map[string]any{"fields": hibobFields, "humanReadable": "REPLACE"})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.c.url(nil, "v1", "people", id), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.c.URL(nil, "v1", "people", id), bytes.NewReader(body))
 	if err != nil {
 		return events.Person{}, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.SetBasicAuth(h.user, h.pass)
 	var e hibobPerson
-	if err := h.c.do(req, &e); err != nil {
+	if err := h.c.Do(req, &e); err != nil {
 		return events.Person{}, err
 	}
 	p := events.Person{
 		ID:         id,
-		Email:      workEmail(e.Email),
+		Email:      resolve.WorkEmail(e.Email),
 		Name:       e.DisplayName,
 		Department: e.Work.Department,
 		Title:      e.Work.Title,
-		Attributes: attrs("hibob.lifecycle_status", e.Internal.LifecycleStatus, "hibob.status", e.Internal.Status),
+		Attributes: resolve.Attrs("hibob.lifecycle_status", e.Internal.LifecycleStatus, "hibob.status", e.Internal.Status),
 	}
 	if p.Name == "" {
-		p.Name = joinName(e.FirstName, e.Surname)
+		p.Name = resolve.JoinName(e.FirstName, e.Surname)
 	}
 	var mgr struct {
 		Email string `json:"email"`
 	}
 	if json.Unmarshal(e.Work.ReportsTo, &mgr) == nil {
-		p.ManagerEmail = workEmail(mgr.Email)
+		p.ManagerEmail = resolve.WorkEmail(mgr.Email)
 	}
 	switch lc := strings.ToLower(e.Internal.LifecycleStatus); {
 	case lc == "terminated":

@@ -1,4 +1,4 @@
-package sources
+package hibob
 
 import (
 	"bytes"
@@ -11,41 +11,42 @@ import (
 	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/signature"
 )
 
-// HiBob verifies Bob-Signature (base64 HMAC-SHA512 of the raw body, keyed with
+// Source verifies Bob-Signature (base64 HMAC-SHA512 of the raw body, keyed with
 // the secret shown in the webhook's configuration) and parses webhooks v2
 // payloads: {companyId, type, triggeredBy, triggeredAt, version, data}. v2
 // payloads carry no event id, so the id is the body's sha256. HiBob's connection
 // test ("Ping test", unsigned) is answered 200 by Handshake.
-type HiBob struct {
+type Source struct {
 	mac *signature.HMAC
 	log *slog.Logger
 }
 
 var (
-	_ Source     = (*HiBob)(nil)
-	_ Handshaker = (*HiBob)(nil)
+	_ sources.Source     = (*Source)(nil)
+	_ sources.Handshaker = (*Source)(nil)
 )
 
-// NewHiBob returns the HiBob source. cfg.Secrets are the webhook secrets.
-func NewHiBob(cfg Config) (*HiBob, error) {
+// NewSource returns the HiBob source. cfg.Secrets are the webhook secrets.
+func NewSource(cfg sources.Config) (*Source, error) {
 	mac, err := signature.NewHMAC(sha512.New, signature.Base64, cfg.Secrets)
 	if err != nil {
 		return nil, fmt.Errorf("hibob source: %w", err)
 	}
-	return &HiBob{mac: mac, log: loggerOf(cfg)}, nil
+	return &Source{mac: mac, log: sources.LoggerOf(cfg)}, nil
 }
 
-// Name implements Source.
-func (h *HiBob) Name() string { return "hibob" }
+// Name implements sources.Source.
+func (h *Source) Name() string { return "hibob" }
 
 // Handshake answers Bob's connection test: when a webhook is created Bob POSTs
 // the string "Ping test" (then, if that fails, {"text":"Ping test"}) and wants a
 // 2xx. The ping may be unsigned; it produces no event, so answering it reveals
 // nothing and changes nothing.
-func (h *HiBob) Handshake(w http.ResponseWriter, r *http.Request, body []byte) bool {
+func (h *Source) Handshake(w http.ResponseWriter, r *http.Request, body []byte) bool {
 	if r.Method != http.MethodPost || !isHiBobPing(body) {
 		return false
 	}
@@ -70,50 +71,50 @@ func isHiBobPing(body []byte) bool {
 }
 
 type hibobWire struct {
-	CompanyID   flexID                     `json:"companyId"`
+	CompanyID   sources.FlexID             `json:"companyId"`
 	Type        *string                    `json:"type"`
-	TriggeredBy flexID                     `json:"triggeredBy"`
+	TriggeredBy sources.FlexID             `json:"triggeredBy"`
 	TriggeredAt string                     `json:"triggeredAt"`
 	Version     string                     `json:"version"`
 	Data        map[string]json.RawMessage `json:"data"`
 }
 
-// Parse implements Source.
-func (h *HiBob) Parse(r *http.Request, body []byte, now time.Time) (Parsed, error) {
+// Parse implements sources.Source.
+func (h *Source) Parse(r *http.Request, body []byte, now time.Time) (sources.Parsed, error) {
 	if err := h.mac.Verify(r.Header.Get("Bob-Signature"), body); err != nil {
-		return Parsed{}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
+		return sources.Parsed{}, fmt.Errorf("%w: %w", sources.ErrUnauthorized, err)
 	}
 	var w hibobWire
-	if err := decodeObject(body, &w); err != nil {
-		return Parsed{}, err
+	if err := sources.DecodeObject(body, &w); err != nil {
+		return sources.Parsed{}, err
 	}
 	if w.Type == nil || strings.TrimSpace(*w.Type) == "" {
-		return Parsed{}, invalidf("type is required")
+		return sources.Parsed{}, sources.Invalidf("type is required")
 	}
 	typ, status, ok := hibobType(*w.Type, w.Data)
 	if !ok {
-		return Parsed{Ignored: 1}, nil
+		return sources.Parsed{Ignored: 1}, nil
 	}
 	p := events.Person{
-		ID:    firstString(w.Data, "employeeId", "employee_id", "id"),
-		Email: firstString(w.Data, "email", "workEmail", "work_email"),
+		ID:    sources.FirstString(w.Data, "employeeId", "employee_id", "id"),
+		Email: sources.FirstString(w.Data, "email", "workEmail", "work_email"),
 	}
 	attrs := map[string]string{}
 	if fs := stringList(w.Data, "fieldIds", "fields", "changedFields"); len(fs) > 0 {
-		attrs["changed_fields"] = truncateList(fs)
+		attrs["changed_fields"] = sources.TruncateList(fs)
 	}
-	if t := firstString(w.Data, "tableId", "table"); t != "" {
+	if t := sources.FirstString(w.Data, "tableId", "table"); t != "" {
 		attrs["table"] = t
 	}
 	if len(attrs) > 0 {
 		p.Attributes = attrs
 	}
-	occurred, _ := parseTime(w.TriggeredAt)
-	ev, err := newEvent(h.Name(), bodyID(body), typ, status, occurred, now, p)
+	occurred, _ := sources.ParseTime(w.TriggeredAt)
+	ev, err := sources.NewEvent(h.Name(), sources.BodyID(body), typ, status, occurred, now, p)
 	if err != nil {
-		return Parsed{}, err
+		return sources.Parsed{}, err
 	}
-	return Parsed{Events: []events.Event{ev}}, nil
+	return sources.Parsed{Events: []events.Event{ev}}, nil
 }
 
 // hibobType maps Bob's event names. Lifecycle events fire when the lifecycle
@@ -149,21 +150,6 @@ func hibobType(name string, data map[string]json.RawMessage) (events.Type, event
 	return "", "", false
 }
 
-// firstString returns the first of keys in m that holds a string or a number.
-func firstString(m map[string]json.RawMessage, keys ...string) string {
-	for _, k := range keys {
-		raw, ok := m[k]
-		if !ok {
-			continue
-		}
-		var id flexID
-		if json.Unmarshal(raw, &id) == nil && id != "" {
-			return string(id)
-		}
-	}
-	return ""
-}
-
 // stringList returns the first of keys in m that holds a list of strings (or of
 // objects with an "id").
 func stringList(m map[string]json.RawMessage, keys ...string) []string {
@@ -177,7 +163,7 @@ func stringList(m map[string]json.RawMessage, keys ...string) []string {
 			return ss
 		}
 		var objs []struct {
-			ID flexID `json:"id"`
+			ID sources.FlexID `json:"id"`
 		}
 		if json.Unmarshal(raw, &objs) == nil {
 			for _, o := range objs {

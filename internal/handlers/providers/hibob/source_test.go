@@ -1,4 +1,4 @@
-package sources_test
+package hibob_test
 
 import (
 	"crypto/hmac"
@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/hibob"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/sources/sourcestest"
 )
 
 const bobKey = "test-bob-secret"
@@ -23,9 +25,9 @@ func bobSign(key, body string) string {
 	return base64.StdEncoding.EncodeToString(m.Sum(nil))
 }
 
-func mustHiBob(tb testing.TB, secrets ...string) *sources.HiBob {
+func mustHiBob(tb testing.TB, secrets ...string) *hibob.Source {
 	tb.Helper()
-	s, err := sources.NewHiBob(sources.Config{Secrets: secrets})
+	s, err := hibob.NewSource(sources.Config{Secrets: secrets})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -33,7 +35,7 @@ func mustHiBob(tb testing.TB, secrets ...string) *sources.HiBob {
 }
 
 func TestHiBobVectors(t *testing.T) {
-	f := loadFixtures(t, "hibob.json")
+	f := sourcestest.LoadFixtures(t, "hibob.json")
 	now := time.Date(2026, 1, 31, 18, 43, 0, 0, time.UTC)
 	for _, v := range f.Vectors {
 		t.Run(v.Name, func(t *testing.T) {
@@ -41,9 +43,9 @@ func TestHiBobVectors(t *testing.T) {
 				t.Fatalf("test signer disagrees with the vector: %s", got)
 			}
 			s := mustHiBob(t, "rotated-out", v.Key)
-			p, err := s.Parse(newRequest(v.Body, map[string]string{"Bob-Signature": v.Signature}), []byte(v.Body), now)
-			checkErr(t, err, nil)
-			checkInvariants(t, "hibob", []byte(v.Body), p, now)
+			p, err := s.Parse(sourcestest.NewRequest(v.Body, map[string]string{"Bob-Signature": v.Signature}), []byte(v.Body), now)
+			sourcestest.CheckErr(t, err, nil)
+			sourcestest.CheckInvariants(t, "hibob", []byte(v.Body), p, now)
 			ev := p.Events[0]
 			if ev.Type != events.Leaver || ev.Person.Status != events.Terminated || ev.Person.ID != "3332883884017713238" {
 				t.Fatalf("event %+v", ev)
@@ -57,21 +59,21 @@ func TestHiBobVectors(t *testing.T) {
 }
 
 func TestHiBobFixtures(t *testing.T) {
-	f := loadFixtures(t, "hibob.json")
+	f := sourcestest.LoadFixtures(t, "hibob.json")
 	now := time.Date(2026, 1, 31, 18, 43, 0, 0, time.UTC)
 	s := mustHiBob(t, bobKey)
 	for _, fx := range f.Fixtures {
 		t.Run(fx.Name, func(t *testing.T) {
-			p, err := s.Parse(newRequest(fx.Body, map[string]string{"Bob-Signature": bobSign(bobKey, fx.Body)}), []byte(fx.Body), now)
-			checkErr(t, err, nil)
-			checkInvariants(t, "hibob", []byte(fx.Body), p, now)
-			checkWant(t, "hibob", fx.Body, p, fx)
+			p, err := s.Parse(sourcestest.NewRequest(fx.Body, map[string]string{"Bob-Signature": bobSign(bobKey, fx.Body)}), []byte(fx.Body), now)
+			sourcestest.CheckErr(t, err, nil)
+			sourcestest.CheckInvariants(t, "hibob", []byte(fx.Body), p, now)
+			sourcestest.CheckWant(t, "hibob", fx.Body, p, fx)
 		})
 	}
 }
 
 func TestHiBobRejects(t *testing.T) {
-	f := loadFixtures(t, "hibob.json")
+	f := sourcestest.LoadFixtures(t, "hibob.json")
 	v := f.Vectors[0]
 	s := mustHiBob(t, v.Key)
 	now := time.Now()
@@ -92,19 +94,19 @@ func TestHiBobRejects(t *testing.T) {
 		{"ErrNoEmployee", `{"type":"employee.left","data":{}}`, bobSign(v.Key, `{"type":"employee.left","data":{}}`), events.ErrInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := s.Parse(newRequest(tc.body, map[string]string{"Bob-Signature": tc.sig}), []byte(tc.body), now)
-			checkErr(t, err, tc.want)
+			_, err := s.Parse(sourcestest.NewRequest(tc.body, map[string]string{"Bob-Signature": tc.sig}), []byte(tc.body), now)
+			sourcestest.CheckErr(t, err, tc.want)
 		})
 	}
 }
 
 func TestHiBobPing(t *testing.T) {
-	f := loadFixtures(t, "hibob.json")
+	f := sourcestest.LoadFixtures(t, "hibob.json")
 	s := mustHiBob(t, bobKey)
 	for _, body := range append(f.Pings, " Ping test\n") {
 		t.Run(body, func(t *testing.T) {
 			rec := httptest.NewRecorder()
-			if !s.Handshake(rec, newRequest(body, nil), []byte(body)) {
+			if !s.Handshake(rec, sourcestest.NewRequest(body, nil), []byte(body)) {
 				t.Fatal("ping not handled")
 			}
 			if rec.Code != http.StatusOK {
@@ -114,7 +116,7 @@ func TestHiBobPing(t *testing.T) {
 	}
 	t.Run("events are not pings", func(t *testing.T) {
 		body := f.Vectors[0].Body
-		if s.Handshake(httptest.NewRecorder(), newRequest(body, nil), []byte(body)) {
+		if s.Handshake(httptest.NewRecorder(), sourcestest.NewRequest(body, nil), []byte(body)) {
 			t.Fatal("event taken for a ping")
 		}
 	})
@@ -127,7 +129,7 @@ func TestHiBobPing(t *testing.T) {
 }
 
 func FuzzHiBob(f *testing.F) {
-	ff := loadFixtures(f, "hibob.json")
+	ff := sourcestest.LoadFixtures(f, "hibob.json")
 	for _, fx := range ff.Fixtures {
 		f.Add([]byte(fx.Body), true)
 	}
@@ -142,8 +144,8 @@ func FuzzHiBob(f *testing.F) {
 		if sign {
 			sig = bobSign(bobKey, string(body))
 		}
-		_ = s.Handshake(httptest.NewRecorder(), newRequest(string(body), nil), body)
-		p, err := s.Parse(newRequest(string(body), map[string]string{"Bob-Signature": sig}), body, now)
+		_ = s.Handshake(httptest.NewRecorder(), sourcestest.NewRequest(string(body), nil), body)
+		p, err := s.Parse(sourcestest.NewRequest(string(body), map[string]string{"Bob-Signature": sig}), body, now)
 		if err != nil {
 			if !errors.Is(err, sources.ErrUnauthorized) && !errors.Is(err, events.ErrInvalid) {
 				t.Fatalf("unclassified error %v", err)
@@ -153,33 +155,33 @@ func FuzzHiBob(f *testing.F) {
 		if !sign {
 			t.Fatal("accepted without a valid signature")
 		}
-		checkInvariants(t, "hibob", body, p, now)
+		sourcestest.CheckInvariants(t, "hibob", body, p, now)
 	})
 }
 
 func TestHiBobThroughReceiver(t *testing.T) {
-	f := loadFixtures(t, "hibob.json")
+	f := sourcestest.LoadFixtures(t, "hibob.json")
 	v := f.Vectors[0]
-	pub := &recPublisher{}
+	pub := &sourcestest.Publisher{}
 	s := mustHiBob(t, v.Key)
 	for _, ping := range f.Pings {
-		if rec := serveHook(t, s, pub, http.MethodPost, ping, nil); rec.Code != http.StatusOK {
+		if rec := sourcestest.ServeHook(t, s, pub, http.MethodPost, ping, nil); rec.Code != http.StatusOK {
 			t.Fatalf("ping %q: %d %s", ping, rec.Code, rec.Body)
 		}
 	}
-	if rec := serveHook(t, s, pub, http.MethodPost, v.Body, map[string]string{"Bob-Signature": "bad"}); rec.Code != http.StatusUnauthorized {
+	if rec := sourcestest.ServeHook(t, s, pub, http.MethodPost, v.Body, map[string]string{"Bob-Signature": "bad"}); rec.Code != http.StatusUnauthorized {
 		t.Fatalf("bad signature: %d", rec.Code)
 	}
-	rec := serveHook(t, s, pub, http.MethodPost, v.Body, map[string]string{"Bob-Signature": v.Signature})
+	rec := sourcestest.ServeHook(t, s, pub, http.MethodPost, v.Body, map[string]string{"Bob-Signature": v.Signature})
 	if rec.Code != http.StatusAccepted || !strings.Contains(rec.Body.String(), `"accepted":1`) {
 		t.Fatalf("event: %d %s", rec.Code, rec.Body)
 	}
 	unknown := `{"companyId":1,"type":"goal.created","data":{}}`
-	rec = serveHook(t, s, pub, http.MethodPost, unknown, map[string]string{"Bob-Signature": bobSign(v.Key, unknown)})
+	rec = sourcestest.ServeHook(t, s, pub, http.MethodPost, unknown, map[string]string{"Bob-Signature": bobSign(v.Key, unknown)})
 	if rec.Code != http.StatusAccepted || !strings.Contains(rec.Body.String(), `"ignored":1`) {
 		t.Fatalf("unknown type: %d %s", rec.Code, rec.Body)
 	}
-	if len(pub.evs) != 1 || pub.evs[0].Subject() != "jml.events.hibob.leaver" {
-		t.Fatalf("published %+v", pub.evs)
+	if len(pub.Events) != 1 || pub.Events[0].Subject() != "jml.events.hibob.leaver" {
+		t.Fatalf("published %+v", pub.Events)
 	}
 }

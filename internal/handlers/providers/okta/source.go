@@ -1,4 +1,4 @@
-package sources
+package okta
 
 import (
 	"bytes"
@@ -17,7 +17,8 @@ import (
 	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
-	"github.com/sentry-jml/sentry-jml/internal/handlers/sources/oktaapi"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/okta/oktaapi"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 )
 
 // oktaMapping is what each acted-on Okta event type becomes. Everything else is
@@ -39,9 +40,9 @@ var oktaMapping = map[string]struct {
 	"group.user_membership.remove":    {events.Update, ""},
 }
 
-// OktaEventTypes lists the Okta event types the source acts on: subscribe the
+// EventTypes lists the Okta event types the source acts on: subscribe the
 // event hook to these, and use them as the System Log catch-up filter.
-func OktaEventTypes() []string {
+func EventTypes() []string {
 	out := make([]string, 0, len(oktaMapping))
 	for t := range oktaMapping {
 		out = append(out, t)
@@ -50,14 +51,14 @@ func OktaEventTypes() []string {
 	return out
 }
 
-// Okta is the Okta Event Hooks source. Okta signs nothing: every request carries
+// Source is the Okta Event Hooks source. Okta signs nothing: every request carries
 // the Authorization header value configured on the hook, compared here in
 // constant time with each active secret.
 //
 // With API access (Config.APIURL and APIToken), profile updates are completed by
 // re-reading the user, group-membership events carry the user's full group list
 // (re-read), and CatchUp replays System Log events missed during an outage.
-type Okta struct {
+type Source struct {
 	secrets [][32]byte
 	api     *oktaapi.Client
 	logger  *slog.Logger
@@ -67,14 +68,14 @@ type Okta struct {
 }
 
 var (
-	_ Source     = (*Okta)(nil)
-	_ Handshaker = (*Okta)(nil)
+	_ sources.Source     = (*Source)(nil)
+	_ sources.Handshaker = (*Source)(nil)
 )
 
-// NewOkta returns the Okta source. cfg.Secrets are full Authorization header
+// NewSource returns the Okta source. cfg.Secrets are full Authorization header
 // values ("Basic …" or any string), several during rotation.
-func NewOkta(cfg Config) (*Okta, error) {
-	o := &Okta{logger: cfg.Logger, now: cfg.Now, enrichBudget: 1500 * time.Millisecond}
+func NewSource(cfg sources.Config) (*Source, error) {
+	o := &Source{logger: cfg.Logger, now: cfg.Now, enrichBudget: 1500 * time.Millisecond}
 	for _, s := range cfg.Secrets {
 		if s = strings.TrimSpace(s); s != "" {
 			o.secrets = append(o.secrets, sha256.Sum256([]byte(s)))
@@ -102,13 +103,13 @@ func NewOkta(cfg Config) (*Okta, error) {
 	return o, nil
 }
 
-// Name implements Source.
-func (o *Okta) Name() string { return "okta" }
+// Name implements sources.Source.
+func (o *Source) Name() string { return "okta" }
 
 // SuccessStatus: Okta expects 200 (or 204) to an event delivery.
-func (o *Okta) SuccessStatus() int { return 200 }
+func (o *Source) SuccessStatus() int { return 200 }
 
-func (o *Okta) authorized(r *http.Request) bool {
+func (o *Source) authorized(r *http.Request) bool {
 	got := sha256.Sum256([]byte(strings.TrimSpace(r.Header.Get("Authorization"))))
 	ok := 0
 	for _, want := range o.secrets {
@@ -123,7 +124,7 @@ func (o *Okta) authorized(r *http.Request) bool {
 // Okta's support article on verification failures shows it), so it must match:
 // an unauthenticated challenge would let anyone's Okta org verify a hook
 // pointing at us.
-func (o *Okta) Handshake(w http.ResponseWriter, r *http.Request, _ []byte) bool {
+func (o *Source) Handshake(w http.ResponseWriter, r *http.Request, _ []byte) bool {
 	if r.Method != http.MethodGet {
 		return false
 	}
@@ -158,27 +159,27 @@ type oktaEnvelope struct {
 	} `json:"data"`
 }
 
-// Authenticate implements Authenticator: the Authorization header, before the
+// Authenticate implements sources.Authenticator: the Authorization header, before the
 // body is read.
-func (o *Okta) Authenticate(r *http.Request) error {
+func (o *Source) Authenticate(r *http.Request) error {
 	if !o.authorized(r) {
-		return fmt.Errorf("%w: authorization header does not match", ErrUnauthorized)
+		return fmt.Errorf("%w: authorization header does not match", sources.ErrUnauthorized)
 	}
 	return nil
 }
 
-// PartialDelivery implements PartialDelivery: Okta does not retry a 4xx, so an
+// PartialDelivery implements sources.PartialDelivery: Okta does not retry a 4xx, so an
 // event that fails the receiver's checks is dropped, not the whole delivery.
-func (o *Okta) PartialDelivery() bool { return true }
+func (o *Source) PartialDelivery() bool { return true }
 
-// Parse implements Source.
-func (o *Okta) Parse(r *http.Request, body []byte, now time.Time) (Parsed, error) {
+// Parse implements sources.Source.
+func (o *Source) Parse(r *http.Request, body []byte, now time.Time) (sources.Parsed, error) {
 	if err := o.Authenticate(r); err != nil {
-		return Parsed{}, err
+		return sources.Parsed{}, err
 	}
 	env, logs, bad, err := parseOktaDelivery(body)
 	if err != nil {
-		return Parsed{}, err
+		return sources.Parsed{}, err
 	}
 	if bad > 0 {
 		o.logger.WarnContext(r.Context(), "okta delivery has malformed events; they are ignored", "event_id", env.EventID, "malformed", bad)
@@ -224,13 +225,13 @@ func parseOktaDelivery(body []byte) (oktaEnvelope, []oktaapi.LogEvent, int, erro
 // (GET /api/v1/logs) and maps them like deliveries, with the same event ids
 // (the LogEvent uuid), so replaying events the hook did deliver is deduplicated
 // by JetStream and the worker. It needs API access.
-func (o *Okta) CatchUp(ctx context.Context, since time.Time) (Parsed, error) {
+func (o *Source) CatchUp(ctx context.Context, since time.Time) (sources.Parsed, error) {
 	if o.api == nil {
-		return Parsed{}, errors.New("okta catch-up: no API URL and token configured")
+		return sources.Parsed{}, errors.New("okta catch-up: no API URL and token configured")
 	}
-	logs, err := o.api.Logs(ctx, oktaapi.LogQuery{Since: since, Filter: oktaapi.EventTypeFilter(OktaEventTypes()...)})
+	logs, err := o.api.Logs(ctx, oktaapi.LogQuery{Since: since, Filter: oktaapi.EventTypeFilter(EventTypes()...)})
 	if err != nil {
-		return Parsed{}, fmt.Errorf("okta catch-up: %w", err)
+		return sources.Parsed{}, fmt.Errorf("okta catch-up: %w", err)
 	}
 	now := o.now()
 	return o.events(ctx, logs, now, now, nil), nil
@@ -239,12 +240,12 @@ func (o *Okta) CatchUp(ctx context.Context, since time.Time) (Parsed, error) {
 // Events maps LogEvents to events: what Parse does after authentication, for
 // LogEvents from another channel (the System Log). fallback is the time used
 // for events without a valid published time.
-func (o *Okta) Events(ctx context.Context, logs []oktaapi.LogEvent, fallback, now time.Time) Parsed {
+func (o *Source) Events(ctx context.Context, logs []oktaapi.LogEvent, fallback, now time.Time) sources.Parsed {
 	return o.events(ctx, logs, fallback, now, nil)
 }
 
-func (o *Okta) events(ctx context.Context, logs []oktaapi.LogEvent, fallback, now time.Time, body []byte) Parsed {
-	var p Parsed
+func (o *Source) events(ctx context.Context, logs []oktaapi.LogEvent, fallback, now time.Time, body []byte) sources.Parsed {
+	var p sources.Parsed
 	var en *oktaEnricher
 	if o.api != nil {
 		ectx, cancel := context.WithTimeout(ctx, o.enrichBudget)
@@ -276,7 +277,7 @@ func (o *Okta) events(ctx context.Context, logs []oktaapi.LogEvent, fallback, no
 // mapLogEvent turns one LogEvent into events (one per User target; normally
 // one). ok is false for event types, outcomes or shapes the daemon ignores,
 // such as Admin Console previews whose actor and target are null.
-func (o *Okta) mapLogEvent(le oktaapi.LogEvent, index int, fallback, now time.Time, body []byte) ([]events.Event, bool) {
+func (o *Source) mapLogEvent(le oktaapi.LogEvent, index int, fallback, now time.Time, body []byte) ([]events.Event, bool) {
 	m, known := oktaMapping[le.EventType]
 	if !known {
 		return nil, false

@@ -1,4 +1,4 @@
-package sources_test
+package okta_test
 
 import (
 	"context"
@@ -15,8 +15,9 @@ import (
 	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/okta"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/okta/oktatest"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
-	"github.com/sentry-jml/sentry-jml/internal/handlers/sources/oktaapi/oktatest"
 )
 
 const oktaSecret = "Basic YWRtaW46c3VwZXJzZWNyZXQ="
@@ -25,19 +26,19 @@ var oktaNow = time.Date(2026, 11, 28, 10, 0, 6, 0, time.UTC)
 
 func oktaFixture(tb testing.TB, name string) string {
 	tb.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "..", "testdata", "webhooks", "okta", name))
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "..", "testdata", "webhooks", "okta", name))
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return string(b)
 }
 
-func mustOkta(tb testing.TB, cfg sources.Config) *sources.Okta {
+func mustOkta(tb testing.TB, cfg sources.Config) *okta.Source {
 	tb.Helper()
 	if cfg.Secrets == nil {
 		cfg.Secrets = []string{oktaSecret}
 	}
-	o, err := sources.NewOkta(cfg)
+	o, err := okta.NewSource(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -181,7 +182,7 @@ func TestOktaEventMapping(t *testing.T) {
 			}
 		})
 	}
-	if got := sources.OktaEventTypes(); !slices.Contains(got, "user.lifecycle.deactivate") || !slices.IsSorted(got) {
+	if got := okta.EventTypes(); !slices.Contains(got, "user.lifecycle.deactivate") || !slices.IsSorted(got) {
 		t.Errorf("OktaEventTypes %v", got)
 	}
 }
@@ -241,7 +242,7 @@ func TestNewOkta(t *testing.T) {
 		"ErrAPITokenOnly": {Secrets: []string{"x"}, APIToken: "t"},
 		"ErrBadAPIURL":    {Secrets: []string{"x"}, APIURL: "acme.okta.com", APIToken: "t"},
 	} {
-		if _, err := sources.NewOkta(cfg); err == nil {
+		if _, err := okta.NewSource(cfg); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}

@@ -1,4 +1,4 @@
-package resolve
+package personio
 
 import (
 	"context"
@@ -11,9 +11,10 @@ import (
 	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
 )
 
-// Personio reads the person with GET {base}/v2/persons/{id} and their
+// Resolver reads the person with GET {base}/v2/persons/{id} and their
 // employments with GET {base}/v2/persons/{id}/employments, with a bearer access
 // token obtained by POST {base}/v2/auth/token (grant_type=client_credentials,
 // client_id, client_secret; form-encoded) and cached until shortly before
@@ -23,8 +24,8 @@ import (
 // persons and employments v2 endpoints and the auth flow follow
 // developer.personio.de. Status comes from the latest employment (ACTIVE,
 // ONBOARDING, LEAVE, INACTIVE), else from the person's status.
-type Personio struct {
-	c            client
+type Resolver struct {
+	c            resolve.Client
 	clientID     string
 	clientSecret string
 
@@ -34,18 +35,18 @@ type Personio struct {
 	now     func() time.Time
 }
 
-var _ Resolver = (*Personio)(nil)
+var _ resolve.Resolver = (*Resolver)(nil)
 
-// NewPersonio returns the Personio resolver.
-func NewPersonio(cfg Config) (*Personio, error) {
-	c, err := newClient("personio", cfg.BaseURL, "https://api.personio.de", cfg.HTTPClient)
+// NewResolver returns the Personio resolver.
+func NewResolver(cfg resolve.Config) (*Resolver, error) {
+	c, err := resolve.NewClient("personio", cfg.BaseURL, "https://api.personio.de", cfg.HTTPClient)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.Token == "" {
-		return nil, fmt.Errorf("resolve personio: %w: API token is required", ErrNotConfigured)
+		return nil, fmt.Errorf("resolve personio: %w: API token is required", resolve.ErrNotConfigured)
 	}
-	p := &Personio{c: c, now: time.Now}
+	p := &Resolver{c: c, now: time.Now}
 	if id, secret, ok := strings.Cut(cfg.Token, ":"); ok {
 		p.clientID, p.clientSecret = id, secret
 	} else {
@@ -60,24 +61,24 @@ type personioToken struct {
 	ExpiresIn   int64  `json:"expires_in"`
 }
 
-func (p *Personio) token(ctx context.Context, renew bool) (string, error) {
+func (p *Resolver) token(ctx context.Context, renew bool) (string, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.clientID == "" || (!renew && p.bearer != "" && p.now().Before(p.expires)) {
 		return p.bearer, nil
 	}
 	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {p.clientID}, "client_secret": {p.clientSecret}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.c.url(nil, "v2", "auth", "token"), strings.NewReader(form.Encode()))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.c.URL(nil, "v2", "auth", "token"), strings.NewReader(form.Encode()))
 	if err != nil {
 		return "", err
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	var t personioToken
-	if err := p.c.do(req, &t); err != nil {
+	if err := p.c.Do(req, &t); err != nil {
 		return "", fmt.Errorf("personio token: %w", err)
 	}
 	if t.AccessToken == "" {
-		return "", fmt.Errorf("personio token: %w: no access_token in the answer", ErrUnauthorized)
+		return "", fmt.Errorf("personio token: %w: no access_token in the answer", resolve.ErrUnauthorized)
 	}
 	ttl := time.Duration(t.ExpiresIn) * time.Second
 	if ttl <= 0 {
@@ -88,7 +89,7 @@ func (p *Personio) token(ctx context.Context, renew bool) (string, error) {
 }
 
 // get sends an authorized GET, renewing the access token once on a 401.
-func (p *Personio) get(ctx context.Context, u string, out any) error {
+func (p *Resolver) get(ctx context.Context, u string, out any) error {
 	for attempt := 0; ; attempt++ {
 		tok, err := p.token(ctx, attempt > 0)
 		if err != nil {
@@ -99,7 +100,7 @@ func (p *Personio) get(ctx context.Context, u string, out any) error {
 			return err
 		}
 		req.Header.Set("Authorization", "Bearer "+tok)
-		err = p.c.do(req, out)
+		err = p.c.Do(req, out)
 		if attempt == 0 && p.clientID != "" && isUnauthorized(err) {
 			continue
 		}
@@ -135,22 +136,22 @@ type personioEmployments struct {
 	} `json:"_data"`
 }
 
-// Resolve implements Resolver.
-func (p *Personio) Resolve(ctx context.Context, _, id string) (events.Person, error) {
-	if err := checkID(id); err != nil {
+// Resolve implements resolve.Resolver.
+func (p *Resolver) Resolve(ctx context.Context, _, id string) (events.Person, error) {
+	if err := resolve.CheckID(id); err != nil {
 		return events.Person{}, err
 	}
 	var pr personioPerson
-	if err := p.get(ctx, p.c.url(nil, "v2", "persons", id), &pr); err != nil {
+	if err := p.get(ctx, p.c.URL(nil, "v2", "persons", id), &pr); err != nil {
 		return events.Person{}, err
 	}
 	var emps personioEmployments
-	if err := p.get(ctx, p.c.url(nil, "v2", "persons", id, "employments"), &emps); err != nil {
+	if err := p.get(ctx, p.c.URL(nil, "v2", "persons", id, "employments"), &emps); err != nil {
 		return events.Person{}, err
 	}
-	out := events.Person{ID: id, Email: workEmail(pr.Email), Name: joinName(pr.FirstName, pr.LastName)}
+	out := events.Person{ID: id, Email: resolve.WorkEmail(pr.Email), Name: resolve.JoinName(pr.FirstName, pr.LastName)}
 	if pr.PreferredName != "" {
-		out.Name = joinName(pr.PreferredName, pr.LastName)
+		out.Name = resolve.JoinName(pr.PreferredName, pr.LastName)
 	}
 	status := pr.Status
 	if n := len(emps.Data); n > 0 {
@@ -169,7 +170,7 @@ func (p *Personio) Resolve(ctx context.Context, _, id string) (events.Person, er
 				dept = u.ID
 			}
 		}
-		out.Attributes = attrs("employment_id", latest.ID, "department_id", dept, "supervisor_id", latest.Supervisor.ID,
+		out.Attributes = resolve.Attrs("employment_id", latest.ID, "department_id", dept, "supervisor_id", latest.Supervisor.ID,
 			"termination_date", latest.TerminationDate, "personio.status", latest.Status)
 	}
 	switch strings.ToUpper(status) {
@@ -184,4 +185,4 @@ func (p *Personio) Resolve(ctx context.Context, _, id string) (events.Person, er
 	return out, nil
 }
 
-func isUnauthorized(err error) bool { return errors.Is(err, ErrUnauthorized) }
+func isUnauthorized(err error) bool { return errors.Is(err, resolve.ErrUnauthorized) }

@@ -1,4 +1,4 @@
-package sources
+package personio
 
 import (
 	"encoding/json"
@@ -9,14 +9,15 @@ import (
 	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/signature"
 )
 
-// Personio checks the webhook's TOKEN auth (the configured token arrives, as is,
+// Source checks the webhook's TOKEN auth (the configured token arrives, as is,
 // in the Authorization header; Personio has no HMAC) and parses its "dataless"
 // envelope {company_id, event_name, occurred_at, payload, meta}. Because the
 // body is not signed, treat it as a hint: the worker should re-read the person
-// through the API (resolve.Personio) before a destructive step. The envelope has
+// through the API (the Resolver) before a destructive step. The envelope has
 // no documented event id: the id is the body's sha256 (retries resend the same
 // body).
 //
@@ -26,101 +27,90 @@ import (
 //
 // Personio's CUSTOM auth type (up to three custom headers) is not supported:
 // configure auth_type TOKEN.
-type Personio struct {
+type Source struct {
 	auth *signature.StaticToken
 	log  *slog.Logger
 }
 
 var (
-	_ Source        = (*Personio)(nil)
-	_ Authenticator = (*Personio)(nil)
+	_ sources.Source        = (*Source)(nil)
+	_ sources.Authenticator = (*Source)(nil)
 )
 
-// NewPersonio returns the Personio source. cfg.Secrets are the tokens configured
+// NewSource returns the Personio source. cfg.Secrets are the tokens configured
 // on the webhook (the whole Authorization value; "Bearer x" or just "x").
-func NewPersonio(cfg Config) (*Personio, error) {
+func NewSource(cfg sources.Config) (*Source, error) {
 	st, err := signature.NewStaticToken(cfg.Secrets)
 	if err != nil {
 		return nil, fmt.Errorf("personio source: %w", err)
 	}
-	p := &Personio{auth: st, log: loggerOf(cfg)}
-	warnUnconfirmed(p.log, "personio", cfg)
+	p := &Source{auth: st, log: sources.LoggerOf(cfg)}
+	sources.WarnUnconfirmed(p.log, "personio", cfg)
 	return p, nil
 }
 
-// warnUnconfirmed says, once at start, that an unsigned source's terminations
-// will be applied without the provider's confirmation.
-func warnUnconfirmed(log *slog.Logger, name string, cfg Config) {
-	if cfg.APIURL != "" || cfg.APIToken != "" {
-		return
-	}
-	up := strings.ToUpper(name)
-	log.Warn(name+" terminations will be applied UNCONFIRMED: the webhook is not signed and no provider API is configured to re-read the person; set JML_SOURCE_"+up+"_API_TOKEN (on the worker) to confirm them",
-		"source", name)
-}
-
-// Name implements Source.
-func (p *Personio) Name() string { return "personio" }
+// Name implements sources.Source.
+func (p *Source) Name() string { return "personio" }
 
 type personioWire struct {
-	CompanyID  flexID                     `json:"company_id"`
+	CompanyID  sources.FlexID             `json:"company_id"`
 	EventName  *string                    `json:"event_name"`
 	OccurredAt string                     `json:"occurred_at"`
 	Payload    map[string]json.RawMessage `json:"payload"`
 	Meta       json.RawMessage            `json:"meta"`
 }
 
-// Authenticate implements Authenticator: the static token, before the body is read.
-func (p *Personio) Authenticate(r *http.Request) error {
+// Authenticate implements sources.Authenticator: the static token, before the body is read.
+func (p *Source) Authenticate(r *http.Request) error {
 	if err := p.auth.Verify(r.Header.Get("Authorization")); err != nil {
-		return fmt.Errorf("%w: %w", ErrUnauthorized, err)
+		return fmt.Errorf("%w: %w", sources.ErrUnauthorized, err)
 	}
 	return nil
 }
 
-// Parse implements Source.
-func (p *Personio) Parse(r *http.Request, body []byte, now time.Time) (Parsed, error) {
+// Parse implements sources.Source.
+func (p *Source) Parse(r *http.Request, body []byte, now time.Time) (sources.Parsed, error) {
 	if err := p.Authenticate(r); err != nil {
-		return Parsed{}, err
+		return sources.Parsed{}, err
 	}
 	var w personioWire
-	if err := decodeObject(body, &w); err != nil {
-		return Parsed{}, err
+	if err := sources.DecodeObject(body, &w); err != nil {
+		return sources.Parsed{}, err
 	}
 	if w.EventName == nil || strings.TrimSpace(*w.EventName) == "" {
-		return Parsed{}, invalidf("event_name is required")
+		return sources.Parsed{}, sources.Invalidf("event_name is required")
 	}
 	name := strings.ToLower(strings.TrimSpace(*w.EventName))
 	typ, status, ok := personioType(name)
 	if !ok {
-		return Parsed{Ignored: 1}, nil
+		return sources.Parsed{Ignored: 1}, nil
 	}
 	if w.Payload == nil {
-		return Parsed{}, invalidf("payload is required")
+		return sources.Parsed{}, sources.Invalidf("payload is required")
 	}
-	person := events.Person{Email: firstString(w.Payload, "email")}
+	person := events.Person{Email: sources.FirstString(w.Payload, "email")}
 	if strings.HasPrefix(name, "person.") {
-		person.ID = firstString(w.Payload, "id", "person_id")
+		person.ID = sources.FirstString(w.Payload, "id", "person_id")
 	} else {
 		// employment.*: the person is payload.person.id (or person_id); payload.id
 		// is the employment's id.
-		person.ID = firstString(w.Payload, "person_id")
+		person.ID = sources.FirstString(w.Payload, "person_id")
 		if person.ID == "" {
 			var ref map[string]json.RawMessage
 			if raw, ok := w.Payload["person"]; ok && json.Unmarshal(raw, &ref) == nil {
-				person.ID = firstString(ref, "id")
+				person.ID = sources.FirstString(ref, "id")
 			}
 		}
-		if emp := firstString(w.Payload, "id"); emp != "" {
+		if emp := sources.FirstString(w.Payload, "id"); emp != "" {
 			person.Attributes = map[string]string{"employment_id": emp}
 		}
 	}
-	occurred, _ := parseTime(w.OccurredAt)
-	ev, err := newEvent(p.Name(), bodyID(body), typ, status, occurred, now, person)
+	occurred, _ := sources.ParseTime(w.OccurredAt)
+	ev, err := sources.NewEvent(p.Name(), sources.BodyID(body), typ, status, occurred, now, person)
 	if err != nil {
-		return Parsed{}, err
+		return sources.Parsed{}, err
 	}
-	return Parsed{Events: []events.Event{ev}}, nil
+	return sources.Parsed{Events: []events.Event{ev}}, nil
 }
 
 // personioType maps Personio's event names (compared case-insensitively: one

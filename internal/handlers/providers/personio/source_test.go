@@ -1,4 +1,4 @@
-package sources_test
+package personio_test
 
 import (
 	"errors"
@@ -6,12 +6,14 @@ import (
 	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/personio"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/sources/sourcestest"
 )
 
-func mustPersonio(tb testing.TB, secrets ...string) *sources.Personio {
+func mustPersonio(tb testing.TB, secrets ...string) *personio.Source {
 	tb.Helper()
-	s, err := sources.NewPersonio(sources.Config{Secrets: secrets})
+	s, err := personio.NewSource(sources.Config{Secrets: secrets})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -19,17 +21,17 @@ func mustPersonio(tb testing.TB, secrets ...string) *sources.Personio {
 }
 
 func TestPersonioFixtures(t *testing.T) {
-	f := loadFixtures(t, "personio.json")
+	f := sourcestest.LoadFixtures(t, "personio.json")
 	s := mustPersonio(t, "old-token", f.Token)
 	now := time.Date(2026, 2, 1, 0, 0, 1, 0, time.UTC)
 	for _, fx := range f.Fixtures {
 		t.Run(fx.Name, func(t *testing.T) {
-			p, err := s.Parse(newRequest(fx.Body, map[string]string{"Authorization": f.Token}), []byte(fx.Body), now)
-			checkErr(t, err, nil)
-			checkInvariants(t, "personio", []byte(fx.Body), p, now)
-			checkWant(t, "personio", fx.Body, p, fx)
+			p, err := s.Parse(sourcestest.NewRequest(fx.Body, map[string]string{"Authorization": f.Token}), []byte(fx.Body), now)
+			sourcestest.CheckErr(t, err, nil)
+			sourcestest.CheckInvariants(t, "personio", []byte(fx.Body), p, now)
+			sourcestest.CheckWant(t, "personio", fx.Body, p, fx)
 			for _, ev := range p.Events {
-				if ev.ID != sha256ID(fx.Body) {
+				if ev.ID != sourcestest.SHA256ID(fx.Body) {
 					t.Fatalf("id %s is not the body hash", ev.ID)
 				}
 			}
@@ -38,7 +40,7 @@ func TestPersonioFixtures(t *testing.T) {
 }
 
 func TestPersonioAuth(t *testing.T) {
-	f := loadFixtures(t, "personio.json")
+	f := sourcestest.LoadFixtures(t, "personio.json")
 	body := f.Fixtures[0].Body
 	now := time.Now()
 	for _, tc := range []struct {
@@ -56,21 +58,21 @@ func TestPersonioAuth(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := mustPersonio(t, tc.secret)
-			_, err := s.Parse(newRequest(body, map[string]string{"Authorization": tc.header}), []byte(body), now)
-			checkErr(t, err, tc.want)
+			_, err := s.Parse(sourcestest.NewRequest(body, map[string]string{"Authorization": tc.header}), []byte(body), now)
+			sourcestest.CheckErr(t, err, tc.want)
 		})
 	}
 	t.Run("ErrMalformed", func(t *testing.T) {
 		s := mustPersonio(t, "tok")
 		for _, b := range []string{`[]`, `{"event_name":"person.deleted"}`, `{"event_name":"person.deleted","payload":{}}`, `{"payload":{"id":"1"}}`, `{`} {
-			_, err := s.Parse(newRequest(b, map[string]string{"Authorization": "tok"}), []byte(b), now)
-			checkErr(t, err, events.ErrInvalid)
+			_, err := s.Parse(sourcestest.NewRequest(b, map[string]string{"Authorization": "tok"}), []byte(b), now)
+			sourcestest.CheckErr(t, err, events.ErrInvalid)
 		}
 	})
 }
 
 func FuzzPersonio(f *testing.F) {
-	ff := loadFixtures(f, "personio.json")
+	ff := sourcestest.LoadFixtures(f, "personio.json")
 	for _, fx := range ff.Fixtures {
 		f.Add([]byte(fx.Body), ff.Token)
 	}
@@ -78,24 +80,13 @@ func FuzzPersonio(f *testing.F) {
 	s := mustPersonio(f, ff.Token)
 	f.Fuzz(func(t *testing.T, body []byte, auth string) {
 		now := time.Unix(1_769_884_920, 0)
-		p, err := s.Parse(newRequest(string(body), map[string]string{"Authorization": sanitizeHeader(auth)}), body, now)
+		p, err := s.Parse(sourcestest.NewRequest(string(body), map[string]string{"Authorization": sourcestest.SanitizeHeader(auth)}), body, now)
 		if err != nil {
 			if !errors.Is(err, sources.ErrUnauthorized) && !errors.Is(err, events.ErrInvalid) {
 				t.Fatalf("unclassified error %v", err)
 			}
 			return
 		}
-		checkInvariants(t, "personio", body, p, now)
+		sourcestest.CheckInvariants(t, "personio", body, p, now)
 	})
-}
-
-// sanitizeHeader keeps fuzzed header values settable on a request.
-func sanitizeHeader(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if c < 0x20 || c == 0x7f {
-			b[i] = ' '
-		}
-	}
-	return string(b)
 }

@@ -1,4 +1,4 @@
-package resolve
+package rippling
 
 import (
 	"context"
@@ -7,9 +7,10 @@ import (
 	"strings"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
 )
 
-// Rippling reads GET {base}/platform/api/employees/{id} with
+// Resolver reads GET {base}/platform/api/employees/{id} with
 // "Authorization: Bearer <token>" (the partner/platform API whose employee ids
 // the partner webhooks carry). Default base: https://api.rippling.com. The
 // guaranteed fields are id, personalEmail and roleState (ACTIVE, TERMINATED,
@@ -18,23 +19,23 @@ import (
 // platform API reference as generated clients transcribe it. Rippling's newer
 // REST API (https://rest.ripplingapis.com/workers/{id}) uses worker ids, which
 // the partner webhooks do not carry.
-type Rippling struct {
-	c     client
+type Resolver struct {
+	c     resolve.Client
 	token string
 }
 
-var _ Resolver = (*Rippling)(nil)
+var _ resolve.Resolver = (*Resolver)(nil)
 
-// NewRippling returns the Rippling resolver.
-func NewRippling(cfg Config) (*Rippling, error) {
-	c, err := newClient("rippling", cfg.BaseURL, "https://api.rippling.com", cfg.HTTPClient)
+// NewResolver returns the Rippling resolver.
+func NewResolver(cfg resolve.Config) (*Resolver, error) {
+	c, err := resolve.NewClient("rippling", cfg.BaseURL, "https://api.rippling.com", cfg.HTTPClient)
 	if err != nil {
 		return nil, err
 	}
 	if cfg.Token == "" {
-		return nil, fmt.Errorf("resolve rippling: %w: API token is required", ErrNotConfigured)
+		return nil, fmt.Errorf("resolve rippling: %w: API token is required", resolve.ErrNotConfigured)
 	}
-	return &Rippling{c: c, token: cfg.Token}, nil
+	return &Resolver{c: c, token: cfg.Token}, nil
 }
 
 type ripplingEmployee struct {
@@ -49,25 +50,25 @@ type ripplingEmployee struct {
 	Title         string `json:"title"`
 }
 
-// Resolve implements Resolver. Only the work email is returned: the personal
+// Resolve implements resolve.Resolver. Only the work email is returned: the personal
 // address never matches a Sentry member safely.
-func (rp *Rippling) Resolve(ctx context.Context, _, id string) (events.Person, error) {
-	if err := checkID(id); err != nil {
+func (rp *Resolver) Resolve(ctx context.Context, _, id string) (events.Person, error) {
+	if err := resolve.CheckID(id); err != nil {
 		return events.Person{}, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rp.c.url(nil, "platform", "api", "employees", id), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rp.c.URL(nil, "platform", "api", "employees", id), nil)
 	if err != nil {
 		return events.Person{}, err
 	}
 	req.Header.Set("Authorization", "Bearer "+rp.token)
 	var e ripplingEmployee
-	if err := rp.c.do(req, &e); err != nil {
+	if err := rp.c.Do(req, &e); err != nil {
 		return events.Person{}, err
 	}
-	p := events.Person{ID: id, Email: workEmail(e.WorkEmail), Name: e.Name, Department: e.Department, Title: e.Title,
-		Attributes: attrs("rippling.role_state", e.RoleState)}
+	p := events.Person{ID: id, Email: resolve.WorkEmail(e.WorkEmail), Name: e.Name, Department: e.Department, Title: e.Title,
+		Attributes: resolve.Attrs("rippling.role_state", e.RoleState)}
 	if p.Name == "" {
-		p.Name = joinName(e.FirstName, e.LastName)
+		p.Name = resolve.JoinName(e.FirstName, e.LastName)
 	}
 	switch strings.ToUpper(e.RoleState) {
 	case "ACTIVE":

@@ -1,4 +1,4 @@
-package sources
+package rippling
 
 import (
 	"bytes"
@@ -11,10 +11,11 @@ import (
 	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/signature"
 )
 
-// Rippling checks the static Authorization token a partner app may configure
+// Source checks the static Authorization token a partner app may configure
 // (Rippling documents no HMAC: the token is the only proof, so a source without
 // one stays disabled) and parses the form-encoded partner webhook
 // event_name, company_id, company_primary_email, id (a JSON object with the same
@@ -24,7 +25,7 @@ import (
 //
 // Rippling documents neither an event id nor a delivery id, and the body has
 // no time: the same body means "this happened again" as well as "this is a
-// retry". The event id is the body's sha256 and the RipplingDedupeWindow the
+// retry". The event id is the body's sha256 and the DedupeWindow the
 // request arrives in: retries within the window collapse, and a termination
 // repeated after a rehire (a later window) is processed. Convergence is
 // idempotent, so a retry split across two windows costs nothing.
@@ -32,89 +33,89 @@ import (
 // The body is not signed: a termination is confirmed through Rippling's API
 // (JML_SOURCE_RIPPLING_API_TOKEN) before it is applied; without API access it
 // is applied unconfirmed, and the constructor logs a warning saying so.
-type Rippling struct {
+type Source struct {
 	auth *signature.StaticToken
 	log  *slog.Logger
 }
 
-// RipplingDedupeWindow is the span within which a repeated Rippling body is a
+// DedupeWindow is the span within which a repeated Rippling body is a
 // retry of the same delivery.
-const RipplingDedupeWindow = 10 * time.Minute
+const DedupeWindow = 10 * time.Minute
 
 var (
-	_ Source        = (*Rippling)(nil)
-	_ Authenticator = (*Rippling)(nil)
+	_ sources.Source        = (*Source)(nil)
+	_ sources.Authenticator = (*Source)(nil)
 )
 
-// NewRippling returns the Rippling source. cfg.Secrets are the bearer tokens
+// NewSource returns the Rippling source. cfg.Secrets are the bearer tokens
 // configured for the webhook ("Bearer x" or just "x").
-func NewRippling(cfg Config) (*Rippling, error) {
+func NewSource(cfg sources.Config) (*Source, error) {
 	st, err := signature.NewStaticToken(cfg.Secrets)
 	if err != nil {
 		return nil, fmt.Errorf("rippling source: %w", err)
 	}
-	rp := &Rippling{auth: st, log: loggerOf(cfg)}
-	warnUnconfirmed(rp.log, "rippling", cfg)
+	rp := &Source{auth: st, log: sources.LoggerOf(cfg)}
+	sources.WarnUnconfirmed(rp.log, "rippling", cfg)
 	return rp, nil
 }
 
-// Name implements Source.
-func (rp *Rippling) Name() string { return "rippling" }
+// Name implements sources.Source.
+func (rp *Source) Name() string { return "rippling" }
 
 type ripplingWire struct {
-	EventName *string `json:"event_name"`
-	CompanyID flexID  `json:"company_id"`
-	ID        flexID  `json:"id"`
+	EventName *string        `json:"event_name"`
+	CompanyID sources.FlexID `json:"company_id"`
+	ID        sources.FlexID `json:"id"`
 }
 
-// Authenticate implements Authenticator: the static token, before the body is read.
-func (rp *Rippling) Authenticate(r *http.Request) error {
+// Authenticate implements sources.Authenticator: the static token, before the body is read.
+func (rp *Source) Authenticate(r *http.Request) error {
 	if err := rp.auth.Verify(r.Header.Get("Authorization")); err != nil {
-		return fmt.Errorf("%w: %w", ErrUnauthorized, err)
+		return fmt.Errorf("%w: %w", sources.ErrUnauthorized, err)
 	}
 	return nil
 }
 
-// Parse implements Source.
-func (rp *Rippling) Parse(r *http.Request, body []byte, now time.Time) (Parsed, error) {
+// Parse implements sources.Source.
+func (rp *Source) Parse(r *http.Request, body []byte, now time.Time) (sources.Parsed, error) {
 	if err := rp.Authenticate(r); err != nil {
-		return Parsed{}, err
+		return sources.Parsed{}, err
 	}
 	var w ripplingWire
 	trimmed := bytes.TrimSpace(body)
 	if len(trimmed) > 0 && trimmed[0] == '{' {
-		if err := decodeObject(trimmed, &w); err != nil {
-			return Parsed{}, err
+		if err := sources.DecodeObject(trimmed, &w); err != nil {
+			return sources.Parsed{}, err
 		}
 	} else {
 		vals, err := url.ParseQuery(string(trimmed))
 		if err != nil {
-			return Parsed{}, invalidf("body is neither form-encoded nor JSON")
+			return sources.Parsed{}, sources.Invalidf("body is neither form-encoded nor JSON")
 		}
 		if vals.Has("event_name") {
 			name := vals.Get("event_name")
 			w.EventName = &name
 		}
-		w.CompanyID = flexID(strings.TrimSpace(vals.Get("company_id")))
-		w.ID = flexID(strings.TrimSpace(vals.Get("id")))
+		w.CompanyID = sources.FlexID(strings.TrimSpace(vals.Get("company_id")))
+		w.ID = sources.FlexID(strings.TrimSpace(vals.Get("id")))
 	}
 	if w.EventName == nil || strings.TrimSpace(*w.EventName) == "" {
-		return Parsed{}, invalidf("event_name is required")
+		return sources.Parsed{}, sources.Invalidf("event_name is required")
 	}
 	typ, status, ok := ripplingType(*w.EventName)
 	if !ok {
-		return Parsed{Ignored: 1}, nil
+		return sources.Parsed{Ignored: 1}, nil
 	}
 	p := events.Person{ID: string(w.ID)}
 	if w.CompanyID != "" {
 		p.Attributes = map[string]string{"company_id": string(w.CompanyID)}
 	}
-	id := bodyID(body) + "@" + strconv.FormatInt(now.Truncate(RipplingDedupeWindow).Unix(), 10)
-	ev, err := newEvent(rp.Name(), id, typ, status, time.Time{}, now, p)
+	id := sources.BodyID(body) + "@" + strconv.FormatInt(now.Truncate(DedupeWindow).Unix(), 10)
+	ev, err := sources.NewEvent(rp.Name(), id, typ, status, time.Time{}, now, p)
 	if err != nil {
-		return Parsed{}, err
+		return sources.Parsed{}, err
 	}
-	return Parsed{Events: []events.Event{ev}}, nil
+	return sources.Parsed{Events: []events.Event{ev}}, nil
 }
 
 // ripplingType maps the partner-app employee events. employee.created means the

@@ -1,4 +1,4 @@
-package sources_test
+package rippling_test
 
 import (
 	"errors"
@@ -6,12 +6,14 @@ import (
 	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/rippling"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/sources/sourcestest"
 )
 
-func mustRippling(tb testing.TB, secrets ...string) *sources.Rippling {
+func mustRippling(tb testing.TB, secrets ...string) *rippling.Source {
 	tb.Helper()
-	s, err := sources.NewRippling(sources.Config{Secrets: secrets})
+	s, err := rippling.NewSource(sources.Config{Secrets: secrets})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -19,16 +21,16 @@ func mustRippling(tb testing.TB, secrets ...string) *sources.Rippling {
 }
 
 func TestRipplingFixtures(t *testing.T) {
-	f := loadFixtures(t, "rippling.json")
+	f := sourcestest.LoadFixtures(t, "rippling.json")
 	s := mustRippling(t, f.Token)
 	now := time.Date(2026, 2, 1, 0, 0, 1, 0, time.UTC)
 	for _, fx := range f.Fixtures {
 		t.Run(fx.Name, func(t *testing.T) {
-			r := newRequest(fx.Body, map[string]string{"Authorization": "Bearer " + f.Token, "Content-Type": "application/x-www-form-urlencoded"})
+			r := sourcestest.NewRequest(fx.Body, map[string]string{"Authorization": "Bearer " + f.Token, "Content-Type": "application/x-www-form-urlencoded"})
 			p, err := s.Parse(r, []byte(fx.Body), now)
-			checkErr(t, err, nil)
-			checkInvariants(t, "rippling", []byte(fx.Body), p, now)
-			checkWant(t, "rippling", fx.Body, p, fx)
+			sourcestest.CheckErr(t, err, nil)
+			sourcestest.CheckInvariants(t, "rippling", []byte(fx.Body), p, now)
+			sourcestest.CheckWant(t, "rippling", fx.Body, p, fx)
 			for _, ev := range p.Events {
 				if ev.Person.Email != "" {
 					t.Fatalf("company_primary_email taken for the person's: %s", ev.Person.Email)
@@ -41,8 +43,8 @@ func TestRipplingFixtures(t *testing.T) {
 	}
 	t.Run("OK JSON body", func(t *testing.T) {
 		body := `{"event_name":"employee.terminated","company_id":"c","id":"e-1"}`
-		p, err := s.Parse(newRequest(body, map[string]string{"Authorization": "Bearer " + f.Token}), []byte(body), now)
-		checkErr(t, err, nil)
+		p, err := s.Parse(sourcestest.NewRequest(body, map[string]string{"Authorization": "Bearer " + f.Token}), []byte(body), now)
+		sourcestest.CheckErr(t, err, nil)
 		if len(p.Events) != 1 || p.Events[0].Person.ID != "e-1" || p.Events[0].Type != events.Leaver {
 			t.Fatalf("%+v", p)
 		}
@@ -50,7 +52,7 @@ func TestRipplingFixtures(t *testing.T) {
 }
 
 func TestRipplingRejects(t *testing.T) {
-	f := loadFixtures(t, "rippling.json")
+	f := sourcestest.LoadFixtures(t, "rippling.json")
 	s := mustRippling(t, f.Token)
 	body := f.Fixtures[0].Body
 	now := time.Now()
@@ -66,14 +68,14 @@ func TestRipplingRejects(t *testing.T) {
 		{"ErrBadForm", "event_name=%zz", "Bearer " + f.Token, events.ErrInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := s.Parse(newRequest(tc.body, map[string]string{"Authorization": tc.auth}), []byte(tc.body), now)
-			checkErr(t, err, tc.want)
+			_, err := s.Parse(sourcestest.NewRequest(tc.body, map[string]string{"Authorization": tc.auth}), []byte(tc.body), now)
+			sourcestest.CheckErr(t, err, tc.want)
 		})
 	}
 }
 
 func FuzzRippling(f *testing.F) {
-	ff := loadFixtures(f, "rippling.json")
+	ff := sourcestest.LoadFixtures(f, "rippling.json")
 	for _, fx := range ff.Fixtures {
 		f.Add([]byte(fx.Body), "Bearer "+ff.Token)
 	}
@@ -81,13 +83,13 @@ func FuzzRippling(f *testing.F) {
 	s := mustRippling(f, ff.Token)
 	f.Fuzz(func(t *testing.T, body []byte, auth string) {
 		now := time.Unix(1_769_884_920, 0)
-		p, err := s.Parse(newRequest(string(body), map[string]string{"Authorization": sanitizeHeader(auth)}), body, now)
+		p, err := s.Parse(sourcestest.NewRequest(string(body), map[string]string{"Authorization": sourcestest.SanitizeHeader(auth)}), body, now)
 		if err != nil {
 			if !errors.Is(err, sources.ErrUnauthorized) && !errors.Is(err, events.ErrInvalid) {
 				t.Fatalf("unclassified error %v", err)
 			}
 			return
 		}
-		checkInvariants(t, "rippling", body, p, now)
+		sourcestest.CheckInvariants(t, "rippling", body, p, now)
 	})
 }

@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sentry-jml/sentry-jml/internal/handlers/sources/oktaapi"
-	"github.com/sentry-jml/sentry-jml/internal/handlers/sources/oktaapi/oktatest"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/okta/oktaapi"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/okta/oktatest"
 )
 
 func mustClient(tb testing.TB, sim *oktatest.Server) *oktaapi.Client {

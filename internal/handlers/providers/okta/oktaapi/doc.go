@@ -3,5 +3,6 @@
 // after a thin event-hook delivery, and catching up on System Log events
 // (GET /api/v1/logs, Link pagination) missed while the hook endpoint was down,
 // since Okta retries a failed delivery only once. It owns the Okta wire format
-// only and must not publish, read configuration or touch Sentry.
+// only and must not publish, read configuration or touch Sentry; oktatest
+// (internal/handlers/providers/okta/oktatest) simulates the API it calls.
 package oktaapi
