@@ -55,7 +55,7 @@ func EventTypes() []string {
 // the Authorization header value configured on the hook, compared here in
 // constant time with each active secret.
 //
-// With API access (Config.APIURL and APIToken), profile updates are completed by
+// With API access (sources.Config.APIURL and APIToken), profile updates are completed by
 // re-reading the user, group-membership events carry the user's full group list
 // (re-read), and CatchUp replays System Log events missed during an outage.
 type Source struct {
