@@ -8,15 +8,16 @@ import (
 	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/okta"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/okta/oktatest"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
-	"github.com/sentry-jml/sentry-jml/internal/handlers/sources/oktaapi/oktatest"
 )
 
 // TestOktaCatchUpReplaysMissedEvents: a deactivation the hook never delivered is
 // found in the System Log and published once; the next run publishes nothing new.
 func TestOktaCatchUpReplaysMissedEvents(t *testing.T) {
 	ctx := context.Background()
-	okta := oktatest.NewServer(t)
+	oktaAPI := oktatest.NewServer(t)
 	raw, err := os.ReadFile("../../testdata/webhooks/okta/deactivate.json")
 	if err != nil {
 		t.Fatal(err)
@@ -32,9 +33,9 @@ func TestOktaCatchUpReplaysMissedEvents(t *testing.T) {
 	le := hook.Data.Events[0]
 	le["published"] = time.Now().UTC().Add(-10 * time.Minute).Format(time.RFC3339Nano)
 	b, _ := json.Marshal(le)
-	okta.AddLogEvent(string(b))
+	oktaAPI.AddLogEvent(string(b))
 
-	src, err := sources.NewOkta(sources.Config{Secrets: []string{"Basic x"}, APIURL: okta.URL, APIToken: okta.Token})
+	src, err := okta.NewSource(sources.Config{Secrets: []string{"Basic x"}, APIURL: oktaAPI.URL, APIToken: oktaAPI.Token})
 	if err != nil {
 		t.Fatal(err)
 	}

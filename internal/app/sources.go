@@ -11,6 +11,7 @@ import (
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/providers"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/gusto"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/scimserver"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/state/jsstate"
@@ -58,7 +59,7 @@ func Sources(ctx context.Context, js jetstream.JetStream, specs map[string]provi
 	if err != nil {
 		return nil, nil, err
 	}
-	g, err := sources.NewGusto(cfg("gusto"), keys)
+	g, err := gusto.NewSource(cfg("gusto"), keys)
 	if err := add("gusto", g, err); err != nil {
 		return nil, nil, err
 	}

@@ -27,8 +27,8 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/handlers/converge"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/follow"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/providers"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/okta"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
-	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/worker"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
 	"github.com/sentry-jml/sentry-jml/internal/safety"
@@ -69,7 +69,7 @@ type WorkerOptions struct {
 	Alerts *alert.Notifier
 	// OktaCatchUp, when set (Okta hook and API configured), replays System Log
 	// events the hook missed: Okta retries a failed delivery only once.
-	OktaCatchUp *sources.Okta
+	OktaCatchUp *okta.Source
 	// Gate is the safety gate the Sentry client was built with (NewSafety);
 	// Run keeps it watching the switches and heartbeating. Required.
 	Gate *safety.Gate

@@ -8,6 +8,14 @@ import (
 	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/bamboohr"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/deel"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/generic"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/gusto"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/hibob"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/okta"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/personio"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/rippling"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/roster"
 	"github.com/sentry-jml/sentry-jml/internal/state"
@@ -91,16 +99,16 @@ func TestAuthoritativeSourceNames(t *testing.T) {
 	if !state.Authoritative(roster.Source, "groups") || !state.Authoritative(roster.Source, "department") {
 		t.Errorf("roster.Source %q is not authoritative for every field", roster.Source)
 	}
-	if g := (*sources.Generic)(nil).Name(); !state.Authoritative(g, "groups") || !state.Authoritative(g, "department") {
+	if g := (*generic.Source)(nil).Name(); !state.Authoritative(g, "groups") || !state.Authoritative(g, "department") {
 		t.Errorf("generic source %q is not authoritative for every field", g)
 	}
-	for _, s := range []sources.Source{(*sources.BambooHR)(nil), (*sources.HiBob)(nil), (*sources.Gusto)(nil),
-		(*sources.Personio)(nil), (*sources.Deel)(nil), (*sources.Rippling)(nil)} {
+	for _, s := range []sources.Source{(*bamboohr.Source)(nil), (*hibob.Source)(nil), (*gusto.Source)(nil),
+		(*personio.Source)(nil), (*deel.Source)(nil), (*rippling.Source)(nil)} {
 		if n := s.Name(); state.Authoritative(n, "groups") || !state.Authoritative(n, "department") {
 			t.Errorf("HR source %q is not classified as HR", n)
 		}
 	}
-	if n := (*sources.Okta)(nil).Name(); !state.Authoritative(n, "groups") || state.Authoritative(n, "department") {
+	if n := (*okta.Source)(nil).Name(); !state.Authoritative(n, "groups") || state.Authoritative(n, "department") {
 		t.Errorf("okta source %q is not classified as an IdP", n)
 	}
 }

@@ -53,17 +53,16 @@ var rules = []rule{
 	{doc: "internal/handlers: none of them parses configuration (and nothing in internal/ imports cmd)", pkgs: []string{"internal/..."}, forbid: []string{"cmd/..."}, tests: true},
 	{doc: "internal/telemetry: must not import the daemon's domain packages", pkgs: []string{"internal/telemetry"}, forbid: []string{"internal/..."}},
 	{doc: "internal/handlers/converge: must not import JetStream or the state backends", pkgs: []string{"internal/handlers/converge"}, forbid: cat(natsLibs, redisLib, backends)},
-	{doc: "internal/handlers/resolve: must not import the receiver, NATS, Sentry or configuration", pkgs: []string{"internal/handlers/resolve/..."}, forbid: cat(natsLibs, sentryPkgs, []string{"internal/handlers/receiver", "cmd/..."})},
-	{doc: "internal/handlers/worker: must not parse configuration or know about webhook formats", pkgs: []string{"internal/handlers/worker"}, forbid: []string{"cmd/...", "internal/handlers/sources/...", "github.com/kelseyhightower/envconfig"}},
-	{doc: "internal/handlers/sources/oktaapi/oktatest: never imports oktaapi", pkgs: []string{"internal/handlers/sources/oktaapi/oktatest"}, forbid: []string{"internal/handlers/sources/oktaapi"}},
-	{doc: "internal/handlers/sources: must not publish, touch Sentry or read configuration", pkgs: []string{"internal/handlers/sources/..."}, forbid: cat(natsLibs, sentryPkgs, []string{"cmd/...", "github.com/kelseyhightower/envconfig"})},
+	{doc: "internal/handlers/resolve: must not import the receiver, NATS, Sentry, configuration or a provider package", pkgs: []string{"internal/handlers/resolve/..."}, forbid: cat(natsLibs, sentryPkgs, []string{"internal/handlers/receiver", "cmd/...", "internal/handlers/providers/..."})},
+	{doc: "internal/handlers/worker: must not parse configuration or know about webhook formats", pkgs: []string{"internal/handlers/worker"}, forbid: []string{"cmd/...", "internal/handlers/sources/...", "internal/handlers/providers/...", "github.com/kelseyhightower/envconfig"}},
+	{doc: "internal/handlers/sources: must not publish, touch Sentry, read configuration or import a provider package", pkgs: []string{"internal/handlers/sources/..."}, forbid: cat(natsLibs, sentryPkgs, []string{"cmd/...", "github.com/kelseyhightower/envconfig", "internal/handlers/providers/..."})},
 	{doc: "internal/handlers/providers: must not read configuration, publish, or touch Sentry", pkgs: []string{"internal/handlers/providers"}, forbid: cat(natsLibs, sentryPkgs, []string{"cmd/...", "github.com/kelseyhightower/envconfig"})},
 	{doc: "internal/handlers/scimserver: must not touch Sentry, read configuration or import a state backend", pkgs: []string{"internal/handlers/scimserver"}, forbid: cat(sentryPkgs, backends, redisLib, []string{"cmd/...", "github.com/kelseyhightower/envconfig"})},
 	{doc: "internal/handlers/reconcile: must not import a state backend or anything under cmd (directly: the safety gate it calls keeps its brakes in jsstate)", pkgs: []string{"internal/handlers/reconcile"}, forbid: cat(backends, []string{"cmd/..."}), direct: true},
 	{doc: "internal/handlers/receiver: must not touch Sentry or the state backends", pkgs: []string{"internal/handlers/receiver"}, forbid: cat(sentryPkgs, backends, redisLib)},
 	{doc: "internal/alert: must not import the handlers, NATS, Redis or cmd/*", pkgs: []string{"internal/alert"}, forbid: cat(natsLibs, redisLib, []string{"internal/handlers/...", "cmd/..."})},
 	{doc: "internal/roster: must not import the Sentry client or the handlers", pkgs: []string{"internal/roster"}, forbid: cat(sentryPkgs, []string{"internal/handlers/..."})},
-	{doc: "internal/events: must not import webhook sources, the Sentry client or the state backends", pkgs: []string{"internal/events"}, forbid: cat(sentryPkgs, backends, []string{"internal/handlers/sources/..."})},
+	{doc: "internal/events: must not import webhook sources, the Sentry client or the state backends", pkgs: []string{"internal/events"}, forbid: cat(sentryPkgs, backends, []string{"internal/handlers/sources/...", "internal/handlers/providers/..."})},
 	{doc: "internal/state/redisstate: must not import other state backends (memstate, jsstate) or application packages", pkgs: []string{"internal/state/redisstate"}, forbid: cat(appLayers, []string{"internal/state/memstate", "internal/state/jsstate"})},
 	{doc: "internal/state/statetest: imports only package state (and events, whose Person a record holds) and test helpers, never a backend", pkgs: []string{"internal/state/statetest"}, forbid: []string{"internal/...", "cmd/..."}, allow: []string{"internal/state", "internal/events"}},
 	{doc: "internal/state/jsstate: must not import Redis or the coordination backends", pkgs: []string{"internal/state/jsstate"}, forbid: cat(redisLib, []string{"internal/state/redisstate", "internal/state/memstate"})},
@@ -82,16 +81,63 @@ var rules = []rule{
 // helpers may import them (safetytest: "nothing imports safetytest outside
 // tests"; the sandbox is the exception cmd/jml's `jml sandbox` and `jml run`
 // serve, as sentrytest's doc.go says).
-var testOnly = []struct {
-	pkg     string
-	allowed []string // non-test importers allowed
-}{
+var testOnly = []helper{
 	{"internal/safety/safetytest", nil},
 	{"internal/state/statetest", nil},
 	{"internal/embednats/natstest", nil},
-	{"internal/handlers/resolve/resolvetest", nil},
-	{"internal/handlers/sources/oktaapi/oktatest", nil},
+	{"internal/handlers/sources/sourcestest", nil},
 	{"internal/sentry/sentrytest/...", []string{"cmd/jml", "internal/sentry/sentrytest/..."}},
+}
+
+// helper is a test helper package and the non-test packages that may import it.
+type helper struct {
+	pkg     string
+	allowed []string // non-test importers allowed
+}
+
+const providersDir = "internal/handlers/providers/"
+
+// providerRules are the rules of the provider packages' doc.go files, for
+// every package directly under internal/handlers/providers (so a new provider
+// is bound without being listed here): a provider must not publish, touch
+// Sentry, read configuration or import the registry, another provider or the
+// receiver; its API simulator (<name>/<name>test, when it has one) never
+// imports the provider's packages or resolve, and only tests import it. The
+// simulators' shared plumbing, resolvetest, is imported by the simulators
+// alone.
+func providerRules(pkgs []pkg) ([]rule, []helper) {
+	var names []string
+	exists := map[string]bool{}
+	for _, p := range pkgs {
+		rel, _ := strings.CutPrefix(p.ImportPath, module+"/")
+		exists[rel] = true
+		if n, ok := strings.CutPrefix(rel, providersDir); ok && !strings.Contains(n, "/") {
+			names = append(names, n)
+		}
+	}
+	var rules []rule
+	var sims []string
+	for _, n := range names {
+		home := providersDir + n
+		forbid := cat(natsLibs, sentryPkgs, []string{"cmd/...", "github.com/kelseyhightower/envconfig", "internal/handlers/receiver", "internal/handlers/providers"})
+		for _, o := range names {
+			if o != n {
+				forbid = append(forbid, providersDir+o+"/...")
+			}
+		}
+		rules = append(rules, rule{doc: home + ": must not publish, touch Sentry or read configuration, and must not import the registry, another provider's package or the receiver",
+			pkgs: []string{home + "/..."}, forbid: forbid})
+		if sim := home + "/" + n + "test"; exists[sim] {
+			sims = append(sims, sim)
+			rules = append(rules, rule{doc: sim + ": never imports package " + n + " (or its other subpackages) or resolve",
+				pkgs: []string{sim}, forbid: []string{home + "/...", "internal/handlers/resolve"}, allow: []string{sim}})
+		}
+	}
+	helpers := []helper{{"internal/handlers/resolve/resolvetest", sims}}
+	for _, s := range sims {
+		helpers = append(helpers, helper{s, nil})
+	}
+	return rules, helpers
 }
 
 func match(pattern, path string) bool {
@@ -142,7 +188,11 @@ func listModule(t *testing.T) []pkg {
 
 func TestImportRules(t *testing.T) {
 	pkgs := listModule(t)
-	for _, r := range rules {
+	provRules, provHelpers := providerRules(pkgs)
+	if len(provHelpers) < 8 {
+		t.Fatalf("%d provider API simulators found under %s; want okta's and the six HR systems'", len(provHelpers)-1, providersDir)
+	}
+	for _, r := range slices.Concat(rules, provRules) {
 		matched := 0
 		for _, p := range pkgs {
 			if !matchAny(r.pkgs, p.ImportPath) {
@@ -178,7 +228,7 @@ func TestImportRules(t *testing.T) {
 			t.Errorf("rule %q matches no package (renamed?)", r.doc)
 		}
 	}
-	for _, h := range testOnly {
+	for _, h := range slices.Concat(testOnly, provHelpers) {
 		for _, p := range pkgs {
 			if matchAny([]string{h.pkg}, p.ImportPath) || matchAny(h.allowed, p.ImportPath) {
 				continue

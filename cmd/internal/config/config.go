@@ -16,6 +16,7 @@ import (
 	"github.com/sentry-jml/sentry-jml/internal/app"
 	"github.com/sentry-jml/sentry-jml/internal/events"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/providers"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/okta"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
 	"github.com/sentry-jml/sentry-jml/internal/state"
@@ -297,12 +298,12 @@ func (c Common) Reconcile() app.ReconcileOptions {
 
 // OktaCatchUp builds the Okta source used to replay the System Log when both
 // the hook secret and API access are configured; nil otherwise.
-func OktaCatchUp(m map[string]providers.Settings, log *slog.Logger) (*sources.Okta, error) {
+func OktaCatchUp(m map[string]providers.Settings, log *slog.Logger) (*okta.Source, error) {
 	se := m["okta"]
 	if len(se.Secrets) == 0 || se.APIURL == "" {
 		return nil, nil
 	}
-	o, err := sources.NewOkta(sources.Config{Secrets: se.Secrets, APIURL: se.APIURL, APIToken: se.APIToken, Logger: log})
+	o, err := okta.NewSource(sources.Config{Secrets: se.Secrets, APIURL: se.APIURL, APIToken: se.APIToken, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("JML_SOURCE_OKTA_*: %w", err)
 	}

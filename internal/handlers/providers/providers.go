@@ -5,6 +5,14 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/bamboohr"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/deel"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/generic"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/gusto"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/hibob"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/okta"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/personio"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/rippling"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 )
@@ -47,11 +55,11 @@ type Provider struct {
 	AppBuilt bool
 	// API builds the reader of the provider's employee API (thin payloads,
 	// unsigned webhooks); nil when the provider has none the worker reads
-	// (Okta's API feeds the System Log catch-up instead).
+	// (Okta's API feeds the System Log catch-up instead). A provider with an
+	// API reader has a simulator of that API, providers/<name>/<name>test,
+	// which only tests import (it imports testing); the registry's tests list
+	// them and check there is one exactly where API is set.
 	API func(resolve.Config) (resolve.Resolver, error)
-	// Fake names the simulator of the provider's API in resolvetest
-	// ("" when there is none).
-	Fake string
 	// WithoutAPI returns what the provider cannot do when its API is not
 	// configured ("" when nothing is lost); doctor prints it as a warning.
 	WithoutAPI func(Settings) string
@@ -60,21 +68,21 @@ type Provider struct {
 // All returns the registry, in the order the configuration lists providers.
 func All() []Provider {
 	return []Provider{
-		{Name: "generic", Class: EveryField, Webhook: func(c sources.Config) (sources.Source, error) { return sources.NewGeneric(c.Secrets, nil) }},
-		{Name: "okta", Class: IdP, Webhook: func(c sources.Config) (sources.Source, error) { return sources.NewOkta(c) }},
-		{Name: "bamboohr", Class: HR, Webhook: func(c sources.Config) (sources.Source, error) { return sources.NewBambooHR(c) },
-			API: func(c resolve.Config) (resolve.Resolver, error) { return resolve.NewBambooHR(c) }, Fake: "NewBambooHR",
-			WithoutAPI: func(s Settings) string { return sources.BambooHRWithoutAPI(s.APIURL, s.APIToken) }},
-		{Name: "hibob", Class: HR, Webhook: func(c sources.Config) (sources.Source, error) { return sources.NewHiBob(c) },
-			API: func(c resolve.Config) (resolve.Resolver, error) { return resolve.NewHiBob(c) }, Fake: "NewHiBob"},
+		{Name: "generic", Class: EveryField, Webhook: func(c sources.Config) (sources.Source, error) { return generic.NewSource(c.Secrets, nil) }},
+		{Name: "okta", Class: IdP, Webhook: func(c sources.Config) (sources.Source, error) { return okta.NewSource(c) }},
+		{Name: "bamboohr", Class: HR, Webhook: func(c sources.Config) (sources.Source, error) { return bamboohr.NewSource(c) },
+			API:        func(c resolve.Config) (resolve.Resolver, error) { return bamboohr.NewResolver(c) },
+			WithoutAPI: func(s Settings) string { return bamboohr.WithoutAPI(s.APIURL, s.APIToken) }},
+		{Name: "hibob", Class: HR, Webhook: func(c sources.Config) (sources.Source, error) { return hibob.NewSource(c) },
+			API: func(c resolve.Config) (resolve.Resolver, error) { return hibob.NewResolver(c) }},
 		{Name: "gusto", Class: HR, AppBuilt: true,
-			API: func(c resolve.Config) (resolve.Resolver, error) { return resolve.NewGusto(c) }, Fake: "NewGusto"},
-		{Name: "personio", Class: HR, Webhook: func(c sources.Config) (sources.Source, error) { return sources.NewPersonio(c) },
-			API: func(c resolve.Config) (resolve.Resolver, error) { return resolve.NewPersonio(c) }, Fake: "NewPersonio", WithoutAPI: unconfirmed("personio")},
-		{Name: "deel", Class: HR, Webhook: func(c sources.Config) (sources.Source, error) { return sources.NewDeel(c) },
-			API: func(c resolve.Config) (resolve.Resolver, error) { return resolve.NewDeel(c) }, Fake: "NewDeel"},
-		{Name: "rippling", Class: HR, Webhook: func(c sources.Config) (sources.Source, error) { return sources.NewRippling(c) },
-			API: func(c resolve.Config) (resolve.Resolver, error) { return resolve.NewRippling(c) }, Fake: "NewRippling", WithoutAPI: unconfirmed("rippling")},
+			API: func(c resolve.Config) (resolve.Resolver, error) { return gusto.NewResolver(c) }},
+		{Name: "personio", Class: HR, Webhook: func(c sources.Config) (sources.Source, error) { return personio.NewSource(c) },
+			API: func(c resolve.Config) (resolve.Resolver, error) { return personio.NewResolver(c) }, WithoutAPI: unconfirmed("personio")},
+		{Name: "deel", Class: HR, Webhook: func(c sources.Config) (sources.Source, error) { return deel.NewSource(c) },
+			API: func(c resolve.Config) (resolve.Resolver, error) { return deel.NewResolver(c) }},
+		{Name: "rippling", Class: HR, Webhook: func(c sources.Config) (sources.Source, error) { return rippling.NewSource(c) },
+			API: func(c resolve.Config) (resolve.Resolver, error) { return rippling.NewResolver(c) }, WithoutAPI: unconfirmed("rippling")},
 		{Name: "scim", Class: IdP, AppBuilt: true},
 	}
 }

@@ -1,10 +1,6 @@
 package providers_test
 
 import (
-	"go/ast"
-	"go/parser"
-	"go/token"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -69,18 +65,21 @@ func TestClassesMatchTheDirectory(t *testing.T) {
 	}
 }
 
-// API readers exist exactly where a simulator names them, and the worker's
-// resolvers skip a provider whose API feeds something else (Okta's System
-// Log catch-up): with JML_SOURCE_OKTA_API_URL set the worker used to fail
-// to start ("no resolver for source okta").
+// API readers exist exactly where a simulator (the fakes table) stands for
+// them, and the worker's resolvers skip a provider whose API feeds something
+// else (Okta's System Log catch-up): with JML_SOURCE_OKTA_API_URL set the
+// worker used to fail to start ("no resolver for source okta").
 func TestAPIs(t *testing.T) {
-	fakes := resolvetestFuncs(t)
-	for _, p := range providers.All() {
-		if (p.API != nil) != (p.Fake != "") {
-			t.Errorf("%s: API reader %v but simulator %q", p.Name, p.API != nil, p.Fake)
+	hasFake := map[string]bool{}
+	for _, f := range fakes {
+		if _, ok := providers.Lookup(f.name); !ok {
+			t.Errorf("simulator %s has no registry entry", f.name)
 		}
-		if p.Fake != "" && !fakes[p.Fake] {
-			t.Errorf("%s: resolvetest has no %s", p.Name, p.Fake)
+		hasFake[f.name] = true
+	}
+	for _, p := range providers.All() {
+		if (p.API != nil) != hasFake[p.Name] {
+			t.Errorf("%s: API reader %v but simulator %v", p.Name, p.API != nil, hasFake[p.Name])
 		}
 	}
 	apis := providers.APIs(map[string]providers.Settings{
@@ -96,31 +95,4 @@ func TestAPIs(t *testing.T) {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
-}
-
-// resolvetestFuncs lists the exported functions of the simulators' package
-// (read as source: non-test code must not import a test helper).
-func resolvetestFuncs(t *testing.T) map[string]bool {
-	t.Helper()
-	const dir = "../resolve/resolvetest"
-	files, err := filepath.Glob(filepath.Join(dir, "*.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]bool{}
-	for _, name := range files {
-		f, err := parser.ParseFile(token.NewFileSet(), name, nil, parser.SkipObjectResolution)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, d := range f.Decls {
-			if fd, ok := d.(*ast.FuncDecl); ok && fd.Recv == nil && fd.Name.IsExported() {
-				out[fd.Name.Name] = true
-			}
-		}
-	}
-	if len(out) == 0 {
-		t.Fatal("no functions found in resolvetest")
-	}
-	return out
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/sentry-jml/sentry-jml/internal/embednats/natstest"
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/generic"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/receiver"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/signature"
@@ -47,7 +48,7 @@ func benchHookGeneric(b *testing.B, topts telemetry.Options) {
 	if err := events.EnsureStreams(context.Background(), js, events.StreamOptions{}); err != nil {
 		b.Fatal(err)
 	}
-	g, err := sources.NewGeneric([]string{secret}, nil)
+	g, err := generic.NewSource([]string{secret}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

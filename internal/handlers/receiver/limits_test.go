@@ -26,6 +26,14 @@ import (
 
 	"github.com/sentry-jml/sentry-jml/internal/embednats/natstest"
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/bamboohr"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/deel"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/generic"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/gusto"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/hibob"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/okta"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/personio"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/rippling"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/receiver"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/signature"
@@ -44,19 +52,19 @@ func allSources(t *testing.T) ([]sources.Source, map[string]func(id, email strin
 		}
 		return s
 	}
-	gen, err := sources.NewGeneric([]string{secret}, nil)
+	gen, err := generic.NewSource([]string{secret}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	srcs := []sources.Source{
 		gen,
-		must(sources.NewOkta(cfg)),
-		must(sources.NewBambooHR(cfg)),
-		must(sources.NewHiBob(cfg)),
-		must(sources.NewPersonio(cfg)),
-		must(sources.NewDeel(cfg)),
-		must(sources.NewRippling(cfg)),
-		must(sources.NewGusto(cfg, nil)),
+		must(okta.NewSource(cfg)),
+		must(bamboohr.NewSource(cfg)),
+		must(hibob.NewSource(cfg)),
+		must(personio.NewSource(cfg)),
+		must(deel.NewSource(cfg)),
+		must(rippling.NewSource(cfg)),
+		must(gusto.NewSource(cfg, nil)),
 	}
 	hexMAC := func(parts ...string) string {
 		m := hmac.New(sha256.New, []byte(hmacKey))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/sentry-jml/sentry-jml/internal/embednats/natstest"
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/generic"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/receiver"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 )
@@ -21,7 +22,7 @@ import (
 // not serve /metrics.
 func TestReceiverSeriesAtZeroAndNoMetricsRoute(t *testing.T) {
 	_, _, js := natstest.Run(t)
-	g, err := sources.NewGeneric([]string{secret}, nil)
+	g, err := generic.NewSource([]string{secret}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sentry-jml/sentry-jml/internal/embednats/natstest"
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/generic"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/receiver"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/signature"
@@ -24,7 +25,7 @@ const secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 func newReceiver(t *testing.T, js jetstream.JetStream) *httptest.Server {
 	t.Helper()
-	g, err := sources.NewGeneric([]string{secret}, nil)
+	g, err := generic.NewSource([]string{secret}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,35 +76,38 @@ func (b BySource) Resolve(ctx context.Context, source, personID string) (events.
 	return r.Resolve(ctx, source, personID)
 }
 
-// client is the HTTP plumbing the provider resolvers share.
-type client struct {
+// Client is the HTTP plumbing the provider resolvers share.
+type Client struct {
 	provider string
 	base     *url.URL
 	hc       *http.Client
 }
 
-func newClient(provider, base, def string, hc *http.Client) (client, error) {
+// NewClient returns the plumbing of one provider's reader: base is
+// JML_SOURCE_<NAME>_API_URL (def when empty; an error wrapping
+// ErrNotConfigured when both are), hc nil means a client with a 10 s timeout.
+func NewClient(provider, base, def string, hc *http.Client) (Client, error) {
 	if base == "" {
 		base = def
 	}
 	if base == "" {
-		return client{}, fmt.Errorf("resolve %s: %w: API URL is required", provider, ErrNotConfigured)
+		return Client{}, fmt.Errorf("resolve %s: %w: API URL is required", provider, ErrNotConfigured)
 	}
 	u, err := url.Parse(strings.TrimRight(base, "/"))
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return client{}, fmt.Errorf("resolve %s: API URL %q is not an http(s) URL", provider, base)
+		return Client{}, fmt.Errorf("resolve %s: API URL %q is not an http(s) URL", provider, base)
 	}
 	if hc == nil {
 		hc = &http.Client{Timeout: 10 * time.Second}
 	}
-	return client{provider: provider, base: u, hc: hc}, nil
+	return Client{provider: provider, base: u, hc: hc}, nil
 }
 
 // maxResponse bounds what is read from a provider.
 const maxResponse = 1 << 20
 
-// checkID refuses ids that cannot be a provider id and would change the path.
-func checkID(id string) error {
+// CheckID refuses ids that cannot be a provider id and would change the path.
+func CheckID(id string) error {
 	if id == "" || len(id) > 256 || id == "." || id == ".." ||
 		strings.ContainsAny(id, "/\\?#%") || strings.ContainsFunc(id, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return fmt.Errorf("%w: %q is not a provider id", ErrUnresolvable, truncate(id))
@@ -112,8 +115,8 @@ func checkID(id string) error {
 	return nil
 }
 
-// url joins the base path with escaped segments.
-func (c client) url(query url.Values, segments ...string) string {
+// URL joins the base path with escaped segments.
+func (c Client) URL(query url.Values, segments ...string) string {
 	u := *c.base
 	var b strings.Builder
 	b.WriteString(u.Path)
@@ -129,9 +132,9 @@ func (c client) url(query url.Values, segments ...string) string {
 	return u.String()
 }
 
-// do sends req and decodes a 2xx JSON answer into out; 404 is ErrUnresolvable,
+// Do sends req and decodes a 2xx JSON answer into out; 404 is ErrUnresolvable,
 // 401/403 ErrUnauthorized, anything else a *StatusError.
-func (c client) do(req *http.Request, out any) error {
+func (c Client) Do(req *http.Request, out any) error {
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -163,9 +166,9 @@ func truncate(s string) string {
 	return s
 }
 
-// workEmail returns s when it looks like an address (the worker matches it
+// WorkEmail returns s when it looks like an address (the worker matches it
 // against Sentry, which checks the rest).
-func workEmail(s string) string {
+func WorkEmail(s string) string {
 	s = strings.TrimSpace(s)
 	if at := strings.LastIndexByte(s, '@'); at <= 0 || at == len(s)-1 || strings.ContainsAny(s, " <>,") {
 		return ""
@@ -173,9 +176,12 @@ func workEmail(s string) string {
 	return s
 }
 
-func joinName(first, last string) string { return strings.TrimSpace(first + " " + last) }
+// JoinName joins a first and a last name.
+func JoinName(first, last string) string { return strings.TrimSpace(first + " " + last) }
 
-func attrs(kv ...string) map[string]string {
+// Attrs builds attributes from key, value pairs, leaving out empty values
+// (nil when all are).
+func Attrs(kv ...string) map[string]string {
 	m := map[string]string{}
 	for i := 0; i+1 < len(kv); i += 2 {
 		if kv[i+1] != "" {

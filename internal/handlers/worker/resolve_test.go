@@ -8,6 +8,10 @@ import (
 	"time"
 
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/personio"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/personio/personiotest"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/rippling"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/rippling/ripplingtest"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/resolve/resolvetest"
 	"github.com/sentry-jml/sentry-jml/internal/policy"
@@ -39,9 +43,9 @@ func thin(id, source string, typ events.Type, status events.Status) events.Event
 
 // A thin payload (an id, no email) is re-read from the provider's API, then converged.
 func TestThinPayloadResolvedThroughProviderAPI(t *testing.T) {
-	sim := resolvetest.NewRippling(t)
+	sim := ripplingtest.New(t)
 	sim.Add(resolvetest.Person{ID: "emp-42", Email: "jane.doe@acme.test", FirstName: "Jane", LastName: "Doe", State: resolvetest.Terminated})
-	r, err := resolve.NewRippling(resolve.Config{BaseURL: sim.URL, Token: sim.Token, HTTPClient: sim.Client()})
+	r, err := rippling.NewResolver(resolve.Config{BaseURL: sim.URL, Token: sim.Token, HTTPClient: sim.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,9 +60,9 @@ func TestThinPayloadResolvedThroughProviderAPI(t *testing.T) {
 
 // Rippling is unsigned: a termination the provider does not confirm is not applied.
 func TestUnsignedTerminationCheckedWithProvider(t *testing.T) {
-	sim := resolvetest.NewRippling(t)
+	sim := ripplingtest.New(t)
 	sim.Add(resolvetest.Person{ID: "emp-7", Email: "bob.martin@acme.test", FirstName: "Bob", LastName: "Martin", State: resolvetest.Active})
-	r, _ := resolve.NewRippling(resolve.Config{BaseURL: sim.URL, Token: sim.Token, HTTPClient: sim.Client()})
+	r, _ := rippling.NewResolver(resolve.Config{BaseURL: sim.URL, Token: sim.Token, HTTPClient: sim.Client()})
 	h := startWith(t, policy.Default(), resolve.BySource{"rippling": r}, &unresolvedList{})
 	ev := thin("emp-7", "rippling", events.Leaver, events.Terminated)
 	ev.Person.Email = "bob.martin@acme.test"
@@ -99,8 +103,8 @@ func TestUnresolvedListingFailureIsRetried(t *testing.T) {
 // A provider 404 confirms nothing: an unsigned termination for a person the
 // provider does not know is not applied, and is listed as unresolved.
 func TestUnsignedTerminationUnknownToProviderNotApplied(t *testing.T) {
-	sim := resolvetest.NewPersonio(t) // knows nobody: every read is a 404
-	r, err := resolve.NewPersonio(resolve.Config{BaseURL: sim.URL, Token: sim.Token, HTTPClient: sim.Client()})
+	sim := personiotest.New(t) // knows nobody: every read is a 404
+	r, err := personio.NewResolver(resolve.Config{BaseURL: sim.URL, Token: sim.Token, HTTPClient: sim.Client()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -95,7 +95,7 @@ func (s *SourceKeys) write(ctx context.Context, fn func(*sourceKey) bool) (sourc
 }
 
 // ClaimVerificationToken stores token when the source is armed and disarms it
-// (sources.KeyStore): exactly one verification request per arming hands a key
+// (gusto.KeyStore): exactly one verification request per arming hands a key
 // over, fleet-wide, since the write is a compare-and-set on one KV record. A
 // token already stored is accepted again without an arming. saved is false,
 // with a nil error, when the source is not armed.
@@ -143,7 +143,7 @@ func (s *SourceKeys) ArmedUntil(ctx context.Context) (time.Time, error) {
 	return k.ArmedUntil, err
 }
 
-// VerificationTokens returns the stored tokens (sources.KeyLoader).
+// VerificationTokens returns the stored tokens (gusto.KeyLoader).
 func (s *SourceKeys) VerificationTokens(ctx context.Context) ([]string, error) {
 	k, _, err := s.read(ctx)
 	return k.Tokens, err

@@ -1,13 +1,8 @@
-// Package resolvetest simulates the employee-read APIs of the HR providers the
-// resolve package calls (BambooHR, HiBob, Gusto, Personio, Deel, Rippling), in
-// the manner of httptest: real paths, each provider's auth scheme, its JSON
-// shapes, 401 for bad credentials and 404 for unknown ids, as their public API
-// documentation describes them. It keeps its own wire shapes and never imports
-// resolve, so a shared struct cannot hide a contract bug.
 package resolvetest
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -42,6 +37,21 @@ type Person struct {
 	ContractID string
 }
 
+// Seed adds the standard company the readers' tests run against, idOf giving
+// each person's id in the provider's format: 01 active (with a manager and a
+// Deel contract c-01), 02 terminated on 2026-11-27 (contract c-02), 03 on
+// leave, 04 hired with a start date ahead.
+func Seed(s *Server, idOf func(n string) string) {
+	s.Add(Person{ID: idOf("01"), Email: "jane@acme.com", FirstName: "Jane", LastName: "Doe",
+		Department: "Payments", Title: "Engineer", ManagerEmail: "lead@acme.com", State: Active, ContractID: "c-01"})
+	s.Add(Person{ID: idOf("02"), Email: "leaver@acme.com", FirstName: "Lee", LastName: "Ver",
+		Department: "Sales", Title: "AE", State: Terminated, TerminationDate: "2026-11-27", ContractID: "c-02"})
+	s.Add(Person{ID: idOf("03"), Email: "away@acme.com", FirstName: "A", LastName: "Way",
+		Department: "Ops", Title: "SRE", State: Leave})
+	s.Add(Person{ID: idOf("04"), Email: "soon@acme.com", FirstName: "S", LastName: "Oon",
+		Department: "Ops", Title: "SRE", State: NotStarted})
+}
+
 // Request is one request the simulator served.
 type Request struct {
 	Method, Path, Query string
@@ -61,11 +71,14 @@ type Server struct {
 	people map[string]Person
 	reqs   []Request
 	fail   []int
-	// Personio access tokens issued and still valid.
+	// Access tokens issued and still valid (IssueToken).
 	issued map[string]bool
 }
 
-func newServer(tb testing.TB, token string, route func(s *Server, w http.ResponseWriter, r *http.Request)) *Server {
+// NewServer starts a simulated provider API on a loopback httptest.Server: token
+// is the credential it accepts, route serves one request (after the failures
+// FailNext injected); every request is recorded.
+func NewServer(tb testing.TB, token string, route func(s *Server, w http.ResponseWriter, r *http.Request)) *Server {
 	tb.Helper()
 	s := &Server{Token: token, people: map[string]Person{}, issued: map[string]bool{}}
 	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -77,7 +90,7 @@ func newServer(tb testing.TB, token string, route func(s *Server, w http.Respons
 		}
 		s.mu.Unlock()
 		if injected != 0 {
-			writeJSON(rec, injected, map[string]string{"error": "injected failure"})
+			WriteJSON(rec, injected, map[string]string{"error": "injected failure"})
 		} else {
 			route(s, rec, r)
 		}
@@ -114,14 +127,16 @@ func (s *Server) Requests() []Request {
 // Client returns an HTTP client for the server.
 func (s *Server) Client() *http.Client { return s.srv.Client() }
 
-func (s *Server) person(id string) (Person, bool) {
+// Get returns the person with the provider id.
+func (s *Server) Get(id string) (Person, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, ok := s.people[id]
 	return p, ok
 }
 
-func (s *Server) byEmail(email string) (Person, bool) {
+// ByEmail returns the person with the work email (case-insensitive).
+func (s *Server) ByEmail(email string) (Person, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, p := range s.people {
@@ -130,6 +145,42 @@ func (s *Server) byEmail(email string) (Person, bool) {
 		}
 	}
 	return Person{}, false
+}
+
+// Find returns a person match accepts.
+func (s *Server) Find(match func(Person) bool) (Person, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.people {
+		if match(p) {
+			return p, true
+		}
+	}
+	return Person{}, false
+}
+
+// IssueToken records and returns a new access token: prefix and a number (for
+// providers whose API hands out access tokens: Personio).
+func (s *Server) IssueToken(prefix string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	tok := fmt.Sprintf("%s%d", prefix, len(s.issued)+len(s.reqs))
+	s.issued[tok] = true
+	return tok
+}
+
+// TokenIssued reports whether tok was issued and not expired since.
+func (s *Server) TokenIssued(tok string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.issued[tok]
+}
+
+// ExpireTokens revokes every access token issued so far (Personio answers 401).
+func (s *Server) ExpireTokens() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.issued = map[string]bool{}
 }
 
 type statusRecorder struct {
@@ -142,15 +193,18 @@ func (r *statusRecorder) WriteHeader(code int) {
 	r.ResponseWriter.WriteHeader(code)
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
+// WriteJSON answers status with v as JSON.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func bearer(r *http.Request) string {
+// Bearer returns the request's bearer token ("" when there is none).
+func Bearer(r *http.Request) string {
 	t, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	return t
 }
 
-func (p Person) name() string { return strings.TrimSpace(p.FirstName + " " + p.LastName) }
+// Name is the first and the last name.
+func (p Person) Name() string { return strings.TrimSpace(p.FirstName + " " + p.LastName) }
