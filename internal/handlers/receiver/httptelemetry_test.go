@@ -20,6 +20,7 @@ import (
 
 	"github.com/sentry-jml/sentry-jml/internal/embednats/natstest"
 	"github.com/sentry-jml/sentry-jml/internal/events"
+	"github.com/sentry-jml/sentry-jml/internal/handlers/providers/generic"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/receiver"
 	"github.com/sentry-jml/sentry-jml/internal/handlers/sources"
 	"github.com/sentry-jml/sentry-jml/internal/signature"
@@ -32,7 +33,7 @@ import (
 // forged host).
 func TestServerSpansAndDuration(t *testing.T) {
 	ns, _, js := natstest.Run(t)
-	g, err := sources.NewGeneric([]string{secret}, nil)
+	g, err := generic.NewSource([]string{secret}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
