@@ -54,7 +54,10 @@ func NewReceiver(ctx context.Context, o ReceiverOptions) (http.Handler, error) {
 	if err := events.EnsureStreams(ctx, js, o.Streams); err != nil {
 		return nil, err
 	}
-	pub := events.NewAsyncPublisher(js, o.Telemetry.TracerProvider, o.Telemetry.Propagator, publishAckWait)
+	// The JetStream context's async timeout (above) is the only bound needed:
+	// it fails the ack's future, and a second timer per event would cost
+	// CPU for nothing.
+	pub := events.NewAsyncPublisher(js, o.Telemetry.TracerProvider, o.Telemetry.Propagator, 0)
 	srcs, extra, err := Sources(ctx, js, o.Specs, pub, jsstate.Options{Replicas: o.Streams.Replicas}, o.Logger,
 		SourcesOptions{PublicURL: o.PublicURL, MeterProvider: o.Telemetry.MeterProvider})
 	if err != nil {

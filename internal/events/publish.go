@@ -42,12 +42,13 @@ func NewPublisher(js jetstream.Publisher, tp trace.TracerProvider, prop propagat
 // PublishMsgAsync and still returns only after that message's ack (or an
 // error), so durability is the same, but concurrent publishes share the
 // connection's writes and the ack subscription instead of a request round
-// trip each. wait bounds the wait for an ack when ctx has no earlier
-// deadline (jetstream's own default for a synchronous publish is 5 s).
+// trip each.
 //
-// js should be created with jetstream.WithPublishAsyncTimeout, so that a
-// future whose ack never comes is dropped from the pending set (a caller
-// that gave up does not leave it there).
+// js should be created with jetstream.WithPublishAsyncTimeout: the future
+// of an ack that never comes then fails with ErrAsyncPublishTimeout and is
+// dropped from the pending set. wait > 0 adds a bound of this publisher's
+// own (a timer per publish) for a js without one; 0 leaves the bound to js
+// and ctx.
 func NewAsyncPublisher(js jetstream.Publisher, tp trace.TracerProvider, prop propagation.TextMapPropagator, wait time.Duration) *Publisher {
 	p := NewPublisher(js, tp, prop)
 	p.async, p.asyncWait = true, wait

@@ -6,8 +6,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"hash"
+	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -31,9 +34,12 @@ const secretPrefix = "whsec_"
 // StandardWebhooks verifies https://www.standardwebhooks.com signatures with one or
 // more active secrets (rotation). It is safe for concurrent use.
 type StandardWebhooks struct {
-	keys      [][]byte
 	tolerance time.Duration
 	now       func() time.Time
+	// macs holds, per key, HMAC-SHA256 states keyed with it: hmac.New
+	// allocates two digests and its pads on every call, Reset on a used state
+	// restores the keyed state without either.
+	macs []*sync.Pool
 }
 
 // NewStandardWebhooks decodes each secret ("whsec_" + base64, padded or not; the
@@ -54,7 +60,7 @@ func NewStandardWebhooks(secrets []string, tolerance time.Duration, now func() t
 		if err != nil {
 			return nil, fmt.Errorf("secret %d: %w", i+1, err)
 		}
-		v.keys = append(v.keys, key)
+		v.macs = append(v.macs, &sync.Pool{New: func() any { return hmac.New(sha256.New, key) }})
 	}
 	return v, nil
 }
@@ -114,9 +120,17 @@ func (v *StandardWebhooks) Verify(id, timestamp, signatures string, body []byte)
 	if ts.Sub(now) > v.tolerance {
 		return ErrMessageTooNew
 	}
-	var want [][]byte
-	for _, key := range v.keys {
-		want = append(want, mac(key, id, timestamp, body))
+	want := make([][sha256.Size]byte, len(v.macs))
+	for i, pool := range v.macs {
+		h := pool.Get().(hash.Hash)
+		h.Reset()
+		_, _ = io.WriteString(h, id)
+		_, _ = h.Write([]byte{'.'})
+		_, _ = io.WriteString(h, timestamp)
+		_, _ = h.Write([]byte{'.'})
+		_, _ = h.Write(body)
+		h.Sum(want[i][:0])
+		pool.Put(h)
 	}
 	for _, entry := range strings.Fields(signatures) {
 		version, sig, ok := strings.Cut(entry, ",")
@@ -128,7 +142,7 @@ func (v *StandardWebhooks) Verify(id, timestamp, signatures string, body []byte)
 			continue
 		}
 		for _, w := range want {
-			if hmac.Equal(got, w) {
+			if hmac.Equal(got, w[:]) {
 				return nil
 			}
 		}

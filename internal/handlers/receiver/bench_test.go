@@ -53,12 +53,12 @@ func benchHookGeneric(b *testing.B, topts telemetry.Options) {
 		b.Fatal(err)
 	}
 	tp, mp, prop := tel.TracerProvider, tel.MeterProvider, tel.Propagator
-	// The publisher as app.NewReceiver builds it.
+	// The publisher as app.NewReceiver builds it (the JetStream context bounds the ack wait).
 	ajs, err := jetstream.New(nc, jetstream.WithPublishAsyncTimeout(5*time.Second))
 	if err != nil {
 		b.Fatal(err)
 	}
-	r, err := receiver.New(receiver.Options{Publisher: events.NewAsyncPublisher(ajs, tp, prop, 5*time.Second), Sources: []sources.Source{g},
+	r, err := receiver.New(receiver.Options{Publisher: events.NewAsyncPublisher(ajs, tp, prop, 0), Sources: []sources.Source{g},
 		TracerProvider: tp, MeterProvider: mp, Propagator: prop})
 	if err != nil {
 		b.Fatal(err)
