@@ -170,7 +170,11 @@ func TestBudgetConcurrencyCapIsFleetWide(t *testing.T) {
 func TestBudgetCrashedHolderSlotExpires(t *testing.T) {
 	t.Parallel()
 	const ttl = 400 * time.Millisecond
-	crashed, survivor, _ := budgetPair(t, redisstate.BudgetOptions{DefaultLimit: -1, DefaultConcurrency: 1, SlotTTL: ttl})
+	// A replica waiting for a slot another replica holds re-asks Redis at
+	// most every MaxPoll (200 ms by default): kept well under the 200 ms
+	// "at once" bound below, so a release is told from a slot's expiry
+	// whatever the order in which the two replicas reach Redis.
+	crashed, survivor, _ := budgetPair(t, redisstate.BudgetOptions{DefaultLimit: -1, DefaultConcurrency: 1, SlotTTL: ttl, MaxPoll: 20 * time.Millisecond})
 	ctx := t.Context()
 	held := time.Now()
 	if _, err := crashed.Acquire(ctx, "k", sentry.PriorityLeaver); err != nil {
