@@ -187,7 +187,7 @@ func benchIngest(ctx context.Context, cfg ingestConfig, sink *otlpSink, phase fu
 	}
 	var wg sync.WaitGroup
 	var bseq atomic.Int64
-	baseline := func() (float64, float64) {
+	baseline := func(dur time.Duration) (float64, float64) {
 		var n atomic.Int64
 		cpu0 := selfCPU()
 		start := time.Now()
@@ -276,10 +276,10 @@ func benchIngest(ctx context.Context, cfg ingestConfig, sink *otlpSink, phase fu
 	newClient := func() *rawClient { return &rawClient{addr: addr} }
 
 	// saturate runs clients senders against target for dur, one connection
-	// each, and returns their latencies and the rate.
+	// each, and returns their latencies, the rate and the CPU per request.
 	var mu sync.Mutex
 	var errs atomic.Int64
-	saturate := func(target string) ([]time.Duration, float64, float64) {
+	saturate := func(target string, dur time.Duration) ([]time.Duration, float64, float64) {
 		var lat []time.Duration
 		cpu0 := selfCPU()
 		start := time.Now()
@@ -324,13 +324,11 @@ func benchIngest(ctx context.Context, cfg ingestConfig, sink *otlpSink, phase fu
 	// A warm-up of each phase, not counted: the first connections, the
 	// stream's first blocks and the receiver's first requests.
 	fmt.Fprintf(progress, "bench: warming up…\n")
-	warm := dur
-	dur = min(dur, time.Second)
-	baseline()
-	saturate(fln.Addr().String())
-	saturate(addr)
+	warm := min(dur, time.Second)
+	baseline(warm)
+	saturate(fln.Addr().String(), warm)
+	saturate(addr, warm)
 	purge()
-	dur = warm
 
 	// Rounds of baseline, HTTP floor and receiver, back to back: each
 	// round's ratios compare phases a few seconds apart.
@@ -339,15 +337,15 @@ func benchIngest(ctx context.Context, cfg ingestConfig, sink *otlpSink, phase fu
 		var rd ingestRound
 		fmt.Fprintf(progress, "bench: round %d/%d: baseline, %d JetStream publishers for %s…\n", i+1, cfg.rounds, clients, dur)
 		phase("baseline")
-		rd.BaselineRPS, rd.BaselineCPUus = baseline()
+		rd.BaselineRPS, rd.BaselineCPUus = baseline(dur)
 		purge()
 		fmt.Fprintf(progress, "bench: round %d/%d: HTTP floor, %d senders for %s…\n", i+1, cfg.rounds, clients, dur)
 		phase("floor")
-		_, rd.HTTPFloorRPS, rd.HTTPFloorCPUus = saturate(fln.Addr().String())
+		_, rd.HTTPFloorRPS, rd.HTTPFloorCPUus = saturate(fln.Addr().String(), dur)
 		fmt.Fprintf(progress, "bench: round %d/%d: receiver, %d senders for %s…\n", i+1, cfg.rounds, clients, dur)
 		phase("receiver")
 		var l []time.Duration
-		l, rd.RPS, rd.CPUus = saturate(addr)
+		l, rd.RPS, rd.CPUus = saturate(addr, dur)
 		lat = append(lat, l...)
 		purge()
 		if rd.CPUus > 0 {
@@ -376,7 +374,7 @@ func benchIngest(ctx context.Context, cfg ingestConfig, sink *otlpSink, phase fu
 	res.Ratio = res.RPS / res.BaselineRPS
 	res.P50ms, res.P99ms = pct(lat, 50), pct(lat, 99)
 
-	// Phase 4: paced at rate events/s.
+	// Then the receiver paced at rate events/s, for its latency.
 	fmt.Fprintf(progress, "bench: receiver paced at %d ev/s for %s…\n", rate, dur)
 	phase("paced")
 	lat = lat[:0]

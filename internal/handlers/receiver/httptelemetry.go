@@ -2,7 +2,6 @@ package receiver
 
 import (
 	"net/http"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -43,36 +42,10 @@ type durationKey struct {
 	tls           bool
 }
 
-// code packs k into an integer (a cheaper map key than three strings) when
-// its values are the usual ones: a standard method, HTTP/1.x or 2 and a
-// three-digit status; ok is false otherwise.
-func (k durationKey) code() (c uint32, ok bool) {
-	ms, ps := methods(), protos()
-	m := slices.Index(ms[:], k.method)
-	p := slices.Index(ps[:], k.proto)
-	if m < 0 || p < 0 || k.status < 100 || k.status > 999 {
-		return 0, false
-	}
-	c = uint32(k.status)<<8 | uint32(m)<<4 | uint32(p)<<1
-	if k.tls {
-		c |= 1
-	}
-	return c, true
-}
-
-// methods are the values method returns; protos the protocols net/http
-// serves. Their positions are durationKey codes.
-func methods() [10]string {
-	return [...]string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
-		http.MethodDelete, http.MethodConnect, http.MethodOptions, http.MethodTrace, "_OTHER"}
-}
-
-func protos() [4]string { return [...]string{"HTTP/1.1", "HTTP/1.0", "HTTP/2.0", "HTTP/3.0"} }
-
 // routeSets caches one route's duration attribute sets.
 type routeSets struct {
 	route string
-	sets  sync.Map // code → metric.MeasurementOption
+	sets  sync.Map // durationKey → metric.MeasurementOption
 }
 
 // serverDurationBuckets are the semantic conventions' advice for
@@ -152,19 +125,14 @@ func (t *serverTelemetry) requestAttrs(r *http.Request, route string) []attribut
 	return attrs
 }
 
-// attrs returns the duration's attribute set for k, built once.
+// attrs returns the duration's attribute set for k, built once. Every field
+// of k has few values (method and protocol are normalised or bounded by
+// net/http), so the cache stays small whatever senders send.
 func (rs *routeSets) attrs(k durationKey) metric.MeasurementOption {
-	c, ok := k.code()
-	if ok {
-		if v, ok := rs.sets.Load(c); ok {
-			return v.(metric.MeasurementOption)
-		}
+	if v, ok := rs.sets.Load(k); ok {
+		return v.(metric.MeasurementOption)
 	}
-	o := rs.build(k)
-	if !ok {
-		return o
-	}
-	v, _ := rs.sets.LoadOrStore(c, o)
+	v, _ := rs.sets.LoadOrStore(k, rs.build(k))
 	return v.(metric.MeasurementOption)
 }
 
