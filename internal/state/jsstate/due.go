@@ -124,16 +124,9 @@ func (q *DueQueue) Cancel(ctx context.Context, personKey, field string) error {
 		}
 		return q.remove(ctx, key, 0)
 	}
-	kl, err := q.kv.ListKeysFiltered(ctx, kvKey(personKey)+".*")
+	keys, err := liveKeys(ctx, q.st, BucketDue, kvKey(personKey)+".*")
 	if err != nil {
 		return fmt.Errorf("cancel %s: %w", personKey, err)
-	}
-	var keys []string
-	for k := range kl.Keys() {
-		keys = append(keys, k)
-	}
-	if err := ctx.Err(); err != nil {
-		return err
 	}
 	for _, k := range keys {
 		if err := q.remove(ctx, k, 0); err != nil {

@@ -38,17 +38,18 @@ type Beat struct {
 // Presence is the replica registry.
 type Presence struct {
 	kv jetstream.KeyValue
+	st jetstream.Stream
 }
 
 // OpenPresence opens (or creates) the replica registry.
 func OpenPresence(ctx context.Context, js jetstream.JetStream, o Options) (*Presence, error) {
 	o = o.withDefaults()
-	kv, _, err := openKV(ctx, js, jetstream.KeyValueConfig{Bucket: BucketReplicas, Description: "sentry-jml live replicas",
+	kv, st, err := openKV(ctx, js, jetstream.KeyValueConfig{Bucket: BucketReplicas, Description: "sentry-jml live replicas",
 		History: 1, TTL: presenceTTL, Storage: jetstream.MemoryStorage, Replicas: o.Replicas})
 	if err != nil {
 		return nil, err
 	}
-	return &Presence{kv: kv}, nil
+	return &Presence{kv: kv, st: st}, nil
 }
 
 func presenceKey(id string) string {
@@ -73,39 +74,29 @@ func (p *Presence) Leave(ctx context.Context, id string) error {
 	return nil
 }
 
-// Live lists the replicas whose last heartbeat is younger than within.
+// Live lists the replicas whose last heartbeat is younger than within. It
+// reads every key through a key scan, not nats.go's KV watcher: replicas beat
+// while jml pause lists them, and the watcher's initial-values marker can
+// come before a key whose old heartbeat a new one replaced, so a pause would
+// answer complete without the replica it never saw.
 func (p *Presence) Live(ctx context.Context, now time.Time, within time.Duration) ([]Beat, error) {
-	w, err := p.kv.WatchAll(ctx, jetstream.IgnoreDeletes())
-	if err != nil {
-		return nil, fmt.Errorf("replica list: %w", err)
-	}
-	defer func() { _ = w.Stop() }()
-	// A heartbeat written while the current values are delivered can come
-	// twice: one entry per key.
-	byKey := map[string]Beat{}
-	var out []Beat
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("replica list: %w", ctx.Err())
-		case e, ok := <-w.Updates():
-			if !ok {
-				return nil, errors.New("replica list: watcher closed")
-			}
-			if e == nil {
-				for _, b := range byKey {
-					if now.Sub(b.At) <= within {
-						out = append(out, b)
-					}
-				}
-				slices.SortFunc(out, func(a, b Beat) int { return strings.Compare(a.ID, b.ID) })
-				return out, nil
-			}
-			var b Beat
-			if json.Unmarshal(e.Value(), &b) != nil {
-				continue
-			}
-			byKey[e.Key()] = b
+	cfg := jetstream.ConsumerConfig{FilterSubject: "$KV." + BucketReplicas + ".>", DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy}
+	out := []Beat{}
+	for m, err := range scan(ctx, p.st, cfg) {
+		if err != nil {
+			return nil, fmt.Errorf("replica list: %w", err)
+		}
+		if isKVDelete(m) {
+			continue
+		}
+		var b Beat
+		if json.Unmarshal(m.Data(), &b) != nil {
+			continue
+		}
+		if now.Sub(b.At) <= within {
+			out = append(out, b)
 		}
 	}
+	slices.SortFunc(out, func(a, b Beat) int { return strings.Compare(a.ID, b.ID) })
+	return out, nil
 }

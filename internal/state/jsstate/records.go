@@ -1,10 +1,14 @@
 package jsstate
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"iter"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -165,6 +169,24 @@ func isKVDelete(m jetstream.Msg) bool {
 	return h.Get(jetstream.MarkerReasonHeader) != ""
 }
 
+// liveKeys lists the keys of bucket (stored in st) that match filter (a KV
+// key pattern, "" for every key) and hold a value, through a key scan: a key
+// rewritten during the listing is still listed (see scan).
+func liveKeys(ctx context.Context, st jetstream.Stream, bucket, filter string) ([]string, error) {
+	prefix := "$KV." + bucket + "."
+	cfg := jetstream.ConsumerConfig{FilterSubject: prefix + cmp.Or(filter, ">"), DeliverPolicy: jetstream.DeliverLastPerSubjectPolicy, HeadersOnly: true}
+	var keys []string
+	for m, err := range scan(ctx, st, cfg) {
+		if err != nil {
+			return nil, err
+		}
+		if !isKVDelete(m) {
+			keys = append(keys, strings.TrimPrefix(m.Subject(), prefix))
+		}
+	}
+	return keys, nil
+}
+
 // scanBatch bounds how many messages a scan buffers.
 const scanBatch = 256
 
@@ -179,6 +201,15 @@ const scanAttempts = 6
 // seen). The consumer is deleted when the scan ends; if the process dies,
 // the server removes it after a minute of inactivity.
 //
+// A key scan (DeliverLastPerSubject) lists every key that existed at the
+// start and still exists, even one rewritten while the scan runs. The
+// consumer alone would miss such a key: its old message is removed before it
+// is delivered and its new one lies past the scan's end (nats.go's KV watcher
+// and ListKeys have the same flaw, as their initial-values marker counts a
+// rewrite of one key as another key). So the scan first lists the keys from
+// the stream's subject state, and reads the last message of each key the
+// consumer did not deliver directly, skipping the keys that are gone.
+//
 // A scan survives the loss of its consumer: on a transient error it creates
 // a new one and resumes after the last message it yielded (by start sequence
 // for DeliverAll and DeliverByStartTime; for DeliverLastPerSubject, which
@@ -187,7 +218,12 @@ const scanAttempts = 6
 // reconcile run.
 func scan(ctx context.Context, st jetstream.Stream, cfg jetstream.ConsumerConfig) iter.Seq2[jetstream.Msg, error] {
 	return func(yield func(jetstream.Msg, error) bool) {
-		info, err := st.Info(ctx)
+		keys := cfg.DeliverPolicy == jetstream.DeliverLastPerSubjectPolicy
+		var opts []jetstream.StreamInfoOpt
+		if keys {
+			opts = append(opts, jetstream.WithSubjectFilter(cmp.Or(cfg.FilterSubject, ">")))
+		}
+		info, err := st.Info(ctx, opts...)
 		if err != nil {
 			yield(nil, fmt.Errorf("scan %s: %w", st.CachedInfo().Config.Name, err))
 			return
@@ -196,10 +232,19 @@ func scan(ctx context.Context, st jetstream.Stream, cfg jetstream.ConsumerConfig
 		if info.State.Msgs == 0 {
 			return
 		}
+		if keys {
+			s.unseen = make(map[string]struct{}, len(info.State.Subjects))
+			for subj := range info.State.Subjects {
+				s.unseen[subj] = struct{}{}
+			}
+		}
 		backoff := 100 * time.Millisecond
 		for attempt := 1; ; attempt++ {
 			done, err := s.run(ctx, yield)
 			if done {
+				if keys && !s.stopped {
+					s.rest(ctx, yield)
+				}
 				return
 			}
 			if ctx.Err() != nil || !transientScanError(err) || attempt >= scanAttempts {
@@ -224,7 +269,56 @@ type scanner struct {
 	name  string
 	last  uint64 // the stream's last sequence when the scan started
 	after uint64 // the last stream sequence yielded
+	// unseen holds, in a key scan, the subjects present at the start that
+	// have not been yielded yet.
+	unseen  map[string]struct{}
+	stopped bool // the caller stopped the iteration
 }
+
+// rest yields, in a key scan, the last message of each subject present at
+// the start that the consumer did not deliver (rewritten or removed since);
+// a subject that has no message any more is skipped.
+func (s *scanner) rest(ctx context.Context, yield func(jetstream.Msg, error) bool) {
+	subjects := slices.Sorted(maps.Keys(s.unseen))
+	for _, subj := range subjects {
+		raw, err := s.st.GetLastMsgForSubject(ctx, subj)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			yield(nil, fmt.Errorf("scan %s: last of %s: %w", s.name, subj, err))
+			return
+		}
+		if !yield(rawMsg{raw: raw, stream: s.name}, nil) {
+			return
+		}
+	}
+}
+
+// rawMsg presents a message read directly (not through a consumer) as a
+// jetstream.Msg: its subject, data, headers and stream sequence. It cannot
+// be acknowledged.
+type rawMsg struct {
+	raw    *jetstream.RawStreamMsg
+	stream string
+}
+
+var errRawAck = errors.New("a message read directly has no consumer to acknowledge")
+
+func (m rawMsg) Metadata() (*jetstream.MsgMetadata, error) {
+	return &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: m.raw.Sequence}, Timestamp: m.raw.Time, Stream: m.stream}, nil
+}
+func (m rawMsg) Data() []byte                     { return m.raw.Data }
+func (m rawMsg) Headers() nats.Header             { return m.raw.Header }
+func (m rawMsg) Subject() string                  { return m.raw.Subject }
+func (m rawMsg) Reply() string                    { return "" }
+func (m rawMsg) Ack() error                       { return errRawAck }
+func (m rawMsg) DoubleAck(context.Context) error  { return errRawAck }
+func (m rawMsg) Nak() error                       { return errRawAck }
+func (m rawMsg) NakWithDelay(time.Duration) error { return errRawAck }
+func (m rawMsg) InProgress() error                { return errRawAck }
+func (m rawMsg) Term() error                      { return errRawAck }
+func (m rawMsg) TermWithReason(string) error      { return errRawAck }
 
 // transientScanError reports whether a scan may resume on a new consumer.
 func transientScanError(err error) bool {
@@ -285,11 +379,13 @@ func (s *scanner) run(ctx context.Context, yield func(jetstream.Msg, error) bool
 		}
 		if seq > s.after {
 			s.after = seq
+			delete(s.unseen, m.Subject())
 			if !yield(m, nil) {
+				s.stopped = true
 				return true, nil
 			}
 		}
-		if md.NumPending == 0 || seq == s.last {
+		if md.NumPending == 0 || seq == s.last || (s.unseen != nil && len(s.unseen) == 0) {
 			return true, nil
 		}
 	}

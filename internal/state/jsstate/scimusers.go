@@ -31,6 +31,7 @@ const BucketSCIM = "JML_SCIM"
 // the next writer of that name.
 type SCIMStore struct {
 	kv jetstream.KeyValue
+	st jetstream.Stream
 }
 
 // OpenSCIM creates (or opens) the JML_SCIM bucket.
@@ -42,7 +43,7 @@ func OpenSCIM(ctx context.Context, js jetstream.JetStream, o Options) (*SCIMStor
 	if o.Memory {
 		storage = jetstream.MemoryStorage
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, st, err := openKV(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      BucketSCIM,
 		Description: "sentry-jml resources pushed by IdPs to the inbound SCIM server",
 		History:     5,
@@ -50,9 +51,9 @@ func OpenSCIM(ctx context.Context, js jetstream.JetStream, o Options) (*SCIMStor
 		Replicas:    o.Replicas,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("open bucket %s: %w", BucketSCIM, err)
+		return nil, err
 	}
-	return &SCIMStore{kv: kv}, nil
+	return &SCIMStore{kv: kv, st: st}, nil
 }
 
 // scimEntry is the stored value of a document key.
@@ -211,18 +212,10 @@ func (s *SCIMStore) List(ctx context.Context, kind string, fn func(id string, da
 	if err := checkKind(kind); err != nil {
 		return err
 	}
-	lister, err := s.kv.ListKeysFiltered(ctx, kind+".d.>")
-	if errors.Is(err, jetstream.ErrNoKeysFound) {
-		return nil
-	}
+	keys, err := liveKeys(ctx, s.st, BucketSCIM, kind+".d.>")
 	if err != nil {
 		return fmt.Errorf("scim list %s: %w", kind, err)
 	}
-	var keys []string
-	for k := range lister.Keys() {
-		keys = append(keys, k)
-	}
-	_ = lister.Stop()
 	seen := make(map[string]bool, len(keys))
 	prefix := kind + ".d."
 	for _, k := range keys {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"iter"
 	"time"
 
@@ -28,17 +29,20 @@ type Unresolved struct {
 }
 
 // UnresolvedList stores unresolved events (kept 30 days).
-type UnresolvedList struct{ kv jetstream.KeyValue }
+type UnresolvedList struct {
+	kv jetstream.KeyValue
+	st jetstream.Stream
+}
 
 // OpenUnresolved opens the bucket.
 func OpenUnresolved(ctx context.Context, js jetstream.JetStream, o Options) (*UnresolvedList, error) {
 	o = o.withDefaults()
-	kv, _, err := openKV(ctx, js, jetstream.KeyValueConfig{Bucket: BucketUnresolved, Description: "sentry-jml events whose person could not be identified",
+	kv, st, err := openKV(ctx, js, jetstream.KeyValueConfig{Bucket: BucketUnresolved, Description: "sentry-jml events whose person could not be identified",
 		History: 1, TTL: 30 * 24 * time.Hour, Storage: o.storage(), Replicas: o.Replicas})
 	if err != nil {
 		return nil, err
 	}
-	return &UnresolvedList{kv: kv}, nil
+	return &UnresolvedList{kv: kv, st: st}, nil
 }
 
 // Put records u (keyed by its event id).
@@ -59,16 +63,12 @@ func (l *UnresolvedList) Delete(ctx context.Context, source, eventID string) err
 // List streams the entries.
 func (l *UnresolvedList) List(ctx context.Context) iter.Seq2[Unresolved, error] {
 	return func(yield func(Unresolved, error) bool) {
-		lister, err := l.kv.ListKeys(ctx)
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return
-		}
+		keys, err := liveKeys(ctx, l.st, BucketUnresolved, "")
 		if err != nil {
-			yield(Unresolved{}, err)
+			yield(Unresolved{}, fmt.Errorf("unresolved list: %w", err))
 			return
 		}
-		defer lister.Stop()
-		for k := range lister.Keys() {
+		for _, k := range keys {
 			e, err := l.kv.Get(ctx, k)
 			if errors.Is(err, jetstream.ErrKeyNotFound) {
 				continue
