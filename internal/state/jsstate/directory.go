@@ -145,8 +145,9 @@ func (d *Directory) update(ctx context.Context, key string, fn func(old state.Pe
 	}
 }
 
-// List implements state.Directory: an ephemeral consumer delivers the last
-// revision of every key, at most a few hundred records buffered at a time.
+// List implements state.Directory: a key scan delivers the last revision of
+// every key, at most a few hundred records buffered at a time; a record
+// rewritten during the listing is still listed (see scan).
 func (d *Directory) List(ctx context.Context) iter.Seq2[state.PersonRecord, error] {
 	return func(yield func(state.PersonRecord, error) bool) {
 		cfg := jetstream.ConsumerConfig{
