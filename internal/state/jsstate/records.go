@@ -281,7 +281,7 @@ type scanner struct {
 func (s *scanner) rest(ctx context.Context, yield func(jetstream.Msg, error) bool) {
 	subjects := slices.Sorted(maps.Keys(s.unseen))
 	for _, subj := range subjects {
-		raw, err := s.st.GetLastMsgForSubject(ctx, subj)
+		raw, err := s.lastOf(ctx, subj)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue
 		}
@@ -292,6 +292,24 @@ func (s *scanner) rest(ctx context.Context, yield func(jetstream.Msg, error) boo
 		if !yield(rawMsg{raw: raw, stream: s.name}, nil) {
 			return
 		}
+	}
+}
+
+// lastOf reads subject's last message, retrying a transient failure (a
+// leader election) like the consumer does.
+func (s *scanner) lastOf(ctx context.Context, subject string) (*jetstream.RawStreamMsg, error) {
+	backoff := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		raw, err := s.st.GetLastMsgForSubject(ctx, subject)
+		if err == nil || ctx.Err() != nil || !transientScanError(err) || attempt >= scanAttempts {
+			return raw, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff *= 2
 	}
 }
 
