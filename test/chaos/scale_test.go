@@ -180,8 +180,8 @@ func shortPattern(p string) string {
 // Sentry's default rate limit (40 requests per second per token, URL pattern
 // and method) and a concurrency cap of 6, which each worker alone would
 // exceed: the fleet must share the budget. The sandbox's limiter must answer
-// no 429 after the first second (before any response told the workers the
-// limits), and its request log must show no 1-second window over the limit
+// no 429 after the first second of each (method, URL pattern) (before any
+// response told the workers its limits), and its request log must show no 1-second window over the limit
 // and no moment over the cap; then the end state and the mutation bounds.
 func TestChaosFleetBudget(t *testing.T) {
 	if testing.Short() {
@@ -214,10 +214,28 @@ func TestChaosFleetBudget(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The workers learn a (method, URL pattern)'s limits from its first
+	// responses; until then they pace by the defaults (40/s, 25 in flight),
+	// over this sandbox's cap of 6. So "the first second" starts at each
+	// pattern's first request, not when the sender started: on a loaded
+	// machine a pattern's first requests can come more than a second later
+	// (one 429 at start + 1 s failed a CI run that way).
+	firstOf := map[string]time.Time{}
+	for _, q := range log {
+		k := q.Method + " " + shortPattern(q.Pattern)
+		if f, ok := firstOf[k]; !ok || q.Time.Before(f) {
+			firstOf[k] = q.Time
+		}
+	}
 	limitedAfterFirst := 0
 	for _, q := range log {
-		if q.Status == 429 && q.Time.After(start.Add(time.Second)) {
+		if q.Status == 429 && q.Time.After(start.Add(time.Second)) &&
+			q.Time.After(firstOf[q.Method+" "+shortPattern(q.Pattern)].Add(time.Second)) {
 			limitedAfterFirst++
+			if limitedAfterFirst <= 5 {
+				t.Logf("429 after the first second: %s %s at %s (its pattern's first request at %s)", q.Method, q.Path,
+					q.Time.Format("15:04:05.000"), firstOf[q.Method+" "+shortPattern(q.Pattern)].Format("15:04:05.000"))
+			}
 		}
 	}
 	maxWin, winKey := maxPerWindow(log, start, time.Now())
