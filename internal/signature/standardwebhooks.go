@@ -92,12 +92,17 @@ func Sign(key []byte, id string, ts time.Time, body []byte) string {
 
 func mac(key []byte, id, ts string, body []byte) []byte {
 	h := hmac.New(sha256.New, key)
-	h.Write([]byte(id))
-	h.Write([]byte{'.'})
-	h.Write([]byte(ts))
-	h.Write([]byte{'.'})
-	h.Write(body)
+	writeSigned(h, id, ts, body)
 	return h.Sum(nil)
+}
+
+// writeSigned writes the signed content, "{id}.{timestamp}.{body}", to h.
+func writeSigned(h hash.Hash, id, ts string, body []byte) {
+	_, _ = io.WriteString(h, id)
+	_, _ = h.Write([]byte{'.'})
+	_, _ = io.WriteString(h, ts)
+	_, _ = h.Write([]byte{'.'})
+	_, _ = h.Write(body)
 }
 
 // Verify checks the three webhook-* header values against body. It accepts when any
@@ -124,11 +129,7 @@ func (v *StandardWebhooks) Verify(id, timestamp, signatures string, body []byte)
 	for i, pool := range v.macs {
 		h := pool.Get().(hash.Hash)
 		h.Reset()
-		_, _ = io.WriteString(h, id)
-		_, _ = h.Write([]byte{'.'})
-		_, _ = io.WriteString(h, timestamp)
-		_, _ = h.Write([]byte{'.'})
-		_, _ = h.Write(body)
+		writeSigned(h, id, timestamp, body)
 		h.Sum(want[i][:0])
 		pool.Put(h)
 	}

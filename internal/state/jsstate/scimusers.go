@@ -216,13 +216,9 @@ func (s *SCIMStore) List(ctx context.Context, kind string, fn func(id string, da
 	if err != nil {
 		return fmt.Errorf("scim list %s: %w", kind, err)
 	}
-	seen := make(map[string]bool, len(keys))
+	// A key scan lists each key once: no duplicates to skip.
 	prefix := kind + ".d."
 	for _, k := range keys {
-		if seen[k] {
-			continue
-		}
-		seen[k] = true
 		raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(k, prefix))
 		if err != nil {
 			continue

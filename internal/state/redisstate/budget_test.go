@@ -707,7 +707,7 @@ func TestBudgetChunksGrantsForLocalWaiters(t *testing.T) {
 		conc              int
 		maxScriptsPerCall float64
 	}{
-		{"window-bound", -1, 0}, // bounded per window below
+		{"window-bound", -1, 0}, // fewer script calls than grants: see below
 		{"slot-bound", 8, 1.5},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
